@@ -1,0 +1,115 @@
+package hostlocal
+
+import (
+	"net"
+
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/plugins/pkg/ip"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
+)
+
+// allocate reserves one address of range set idx for id/ifname: the requested
+// one when given, otherwise the next free one after the last handed out
+// (round robin, so a just-released address is not reused at once).
+func allocate(s *Store, set RangeSet, idx int, id, ifname string, requested net.IP) (*current.IPConfig, error) {
+	if requested != nil {
+		r := set.RangeFor(requested)
+		if r == nil {
+			return nil, cnierr.Config("requested address %s is outside range set %s", requested, set.String())
+		}
+		if requested.Equal(r.Gateway) {
+			return nil, cnierr.Config("requested address %s is the gateway of subnet %s", requested, r.Subnet.String())
+		}
+		ok, err := s.Reserve(id, ifname, requested, idx)
+		if err != nil {
+			return nil, cnierr.IO("%v", err)
+		}
+		if !ok {
+			return nil, cnierr.TryAgain("requested address %s is already reserved by another container in range set %s; release it or request another", requested, set.String())
+		}
+		return ipConfig(r, requested), nil
+	}
+
+	it := newIterator(set, s.LastReserved(idx))
+	for {
+		r, addr := it.next()
+		if addr == nil {
+			break
+		}
+		ok, err := s.Reserve(id, ifname, addr, idx)
+		if err != nil {
+			return nil, cnierr.IO("%v", err)
+		}
+		if ok {
+			return ipConfig(r, addr), nil
+		}
+	}
+	return nil, cnierr.TryAgain("no IP addresses available in range set %s: every address is reserved (free some with DEL, or widen the range)", set.String())
+}
+
+func ipConfig(r *Range, addr net.IP) *current.IPConfig {
+	return &current.IPConfig{
+		Address: net.IPNet{IP: addr, Mask: r.Subnet.Mask},
+		Gateway: r.Gateway,
+	}
+}
+
+// iterator walks every address of a range set exactly once, starting after
+// `last` when last is inside the set, and skips each range's gateway.
+type iterator struct {
+	set        RangeSet
+	rangeIdx   int
+	cur        net.IP
+	startRange int
+	startIP    net.IP
+	started    bool
+}
+
+func newIterator(set RangeSet, last net.IP) *iterator {
+	it := &iterator{set: set}
+	// Default: start at the first address of the first range.
+	it.rangeIdx, it.startIP = 0, set[0].RangeStart
+	if last != nil {
+		for i := range set {
+			if set[i].Contains(last) {
+				it.rangeIdx = i
+				it.startIP = ip.NextIP(last)
+				if !set[i].Contains(it.startIP) {
+					it.rangeIdx = (i + 1) % len(set)
+					it.startIP = set[it.rangeIdx].RangeStart
+				}
+				break
+			}
+		}
+	}
+	it.startRange = it.rangeIdx
+	return it
+}
+
+// next returns the next candidate, or a nil address after a full lap.
+func (it *iterator) next() (*Range, net.IP) {
+	for {
+		r := &it.set[it.rangeIdx]
+		switch {
+		case !it.started:
+			it.started = true
+			it.cur = it.startIP
+		default:
+			nxt := ip.NextIP(it.cur)
+			if nxt == nil || !r.Contains(nxt) {
+				it.rangeIdx = (it.rangeIdx + 1) % len(it.set)
+				r = &it.set[it.rangeIdx]
+				nxt = r.RangeStart
+			}
+			if it.rangeIdx == it.startRange && nxt.Equal(it.startIP) {
+				return nil, nil // full lap
+			}
+			it.cur = nxt
+		}
+		if !it.cur.Equal(r.Gateway) {
+			return r, it.cur
+		}
+	}
+}
+

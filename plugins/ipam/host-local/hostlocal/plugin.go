@@ -1,0 +1,115 @@
+// Package hostlocal is the host-local IPAM plugin: addresses from configured
+// ranges, reserved as files on the node, safe under concurrent plugin runs.
+package hostlocal
+
+import (
+	"net"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
+)
+
+// Add reserves one address per range set and prints the result.
+func Add(args *skel.CmdArgs) error {
+	conf, cniVersion, err := LoadConfig(args.StdinData, args.Args)
+	if err != nil {
+		return err
+	}
+	result, err := Allocate(conf, args.ContainerID, args.IfName)
+	if err != nil {
+		return err
+	}
+	return types.PrintResult(result, cniVersion)
+}
+
+// Allocate does the work of ADD; on any error nothing stays reserved.
+func Allocate(conf *IPAMConfig, id, ifname string) (*current.Result, error) {
+	requested, err := assignRequested(conf)
+	if err != nil {
+		return nil, err
+	}
+	store, err := OpenStore(conf.DataDir, conf.Name)
+	if err != nil {
+		return nil, cnierr.IO("host-local: %v", err)
+	}
+	defer store.Close()
+
+	if have, err := store.Lookup(id, ifname); err != nil {
+		return nil, cnierr.IO("host-local: %v", err)
+	} else if len(have) > 0 {
+		return nil, cnierr.Config("host-local: container %s interface %s already holds %v on network %q; DEL it before adding it again", id, ifname, have, conf.Name)
+	}
+
+	result := &current.Result{CNIVersion: current.ImplementedSpecVersion, Routes: conf.Routes}
+	var reserved []net.IP
+	undo := func() {
+		for _, a := range reserved {
+			_ = store.ReleaseAddr(a, id, ifname)
+		}
+	}
+	for i, set := range conf.Ranges {
+		ipc, err := allocate(store, set, i, id, ifname, requested[i])
+		if err != nil {
+			undo()
+			return nil, err
+		}
+		reserved = append(reserved, ipc.Address.IP)
+		result.IPs = append(result.IPs, ipc)
+	}
+	if conf.ResolvConf != "" {
+		dns, err := parseResolvConf(conf.ResolvConf)
+		if err != nil {
+			undo()
+			return nil, cnierr.Config("host-local: resolvConf %s: %v", conf.ResolvConf, err)
+		}
+		result.DNS = *dns
+	}
+	return result, nil
+}
+
+// Del releases every address of the attachment; it is idempotent.
+func Del(args *skel.CmdArgs) error {
+	conf, _, err := LoadConfig(args.StdinData, args.Args)
+	if err != nil {
+		return err
+	}
+	store, err := OpenStore(conf.DataDir, conf.Name)
+	if err != nil {
+		return cnierr.IO("host-local: %v", err)
+	}
+	defer store.Close()
+	if err := store.Release(args.ContainerID, args.IfName); err != nil {
+		return cnierr.IO("host-local: %v", err)
+	}
+	return nil
+}
+
+// Check verifies the attachment still holds an address.
+func Check(args *skel.CmdArgs) error {
+	conf, _, err := LoadConfig(args.StdinData, args.Args)
+	if err != nil {
+		return err
+	}
+	store, err := OpenStore(conf.DataDir, conf.Name)
+	if err != nil {
+		return cnierr.IO("host-local: %v", err)
+	}
+	defer store.Close()
+	have, err := store.Lookup(args.ContainerID, args.IfName)
+	if err != nil {
+		return cnierr.IO("host-local: %v", err)
+	}
+	if len(have) == 0 {
+		return cnierr.Config("host-local: no address is reserved for container %s interface %s on network %q", args.ContainerID, args.IfName, conf.Name)
+	}
+	return nil
+}
+
+// Status reports readiness: host-local is ready whenever its config parses.
+func Status(args *skel.CmdArgs) error {
+	_, _, err := LoadConfig(args.StdinData, args.Args)
+	return err
+}

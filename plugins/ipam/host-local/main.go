@@ -1,0 +1,18 @@
+// Command host-local is the host-local IPAM plugin.
+package main
+
+import (
+	"github.com/containernetworking/cni/pkg/skel"
+
+	"github.com/dockernet/cni-plugins/plugins/ipam/host-local/hostlocal"
+	"github.com/dockernet/cni-plugins/plugins/pkg/buildinfo"
+)
+
+func main() {
+	skel.PluginMainFuncs(skel.CNIFuncs{
+		Add:    hostlocal.Add,
+		Check:  hostlocal.Check,
+		Del:    hostlocal.Del,
+		Status: hostlocal.Status,
+	}, buildinfo.Versions, buildinfo.About("host-local"))
+}

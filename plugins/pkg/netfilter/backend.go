@@ -1,0 +1,101 @@
+// Package netfilter holds the packet-filter backends shared by bridge
+// (masquerade) and portmap (host-port DNAT). A Backend serves one address
+// family; every operation is idempotent and applies as one transaction.
+package netfilter
+
+import (
+	"fmt"
+	"net"
+	"strings"
+)
+
+// Family is an address family.
+type Family int
+
+const (
+	IPv4 Family = 4
+	IPv6 Family = 6
+)
+
+func (f Family) String() string { return fmt.Sprintf("IPv%d", int(f)) }
+
+// FamilyOf returns the family of ip.
+func FamilyOf(ip net.IP) Family {
+	if ip.To4() != nil {
+		return IPv4
+	}
+	return IPv6
+}
+
+// PortMapping is one published port.
+type PortMapping struct {
+	HostIP        net.IP // nil or unspecified: every local address
+	HostPort      int
+	ContainerPort int
+	Protocol      string // tcp, udp or sctp
+}
+
+func (m PortMapping) String() string {
+	host := "0.0.0.0"
+	if m.HostIP != nil {
+		host = m.HostIP.String()
+	}
+	return fmt.Sprintf("%s:%d/%s -> %d", host, m.HostPort, m.Protocol, m.ContainerPort)
+}
+
+// PortMapSpec is everything portmap installs for one attachment and family.
+type PortMapSpec struct {
+	Owner         Owner
+	ContainerIP   net.IP
+	ContainerNet  *net.IPNet // the container's subnet: senders in it are hairpin traffic
+	Mappings      []PortMapping
+	SNAT          bool     // masquerade hairpin and localhost traffic
+	MasqAll       bool     // masquerade every connection to the published ports
+	MarkBit       int      // bit of the packet mark that asks for masquerade
+	ExternalMark  string   // chain that sets the masquerade mark (e.g. KUBE-MARK-MASQ)
+	Conditions    []string // extra match tokens on the entry rule (conditionsV4/V6)
+}
+
+// MasqSpec is the outbound masquerade for one attachment.
+type MasqSpec struct {
+	Owner  Owner
+	IP     net.IP // the container's address
+	Bridge string // traffic leaving through this interface is not masqueraded
+}
+
+// Backend installs and removes rules for one address family.
+type Backend interface {
+	Name() string
+	Family() Family
+
+	AddPortMappings(spec PortMapSpec) error
+	DelPortMappings(owner Owner) error
+	CheckPortMappings(spec PortMapSpec) error
+
+	AddMasquerade(spec MasqSpec) error
+	DelMasquerade(owner Owner) error
+	CheckMasquerade(spec MasqSpec) error
+}
+
+// New returns the backend called name ("iptables", or "" for the default).
+func New(name string, family Family) (Backend, error) {
+	switch strings.ToLower(name) {
+	case "", "iptables":
+		return newIPTables(family)
+	case "nftables":
+		return nil, fmt.Errorf("backend %q is not available yet in this build; use \"iptables\" or leave the key out", name)
+	default:
+		return nil, fmt.Errorf("unknown netfilter backend %q: use \"iptables\" or \"nftables\"", name)
+	}
+}
+
+// ValidateBackendName checks a configured backend name without touching the system.
+func ValidateBackendName(name string) error {
+	switch strings.ToLower(name) {
+	case "", "iptables":
+		return nil
+	case "nftables":
+		return fmt.Errorf("backend %q is not available yet in this build; use \"iptables\" or leave the key out", name)
+	}
+	return fmt.Errorf("unknown netfilter backend %q: use \"iptables\" or \"nftables\"", name)
+}

@@ -1,0 +1,194 @@
+package netfilter
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+
+	"github.com/coreos/go-iptables/iptables"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/filelock"
+)
+
+// LockPath serialises every snapshot-and-restore of this project's backends.
+// Without it two parallel ADDs could both see a base chain missing and the
+// second declaration would flush the first one's rules.
+var LockPath = "/run/dockernet/netfilter.lock"
+
+// ipTables is the iptables backend. Each ADD, DEL or CHECK costs one
+// `iptables-save -t nat` and (for ADD/DEL) one `iptables-restore --noflush`,
+// whatever the number of mappings.
+type ipTables struct {
+	family  Family
+	save    string
+	restore string
+}
+
+func newIPTables(f Family) (*ipTables, error) {
+	proto := iptables.ProtocolIPv4
+	prefix := "iptables"
+	if f == IPv6 {
+		proto = iptables.ProtocolIPv6
+		prefix = "ip6tables"
+	}
+	// go-iptables finds the binary and fails early with a clear error when
+	// the tools are missing.
+	if _, err := iptables.NewWithProtocol(proto); err != nil {
+		return nil, fmt.Errorf("%s backend unavailable: %w (install the iptables package)", prefix, err)
+	}
+	b := &ipTables{family: f}
+	var err error
+	if b.save, err = exec.LookPath(prefix + "-save"); err != nil {
+		return nil, fmt.Errorf("%s-save not found: %w (install the iptables package)", prefix, err)
+	}
+	if b.restore, err = exec.LookPath(prefix + "-restore"); err != nil {
+		return nil, fmt.Errorf("%s-restore not found: %w (install the iptables package)", prefix, err)
+	}
+	return b, nil
+}
+
+func (b *ipTables) Name() string   { return "iptables" }
+func (b *ipTables) Family() Family { return b.family }
+
+func (b *ipTables) snapshot() (*natSnapshot, error) {
+	var out, stderr bytes.Buffer
+	cmd := exec.Command(b.save, "-t", "nat")
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("%s -t nat: %v: %s", b.save, err, strings.TrimSpace(stderr.String()))
+	}
+	return parseNATSnapshot(out.String()), nil
+}
+
+func (b *ipTables) apply(txn *natTxn) error {
+	if txn.empty() {
+		return nil
+	}
+	input := txn.render()
+	var stderr bytes.Buffer
+	cmd := exec.Command(b.restore, "--noflush", "--wait")
+	cmd.Stdin, cmd.Stderr = strings.NewReader(input), &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s: %v: %s\n--- input ---\n%s", b.restore, err, strings.TrimSpace(stderr.String()), input)
+	}
+	return nil
+}
+
+// edit runs fn on a fresh snapshot under the lock and applies what it built.
+func (b *ipTables) edit(fn func(txn *natTxn, snap *natSnapshot) error) error {
+	lk, err := filelock.Acquire(LockPath)
+	if err != nil {
+		return err
+	}
+	defer lk.Release()
+	snap, err := b.snapshot()
+	if err != nil {
+		return err
+	}
+	txn := &natTxn{}
+	if err := fn(txn, snap); err != nil {
+		return err
+	}
+	return b.apply(txn)
+}
+
+// dropOwned deletes owner's rules from the shared chains and its DNAT chain.
+func dropOwnedPortRules(txn *natTxn, snap *natSnapshot, o Owner) {
+	for _, r := range snap.owned(chainHostPorts, o) {
+		txn.deleteSaved(chainHostPorts, r)
+	}
+}
+
+func (b *ipTables) AddPortMappings(spec PortMapSpec) error {
+	return b.edit(func(txn *natTxn, snap *natSnapshot) error {
+		ensureBase(txn, snap, portmapBaseJumps())
+		// Re-ADD replaces: old entry rules go, the DNAT chain is re-declared (flushed).
+		dropOwnedPortRules(txn, snap, spec.Owner)
+		portmapRules(txn, snap, spec, b.family)
+		return nil
+	})
+}
+
+func (b *ipTables) DelPortMappings(o Owner) error {
+	return b.edit(func(txn *natTxn, snap *natSnapshot) error {
+		dropOwnedPortRules(txn, snap, o)
+		if chain := dnatChain(o); snap.chains[chain] {
+			txn.declareChain(chain) // flushes it, so it can be deleted
+			txn.deleteChain(chain)
+		}
+		return nil
+	})
+}
+
+func (b *ipTables) CheckPortMappings(spec PortMapSpec) error {
+	snap, err := b.snapshot()
+	if err != nil {
+		return err
+	}
+	for _, j := range portmapBaseJumps() {
+		if !snap.hasRule(j.from, "-j "+j.to+" ") {
+			return fmt.Errorf("%s: jump from %s to %s is missing", b.family, j.from, j.to)
+		}
+	}
+	chain := dnatChain(spec.Owner)
+	if !snap.chains[chain] {
+		return fmt.Errorf("%s: chain %s for container %s is missing", b.family, chain, spec.Owner.ContainerID)
+	}
+	for _, m := range spec.Mappings {
+		if _, ok := hostIPFor(m, b.family); !ok {
+			continue
+		}
+		dport := fmt.Sprintf("--dport %d ", m.HostPort)
+		to := "--to-destination " + joinHostPort(spec.ContainerIP, m.ContainerPort) + " "
+		if !snap.hasRule(chain, "-p "+m.Protocol+" ", dport, to) {
+			return fmt.Errorf("%s: DNAT rule for %s is missing from %s", b.family, m, chain)
+		}
+		if len(snap.matching(chainHostPorts, tagPrefix+spec.Owner.Tag()+" ", "-p "+m.Protocol+" ")) == 0 {
+			return fmt.Errorf("%s: entry rule for %s is missing from %s", b.family, m, chainHostPorts)
+		}
+	}
+	return nil
+}
+
+func (b *ipTables) AddMasquerade(spec MasqSpec) error {
+	return b.edit(func(txn *natTxn, snap *natSnapshot) error {
+		ensureBase(txn, snap, masqBaseJumps())
+		for _, r := range snap.owned(chainMasq, spec.Owner) {
+			txn.deleteSaved(chainMasq, r)
+		}
+		txn.add(chainMasq, masqRule(spec, b.family)...)
+		return nil
+	})
+}
+
+func (b *ipTables) DelMasquerade(o Owner) error {
+	return b.edit(func(txn *natTxn, snap *natSnapshot) error {
+		for _, r := range snap.owned(chainMasq, o) {
+			txn.deleteSaved(chainMasq, r)
+		}
+		return nil
+	})
+}
+
+func (b *ipTables) CheckMasquerade(spec MasqSpec) error {
+	snap, err := b.snapshot()
+	if err != nil {
+		return err
+	}
+	if !snap.hasRule("POSTROUTING", "-j "+chainMasq+" ") {
+		return fmt.Errorf("%s: jump from POSTROUTING to %s is missing", b.family, chainMasq)
+	}
+	src := "-s " + spec.IP.String() + hostPrefix(b.family) + " "
+	if len(snap.matching(chainMasq, tagPrefix+spec.Owner.Tag()+" ", src, "-j MASQUERADE")) == 0 {
+		return fmt.Errorf("%s: masquerade rule for %s (container %s) is missing from %s", b.family, spec.IP, spec.Owner.ContainerID, chainMasq)
+	}
+	return nil
+}
+
+func init() {
+	if p := os.Getenv("DNET_NETFILTER_LOCK"); p != "" {
+		LockPath = p
+	}
+}

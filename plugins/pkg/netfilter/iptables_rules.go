@@ -1,0 +1,186 @@
+package netfilter
+
+// Chains this project owns in the nat table. Names differ from the reference
+// plugins' (CNI-HOSTPORT-*) so both can run side by side during a migration.
+//
+//	PREROUTING  -m addrtype --dst-type LOCAL -j DNET-HOSTPORTS
+//	OUTPUT      -m addrtype --dst-type LOCAL -j DNET-HOSTPORTS
+//	POSTROUTING -j DNET-POSTROUTING   (masquerade marked hairpin/localhost flows)
+//	POSTROUTING -j DNET-MASQ          (bridge ipMasq, one rule per container)
+//	DNET-HOSTPORTS  one entry rule per owner and protocol (multiport) -> DNET-DN-<tag>
+//	DNET-DN-<tag>   per owner: mark for masquerade, then DNAT
+import (
+	"fmt"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+const (
+	chainHostPorts   = "DNET-HOSTPORTS"
+	chainPostrouting = "DNET-POSTROUTING"
+	chainMasq        = "DNET-MASQ"
+	chainDNATPrefix  = "DNET-DN-"
+	commentBase      = tagPrefix + "base"
+
+	// multiport takes at most 15 ports per rule.
+	multiportMax = 15
+)
+
+// DefaultMarkBit is the reference portmap's default masquerade mark bit.
+const DefaultMarkBit = 13
+
+func dnatChain(o Owner) string { return chainDNATPrefix + o.Tag() }
+
+func markValue(bit int) string {
+	v := uint32(1) << uint(bit)
+	return fmt.Sprintf("0x%x/0x%x", v, v)
+}
+
+// baseJump is a jump our chains need from a built-in chain.
+type baseJump struct {
+	from string
+	args []string
+	to   string
+}
+
+func portmapBaseJumps() []baseJump {
+	local := []string{"-m", "addrtype", "--dst-type", "LOCAL"}
+	return []baseJump{
+		{"PREROUTING", local, chainHostPorts},
+		{"OUTPUT", local, chainHostPorts},
+		{"POSTROUTING", nil, chainPostrouting},
+	}
+}
+
+func masqBaseJumps() []baseJump {
+	return []baseJump{{"POSTROUTING", nil, chainMasq}}
+}
+
+// ensureBase adds to txn whatever base chains and jumps snap lacks.
+func ensureBase(txn *natTxn, snap *natSnapshot, jumps []baseJump) {
+	for _, j := range jumps {
+		if !snap.chains[j.to] {
+			txn.declareChain(j.to)
+			snap.chains[j.to] = true
+		}
+		if !snap.hasRule(j.from, "-j "+j.to+" ") {
+			args := append(append([]string{}, j.args...), "-m", "comment", "--comment", commentBase, "-j", j.to)
+			txn.add(j.from, args...)
+		}
+	}
+}
+
+// hostIPFor returns the host address a mapping binds in family f, whether the
+// mapping applies to f at all, and "" for every local address.
+func hostIPFor(m PortMapping, f Family) (string, bool) {
+	if m.HostIP == nil || m.HostIP.IsUnspecified() {
+		return "", true
+	}
+	if FamilyOf(m.HostIP) != f {
+		return "", false
+	}
+	return m.HostIP.String(), true
+}
+
+func hostPrefix(f Family) string {
+	if f == IPv4 {
+		return "/32"
+	}
+	return "/128"
+}
+
+func joinHostPort(ip net.IP, port int) string {
+	if ip.To4() != nil {
+		return ip.String() + ":" + strconv.Itoa(port)
+	}
+	return "[" + ip.String() + "]:" + strconv.Itoa(port)
+}
+
+// portmapRules writes spec's rules into txn: the owner's DNAT chain and its
+// entry rules in DNET-HOSTPORTS. Mappings of another family are skipped.
+func portmapRules(txn *natTxn, snap *natSnapshot, spec PortMapSpec, f Family) {
+	chain := dnatChain(spec.Owner)
+	comment := spec.Owner.Comment()
+	txn.declareChain(chain)
+
+	portsByProto := map[string][]int{}
+	seen := map[string]bool{}
+	for _, m := range spec.Mappings {
+		hostIP, ok := hostIPFor(m, f)
+		if !ok {
+			continue
+		}
+		key := m.Protocol + "/" + strconv.Itoa(m.HostPort)
+		if !seen[key] {
+			seen[key] = true
+			portsByProto[m.Protocol] = append(portsByProto[m.Protocol], m.HostPort)
+		}
+		match := []string{"-p", m.Protocol, "-m", m.Protocol, "--dport", strconv.Itoa(m.HostPort)}
+		if hostIP != "" {
+			match = append([]string{"-d", hostIP + hostPrefix(f)}, match...)
+		}
+		withComment := append(append([]string{}, match...), "-m", "comment", "--comment", comment)
+		if spec.SNAT {
+			mark := []string{"-j", "MARK", "--set-xmark", markValue(spec.MarkBit)}
+			if spec.ExternalMark != "" {
+				mark = []string{"-j", spec.ExternalMark}
+			}
+			switch {
+			case spec.MasqAll:
+				txn.add(chain, append(append([]string{}, withComment...), mark...)...)
+			default:
+				if spec.ContainerNet != nil {
+					txn.add(chain, append(append([]string{"-s", spec.ContainerNet.String()}, withComment...), mark...)...)
+				}
+				if f == IPv4 {
+					// Connections to 127.0.0.1:hostPort from the host itself.
+					txn.add(chain, append(append([]string{"-s", "127.0.0.0/8"}, withComment...), mark...)...)
+				}
+			}
+		}
+		txn.add(chain, append(withComment, "-j", "DNAT", "--to-destination", joinHostPort(spec.ContainerIP, m.ContainerPort))...)
+	}
+
+	protos := make([]string, 0, len(portsByProto))
+	for p := range portsByProto {
+		protos = append(protos, p)
+	}
+	sort.Strings(protos)
+	for _, proto := range protos {
+		ports := portsByProto[proto]
+		for i := 0; i < len(ports); i += multiportMax {
+			end := min(i+multiportMax, len(ports))
+			list := make([]string, 0, end-i)
+			for _, p := range ports[i:end] {
+				list = append(list, strconv.Itoa(p))
+			}
+			args := []string{"-p", proto, "-m", "comment", "--comment", comment,
+				"-m", "multiport", "--dports", strings.Join(list, ",")}
+			args = append(args, spec.Conditions...)
+			txn.add(chainHostPorts, append(args, "-j", chain)...)
+		}
+	}
+	if spec.SNAT && spec.ExternalMark == "" && !snap.hasRule(chainPostrouting, "--mark "+markValue(spec.MarkBit)+" ") {
+		// Shared by every owner using this mark bit; added once, never removed
+		// by a DEL, so one container leaving cannot break another's hairpin.
+		txn.add(chainPostrouting, "-m", "comment", "--comment", commentBase,
+			"-m", "mark", "--mark", markValue(spec.MarkBit), "-j", "MASQUERADE")
+	}
+}
+
+func multicastNet(f Family) string {
+	if f == IPv4 {
+		return "224.0.0.0/4"
+	}
+	return "ff00::/8"
+}
+
+// masqRule is the bridge's outbound masquerade for one container: traffic
+// from its address that leaves through any interface but the bridge.
+func masqRule(spec MasqSpec, f Family) []string {
+	return []string{"-s", spec.IP.String() + hostPrefix(f), "!", "-o", spec.Bridge,
+		"-m", "comment", "--comment", spec.Owner.Comment(),
+		"!", "-d", multicastNet(f), "-j", "MASQUERADE"}
+}

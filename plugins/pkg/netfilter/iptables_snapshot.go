@@ -1,0 +1,65 @@
+package netfilter
+
+import (
+	"bufio"
+	"strings"
+)
+
+// natSnapshot is one `iptables-save -t nat`: the chains and, per chain, the
+// rule lines exactly as printed (without the leading "-A CHAIN "). Lines as
+// printed by iptables-save are valid input for iptables-restore, which is
+// how owned rules are deleted without re-deriving their exact spelling.
+type natSnapshot struct {
+	chains map[string]bool
+	rules  map[string][]string
+}
+
+func parseNATSnapshot(out string) *natSnapshot {
+	s := &natSnapshot{chains: map[string]bool{}, rules: map[string][]string{}}
+	inNAT := false
+	sc := bufio.NewScanner(strings.NewReader(out))
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case line == "*nat":
+			inNAT = true
+		case line == "COMMIT":
+			inNAT = false
+		case !inNAT:
+		case strings.HasPrefix(line, ":"):
+			if name, _, ok := strings.Cut(line[1:], " "); ok {
+				s.chains[name] = true
+			}
+		case strings.HasPrefix(line, "-A "):
+			chain, rest, _ := strings.Cut(line[3:], " ")
+			s.rules[chain] = append(s.rules[chain], rest)
+		}
+	}
+	return s
+}
+
+// hasRule reports whether chain has a rule containing every fragment.
+func (s *natSnapshot) hasRule(chain string, fragments ...string) bool {
+	return len(s.matching(chain, fragments...)) > 0
+}
+
+// matching returns the rules of chain that contain every fragment.
+func (s *natSnapshot) matching(chain string, fragments ...string) []string {
+	var out []string
+next:
+	for _, r := range s.rules[chain] {
+		for _, f := range fragments {
+			if !strings.Contains(r+" ", f) {
+				continue next
+			}
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// owned returns the rules of chain carrying owner's tag.
+func (s *natSnapshot) owned(chain string, o Owner) []string {
+	return s.matching(chain, tagPrefix+o.Tag()+" ")
+}

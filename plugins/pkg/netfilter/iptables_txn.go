@@ -1,0 +1,58 @@
+package netfilter
+
+import (
+	"strings"
+)
+
+// natTxn collects the changes of one ADD or DEL for the nat table; it is
+// applied by a single `iptables-restore --noflush`, which the kernel commits
+// atomically: either every line lands or none does.
+type natTxn struct {
+	declare []string // chains to create, or to flush when they exist
+	lines   []string
+}
+
+// declareChain creates chain, or empties it if it exists.
+func (t *natTxn) declareChain(chain string) { t.declare = append(t.declare, chain) }
+
+// add appends a rule; args are tokens as given to iptables.
+func (t *natTxn) add(chain string, args ...string) {
+	t.lines = append(t.lines, "-A "+chain+" "+joinArgs(args))
+}
+
+// deleteSaved removes a rule given as printed by iptables-save.
+func (t *natTxn) deleteSaved(chain, saved string) {
+	t.lines = append(t.lines, "-D "+chain+" "+saved)
+}
+
+// deleteChain removes an (already emptied or declared) chain.
+func (t *natTxn) deleteChain(chain string) { t.lines = append(t.lines, "-X "+chain) }
+
+func (t *natTxn) empty() bool { return len(t.declare) == 0 && len(t.lines) == 0 }
+
+// render returns iptables-restore input.
+func (t *natTxn) render() string {
+	var b strings.Builder
+	b.WriteString("*nat\n")
+	for _, c := range t.declare {
+		b.WriteString(":" + c + " - [0:0]\n")
+	}
+	for _, l := range t.lines {
+		b.WriteString(l + "\n")
+	}
+	b.WriteString("COMMIT\n")
+	return b.String()
+}
+
+// joinArgs quotes tokens the way iptables-restore reads them.
+func joinArgs(args []string) string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if a == "" || strings.ContainsAny(a, " \t\"'") {
+			out[i] = `"` + strings.ReplaceAll(a, `"`, `\"`) + `"`
+		} else {
+			out[i] = a
+		}
+	}
+	return strings.Join(out, " ")
+}

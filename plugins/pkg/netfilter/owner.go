@@ -1,0 +1,36 @@
+package netfilter
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+)
+
+// Owner identifies one attachment: a container's interface on one network.
+// Everything a plugin installs for an attachment is keyed by Owner.Tag, so a
+// DEL (even without prevResult, even after a crash) finds exactly its own
+// rules and never another container's, on this or any other network.
+type Owner struct {
+	Network     string
+	ContainerID string
+	IfName      string
+}
+
+// Tag is a short stable hash of the owner, safe in chain names and comments.
+func (o Owner) Tag() string {
+	sum := sha256.Sum256([]byte(o.Network + "\x00" + o.ContainerID + "\x00" + o.IfName))
+	return hex.EncodeToString(sum[:])[:16]
+}
+
+// Comment is the human-readable marker put on every rule of this owner.
+// It starts with the tag, which is what the backends match on.
+func (o Owner) Comment() string {
+	id := o.ContainerID
+	if len(id) > 64 {
+		id = id[:64]
+	}
+	return fmt.Sprintf("%s net=%s id=%s if=%s", tagPrefix+o.Tag(), o.Network, id, o.IfName)
+}
+
+// tagPrefix marks comments written by this project.
+const tagPrefix = "dnet:"
