@@ -19,7 +19,7 @@ func allocate(s *Store, set RangeSet, idx int, id, ifname string, requested net.
 			return nil, cnierr.Config("requested address %s is outside range set %s", requested, set.String())
 		}
 		if requested.Equal(r.Gateway) {
-			return nil, cnierr.Config("requested address %s is the gateway of subnet %s", requested, r.Subnet.String())
+			return nil, cnierr.Config("requested address %s is the gateway of subnet %s", requested, (*net.IPNet)(&r.Subnet).String())
 		}
 		ok, err := s.Reserve(id, ifname, requested, idx)
 		if err != nil {

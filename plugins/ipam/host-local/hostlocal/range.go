@@ -34,7 +34,7 @@ func (r *Range) Canonicalize() error {
 	}
 	ones, bits := subnet.Mask.Size()
 	if bits == 0 {
-		return fmt.Errorf("subnet %s has an invalid mask", r.Subnet.String())
+		return fmt.Errorf("subnet %s has an invalid mask", (*net.IPNet)(&r.Subnet).String())
 	}
 	if ones > bits-2 {
 		return fmt.Errorf("subnet %s is too small to allocate from: use a prefix of /%d or shorter", subnet.String(), bits-2)

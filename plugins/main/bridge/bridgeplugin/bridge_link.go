@@ -1,0 +1,101 @@
+package bridgeplugin
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"syscall"
+
+	"github.com/vishvananda/netlink"
+)
+
+// ensureBridge returns the bridge, creating it when absent. Concurrent ADDs
+// may race to create it; the loser finds the winner's bridge.
+func ensureBridge(name string, mtu int, promisc bool) (*netlink.Bridge, error) {
+	br, err := findBridge(name)
+	if err == nil {
+		return br, setupBridge(br, promisc)
+	}
+	var notFound netlink.LinkNotFoundError
+	if !errors.As(err, &notFound) {
+		return nil, err
+	}
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = name
+	attrs.MTU = mtu
+	// The kernel would give the bridge the lowest MAC of its ports, changing
+	// as containers come and go; a fixed random MAC keeps neighbours' caches valid.
+	attrs.HardwareAddr = randomMAC()
+	newBr := &netlink.Bridge{LinkAttrs: attrs}
+	if err := netlink.LinkAdd(newBr); err != nil && !errors.Is(err, syscall.EEXIST) {
+		return nil, fmt.Errorf("create bridge %s: %w", name, err)
+	}
+	if br, err = findBridge(name); err != nil {
+		return nil, err
+	}
+	return br, setupBridge(br, promisc)
+}
+
+func setupBridge(br *netlink.Bridge, promisc bool) error {
+	if promisc && br.Promisc == 0 {
+		if err := netlink.SetPromiscOn(br); err != nil {
+			return fmt.Errorf("set promiscuous mode on %s: %w", br.Name, err)
+		}
+	}
+	if br.Flags&net.FlagUp == 0 {
+		if err := netlink.LinkSetUp(br); err != nil {
+			return fmt.Errorf("bring bridge %s up: %w", br.Name, err)
+		}
+	}
+	return nil
+}
+
+func findBridge(name string) (*netlink.Bridge, error) {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return nil, err
+	}
+	br, ok := l.(*netlink.Bridge)
+	if !ok {
+		return nil, fmt.Errorf("interface %s exists but is a %s, not a bridge: pick another \"bridge\" name", name, l.Type())
+	}
+	return br, nil
+}
+
+func randomMAC() net.HardwareAddr {
+	mac := make(net.HardwareAddr, 6)
+	_, _ = rand.Read(mac)
+	mac[0] = (mac[0] | 0x02) & 0xfe // locally administered, unicast
+	return mac
+}
+
+// ensureGatewayAddr puts the gateway address on the bridge. An IPv4 bridge
+// holds one address; a different one is an error unless forceAddress.
+func ensureGatewayAddr(br netlink.Link, gw *net.IPNet, force bool) error {
+	family := netlink.FAMILY_V4
+	if gw.IP.To4() == nil {
+		family = netlink.FAMILY_V6
+	}
+	addrs, err := netlink.AddrList(br, family)
+	if err != nil {
+		return fmt.Errorf("list addresses of %s: %w", br.Attrs().Name, err)
+	}
+	for _, a := range addrs {
+		if a.IPNet.String() == gw.String() {
+			return nil
+		}
+		if family == netlink.FAMILY_V4 || a.IPNet.Contains(gw.IP) || gw.Contains(a.IP) {
+			if !force {
+				return fmt.Errorf("bridge %s already has address %s, not %s: set \"forceAddress\": true to replace it, or use another bridge", br.Attrs().Name, a.IPNet, gw)
+			}
+			if err := netlink.AddrDel(br, &a); err != nil {
+				return fmt.Errorf("remove %s from %s: %w", a.IPNet, br.Attrs().Name, err)
+			}
+		}
+	}
+	if err := netlink.AddrAdd(br, &netlink.Addr{IPNet: gw}); err != nil && !errors.Is(err, syscall.EEXIST) {
+		return fmt.Errorf("add %s to bridge %s: %w", gw, br.Attrs().Name, err)
+	}
+	return nil
+}

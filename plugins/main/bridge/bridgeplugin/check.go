@@ -1,0 +1,106 @@
+package bridgeplugin
+
+import (
+	"fmt"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/plugins/pkg/ip"
+	"github.com/containernetworking/plugins/pkg/ipam"
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/vishvananda/netlink"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
+	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+)
+
+// Check verifies what ADD made is still in place: the interfaces, the
+// addresses, the routes and the masquerade rule.
+func Check(args *skel.CmdArgs) error {
+	n, err := LoadConfig(args.StdinData, args.Args)
+	if err != nil {
+		return err
+	}
+	if n.PrevResult == nil {
+		return cnierr.Config("bridge: CHECK needs the prevResult of ADD for network %q", n.Name)
+	}
+	if n.isLayer3() {
+		if err := ipam.ExecCheck(n.IPAM.Type, args.StdinData); err != nil {
+			return cnierr.Wrap(err, "bridge: IPAM plugin "+n.IPAM.Type)
+		}
+	}
+	prev, err := current.NewResultFromResult(n.PrevResult)
+	if err != nil {
+		return cnierr.Decode("bridge: cannot read prevResult: %v", err)
+	}
+	var contIf *current.Interface
+	for _, iface := range prev.Interfaces {
+		if iface.Name == args.IfName && iface.Sandbox != "" {
+			contIf = iface
+		}
+	}
+	if contIf == nil {
+		return cnierr.Config("bridge: prevResult lists no interface %s in a sandbox", args.IfName)
+	}
+
+	o := owner(n, args)
+	hostLink, err := netlink.LinkByName(hostVethName(o))
+	if err != nil {
+		return fmt.Errorf("bridge: host veth %s of container %s is missing: %v", hostVethName(o), args.ContainerID, err)
+	}
+	br, err := findBridge(n.BrName)
+	if err != nil {
+		return fmt.Errorf("bridge: %v", err)
+	}
+	if hostLink.Attrs().MasterIndex != br.Index {
+		return fmt.Errorf("bridge: host veth %s is not attached to bridge %s", hostLink.Attrs().Name, n.BrName)
+	}
+
+	err = ns.WithNetNSPath(args.Netns, func(ns.NetNS) error {
+		link, err := netlink.LinkByName(args.IfName)
+		if err != nil {
+			return fmt.Errorf("container interface %s is missing: %v", args.IfName, err)
+		}
+		if contIf.Mac != "" && link.Attrs().HardwareAddr.String() != contIf.Mac {
+			return fmt.Errorf("container interface %s has MAC %s, ADD gave %s", args.IfName, link.Attrs().HardwareAddr, contIf.Mac)
+		}
+		if _, peerIdx, err := ip.GetVethPeerIfindex(args.IfName); err != nil || peerIdx != hostLink.Attrs().Index {
+			return fmt.Errorf("container interface %s is not the peer of host veth %s", args.IfName, hostLink.Attrs().Name)
+		}
+		if n.DisableContainerInterface {
+			return nil
+		}
+		if err := ip.ValidateExpectedInterfaceIPs(args.IfName, prev.IPs); err != nil {
+			return err
+		}
+		return ip.ValidateExpectedRoute(prev.Routes)
+	})
+	if err != nil {
+		return fmt.Errorf("bridge: %v", err)
+	}
+
+	if n.IPMasq {
+		for _, ipc := range prev.IPs {
+			be, err := netfilter.New(n.IPMasqBackend, netfilter.FamilyOf(ipc.Address.IP))
+			if err != nil {
+				return cnierr.Config("bridge: ipMasq: %v", err)
+			}
+			if err := be.CheckMasquerade(netfilter.MasqSpec{Owner: o, IP: ipc.Address.IP, Bridge: n.BrName}); err != nil {
+				return fmt.Errorf("bridge: %v", err)
+			}
+		}
+	}
+	return nil
+}
+
+// Status reports readiness: the bridge plugin needs only a parseable config.
+func Status(args *skel.CmdArgs) error {
+	n, err := LoadConfig(args.StdinData, args.Args)
+	if err != nil {
+		return err
+	}
+	if n.isLayer3() {
+		return ipam.ExecStatus(n.IPAM.Type, args.StdinData)
+	}
+	return nil
+}

@@ -1,0 +1,114 @@
+package bridgeplugin
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"strings"
+
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/cni/pkg/version"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
+	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+)
+
+// DefaultBridge is the reference plugin's default bridge name.
+const DefaultBridge = "cni0"
+
+// NetConf is the bridge plugin's config, with the reference plugin's keys.
+type NetConf struct {
+	types.NetConf
+	BrName        string `json:"bridge"`
+	IsGW          bool   `json:"isGateway"`
+	IsDefaultGW   bool   `json:"isDefaultGateway"`
+	ForceAddress  bool   `json:"forceAddress"`
+	IPMasq        bool   `json:"ipMasq"`
+	IPMasqBackend string `json:"ipMasqBackend,omitempty"`
+	MTU           int    `json:"mtu"`
+	HairpinMode   bool   `json:"hairpinMode"`
+	PromiscMode   bool   `json:"promiscMode"`
+	EnableDad     bool   `json:"enabledad,omitempty"`
+	PortIsolation bool   `json:"portIsolation,omitempty"`
+	// DisableContainerInterface leaves the container's interface down and unaddressed.
+	DisableContainerInterface bool `json:"disableContainerInterface,omitempty"`
+
+	// Reference keys not implemented yet: rejected when set, never ignored.
+	Vlan                int               `json:"vlan,omitempty"`
+	VlanTrunk           []json.RawMessage `json:"vlanTrunk,omitempty"`
+	PreserveDefaultVlan bool              `json:"preserveDefaultVlan,omitempty"`
+	MacSpoofChk         bool              `json:"macspoofchk,omitempty"`
+
+	Args struct {
+		Cni struct {
+			Mac string `json:"mac,omitempty"`
+		} `json:"cni,omitempty"`
+	} `json:"args,omitempty"`
+	RuntimeConfig struct {
+		Mac string `json:"mac,omitempty"`
+	} `json:"runtimeConfig,omitempty"`
+
+	mac string // the container MAC asked for, from any of the three places
+}
+
+// LoadConfig parses and validates stdin plus CNI_ARGS.
+func LoadConfig(stdin []byte, envArgs string) (*NetConf, error) {
+	n := &NetConf{BrName: DefaultBridge}
+	if err := json.Unmarshal(stdin, n); err != nil {
+		return nil, cnierr.Decode("bridge: cannot parse network config: %v", err)
+	}
+	if err := version.ParsePrevResult(&n.NetConf); err != nil {
+		return nil, cnierr.Decode("bridge: cannot parse prevResult: %v", err)
+	}
+	if n.BrName == "" {
+		n.BrName = DefaultBridge
+	}
+	if len(n.BrName) > 15 || strings.ContainsAny(n.BrName, "/ \t\n:") {
+		return nil, cnierr.Config("bridge: %q is not a valid interface name (at most 15 characters, no '/', ':' or spaces)", n.BrName)
+	}
+	if n.IsDefaultGW {
+		n.IsGW = true
+	}
+	if n.MTU < 0 || n.MTU > 65535 {
+		return nil, cnierr.Config("bridge: mtu %d is out of range (0 for the kernel default, up to 65535)", n.MTU)
+	}
+	switch {
+	case n.Vlan != 0 || len(n.VlanTrunk) > 0 || n.PreserveDefaultVlan:
+		return nil, cnierr.Config("bridge: VLAN keys (vlan, vlanTrunk, preserveDefaultVlan) are not supported yet; remove them from network %q", n.Name)
+	case n.MacSpoofChk:
+		return nil, cnierr.Config("bridge: macspoofchk is not supported yet; remove it from network %q", n.Name)
+	}
+	if n.IPMasq {
+		if err := netfilter.ValidateBackendName(n.IPMasqBackend); err != nil {
+			return nil, cnierr.Config("bridge: ipMasqBackend: %v", err)
+		}
+	}
+
+	n.mac = n.RuntimeConfig.Mac
+	if n.Args.Cni.Mac != "" {
+		n.mac = n.Args.Cni.Mac
+	}
+	if m := envArg(envArgs, "MAC"); m != "" {
+		n.mac = m
+	}
+	if n.mac != "" {
+		if _, err := net.ParseMAC(n.mac); err != nil {
+			return nil, cnierr.Config("bridge: container MAC %q is invalid: %v", n.mac, err)
+		}
+	}
+	return n, nil
+}
+
+// isLayer3 reports whether the network assigns addresses (has an IPAM plugin).
+func (n *NetConf) isLayer3() bool { return n.IPAM.Type != "" }
+
+func envArg(args, key string) string {
+	for _, kv := range strings.Split(args, ";") {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == key {
+			return v
+		}
+	}
+	return ""
+}
+
+func (n *NetConf) String() string { return fmt.Sprintf("network %q (bridge %s)", n.Name, n.BrName) }

@@ -1,0 +1,304 @@
+// Package bridgeplugin is the bridge plugin: a Linux bridge on the host, a
+// veth pair into the container, addresses from IPAM, and outbound masquerade.
+package bridgeplugin
+
+import (
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/plugins/pkg/ip"
+	"github.com/containernetworking/plugins/pkg/ipam"
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/containernetworking/plugins/pkg/utils/sysctl"
+	"github.com/vishvananda/netlink"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
+	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+)
+
+func owner(n *NetConf, args *skel.CmdArgs) netfilter.Owner {
+	return netfilter.Owner{Network: n.Name, ContainerID: args.ContainerID, IfName: args.IfName}
+}
+
+// hostVethName is derived from the owner, so DEL and a later GC can find a
+// host veth even when the container's namespace is gone.
+func hostVethName(o netfilter.Owner) string { return "veth" + o.Tag()[:10] }
+
+// undoStack runs cleanups in reverse when ADD fails part-way.
+type undoStack []func()
+
+func (u *undoStack) push(f func()) { *u = append(*u, f) }
+func (u *undoStack) run() {
+	for i := len(*u) - 1; i >= 0; i-- {
+		(*u)[i]()
+	}
+}
+
+// Add attaches the container to the bridge and prints the result.
+func Add(args *skel.CmdArgs) (err error) {
+	n, err := LoadConfig(args.StdinData, args.Args)
+	if err != nil {
+		return err
+	}
+	netns, err := ns.GetNS(args.Netns)
+	if err != nil {
+		return cnierr.Env("bridge: cannot open container netns %q: %v", args.Netns, err)
+	}
+	defer netns.Close()
+	hostNS, err := ns.GetCurrentNS()
+	if err != nil {
+		return cnierr.Wrap(err, "bridge: open host netns")
+	}
+	defer hostNS.Close()
+
+	var undo undoStack
+	defer func() {
+		if err != nil {
+			undo.run()
+		}
+	}()
+
+	br, err := ensureBridge(n.BrName, n.MTU, n.PromiscMode)
+	if err != nil {
+		return cnierr.Wrap(err, "bridge")
+	}
+	o := owner(n, args)
+	hostIf, contIf, err := setupVeth(n, args, o, netns, hostNS, br)
+	if err != nil {
+		return err
+	}
+	undo.push(func() { _ = delContainerLink(args.Netns, args.IfName); _ = ip.DelLinkByName(hostIf.Name) })
+
+	result := &current.Result{
+		CNIVersion: current.ImplementedSpecVersion,
+		Interfaces: []*current.Interface{
+			{Name: br.Name, Mac: br.HardwareAddr.String()},
+			{Name: hostIf.Name, Mac: hostIf.HardwareAddr.String()},
+			{Name: contIf.Name, Mac: contIf.HardwareAddr.String(), Sandbox: args.Netns},
+		},
+	}
+
+	if n.isLayer3() {
+		ipamRes, err := ipam.ExecAdd(n.IPAM.Type, args.StdinData)
+		if err != nil {
+			return cnierr.Wrap(err, "bridge: IPAM plugin "+n.IPAM.Type)
+		}
+		undo.push(func() { _ = ipam.ExecDel(n.IPAM.Type, args.StdinData) })
+		ipamResult, err := current.NewResultFromResult(ipamRes)
+		if err != nil {
+			return cnierr.Wrap(err, "bridge: convert IPAM result")
+		}
+		if len(ipamResult.IPs) == 0 {
+			return cnierr.Config("bridge: IPAM plugin %s returned no address for network %q", n.IPAM.Type, n.Name)
+		}
+		result.IPs, result.Routes, result.DNS = ipamResult.IPs, ipamResult.Routes, ipamResult.DNS
+		if err := configureL3(n, args, result, netns, br); err != nil {
+			return err
+		}
+		if n.IPMasq {
+			if err := addMasquerade(n, o, result, &undo); err != nil {
+				return err
+			}
+		}
+	} else if !n.DisableContainerInterface {
+		if err := netns.Do(func(ns.NetNS) error { return linkUp(args.IfName) }); err != nil {
+			return cnierr.Wrap(err, "bridge")
+		}
+	}
+
+	return types.PrintResult(result, n.CNIVersion)
+}
+
+// setupVeth makes the veth pair and puts its host end on the bridge.
+func setupVeth(n *NetConf, args *skel.CmdArgs, o netfilter.Owner, netns, hostNS ns.NetNS, br *netlink.Bridge) (net.Interface, net.Interface, error) {
+	name := hostVethName(o)
+	// A host veth of this name is a leftover of a crashed ADD of the same attachment.
+	_ = ip.DelLinkByName(name)
+
+	var hostIf, contIf net.Interface
+	err := netns.Do(func(ns.NetNS) error {
+		if _, err := netlink.LinkByName(args.IfName); err == nil {
+			return cnierr.Config("bridge: interface %s already exists in netns %s; DEL the attachment or pick another CNI_IFNAME", args.IfName, args.Netns)
+		}
+		var err error
+		hostIf, contIf, err = ip.SetupVethWithName(args.IfName, name, n.MTU, n.mac, hostNS)
+		if err != nil {
+			return cnierr.Wrap(err, "bridge: create veth pair")
+		}
+		if !n.EnableDad {
+			// Optimistic: the address is ours; waiting for DAD delays the
+			// container's IPv6 by a second or more.
+			_, _ = sysctl.Sysctl(fmt.Sprintf("net/ipv6/conf/%s/accept_dad", args.IfName), "0")
+		}
+		return nil
+	})
+	if err != nil {
+		return hostIf, contIf, err
+	}
+	hostLink, err := netlink.LinkByName(hostIf.Name)
+	if err == nil {
+		err = netlink.LinkSetMaster(hostLink, br)
+	}
+	if err == nil && n.HairpinMode {
+		err = netlink.LinkSetHairpin(hostLink, true)
+	}
+	if err == nil && n.PortIsolation {
+		err = netlink.LinkSetIsolated(hostLink, true)
+	}
+	if err != nil {
+		_ = delContainerLink(args.Netns, args.IfName)
+		return hostIf, contIf, cnierr.Wrap(err, fmt.Sprintf("bridge: attach %s to %s", hostIf.Name, br.Name))
+	}
+	return hostIf, contIf, nil
+}
+
+// configureL3 addresses the container, adds its routes, and makes the bridge its gateway.
+func configureL3(n *NetConf, args *skel.CmdArgs, result *current.Result, netns ns.NetNS, br *netlink.Bridge) error {
+	contIdx := 2
+	var gws []*net.IPNet
+	for _, ipc := range result.IPs {
+		ipc.Interface = current.Int(contIdx)
+		if ipc.Gateway == nil && n.IsGW {
+			ipc.Gateway = ip.NextIP(ipc.Address.IP.Mask(ipc.Address.Mask))
+		}
+		if n.IsGW && ipc.Gateway != nil {
+			gws = append(gws, &net.IPNet{IP: ipc.Gateway, Mask: ipc.Address.Mask})
+		}
+		if n.IsDefaultGW && ipc.Gateway != nil {
+			addDefaultRoute(result, ipc.Gateway)
+		}
+	}
+	if !n.DisableContainerInterface {
+		err := netns.Do(func(ns.NetNS) error { return ipam.ConfigureIface(args.IfName, result) })
+		if err != nil {
+			return cnierr.Wrap(err, "bridge: configure "+args.IfName)
+		}
+	}
+	for _, gw := range gws {
+		if err := ensureGatewayAddr(br, gw, n.ForceAddress); err != nil {
+			return cnierr.Config("%v", err)
+		}
+	}
+	if n.IsGW {
+		if err := ip.EnableForward(result.IPs); err != nil {
+			return cnierr.Wrap(err, "bridge: enable forwarding")
+		}
+	}
+	return nil
+}
+
+// addDefaultRoute adds a default route via gw unless the family has one already.
+func addDefaultRoute(result *current.Result, gw net.IP) {
+	dst := &net.IPNet{IP: net.IPv4zero, Mask: net.CIDRMask(0, 32)}
+	if gw.To4() == nil {
+		dst = &net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}
+	}
+	for _, r := range result.Routes {
+		if r.Dst.String() == dst.String() {
+			return
+		}
+	}
+	result.Routes = append(result.Routes, &types.Route{Dst: *dst, GW: gw})
+}
+
+func addMasquerade(n *NetConf, o netfilter.Owner, result *current.Result, undo *undoStack) error {
+	for _, ipc := range result.IPs {
+		be, err := netfilter.New(n.IPMasqBackend, netfilter.FamilyOf(ipc.Address.IP))
+		if err != nil {
+			return cnierr.Config("bridge: ipMasq: %v", err)
+		}
+		spec := netfilter.MasqSpec{Owner: o, IP: ipc.Address.IP, Bridge: n.BrName}
+		if err := be.AddMasquerade(spec); err != nil {
+			return cnierr.Wrap(err, "bridge: install masquerade")
+		}
+		undo.push(func() { _ = be.DelMasquerade(o) })
+	}
+	return nil
+}
+
+func linkUp(name string) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return err
+	}
+	return netlink.LinkSetUp(l)
+}
+
+// delContainerLink deletes the container's interface (and so its veth peer).
+// A missing namespace or interface is not an error: there is nothing to delete.
+func delContainerLink(netnsPath, ifName string) error {
+	if netnsPath == "" {
+		return nil
+	}
+	err := ns.WithNetNSPath(netnsPath, func(ns.NetNS) error {
+		err := ip.DelLinkByName(ifName)
+		if errors.Is(err, ip.ErrLinkNotFound) {
+			return nil
+		}
+		return err
+	})
+	var nsGone ns.NSPathNotExistErr
+	if errors.As(err, &nsGone) {
+		return nil
+	}
+	return err
+}
+
+// Del undoes ADD; it succeeds when there is nothing left to undo.
+func Del(args *skel.CmdArgs) error {
+	n, err := LoadConfig(args.StdinData, args.Args)
+	if err != nil {
+		return err
+	}
+	if n.isLayer3() {
+		if err := ipam.ExecDel(n.IPAM.Type, args.StdinData); err != nil {
+			return cnierr.Wrap(err, "bridge: IPAM plugin "+n.IPAM.Type)
+		}
+	}
+	if err := delContainerLink(args.Netns, args.IfName); err != nil {
+		return cnierr.Wrap(err, "bridge: delete "+args.IfName)
+	}
+	o := owner(n, args)
+	if err := ip.DelLinkByName(hostVethName(o)); err != nil && !errors.Is(err, ip.ErrLinkNotFound) {
+		return cnierr.Wrap(err, "bridge: delete host veth")
+	}
+	if n.IPMasq {
+		for _, f := range delFamilies(n) {
+			be, err := netfilter.New(n.IPMasqBackend, f)
+			if err != nil {
+				if f == netfilter.IPv6 {
+					continue // no ip6tables: nothing can have been installed
+				}
+				return cnierr.Config("bridge: ipMasq: %v", err)
+			}
+			if err := be.DelMasquerade(o); err != nil {
+				return cnierr.Wrap(err, "bridge: remove masquerade")
+			}
+		}
+	}
+	return nil
+}
+
+// delFamilies are the families whose rules DEL must look at: those of
+// prevResult when the runtime sent it, else both.
+func delFamilies(n *NetConf) []netfilter.Family {
+	if n.PrevResult != nil {
+		if prev, err := current.NewResultFromResult(n.PrevResult); err == nil && len(prev.IPs) > 0 {
+			seen := map[netfilter.Family]bool{}
+			var out []netfilter.Family
+			for _, ipc := range prev.IPs {
+				f := netfilter.FamilyOf(ipc.Address.IP)
+				if !seen[f] {
+					seen[f] = true
+					out = append(out, f)
+				}
+			}
+			return out
+		}
+	}
+	return []netfilter.Family{netfilter.IPv4, netfilter.IPv6}
+}

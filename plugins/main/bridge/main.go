@@ -1,0 +1,18 @@
+// Command bridge is the bridge CNI plugin.
+package main
+
+import (
+	"github.com/containernetworking/cni/pkg/skel"
+
+	"github.com/dockernet/cni-plugins/plugins/main/bridge/bridgeplugin"
+	"github.com/dockernet/cni-plugins/plugins/pkg/buildinfo"
+)
+
+func main() {
+	skel.PluginMainFuncs(skel.CNIFuncs{
+		Add:    bridgeplugin.Add,
+		Check:  bridgeplugin.Check,
+		Del:    bridgeplugin.Del,
+		Status: bridgeplugin.Status,
+	}, buildinfo.Versions, buildinfo.About("bridge"))
+}

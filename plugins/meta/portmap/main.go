@@ -1,0 +1,18 @@
+// Command portmap is the portmap CNI plugin.
+package main
+
+import (
+	"github.com/containernetworking/cni/pkg/skel"
+
+	"github.com/dockernet/cni-plugins/plugins/meta/portmap/portmapplugin"
+	"github.com/dockernet/cni-plugins/plugins/pkg/buildinfo"
+)
+
+func main() {
+	skel.PluginMainFuncs(skel.CNIFuncs{
+		Add:    portmapplugin.Add,
+		Check:  portmapplugin.Check,
+		Del:    portmapplugin.Del,
+		Status: portmapplugin.Status,
+	}, buildinfo.Versions, buildinfo.About("portmap"))
+}

@@ -1,0 +1,134 @@
+package portmapplugin
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"regexp"
+	"strings"
+
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/cni/pkg/version"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
+	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+)
+
+// PortMapEntry is one runtimeConfig.portMappings element (the CNI
+// "portMappings" capability, as sent by containerd, CRI-O and Podman).
+type PortMapEntry struct {
+	HostPort      int    `json:"hostPort"`
+	ContainerPort int    `json:"containerPort"`
+	Protocol      string `json:"protocol"`
+	HostIP        string `json:"hostIP,omitempty"`
+}
+
+// PortMapConf is the portmap plugin's config, with the reference plugin's keys.
+type PortMapConf struct {
+	types.NetConf
+	Backend              string    `json:"backend,omitempty"`
+	SNAT                 *bool     `json:"snat,omitempty"`
+	ConditionsV4         *[]string `json:"conditionsV4"`
+	ConditionsV6         *[]string `json:"conditionsV6"`
+	MasqAll              bool      `json:"masqAll,omitempty"`
+	MarkMasqBit          *int      `json:"markMasqBit"`
+	ExternalSetMarkChain *string   `json:"externalSetMarkChain"`
+	RuntimeConfig        struct {
+		PortMaps []PortMapEntry `json:"portMappings,omitempty"`
+	} `json:"runtimeConfig,omitempty"`
+
+	mappings []netfilter.PortMapping
+}
+
+var chainName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,28}$`)
+
+// LoadConfig parses and validates stdin.
+func LoadConfig(stdin []byte) (*PortMapConf, error) {
+	c := &PortMapConf{}
+	if err := json.Unmarshal(stdin, c); err != nil {
+		return nil, cnierr.Decode("portmap: cannot parse network config: %v", err)
+	}
+	if err := version.ParsePrevResult(&c.NetConf); err != nil {
+		return nil, cnierr.Decode("portmap: cannot parse prevResult: %v", err)
+	}
+	if c.SNAT == nil {
+		snat := true
+		c.SNAT = &snat
+	}
+	if c.MarkMasqBit != nil && c.ExternalSetMarkChain != nil {
+		return nil, cnierr.Config("portmap: markMasqBit and externalSetMarkChain exclude each other: keep one")
+	}
+	if c.MarkMasqBit == nil {
+		bit := netfilter.DefaultMarkBit
+		c.MarkMasqBit = &bit
+	}
+	if *c.MarkMasqBit < 0 || *c.MarkMasqBit > 31 {
+		return nil, cnierr.Config("portmap: markMasqBit %d is out of range 0-31", *c.MarkMasqBit)
+	}
+	if c.ExternalSetMarkChain != nil && !chainName.MatchString(*c.ExternalSetMarkChain) {
+		return nil, cnierr.Config("portmap: externalSetMarkChain %q is not a valid chain name", *c.ExternalSetMarkChain)
+	}
+	for _, conds := range []*[]string{c.ConditionsV4, c.ConditionsV6} {
+		if conds == nil {
+			continue
+		}
+		for _, tok := range *conds {
+			if strings.ContainsAny(tok, "\n\r\x00\"") {
+				return nil, cnierr.Config("portmap: condition %q contains a newline, NUL or quote", tok)
+			}
+		}
+	}
+	if err := netfilter.ValidateBackendName(c.Backend); err != nil {
+		return nil, cnierr.Config("portmap: backend: %v", err)
+	}
+
+	seen := map[string]int{}
+	for i, e := range c.RuntimeConfig.PortMaps {
+		m, err := e.toMapping()
+		if err != nil {
+			return nil, cnierr.Config("portmap: portMappings[%d]: %v", i, err)
+		}
+		key := fmt.Sprintf("%s/%d/%s", m.Protocol, m.HostPort, e.HostIP)
+		if j, dup := seen[key]; dup {
+			return nil, cnierr.Config("portmap: portMappings[%d] and [%d] both publish host port %d/%s", j, i, m.HostPort, m.Protocol)
+		}
+		seen[key] = i
+		c.mappings = append(c.mappings, m)
+	}
+	return c, nil
+}
+
+func (e PortMapEntry) toMapping() (netfilter.PortMapping, error) {
+	m := netfilter.PortMapping{HostPort: e.HostPort, ContainerPort: e.ContainerPort, Protocol: strings.ToLower(e.Protocol)}
+	if m.Protocol == "" {
+		m.Protocol = "tcp"
+	}
+	switch m.Protocol {
+	case "tcp", "udp", "sctp":
+	default:
+		return m, fmt.Errorf("protocol %q is not one of tcp, udp, sctp", e.Protocol)
+	}
+	if e.HostPort < 1 || e.HostPort > 65535 {
+		return m, fmt.Errorf("hostPort %d is out of range 1-65535", e.HostPort)
+	}
+	if e.ContainerPort < 1 || e.ContainerPort > 65535 {
+		return m, fmt.Errorf("containerPort %d is out of range 1-65535", e.ContainerPort)
+	}
+	if e.HostIP != "" {
+		m.HostIP = net.ParseIP(e.HostIP)
+		if m.HostIP == nil {
+			return m, fmt.Errorf("hostIP %q is not an IP address", e.HostIP)
+		}
+	}
+	return m, nil
+}
+
+func (c *PortMapConf) conditions(f netfilter.Family) []string {
+	if f == netfilter.IPv4 && c.ConditionsV4 != nil {
+		return *c.ConditionsV4
+	}
+	if f == netfilter.IPv6 && c.ConditionsV6 != nil {
+		return *c.ConditionsV6
+	}
+	return nil
+}

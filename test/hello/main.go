@@ -1,0 +1,116 @@
+// Command hello is the demo and test workload: a tiny server that answers
+// "Hello" over HTTP and UDP and tells each client which address it saw, and
+// the matching client. It exists so neither the demo nor the tests assume
+// Python, curl or socat inside a namespace.
+//
+//	hello serve [-port 5000]          TCP (HTTP) and UDP on the same port
+//	hello get   URL                   prints the HTTP body
+//	hello udp   HOST:PORT             sends one datagram, prints the reply
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+	}
+	switch os.Args[1] {
+	case "serve":
+		fs := flag.NewFlagSet("serve", flag.ExitOnError)
+		port := fs.Int("port", 5000, "TCP and UDP port")
+		_ = fs.Parse(os.Args[2:])
+		serve(*port)
+	case "get":
+		if len(os.Args) != 3 {
+			usage()
+		}
+		exitOn(get(os.Args[2]))
+	case "udp":
+		if len(os.Args) != 3 {
+			usage()
+		}
+		exitOn(udp(os.Args[2]))
+	default:
+		usage()
+	}
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, "usage: hello serve [-port N] | hello get URL | hello udp HOST:PORT")
+	os.Exit(2)
+}
+
+func exitOn(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "hello:", err)
+		os.Exit(1)
+	}
+}
+
+// Reply is what the server says: "Hello" and the client address it saw.
+func Reply(peer string) string { return "Hello\npeer=" + peer + "\n" }
+
+func serve(port int) {
+	addr := ":" + strconv.Itoa(port)
+	pc, err := net.ListenPacket("udp", addr)
+	exitOn(err)
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			_, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			_, _ = pc.WriteTo([]byte(Reply(from.String())), from)
+		}
+	}()
+	ln, err := net.Listen("tcp", addr)
+	exitOn(err)
+	fmt.Printf("hello: serving HTTP and UDP on %s\n", addr)
+	srv := &http.Server{
+		ReadHeaderTimeout: 5 * time.Second,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.WriteString(w, Reply(r.RemoteAddr))
+		}),
+	}
+	exitOn(srv.Serve(ln))
+}
+
+func get(url string) error {
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(os.Stdout, resp.Body)
+	return err
+}
+
+func udp(addr string) error {
+	conn, err := net.DialTimeout("udp", addr, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := conn.Write([]byte("hi")); err != nil {
+		return err
+	}
+	buf := make([]byte, 2048)
+	n, err := conn.Read(buf)
+	if err != nil {
+		return err
+	}
+	_, err = os.Stdout.Write(buf[:n])
+	return err
+}
