@@ -45,15 +45,15 @@ func (m PortMapping) String() string {
 
 // PortMapSpec is everything portmap installs for one attachment and family.
 type PortMapSpec struct {
-	Owner         Owner
-	ContainerIP   net.IP
-	ContainerNet  *net.IPNet // the container's subnet: senders in it are hairpin traffic
-	Mappings      []PortMapping
-	SNAT          bool     // masquerade hairpin and localhost traffic
-	MasqAll       bool     // masquerade every connection to the published ports
-	MarkBit       int      // bit of the packet mark that asks for masquerade
-	ExternalMark  string   // chain that sets the masquerade mark (e.g. KUBE-MARK-MASQ)
-	Conditions    []string // extra match tokens on the entry rule (conditionsV4/V6)
+	Owner        Owner
+	ContainerIP  net.IP
+	ContainerNet *net.IPNet // the container's subnet: senders in it are hairpin traffic
+	Mappings     []PortMapping
+	SNAT         bool     // masquerade hairpin and localhost traffic
+	MasqAll      bool     // masquerade every connection to the published ports
+	MarkBit      int      // bit of the packet mark that asks for masquerade
+	ExternalMark string   // chain that sets the masquerade mark (e.g. KUBE-MARK-MASQ)
+	Conditions   []string // extra match tokens on the entry rule (conditionsV4/V6)
 }
 
 // MasqSpec is the outbound masquerade for one attachment.

@@ -112,4 +112,3 @@ func (it *iterator) next() (*Range, net.IP) {
 		}
 	}
 }
-

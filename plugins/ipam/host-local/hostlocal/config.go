@@ -13,12 +13,12 @@ import (
 
 // IPAMConfig is the "ipam" object, with the reference host-local's keys.
 type IPAMConfig struct {
-	*Range                      // legacy single range: subnet, rangeStart, rangeEnd, gateway
-	Type       string           `json:"type"`
-	Routes     []*types.Route   `json:"routes"`
-	DataDir    string           `json:"dataDir"`
-	ResolvConf string           `json:"resolvConf"`
-	Ranges     []RangeSet       `json:"ranges"`
+	*Range                    // legacy single range: subnet, rangeStart, rangeEnd, gateway
+	Type       string         `json:"type"`
+	Routes     []*types.Route `json:"routes"`
+	DataDir    string         `json:"dataDir"`
+	ResolvConf string         `json:"resolvConf"`
+	Ranges     []RangeSet     `json:"ranges"`
 
 	Name        string   `json:"-"` // the network name: the reservation directory
 	RequestedIP []net.IP `json:"-"` // from runtimeConfig.ips, args.cni.ips and CNI_ARGS IP=
