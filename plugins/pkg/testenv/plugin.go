@@ -1,0 +1,71 @@
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/containernetworking/cni/pkg/invoke"
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/cni/pkg/version"
+)
+
+// Call is one direct plugin invocation, the way a runtime makes it.
+type Call struct {
+	Command     string // ADD, DEL, CHECK, VERSION, STATUS
+	ContainerID string
+	Netns       string
+	IfName      string
+	Args        string // CNI_ARGS
+	Conf        []byte
+}
+
+// Exec runs plugin (a file in binDir) inside namespace n and returns its
+// stdout. A failing plugin's CNI error JSON comes back as a *types.Error.
+func (n *NS) Exec(binDir, plugin string, c Call) ([]byte, error) {
+	env := append(os.Environ(),
+		"CNI_COMMAND="+c.Command,
+		"CNI_CONTAINERID="+c.ContainerID,
+		"CNI_NETNS="+c.Netns,
+		"CNI_IFNAME="+c.IfName,
+		"CNI_ARGS="+c.Args,
+		"CNI_PATH="+binDir,
+	)
+	return runInNS(context.Background(), n.Name, filepath.Join(binDir, plugin), c.Conf, env)
+}
+
+func runInNS(ctx context.Context, nsName, path string, stdin []byte, env []string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", nsName, path)
+	var stdout, stderr bytes.Buffer
+	cmd.Env, cmd.Stdin, cmd.Stdout, cmd.Stderr = env, bytes.NewReader(stdin), &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		e := &types.Error{}
+		if jerr := json.Unmarshal(stdout.Bytes(), e); jerr == nil && (e.Code != 0 || e.Msg != "") {
+			return stdout.Bytes(), e
+		}
+		return stdout.Bytes(), fmt.Errorf("%s: %v: stdout %q stderr %q", path, err, stdout.String(), strings.TrimSpace(stderr.String()))
+	}
+	return stdout.Bytes(), nil
+}
+
+// NetnsExec is a libcni invoke.Exec that runs every plugin inside one
+// namespace, which plays the host. libcni itself is what containerd and
+// CRI-O use, so tests through it see what those runtimes would.
+type NetnsExec struct{ NS string }
+
+func (e *NetnsExec) ExecPlugin(ctx context.Context, pluginPath string, stdinData []byte, environ []string) ([]byte, error) {
+	return runInNS(ctx, e.NS, pluginPath, stdinData, environ)
+}
+
+func (e *NetnsExec) FindInPath(plugin string, paths []string) (string, error) {
+	return invoke.FindInPath(plugin, paths)
+}
+
+func (e *NetnsExec) Decode(jsonBytes []byte) (version.PluginInfo, error) {
+	return (&version.PluginDecoder{}).Decode(jsonBytes)
+}

@@ -1,0 +1,185 @@
+// Package testenv builds the test topology: network namespaces that play
+// the host, the containers and an external client, so tests never touch the
+// real host's links, rules or sysctls and can run in parallel.
+package testenv
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func init() {
+	// The tools live in sbin, which a non-login root shell may lack.
+	os.Setenv("PATH", os.Getenv("PATH")+":/usr/sbin:/sbin:/usr/local/go/bin")
+}
+
+// RequireRoot skips a test that needs root, except under CI where a skip
+// would hide that the suite did not run.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("this test needs root (network namespaces, netfilter); CI must run it as root")
+	}
+	t.Skip("needs root: network namespaces and netfilter")
+}
+
+// Prefix returns a short unique name prefix for one test's objects.
+func Prefix() string {
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return "dnt" + hex.EncodeToString(b)
+}
+
+// NS is a named network namespace made by a test.
+type NS struct {
+	Name string
+	t    testing.TB
+}
+
+// Path is the namespace's bind-mount, as CNI_NETNS wants it.
+func (n *NS) Path() string { return "/var/run/netns/" + n.Name }
+
+// NewNS creates a namespace with loopback up and deletes it at cleanup.
+func NewNS(t testing.TB, name string) *NS {
+	t.Helper()
+	MustRun(t, "ip", "netns", "add", name)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
+	n := &NS{Name: name, t: t}
+	n.MustRun("ip", "link", "set", "lo", "up")
+	return n
+}
+
+// Run runs a command inside the namespace and returns its combined output.
+func (n *NS) Run(args ...string) (string, error) {
+	return run(append([]string{"ip", "netns", "exec", n.Name}, args...)...)
+}
+
+// MustRun is Run that fails the test on error.
+func (n *NS) MustRun(args ...string) string {
+	n.t.Helper()
+	out, err := n.Run(args...)
+	if err != nil {
+		n.t.Fatalf("in netns %s: %s: %v\n%s", n.Name, strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// Start runs a long-lived command in the namespace; it is killed (by PID)
+// at cleanup.
+func (n *NS) Start(args ...string) *exec.Cmd {
+	n.t.Helper()
+	cmd := exec.Command("ip", append([]string{"netns", "exec", n.Name}, args...)...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		n.t.Fatalf("start %v in %s: %v", args, n.Name, err)
+	}
+	n.t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	return cmd
+}
+
+// Link connects two namespaces with a veth pair and addresses both ends
+// (addresses in CIDR form; "" leaves an end unaddressed).
+func Link(t testing.TB, a *NS, aIf, aAddr string, b *NS, bIf, bAddr string) {
+	t.Helper()
+	tmpA, tmpB := Prefix()+"a", Prefix()+"b"
+	MustRun(t, "ip", "link", "add", tmpA, "type", "veth", "peer", "name", tmpB)
+	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", tmpA).Run() }) // only if the move failed
+	MustRun(t, "ip", "link", "set", tmpA, "netns", a.Name)
+	MustRun(t, "ip", "link", "set", tmpB, "netns", b.Name)
+	for _, e := range []struct {
+		ns        *NS
+		tmp, name string
+		addr      string
+	}{{a, tmpA, aIf, aAddr}, {b, tmpB, bIf, bAddr}} {
+		e.ns.MustRun("ip", "link", "set", e.tmp, "name", e.name)
+		if e.addr != "" {
+			e.ns.MustRun("ip", "addr", "add", e.addr, "dev", e.name, "nodad")
+		}
+		e.ns.MustRun("ip", "link", "set", e.name, "up")
+	}
+}
+
+// MustRun runs a command in the test's own namespace.
+func MustRun(t testing.TB, args ...string) string {
+	t.Helper()
+	out, err := run(args...)
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func run(args ...string) (string, error) {
+	cmd := exec.Command(args[0], args[1:]...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+// Bin returns the directory holding the built plugins and hello: $DNET_BIN
+// (set by the Makefile), or a one-off build of this checkout.
+func Bin(t testing.TB) string {
+	t.Helper()
+	if d := os.Getenv("DNET_BIN"); d != "" {
+		return d
+	}
+	buildOnce.Do(func() {
+		_, file, _, _ := runtime.Caller(0)
+		root := filepath.Join(filepath.Dir(file), "..", "..", "..")
+		buildDir, buildErr = os.MkdirTemp("", "dnet-bin-")
+		if buildErr != nil {
+			return
+		}
+		for _, p := range []string{"plugins/main/bridge", "plugins/ipam/host-local", "plugins/meta/portmap", "test/hello"} {
+			cmd := exec.Command("go", "build", "-o", filepath.Join(buildDir, filepath.Base(p)), "./"+p)
+			cmd.Dir = root
+			if out, err := cmd.CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("build %s: %v\n%s", p, err, out)
+				return
+			}
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildDir
+}
+
+// Eventually retries fn until it succeeds or the timeout passes; it is for
+// waiting on a server to come up, never for asserting speed.
+func Eventually(t testing.TB, timeout time.Duration, what string, fn func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = fn(); err == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s: %v", what, err)
+}

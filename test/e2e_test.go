@@ -1,0 +1,245 @@
+package e2e
+
+import (
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	current "github.com/containernetworking/cni/pkg/types/100"
+)
+
+const (
+	portAll      = 8080 // published on every host address
+	portLocal    = 9090 // published on 127.0.0.1 only
+	portBound    = 9091 // published on hostAddr2 only
+	portSibling  = 8081 // c2's port
+	clientServer = 6000 // hello server in the client netns, for outbound traffic
+)
+
+func c1Mappings() []mapping {
+	ms := both(portAll, "")
+	ms = append(ms, both(portLocal, "127.0.0.1")...)
+	return append(ms, both(portBound, hostAddr2)...)
+}
+
+// TestPublishedPorts runs the seed's walk-through and its corner cases
+// (items 1-7 of the core issue), once through libcni and once through cnitool.
+func TestPublishedPorts(t *testing.T) {
+	for _, name := range []string{"libcni", "cnitool"} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t)
+			var d driver
+			if name == "libcni" {
+				d = w.libcni("")
+			} else {
+				d = w.cnitool()
+			}
+			testPublishedPorts(t, w, d)
+		})
+	}
+}
+
+func testPublishedPorts(t *testing.T, w *world, d driver) {
+	c1, c2 := w.newContainer("c1"), w.newContainer("c2")
+	w.client.Start(filepath.Join(w.bin, "hello"), "serve", "-port", fmt.Sprint(clientServer))
+
+	if _, err := d.add(c1, c1Mappings()); err != nil {
+		t.Fatalf("ADD c1: %v", err)
+	}
+	if _, err := d.add(c2, both(portSibling, "")); err != nil {
+		t.Fatalf("ADD c2: %v", err)
+	}
+	ip1, ip2 := containerIP(t, c1), containerIP(t, c2)
+	if ip1 == ip2 {
+		t.Fatalf("both containers got %s", ip1)
+	}
+	w.waitServing(c1, ip1)
+	w.waitServing(c2, ip2)
+	if err := d.check(c1, c1Mappings()); err != nil {
+		t.Fatalf("CHECK c1 right after ADD: %v", err)
+	}
+
+	for _, proto := range []string{"tcp", "udp"} {
+		t.Run(proto, func(t *testing.T) {
+			w := *w
+			w.t = t
+			// 1. external client -> host address: DNAT only, the container sees the client.
+			if peer := w.mustReach(w.client, proto, hostAddr, portAll); peer != clientAddr {
+				t.Errorf("1: container saw %s, want the client's own %s (no SNAT on this path)", peer, clientAddr)
+			}
+			// 2. the host itself, over loopback and over its own address.
+			w.mustReach(w.host, proto, "127.0.0.1", portAll)
+			w.mustReach(w.host, proto, hostAddr, portAll)
+			// 3. hairpin: a sibling container through the host address.
+			w.mustReach(c2.ns, proto, hostAddr, portAll)
+			// 4. hairpin to self: c1 through its own published port.
+			w.mustReach(c1.ns, proto, hostAddr, portAll)
+			w.mustReach(c1.ns, proto, gatewayIP, portAll)
+			// 5. hostIP-bound mappings answer on that address only.
+			w.mustReach(w.host, proto, "127.0.0.1", portLocal)
+			w.mustNotReach(w.client, proto, hostAddr, portLocal)
+			w.mustReach(w.client, proto, hostAddr2, portBound)
+			w.mustNotReach(w.client, proto, hostAddr, portBound)
+			// 6. outbound: the container reaches the client, masqueraded to the host's address.
+			if peer := w.mustReach(c1.ns, proto, clientAddr, clientServer); peer != hostAddr {
+				t.Errorf("6: client saw %s, want the host's address %s (masquerade)", peer, hostAddr)
+			}
+			// c2's own port still answers.
+			w.mustReach(w.client, proto, hostAddr, portSibling)
+		})
+	}
+
+	// CHECK notices a missing rule.
+	tag := c1.owner().Tag()
+	chain := "DNET-DN-" + tag
+	w.host.MustRun("iptables", "-t", "nat", "-F", chain)
+	if err := d.check(c1, c1Mappings()); err == nil {
+		t.Errorf("CHECK passed with chain %s flushed", chain)
+	}
+
+	// 7. DEL leaves nothing of c1 and keeps c2 working.
+	if err := d.del(c1, c1Mappings()); err != nil {
+		t.Fatalf("DEL c1: %v", err)
+	}
+	w.assertGone(c1, ip1, []int{portAll, portLocal, portBound})
+	if err := d.del(c1, c1Mappings()); err != nil {
+		t.Errorf("second DEL c1: %v", err)
+	}
+	w.mustReach(w.client, "tcp", hostAddr, portSibling)
+	w.mustReach(w.client, "udp", hostAddr, portSibling)
+	w.mustNotReach(w.client, "tcp", hostAddr, portAll)
+
+	// DEL after the container's netns is gone still cleans up.
+	c2.ns.MustRun("true")
+	if _, err := w.host.Run("true"); err != nil {
+		t.Fatal(err)
+	}
+	testDelWithoutNetns(t, w, d, c2, ip2)
+}
+
+func testDelWithoutNetns(t *testing.T, w *world, d driver, c *container, ip string) {
+	if out, err := w.host.Run("ip", "netns", "del", c.ns.Name); err != nil {
+		t.Fatalf("delete netns %s: %v %s", c.ns.Name, err, out)
+	}
+	if err := d.del(c, both(portSibling, "")); err != nil {
+		t.Fatalf("DEL with the netns gone: %v", err)
+	}
+	w.assertGone(c, ip, []int{portSibling})
+}
+
+// TestParallelContainers is item 8: 20 containers added at once.
+func TestParallelContainers(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	d := w.libcni("")
+	const n = 20
+	cs := make([]*container, n)
+	for i := range cs {
+		cs[i] = w.newContainer(fmt.Sprintf("p%d", i))
+	}
+	port := func(i int) int { return 8100 + i }
+
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range cs {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			_, errs[i] = d.add(cs[i], both(port(i), ""))
+		}(i)
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("parallel ADD %d: %v", i, err)
+		}
+	}
+	seen := map[string]int{}
+	ips := make([]string, n)
+	for i, c := range cs {
+		ips[i] = containerIP(t, c)
+		if j, dup := seen[ips[i]]; dup {
+			t.Fatalf("containers %d and %d both got %s", j, i, ips[i])
+		}
+		seen[ips[i]] = i
+	}
+	for i, c := range cs {
+		w.waitServing(c, ips[i])
+		for _, proto := range []string{"tcp", "udp"} {
+			if peer := w.mustReach(w.client, proto, hostAddr, port(i)); peer != clientAddr {
+				t.Errorf("container %d via %s saw %s, want %s", i, proto, peer, clientAddr)
+			}
+		}
+	}
+
+	for i := range cs {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			errs[i] = d.del(cs[i], both(port(i), ""))
+		}(i)
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("parallel DEL %d: %v", i, err)
+		}
+	}
+	for i, c := range cs {
+		w.assertGone(c, ips[i], []int{port(i)})
+	}
+	rules := w.natRules()
+	if strings.Contains(rules, "-A DNET-HOSTPORTS") || strings.Contains(rules, "-A DNET-MASQ") || strings.Contains(rules, ":DNET-DN-") {
+		t.Errorf("after DEL of every container the nat table still has per-container rules:\n%s", rules)
+	}
+	if out := w.host.MustRun("ip", "-o", "link", "show", "master", netName); strings.TrimSpace(out) != "" {
+		t.Errorf("after DEL of every container the bridge still has ports:\n%s", out)
+	}
+}
+
+// TestSpecVersions is item 9: every supported cniVersion round-trips, and
+// each result comes back in the version asked for.
+func TestSpecVersions(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	versions := []string{"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"}
+	for i, v := range versions {
+		c := w.newContainer(fmt.Sprintf("v%d", i))
+		d := w.libcni(v)
+		ms := both(8200+i, "")
+		res, err := d.add(c, ms)
+		if err != nil {
+			t.Fatalf("%s ADD: %v", v, err)
+		}
+		if res.Version() != v {
+			t.Errorf("%s ADD: result version %s", v, res.Version())
+		}
+		cur, err := current.NewResultFromResult(res)
+		if err != nil || len(cur.IPs) != 1 {
+			t.Fatalf("%s ADD: result %v (%v)", v, res, err)
+		}
+		ip := cur.IPs[0].Address.IP.String()
+		w.waitServing(c, ip)
+		w.mustReach(w.client, "tcp", hostAddr, 8200+i)
+		if v != "0.3.0" && v != "0.3.1" {
+			if err := d.check(c, ms); err != nil {
+				t.Errorf("%s CHECK: %v", v, err)
+			}
+		}
+		if err := d.del(c, ms); err != nil {
+			t.Fatalf("%s DEL: %v", v, err)
+		}
+		w.assertGone(c, ip, []int{8200 + i})
+	}
+	addrs := []string{}
+	entries, _ := filepath.Glob(filepath.Join(w.ipamDir(), netName, "172.*"))
+	addrs = append(addrs, entries...)
+	sort.Strings(addrs)
+	if len(addrs) != 0 {
+		t.Errorf("reservations left: %v", addrs)
+	}
+}

@@ -1,0 +1,309 @@
+package e2e
+
+import (
+	"context"
+	"crypto/sha512"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+	"github.com/dockernet/cni-plugins/plugins/pkg/testenv"
+)
+
+// The topology every end-to-end test builds for itself:
+//
+//	client netns  eth0 192.0.2.2/24 ──veth── eth0 192.0.2.1/24 + 192.0.2.3/24  host netns
+//	                                                       docker0 172.17.0.1/16 (made by bridge)
+//	                                                        ├─ veth ── eth0 container c1
+//	                                                        └─ veth ── eth0 container c2 …
+//
+// The plugins run inside the host netns, so bridges, rules and sysctls
+// never touch the real host. 192.0.2.0/24 is TEST-NET-1, routed nowhere.
+const (
+	hostAddr   = "192.0.2.1"
+	hostAddr2  = "192.0.2.3" // a second host address, for hostIP-bound mappings
+	clientAddr = "192.0.2.2"
+	gatewayIP  = "172.17.0.1"
+	netName    = "docker0"
+	helloPort  = 5000
+)
+
+type world struct {
+	t      *testing.T
+	prefix string
+	bin    string
+	host   *testenv.NS
+	client *testenv.NS
+	dir    string
+}
+
+func newWorld(t *testing.T) *world {
+	testenv.RequireRoot(t)
+	w := &world{t: t, prefix: testenv.Prefix(), bin: testenv.Bin(t), dir: t.TempDir()}
+	w.host = testenv.NewNS(t, w.prefix+"-host")
+	w.client = testenv.NewNS(t, w.prefix+"-client")
+	testenv.Link(t, w.host, "eth0", hostAddr+"/24", w.client, "eth0", clientAddr+"/24")
+	w.host.MustRun("ip", "addr", "add", hostAddr2+"/24", "dev", "eth0", "nodad")
+	return w
+}
+
+// conflist is conf/10-docker0.conflist as shipped, with the reservation
+// directory moved into the test's temp dir and the cniVersion set.
+func (w *world) conflist(cniVersion string) []byte {
+	raw, err := os.ReadFile("../conf/10-docker0.conflist")
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	var conf map[string]any
+	if err := json.Unmarshal(raw, &conf); err != nil {
+		w.t.Fatal(err)
+	}
+	if cniVersion != "" {
+		conf["cniVersion"] = cniVersion
+	}
+	bridge := conf["plugins"].([]any)[0].(map[string]any)
+	bridge["ipam"].(map[string]any)["dataDir"] = w.ipamDir()
+	out, _ := json.MarshalIndent(conf, "", "  ")
+	return out
+}
+
+func (w *world) ipamDir() string { return filepath.Join(w.dir, "ipam") }
+
+type container struct {
+	ns *testenv.NS
+	id string
+}
+
+// newContainer makes a container netns running the hello server on :5000.
+func (w *world) newContainer(name string) *container {
+	c := &container{ns: testenv.NewNS(w.t, w.prefix+"-"+name), id: w.prefix + "-" + name + "-id"}
+	c.ns.Start(filepath.Join(w.bin, "hello"), "serve", "-port", fmt.Sprint(helloPort))
+	return c
+}
+
+func (c *container) owner() netfilter.Owner {
+	return netfilter.Owner{Network: netName, ContainerID: c.id, IfName: "eth0"}
+}
+
+type mapping struct {
+	HostPort      int    `json:"hostPort"`
+	ContainerPort int    `json:"containerPort"`
+	Protocol      string `json:"protocol"`
+	HostIP        string `json:"hostIP,omitempty"`
+}
+
+// both publishes port on TCP and UDP to the hello server.
+func both(port int, hostIP string) []mapping {
+	return []mapping{
+		{HostPort: port, ContainerPort: helloPort, Protocol: "tcp", HostIP: hostIP},
+		{HostPort: port, ContainerPort: helloPort, Protocol: "udp", HostIP: hostIP},
+	}
+}
+
+// driver is how a runtime would call the plugins.
+type driver interface {
+	add(c *container, ms []mapping) (types.Result, error)
+	check(c *container, ms []mapping) error
+	del(c *container, ms []mapping) error
+}
+
+// libcniDriver calls the plugins through libcni, as containerd and CRI-O do.
+type libcniDriver struct {
+	w    *world
+	cni  *libcni.CNIConfig
+	list *libcni.NetworkConfigList
+}
+
+func (w *world) libcni(cniVersion string) *libcniDriver {
+	list, err := libcni.ConfListFromBytes(w.conflist(cniVersion))
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	cni := libcni.NewCNIConfigWithCacheDir([]string{w.bin}, filepath.Join(w.dir, "cache"), &testenv.NetnsExec{NS: w.host.Name})
+	return &libcniDriver{w: w, cni: cni, list: list}
+}
+
+func (d *libcniDriver) rt(c *container, ms []mapping) *libcni.RuntimeConf {
+	rt := &libcni.RuntimeConf{ContainerID: c.id, NetNS: c.ns.Path(), IfName: "eth0"}
+	if ms != nil {
+		rt.CapabilityArgs = map[string]any{"portMappings": ms}
+	}
+	return rt
+}
+
+func (d *libcniDriver) add(c *container, ms []mapping) (types.Result, error) {
+	return d.cni.AddNetworkList(context.Background(), d.list, d.rt(c, ms))
+}
+
+func (d *libcniDriver) check(c *container, ms []mapping) error {
+	return d.cni.CheckNetworkList(context.Background(), d.list, d.rt(c, ms))
+}
+
+func (d *libcniDriver) del(c *container, ms []mapping) error {
+	return d.cni.DelNetworkList(context.Background(), d.list, d.rt(c, ms))
+}
+
+// cnitoolDriver calls the plugins through the cnitool binary.
+type cnitoolDriver struct {
+	w       *world
+	confDir string
+}
+
+func (w *world) cnitool() *cnitoolDriver {
+	if _, err := os.Stat(cnitoolPath()); err != nil {
+		w.t.Fatalf("cnitool not found at %s (make tools installs it): %v", cnitoolPath(), err)
+	}
+	dir := filepath.Join(w.dir, "net.d")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		w.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "10-docker0.conflist"), w.conflist(""), 0o644); err != nil {
+		w.t.Fatal(err)
+	}
+	return &cnitoolDriver{w: w, confDir: dir}
+}
+
+func cnitoolPath() string {
+	if p := os.Getenv("CNITOOL"); p != "" {
+		return p
+	}
+	return "../.tools/bin/cnitool"
+}
+
+func (d *cnitoolDriver) run(cmd string, c *container, ms []mapping) (string, error) {
+	capArgs, _ := json.Marshal(map[string]any{"portMappings": ms})
+	abs, _ := filepath.Abs(cnitoolPath())
+	out, err := d.w.host.Run("env", "CNI_PATH="+d.w.bin, "NETCONFPATH="+d.confDir, "CAP_ARGS="+string(capArgs),
+		abs, cmd, netName, c.ns.Path())
+	if err != nil {
+		return out, fmt.Errorf("cnitool %s: %v: %s", cmd, err, out)
+	}
+	return out, nil
+}
+
+// cnitool derives the container ID from the netns path.
+func (d *cnitoolDriver) bind(c *container) {
+	sum := sha512.Sum512([]byte(c.ns.Path()))
+	c.id = fmt.Sprintf("cnitool-%x", sum[:10])
+}
+
+func (d *cnitoolDriver) add(c *container, ms []mapping) (types.Result, error) {
+	d.bind(c)
+	_, err := d.run("add", c, ms)
+	return nil, err
+}
+
+func (d *cnitoolDriver) check(c *container, ms []mapping) error {
+	_, err := d.run("check", c, ms)
+	return err
+}
+
+func (d *cnitoolDriver) del(c *container, ms []mapping) error {
+	_, err := d.run("del", c, ms)
+	return err
+}
+
+// reply is what the hello server said: "Hello" and the peer it saw.
+type reply struct{ peer string }
+
+// request asks hello at addr:port over proto from inside ns.
+func (w *world) request(from *testenv.NS, proto, addr string, port int) (reply, error) {
+	hello := filepath.Join(w.bin, "hello")
+	target := fmt.Sprintf("%s:%d", addr, port)
+	var out string
+	var err error
+	if proto == "tcp" {
+		out, err = from.Run(hello, "get", "http://"+target+"/")
+	} else {
+		out, err = from.Run(hello, "udp", target)
+	}
+	if err != nil {
+		return reply{}, fmt.Errorf("%s %s from %s: %v: %s", proto, target, from.Name, err, strings.TrimSpace(out))
+	}
+	if !strings.HasPrefix(out, "Hello\n") {
+		return reply{}, fmt.Errorf("%s %s from %s: unexpected answer %q", proto, target, from.Name, out)
+	}
+	peer := strings.TrimSpace(strings.TrimPrefix(out, "Hello\npeer="))
+	host, _, _ := strings.Cut(peer, ":")
+	if strings.HasPrefix(peer, "[") {
+		host = strings.Trim(strings.SplitN(peer, "]", 2)[0], "[")
+	}
+	return reply{peer: host}, nil
+}
+
+// mustReach asserts a request succeeds and returns the peer the server saw.
+func (w *world) mustReach(from *testenv.NS, proto, addr string, port int) string {
+	w.t.Helper()
+	r, err := w.request(from, proto, addr, port)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return r.peer
+}
+
+// mustNotReach asserts a request fails.
+func (w *world) mustNotReach(from *testenv.NS, proto, addr string, port int) {
+	w.t.Helper()
+	if r, err := w.request(from, proto, addr, port); err == nil {
+		w.t.Fatalf("%s %s:%d from %s answered (peer %s) but must not", proto, addr, port, from.Name, r.peer)
+	}
+}
+
+// waitServing waits until c's hello server answers on its own address.
+func (w *world) waitServing(c *container, ip string) {
+	testenv.Eventually(w.t, 10*time.Second, "hello server in "+c.ns.Name, func() error {
+		_, err := w.request(w.host, "tcp", ip, helloPort)
+		return err
+	})
+}
+
+// containerIP reads the container's eth0 IPv4 address.
+func containerIP(t *testing.T, c *container) string {
+	out := c.ns.MustRun("ip", "-4", "-o", "addr", "show", "dev", "eth0")
+	f := strings.Fields(out)
+	for i, s := range f {
+		if s == "inet" && i+1 < len(f) {
+			return strings.Split(f[i+1], "/")[0]
+		}
+	}
+	t.Fatalf("no IPv4 address on eth0 in %s: %s", c.ns.Name, out)
+	return ""
+}
+
+// natRules is the host netns's nat table as iptables-save prints it.
+func (w *world) natRules() string { return w.host.MustRun("iptables-save", "-t", "nat") }
+
+// assertGone checks nothing of c is left in the host netns (item 7).
+func (w *world) assertGone(c *container, ip string, udpPorts []int) {
+	w.t.Helper()
+	rules := w.natRules()
+	for _, needle := range []string{c.id, c.owner().Tag(), ip + "/", ip + ":"} {
+		if strings.Contains(rules, needle) {
+			w.t.Errorf("after DEL the nat table still mentions %q:\n%s", needle, rules)
+		}
+	}
+	entries, _ := os.ReadDir(filepath.Join(w.ipamDir(), netName))
+	for _, e := range entries {
+		data, _ := os.ReadFile(filepath.Join(w.ipamDir(), netName, e.Name()))
+		if strings.Contains(string(data), c.id) || e.Name() == ip {
+			w.t.Errorf("after DEL reservation %s remains (%q)", e.Name(), data)
+		}
+	}
+	if _, err := w.host.Run("ip", "link", "show", "veth"+c.owner().Tag()[:10]); err == nil {
+		w.t.Errorf("after DEL host veth veth%s remains", c.owner().Tag()[:10])
+	}
+	for _, p := range udpPorts {
+		out, _ := w.host.Run("conntrack", "-L", "-p", "udp", "--orig-port-dst", fmt.Sprint(p))
+		if strings.Contains(out, "dport="+fmt.Sprint(p)) {
+			w.t.Errorf("after DEL conntrack still holds UDP entries for port %d:\n%s", p, out)
+		}
+	}
+}
