@@ -1,0 +1,57 @@
+package bridgeplugin
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/containernetworking/cni/pkg/types"
+)
+
+func TestLoadConfig(t *testing.T) {
+	cases := []struct {
+		name, conf, envArgs string
+		code                uint
+		msg                 string
+		check               func(*testing.T, *NetConf)
+	}{
+		{name: "defaults", conf: `{"name":"n","cniVersion":"1.0.0","type":"bridge"}`, check: func(t *testing.T, n *NetConf) {
+			if n.BrName != "cni0" || n.IsGW || n.IPMasq {
+				t.Errorf("defaults: %+v", n)
+			}
+		}},
+		{name: "default gateway implies gateway", conf: `{"name":"n","isDefaultGateway":true}`, check: func(t *testing.T, n *NetConf) {
+			if !n.IsGW {
+				t.Error("isDefaultGateway did not set isGateway")
+			}
+		}},
+		{name: "mac precedence", conf: `{"name":"n","runtimeConfig":{"mac":"02:00:00:00:00:01"},"args":{"cni":{"mac":"02:00:00:00:00:02"}}}`, envArgs: "MAC=02:00:00:00:00:03", check: func(t *testing.T, n *NetConf) {
+			if n.mac != "02:00:00:00:00:03" {
+				t.Errorf("mac %s", n.mac)
+			}
+		}},
+		{name: "not json", conf: `{"name":`, code: 6},
+		{name: "bad prevResult", conf: `{"name":"n","cniVersion":"1.0.0","prevResult":{"ips":"x"}}`, code: 6},
+		{name: "long bridge name", conf: `{"name":"n","bridge":"abcdefghijklmnop"}`, code: 7, msg: "not a valid interface name"},
+		{name: "bad mtu", conf: `{"name":"n","mtu":-1}`, code: 7, msg: "mtu"},
+		{name: "bad mac", conf: `{"name":"n","runtimeConfig":{"mac":"zz"}}`, code: 7, msg: "MAC"},
+		{name: "vlan not yet", conf: `{"name":"n","vlan":10}`, code: 7, msg: "not supported yet"},
+		{name: "macspoofchk not yet", conf: `{"name":"n","macspoofchk":true}`, code: 7, msg: "not supported yet"},
+		{name: "unknown masq backend", conf: `{"name":"n","ipMasq":true,"ipMasqBackend":"pf"}`, code: 7, msg: "unknown netfilter backend"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			n, err := LoadConfig([]byte(c.conf), c.envArgs)
+			if c.code == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				c.check(t, n)
+				return
+			}
+			e, ok := err.(*types.Error)
+			if !ok || e.Code != c.code || !strings.Contains(e.Msg, c.msg) {
+				t.Fatalf("got %v, want code %d containing %q", err, c.code, c.msg)
+			}
+		})
+	}
+}
