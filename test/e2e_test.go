@@ -114,10 +114,6 @@ func testPublishedPorts(t *testing.T, w *world, d driver) {
 	w.mustNotReach(w.client, "tcp", hostAddr, portAll)
 
 	// DEL after the container's netns is gone still cleans up.
-	c2.ns.MustRun("true")
-	if _, err := w.host.Run("true"); err != nil {
-		t.Fatal(err)
-	}
 	testDelWithoutNetns(t, w, d, c2, ip2)
 }
 

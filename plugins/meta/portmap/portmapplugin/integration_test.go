@@ -1,0 +1,134 @@
+package portmapplugin_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+	"github.com/dockernet/cni-plugins/plugins/pkg/testenv"
+)
+
+// prevResult as bridge would print it for a container at addr.
+func prevResult(addr string) string {
+	return fmt.Sprintf(`{"cniVersion":"1.1.0","interfaces":[{"name":"br0"},{"name":"veth0"},{"name":"eth0","sandbox":"/var/run/netns/x"}],
+		"ips":[{"address":"%s/24","gateway":"10.66.0.1","interface":2}]}`, addr)
+}
+
+func conf(network, prev, mappings string) []byte {
+	s := fmt.Sprintf(`{"cniVersion":"1.1.0","name":%q,"type":"portmap","runtimeConfig":{"portMappings":%s}`, network, mappings)
+	if prev != "" {
+		s += `,"prevResult":` + prev
+	}
+	return []byte(s + "}")
+}
+
+func wantCode(t *testing.T, err error, code uint, msg string) {
+	t.Helper()
+	e, ok := err.(*types.Error)
+	if !ok || e.Code != code || !strings.Contains(e.Msg, msg) {
+		t.Fatalf("got %v, want CNI error %d containing %q", err, code, msg)
+	}
+}
+
+func TestPortmapBinary(t *testing.T) {
+	testenv.RequireRoot(t)
+	bin := testenv.Bin(t)
+	host := testenv.NewNS(t, testenv.Prefix()+"-host")
+	// A bridge with a route to the container subnet, as bridge would have made.
+	host.MustRun("ip", "link", "add", "br0", "type", "bridge")
+	host.MustRun("ip", "addr", "add", "10.66.0.1/24", "dev", "br0")
+	host.MustRun("ip", "link", "set", "br0", "up")
+
+	call := func(cmd, id string, c []byte) ([]byte, error) {
+		return host.Exec(bin, "portmap", testenv.Call{Command: cmd, ContainerID: id, Netns: "/var/run/netns/gone", IfName: "eth0", Conf: c})
+	}
+	web := `[{"hostPort":8080,"containerPort":80,"protocol":"tcp"},{"hostPort":8053,"containerPort":53,"protocol":"udp"}]`
+	nat := func() string { return host.MustRun("iptables-save", "-t", "nat") }
+
+	t.Run("ADD needs prevResult", func(t *testing.T) {
+		_, err := call("ADD", "a", conf("net1", "", web))
+		wantCode(t, err, 7, "needs a prevResult")
+		if strings.Contains(nat(), "DNET-DN") {
+			t.Error("a refused ADD installed rules")
+		}
+	})
+
+	t.Run("no mappings passes prevResult through", func(t *testing.T) {
+		out, err := call("ADD", "a", conf("net1", prevResult("10.66.0.2"), `[]`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res map[string]any
+		_ = json.Unmarshal(out, &res)
+		if ips, _ := res["ips"].([]any); len(ips) != 1 {
+			t.Fatalf("prevResult not passed through: %s", out)
+		}
+	})
+
+	t.Run("same container on two networks: DEL removes only its own", func(t *testing.T) {
+		other := `[{"hostPort":9090,"containerPort":80,"protocol":"tcp"}]`
+		if _, err := call("ADD", "shared-id", conf("net1", prevResult("10.66.0.2"), web)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := call("ADD", "shared-id", conf("net2", prevResult("10.66.0.3"), other)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := call("CHECK", "shared-id", conf("net1", prevResult("10.66.0.2"), web)); err != nil {
+			t.Fatalf("CHECK: %v", err)
+		}
+		// DEL without prevResult and without mappings still finds its rules.
+		if _, err := call("DEL", "shared-id", conf("net1", "", `[]`)); err != nil {
+			t.Fatal(err)
+		}
+		rules := nat()
+		if strings.Contains(rules, "10.66.0.2") || strings.Contains(rules, netfilter.Owner{Network: "net1", ContainerID: "shared-id", IfName: "eth0"}.Tag()) {
+			t.Errorf("net1's rules survived DEL:\n%s", rules)
+		}
+		if !strings.Contains(rules, "--to-destination 10.66.0.3:80") {
+			t.Errorf("DEL on net1 removed net2's rules:\n%s", rules)
+		}
+		if _, err := call("CHECK", "shared-id", conf("net2", prevResult("10.66.0.3"), other)); err != nil {
+			t.Errorf("CHECK of net2 after DEL of net1: %v", err)
+		}
+		if _, err := call("DEL", "shared-id", conf("net2", prevResult("10.66.0.3"), other)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := call("DEL", "shared-id", conf("net2", prevResult("10.66.0.3"), other)); err != nil {
+			t.Fatalf("second DEL: %v", err)
+		}
+		if rules := nat(); strings.Contains(rules, ":DNET-DN-") || strings.Contains(rules, "-A DNET-HOSTPORTS") {
+			t.Errorf("rules left after both DELs:\n%s", rules)
+		}
+	})
+
+	t.Run("re-ADD replaces, never duplicates", func(t *testing.T) {
+		c := conf("net1", prevResult("10.66.0.4"), web)
+		for i := 0; i < 2; i++ {
+			if _, err := call("ADD", "again", c); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := strings.Count(nat(), "-A DNET-HOSTPORTS"); n != 2 {
+			t.Errorf("%d entry rules after two ADDs, want 2 (tcp + udp)", n)
+		}
+		if _, err := call("DEL", "again", c); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("localhost mappings enable route_localnet on the bridge", func(t *testing.T) {
+		if _, err := call("ADD", "lo", conf("net1", prevResult("10.66.0.5"), web)); err != nil {
+			t.Fatal(err)
+		}
+		if v := strings.TrimSpace(host.MustRun("sysctl", "-n", "net.ipv4.conf.br0.route_localnet")); v != "1" {
+			t.Errorf("route_localnet on br0 = %s", v)
+		}
+		if _, err := call("DEL", "lo", conf("net1", "", web)); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
