@@ -1,0 +1,60 @@
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/testenv"
+)
+
+// TestDemo runs the README's demo and checks it prints Hello and cleans up.
+// The demo looks at "the host" to avoid Docker's names; here a netns stands
+// in for the host, once clean and once with a docker0 of its own, so the
+// test never depends on (or touches) what the real machine runs.
+func TestDemo(t *testing.T) {
+	for _, withDocker := range []bool{false, true} {
+		name := "clean host"
+		if withDocker {
+			name = "host with docker0"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			testenv.RequireRoot(t)
+			bin := testenv.Bin(t)
+			stand := testenv.NewNS(t, testenv.Prefix()+"-realhost")
+			if withDocker {
+				stand.MustRun("ip", "link", "add", "docker0", "type", "bridge")
+				stand.MustRun("ip", "addr", "add", "172.17.0.1/16", "dev", "docker0")
+				stand.MustRun("ip", "link", "set", "docker0", "up")
+			}
+			script, _ := filepath.Abs("../scripts/demo.sh")
+			cmd := exec.Command("ip", "netns", "exec", stand.Name, "bash", script)
+			abs, _ := filepath.Abs(cnitoolPath())
+			cmd.Env = append(os.Environ(), "DEMO_SKIP_SETUP=1", "DNET_BIN="+bin, "CNITOOL="+abs)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("demo failed: %v\n%s", err, out)
+			}
+			text := string(out)
+			for _, want := range []string{"\nHello\n", "peer=192.0.2.2:", "DNAT", "MASQUERADE", "peer=192.0.2.1:"} {
+				if !strings.Contains(text, want) {
+					t.Errorf("demo output lacks %q:\n%s", want, text)
+				}
+			}
+			if withDocker {
+				if !strings.Contains(text, "already uses docker0") || !strings.Contains(text, "bridge dnet0") {
+					t.Errorf("demo did not step aside from the existing docker0:\n%s", text)
+				}
+			}
+			if links := stand.MustRun("ip", "-o", "link"); strings.Contains(links, "dndemo") {
+				t.Errorf("demo left links behind:\n%s", links)
+			}
+			if ns := testenv.MustRun(t, "ip", "netns", "list"); strings.Contains(ns, "dndemo") {
+				t.Errorf("demo left namespaces behind:\n%s", ns)
+			}
+		})
+	}
+}
