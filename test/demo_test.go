@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -49,10 +50,15 @@ func TestDemo(t *testing.T) {
 					t.Errorf("demo did not step aside from the existing docker0:\n%s", text)
 				}
 			}
-			if links := stand.MustRun("ip", "-o", "link"); strings.Contains(links, "dndemo") {
+			// Demos may run in parallel: look only for this run's objects.
+			tag := regexp.MustCompile(`dndemo[0-9]+`).FindString(text)
+			if tag == "" {
+				t.Fatalf("demo output names no namespaces:\n%s", text)
+			}
+			if links := stand.MustRun("ip", "-o", "link"); strings.Contains(links, tag) {
 				t.Errorf("demo left links behind:\n%s", links)
 			}
-			if ns := testenv.MustRun(t, "ip", "netns", "list"); strings.Contains(ns, "dndemo") {
+			if ns := testenv.MustRun(t, "ip", "netns", "list"); strings.Contains(ns, tag+"-") {
 				t.Errorf("demo left namespaces behind:\n%s", ns)
 			}
 		})
