@@ -99,3 +99,24 @@ func ValidateBackendName(name string) error {
 	}
 	return fmt.Errorf("unknown netfilter backend %q: use \"iptables\" or \"nftables\"", name)
 }
+
+// CleanupBackends returns the backends a DEL visits for families. A missing
+// IPv6 toolset is skipped, since nothing can have been installed through it;
+// a missing IPv4 one is an error worth reporting.
+func CleanupBackends(name string, families []Family) ([]Backend, error) {
+	var out []Backend
+	for _, f := range families {
+		be, err := New(name, f)
+		if err != nil {
+			if f == IPv6 {
+				continue
+			}
+			return nil, err
+		}
+		out = append(out, be)
+	}
+	return out, nil
+}
+
+// BothFamilies is what a DEL without prevResult must look at.
+var BothFamilies = []Family{IPv4, IPv6}

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"testing"
 
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/types"
@@ -68,4 +69,13 @@ func (e *NetnsExec) FindInPath(plugin string, paths []string) (string, error) {
 
 func (e *NetnsExec) Decode(jsonBytes []byte) (version.PluginInfo, error) {
 	return (&version.PluginDecoder{}).Decode(jsonBytes)
+}
+
+// WantCode fails the test unless err is a CNI error with code and a message containing msg.
+func WantCode(t testing.TB, err error, code uint, msg string) {
+	t.Helper()
+	e, ok := err.(*types.Error)
+	if !ok || e.Code != code || !strings.Contains(e.Msg, msg) {
+		t.Fatalf("got %v, want CNI error %d containing %q", err, code, msg)
+	}
 }

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
@@ -188,21 +187,13 @@ func withPrev(t *testing.T, conf, result []byte) []byte {
 	return out
 }
 
-func wantCode(t *testing.T, err error, code uint, msg string) {
-	t.Helper()
-	e, ok := err.(*types.Error)
-	if !ok || e.Code != code || !strings.Contains(e.Msg, msg) {
-		t.Fatalf("got %v, want CNI error %d containing %q", err, code, msg)
-	}
-}
-
 // A failure after the veth exists undoes everything ADD made.
 func TestFailedAddLeavesNothing(t *testing.T) {
 	t.Run("IPAM refuses", func(t *testing.T) {
 		r := newRig(t)
 		conf := r.conf(`"ipMasq":true,"isGateway":true,"args":{"cni":{"ips":["10.99.0.5"]}}`)
 		_, err := r.call("ADD", conf)
-		wantCode(t, err, 7, "outside every range")
+		testenv.WantCode(t, err, 7, "outside every range")
 		r.assertNothingLeft()
 	})
 	t.Run("bridge has another address", func(t *testing.T) {
@@ -210,7 +201,7 @@ func TestFailedAddLeavesNothing(t *testing.T) {
 		r.host.MustRun("ip", "link", "add", "br-test", "type", "bridge")
 		r.host.MustRun("ip", "addr", "add", "10.9.9.1/24", "dev", "br-test")
 		_, err := r.call("ADD", r.conf(`"isGateway":true,"ipMasq":true`))
-		wantCode(t, err, 7, "forceAddress")
+		testenv.WantCode(t, err, 7, "forceAddress")
 		r.assertNothingLeft()
 		// forceAddress replaces it.
 		out, err := r.call("ADD", r.conf(`"isGateway":true,"forceAddress":true`))
@@ -235,7 +226,7 @@ func TestFailedAddLeavesNothing(t *testing.T) {
 		r := newRig(t)
 		r.ctr.MustRun("ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0peer")
 		_, err := r.call("ADD", r.conf(""))
-		wantCode(t, err, 7, "already exists")
+		testenv.WantCode(t, err, 7, "already exists")
 		if _, ok := r.link(r.host, hostVeth()); ok {
 			t.Error("host veth left behind")
 		}
@@ -275,14 +266,14 @@ func TestProtocolErrors(t *testing.T) {
 			call := testenv.Call{Command: "ADD", ContainerID: "c", Netns: r.ctr.Path(), IfName: "eth0"}
 			call.Conf = []byte(`{"cniVersion":"1.0.0","name":`)
 			_, err := r.host.Exec(r.bin, plugin, call)
-			wantCode(t, err, 6, "")
+			testenv.WantCode(t, err, 6, "")
 			call.Conf = []byte(`{"cniVersion":"0.2.0","name":"n","type":"x"}`)
 			_, err = r.host.Exec(r.bin, plugin, call)
-			wantCode(t, err, 1, "")
+			testenv.WantCode(t, err, 1, "")
 			call.Conf = []byte(`{"cniVersion":"1.0.0","name":"n","type":"x"}`)
 			call.ContainerID = ""
 			_, err = r.host.Exec(r.bin, plugin, call)
-			wantCode(t, err, 4, "CNI_CONTAINERID")
+			testenv.WantCode(t, err, 4, "CNI_CONTAINERID")
 		})
 	}
 }

@@ -267,14 +267,11 @@ func Del(args *skel.CmdArgs) error {
 		return cnierr.Wrap(err, "bridge: delete host veth")
 	}
 	if n.IPMasq {
-		for _, f := range delFamilies(n) {
-			be, err := netfilter.New(n.IPMasqBackend, f)
-			if err != nil {
-				if f == netfilter.IPv6 {
-					continue // no ip6tables: nothing can have been installed
-				}
-				return cnierr.Config("bridge: ipMasq: %v", err)
-			}
+		backends, err := netfilter.CleanupBackends(n.IPMasqBackend, delFamilies(n))
+		if err != nil {
+			return cnierr.Config("bridge: ipMasq: %v", err)
+		}
+		for _, be := range backends {
 			if err := be.DelMasquerade(o); err != nil {
 				return cnierr.Wrap(err, "bridge: remove masquerade")
 			}
@@ -300,5 +297,5 @@ func delFamilies(n *NetConf) []netfilter.Family {
 			return out
 		}
 	}
-	return []netfilter.Family{netfilter.IPv4, netfilter.IPv6}
+	return netfilter.BothFamilies
 }

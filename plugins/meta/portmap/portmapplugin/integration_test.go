@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/containernetworking/cni/pkg/types"
-
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
 	"github.com/dockernet/cni-plugins/plugins/pkg/testenv"
 )
@@ -24,14 +22,6 @@ func conf(network, prev, mappings string) []byte {
 		s += `,"prevResult":` + prev
 	}
 	return []byte(s + "}")
-}
-
-func wantCode(t *testing.T, err error, code uint, msg string) {
-	t.Helper()
-	e, ok := err.(*types.Error)
-	if !ok || e.Code != code || !strings.Contains(e.Msg, msg) {
-		t.Fatalf("got %v, want CNI error %d containing %q", err, code, msg)
-	}
 }
 
 func TestPortmapBinary(t *testing.T) {
@@ -51,7 +41,7 @@ func TestPortmapBinary(t *testing.T) {
 
 	t.Run("ADD needs prevResult", func(t *testing.T) {
 		_, err := call("ADD", "a", conf("net1", "", web))
-		wantCode(t, err, 7, "needs a prevResult")
+		testenv.WantCode(t, err, 7, "needs a prevResult")
 		if strings.Contains(nat(), "DNET-DN") {
 			t.Error("a refused ADD installed rules")
 		}

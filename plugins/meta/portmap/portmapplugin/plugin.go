@@ -99,7 +99,7 @@ func Add(args *skel.CmdArgs) (err error) {
 			}
 		}
 	}()
-	for _, f := range []netfilter.Family{netfilter.IPv4, netfilter.IPv6} {
+	for _, f := range netfilter.BothFamilies {
 		addr := addrs[f]
 		if addr == nil {
 			continue
@@ -150,18 +150,15 @@ func Del(args *skel.CmdArgs) error {
 		return err
 	}
 	owner := netfilter.Owner{Network: c.Name, ContainerID: args.ContainerID, IfName: args.IfName}
-	for _, f := range []netfilter.Family{netfilter.IPv4, netfilter.IPv6} {
-		be, err := netfilter.New(c.Backend, f)
-		if err != nil {
-			if f == netfilter.IPv6 {
-				continue // no ip6tables: nothing can have been installed
-			}
-			return cnierr.Config("portmap: %v", err)
-		}
+	backends, err := netfilter.CleanupBackends(c.Backend, netfilter.BothFamilies)
+	if err != nil {
+		return cnierr.Config("portmap: %v", err)
+	}
+	for _, be := range backends {
 		if err := be.DelPortMappings(owner); err != nil {
 			return cnierr.Wrap(err, "portmap: remove published ports")
 		}
-		if err := netfilter.FlushUDP(f, udpPorts(c.mappings)); err != nil {
+		if err := netfilter.FlushUDP(be.Family(), udpPorts(c.mappings)); err != nil {
 			return cnierr.Wrap(err, "portmap")
 		}
 	}
