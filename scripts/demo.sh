@@ -9,7 +9,9 @@
 # Everything happens in three private network namespaces: one plays the
 # host, one the container, one an outside client. The real host keeps its
 # links, rules and sysctls; a Docker already running there is not touched.
-# Set DEMO_SKIP_SETUP=1 to skip installing and building (the tests do).
+# Set DEMO_SKIP_SETUP=1 to skip installing and building (the tests do), and
+# DEMO_BACKEND=iptables or nftables to pick the netfilter backend (default:
+# what the plugins choose, nftables where the kernel has it).
 set -euo pipefail
 export PATH=$PATH:/usr/local/go/bin:/usr/sbin:/sbin
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -71,8 +73,14 @@ echo "host eth0 192.0.2.1/24 <-> client eth0 192.0.2.2/24 (TEST-NET-1, routed no
 
 step "2. The network: conf/10-docker0.conflist (bridge $bridge, $subnet)"
 mkdir -p "$work/net.d"
+backend_keys=
+if [ -n "${DEMO_BACKEND:-}" ]; then
+	backend_keys="\"backend\": \"$DEMO_BACKEND\", \"ipMasqBackend\": \"$DEMO_BACKEND\", "
+fi
+# The same conflist with the reservations and state records kept in $work.
 sed -e "s#\"docker0\"#\"$bridge\"#g" -e "s#172.17.0.0/16#$subnet#" -e "s#172.17.0.1#$gateway#" \
 	-e "s#\"type\": \"host-local\",#\"type\": \"host-local\", \"dataDir\": \"$work/ipam\",#" \
+	-e "s#\"type\": \"\(bridge\|portmap\)\",#\"type\": \"\1\", $backend_keys\"stateDir\": \"$work/state\",#" \
 	"$root/conf/10-docker0.conflist" >"$work/net.d/10-docker0.conflist"
 cat "$work/net.d/10-docker0.conflist"
 
@@ -94,12 +102,25 @@ nsx "$clientns" "$bin/hello" get http://192.0.2.1:8080/ | tee "$work/reply"
 grep -q '^Hello$' "$work/reply"
 echo "(peer= is the client's own address: the container sees who called, no SNAT on the way in)"
 
-step "Hop 1 - PREROUTING: the packet to a LOCAL address jumps to DNET-HOSTPORTS and is DNATed"
-nsx "$hostns" iptables -t nat -L PREROUTING -n -v
-nsx "$hostns" iptables -t nat -L DNET-HOSTPORTS -n -v
-for c in $(nsx "$hostns" iptables -t nat -S | awk '/^-N DNET-DN-/{print $2}'); do
-	nsx "$hostns" iptables -t nat -L "$c" -n -v
-done
+if nsx "$hostns" nft list table ip dnet >/dev/null 2>&1; then
+	backend=nftables
+else
+	backend=iptables
+fi
+if [ "$backend" = nftables ]; then
+	step "Hop 1 - PREROUTING (nftables): a packet to a LOCAL address jumps to hostports and is DNATed by a map lookup"
+	nsx "$hostns" nft list chain ip dnet prerouting
+	nsx "$hostns" nft list chain ip dnet hostports
+	nsx "$hostns" nft list map ip dnet hostports
+	echo "(one hash lookup per new connection, however many ports are published)"
+else
+	step "Hop 1 - PREROUTING (iptables): a packet to a LOCAL address jumps to DNET-HOSTPORTS and is DNATed"
+	nsx "$hostns" iptables -t nat -L PREROUTING -n -v
+	nsx "$hostns" iptables -t nat -L DNET-HOSTPORTS -n -v
+	for c in $(nsx "$hostns" iptables -t nat -S | awk '/^-N DNET-DN-/{print $2}'); do
+		nsx "$hostns" iptables -t nat -L "$c" -n -v
+	done
+fi
 
 step "Hop 2 - routing after DNAT: $ctrip is on $bridge, the bridge hands it to the container's veth"
 nsx "$hostns" ip route
@@ -114,8 +135,13 @@ nsx "$clientns" "$bin/hello" serve -port 6000 >/dev/null 2>&1 &
 pids+=($!)
 for _ in $(seq 50); do nsx "$ctrns" "$bin/hello" get http://192.0.2.2:6000/ 2>/dev/null | grep peer= && break; sleep 0.1; done
 echo "(a server in the client netns saw the host's 192.0.2.1, not $ctrip)"
-nsx "$hostns" iptables -t nat -L POSTROUTING -n -v
-nsx "$hostns" iptables -t nat -L DNET-MASQ -n -v
+if [ "$backend" = nftables ]; then
+	nsx "$hostns" nft list chain ip dnet postrouting
+	nsx "$hostns" nft list set ip dnet masq_ips
+else
+	nsx "$hostns" iptables -t nat -L POSTROUTING -n -v
+	nsx "$hostns" iptables -t nat -L DNET-MASQ -n -v
+fi
 
 step "Which interface each hop crosses"
 cat <<HOPS
@@ -128,7 +154,7 @@ HOPS
 step "5. Tear down: cnitool del, then the namespaces"
 cni del
 added=
-if nsx "$hostns" iptables-save -t nat | grep -q 'DNET-DN-\|-A DNET-MASQ '; then
+if { nsx "$hostns" iptables-save -t nat; nsx "$hostns" nft list ruleset; } | grep -q 'DNET-DN-\|-A DNET-MASQ \|net=[^ ]* id='; then
 	echo "demo: rules left after DEL" >&2
 	exit 1
 fi

@@ -16,10 +16,14 @@ import (
 // in for the host, once clean and once with a docker0 of its own, so the
 // test never depends on (or touches) what the real machine runs.
 func TestDemo(t *testing.T) {
-	for _, withDocker := range []bool{false, true} {
-		name := "clean host"
+	for _, c := range []struct {
+		withDocker bool
+		backend    string // "" lets the plugins choose
+	}{{false, ""}, {true, "iptables"}} {
+		withDocker := c.withDocker
+		name := "clean host, default backend"
 		if withDocker {
-			name = "host with docker0"
+			name = "host with docker0, " + c.backend
 		}
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -34,16 +38,26 @@ func TestDemo(t *testing.T) {
 			script, _ := filepath.Abs("../scripts/demo.sh")
 			cmd := exec.Command("ip", "netns", "exec", stand.Name, "bash", script)
 			abs, _ := filepath.Abs(cnitoolPath())
-			cmd.Env = append(os.Environ(), "DEMO_SKIP_SETUP=1", "DNET_BIN="+bin, "CNITOOL="+abs)
+			cmd.Env = append(os.Environ(), "DEMO_SKIP_SETUP=1", "DNET_BIN="+bin, "CNITOOL="+abs, "DEMO_BACKEND="+c.backend)
 			out, err := cmd.CombinedOutput()
 			if err != nil {
 				t.Fatalf("demo failed: %v\n%s", err, out)
 			}
 			text := string(out)
-			for _, want := range []string{"\nHello\n", "peer=192.0.2.2:", "DNAT", "MASQUERADE", "peer=192.0.2.1:"} {
-				if !strings.Contains(text, want) {
+			if !strings.Contains(text, "\nHello\n") {
+				t.Errorf("demo did not print Hello:\n%s", text)
+			}
+			for _, want := range []string{"peer=192.0.2.2:", "dnat", "masquerade", "peer=192.0.2.1:"} {
+				if !strings.Contains(strings.ToLower(text), want) {
 					t.Errorf("demo output lacks %q:\n%s", want, text)
 				}
+			}
+			wantBackend := "(nftables)"
+			if c.backend == "iptables" {
+				wantBackend = "(iptables)"
+			}
+			if !strings.Contains(text, "Hop 1 - PREROUTING "+wantBackend) {
+				t.Errorf("demo did not show the %s rules:\n%s", wantBackend, text)
 			}
 			if withDocker {
 				if !strings.Contains(text, "already uses docker0") || !strings.Contains(text, "bridge dnet0") {

@@ -28,18 +28,20 @@ func c1Mappings() []mapping {
 // TestPublishedPorts runs the seed's walk-through and its corner cases
 // (items 1-7 of the core issue), once through libcni and once through cnitool.
 func TestPublishedPorts(t *testing.T) {
-	for _, name := range []string{"libcni", "cnitool"} {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			w := newWorld(t)
-			var d driver
-			if name == "libcni" {
-				d = w.libcni("")
-			} else {
-				d = w.cnitool()
-			}
-			testPublishedPorts(t, w, d)
-		})
+	for _, backend := range backends {
+		for _, name := range []string{"libcni", "cnitool"} {
+			t.Run(backend+"/"+name, func(t *testing.T) {
+				t.Parallel()
+				w := newWorld(t, backend)
+				var d driver
+				if name == "libcni" {
+					d = w.libcni("")
+				} else {
+					d = w.cnitool()
+				}
+				testPublishedPorts(t, w, d)
+			})
+		}
 	}
 }
 
@@ -94,11 +96,13 @@ func testPublishedPorts(t *testing.T, w *world, d driver) {
 	}
 
 	// CHECK notices a missing rule.
-	tag := c1.owner().Tag()
-	chain := "DNET-DN-" + tag
-	w.host.MustRun("iptables", "-t", "nat", "-F", chain)
+	if w.backend == "iptables" {
+		w.host.MustRun("iptables", "-t", "nat", "-F", "DNET-DN-"+c1.owner().Tag())
+	} else {
+		w.host.MustRun("nft", "delete", "element", "ip", "dnet", "hostports", fmt.Sprintf("{ tcp . %d }", portAll))
+	}
 	if err := d.check(c1, c1Mappings()); err == nil {
-		t.Errorf("CHECK passed with chain %s flushed", chain)
+		t.Errorf("CHECK passed with c1's DNAT for %d/tcp removed", portAll)
 	}
 
 	// 7. DEL leaves nothing of c1 and keeps c2 working.
@@ -129,8 +133,15 @@ func testDelWithoutNetns(t *testing.T, w *world, d driver, c *container, ip stri
 
 // TestParallelContainers is item 8: 20 containers added at once.
 func TestParallelContainers(t *testing.T) {
-	t.Parallel()
-	w := newWorld(t)
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			testParallelContainers(t, newWorld(t, backend))
+		})
+	}
+}
+
+func testParallelContainers(t *testing.T, w *world) {
 	d := w.libcni("")
 	const n = 20
 	cs := make([]*container, n)
@@ -192,6 +203,9 @@ func TestParallelContainers(t *testing.T) {
 	if strings.Contains(rules, "-A DNET-HOSTPORTS") || strings.Contains(rules, "-A DNET-MASQ") || strings.Contains(rules, ":DNET-DN-") {
 		t.Errorf("after DEL of every container the nat table still has per-container rules:\n%s", rules)
 	}
+	if strings.Contains(rules, "net="+netName+" id=") {
+		t.Errorf("after DEL of every container nftables still holds per-container elements:\n%s", rules)
+	}
 	if out := w.host.MustRun("ip", "-o", "link", "show", "master", netName); strings.TrimSpace(out) != "" {
 		t.Errorf("after DEL of every container the bridge still has ports:\n%s", out)
 	}
@@ -200,8 +214,15 @@ func TestParallelContainers(t *testing.T) {
 // TestSpecVersions is item 9: every supported cniVersion round-trips, and
 // each result comes back in the version asked for.
 func TestSpecVersions(t *testing.T) {
-	t.Parallel()
-	w := newWorld(t)
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			testSpecVersions(t, newWorld(t, backend))
+		})
+	}
+}
+
+func testSpecVersions(t *testing.T, w *world) {
 	versions := []string{"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"}
 	for i, v := range versions {
 		c := w.newContainer(fmt.Sprintf("v%d", i))

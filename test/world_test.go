@@ -37,17 +37,21 @@ const (
 )
 
 type world struct {
-	t      *testing.T
-	prefix string
-	bin    string
-	host   *testenv.NS
-	client *testenv.NS
-	dir    string
+	t       *testing.T
+	backend string // "iptables" or "nftables"
+	prefix  string
+	bin     string
+	host    *testenv.NS
+	client  *testenv.NS
+	dir     string
 }
 
-func newWorld(t *testing.T) *world {
+// backends are the netfilter backends every end-to-end test runs with.
+var backends = []string{"iptables", "nftables"}
+
+func newWorld(t *testing.T, backend string) *world {
 	testenv.RequireRoot(t)
-	w := &world{t: t, prefix: testenv.Prefix(), bin: testenv.Bin(t), dir: t.TempDir()}
+	w := &world{t: t, backend: backend, prefix: testenv.Prefix(), bin: testenv.Bin(t), dir: t.TempDir()}
 	w.host = testenv.NewNS(t, w.prefix+"-host")
 	w.client = testenv.NewNS(t, w.prefix+"-client")
 	testenv.Link(t, w.host, "eth0", hostAddr+"/24", w.client, "eth0", clientAddr+"/24")
@@ -56,7 +60,8 @@ func newWorld(t *testing.T) *world {
 }
 
 // conflist is conf/10-docker0.conflist as shipped, with the reservation
-// directory moved into the test's temp dir and the cniVersion set.
+// and state directories moved into the test's temp dir, the backend chosen
+// and the cniVersion set.
 func (w *world) conflist(cniVersion string) []byte {
 	raw, err := os.ReadFile("../conf/10-docker0.conflist")
 	if err != nil {
@@ -71,11 +76,17 @@ func (w *world) conflist(cniVersion string) []byte {
 	}
 	bridge := conf["plugins"].([]any)[0].(map[string]any)
 	bridge["ipam"].(map[string]any)["dataDir"] = w.ipamDir()
+	bridge["ipMasqBackend"] = w.backend
+	bridge["stateDir"] = w.stateDir()
+	portmap := conf["plugins"].([]any)[1].(map[string]any)
+	portmap["backend"] = w.backend
+	portmap["stateDir"] = w.stateDir()
 	out, _ := json.MarshalIndent(conf, "", "  ")
 	return out
 }
 
-func (w *world) ipamDir() string { return filepath.Join(w.dir, "ipam") }
+func (w *world) ipamDir() string  { return filepath.Join(w.dir, "ipam") }
+func (w *world) stateDir() string { return filepath.Join(w.dir, "state") }
 
 type container struct {
 	ns *testenv.NS
@@ -278,8 +289,11 @@ func containerIP(t *testing.T, c *container) string {
 	return ""
 }
 
-// natRules is the host netns's nat table as iptables-save prints it.
-func (w *world) natRules() string { return w.host.MustRun("iptables-save", "-t", "nat") }
+// natRules is the host netns's nat table as iptables-save prints it, and
+// the nftables ruleset (which includes our map and set elements).
+func (w *world) natRules() string {
+	return w.host.MustRun("iptables-save", "-t", "nat") + w.host.MustRun("nft", "list", "ruleset")
+}
 
 // assertGone checks nothing of c is left in the host netns (item 7).
 func (w *world) assertGone(c *container, ip string, udpPorts []int) {
@@ -296,6 +310,9 @@ func (w *world) assertGone(c *container, ip string, udpPorts []int) {
 		if strings.Contains(string(data), c.id) || e.Name() == ip {
 			w.t.Errorf("after DEL reservation %s remains (%q)", e.Name(), data)
 		}
+	}
+	if records, _ := filepath.Glob(filepath.Join(w.stateDir(), "*", c.owner().Tag()+".json")); len(records) > 0 {
+		w.t.Errorf("after DEL state records remain: %v", records)
 	}
 	if _, err := w.host.Run("ip", "link", "show", "veth"+c.owner().Tag()[:10]); err == nil {
 		w.t.Errorf("after DEL host veth veth%s remains", c.owner().Tag()[:10])

@@ -54,6 +54,7 @@ type PortMapSpec struct {
 	MarkBit      int      // bit of the packet mark that asks for masquerade
 	ExternalMark string   // chain that sets the masquerade mark (e.g. KUBE-MARK-MASQ)
 	Conditions   []string // extra match tokens on the entry rule (conditionsV4/V6)
+	HairpinIf    string   // host interface towards the container (its bridge)
 }
 
 // MasqSpec is the outbound masquerade for one attachment.
@@ -68,43 +69,67 @@ type Backend interface {
 	Name() string
 	Family() Family
 
+	// Del* remove exactly what Add* installed for spec.Owner. The rest of
+	// spec is what ADD recorded; with only Owner set they find the owner's
+	// rules by its tag, which is slower but needs no record.
 	AddPortMappings(spec PortMapSpec) error
-	DelPortMappings(owner Owner) error
+	DelPortMappings(spec PortMapSpec) error
 	CheckPortMappings(spec PortMapSpec) error
 
 	AddMasquerade(spec MasqSpec) error
-	DelMasquerade(owner Owner) error
+	DelMasquerade(spec MasqSpec) error
 	CheckMasquerade(spec MasqSpec) error
 }
 
-// New returns the backend called name ("iptables", or "" for the default).
-func New(name string, family Family) (Backend, error) {
+// Backend names.
+const (
+	NameIPTables = "iptables"
+	NameNFTables = "nftables"
+)
+
+// Resolve turns a configured backend name ("" for automatic) into the one
+// to use: nftables when the kernel has it and nothing iptables-only is
+// configured, otherwise iptables.
+func Resolve(name string, needsIPTables bool) string {
 	switch strings.ToLower(name) {
-	case "", "iptables":
-		return newIPTables(family)
-	case "nftables":
-		return nil, fmt.Errorf("backend %q is not available yet in this build; use \"iptables\" or leave the key out", name)
-	default:
-		return nil, fmt.Errorf("unknown netfilter backend %q: use \"iptables\" or \"nftables\"", name)
+	case NameIPTables:
+		return NameIPTables
+	case NameNFTables:
+		return NameNFTables
 	}
+	if !needsIPTables && NFTablesAvailable() {
+		return NameNFTables
+	}
+	return NameIPTables
+}
+
+// New returns the backend called name for family f.
+func New(name string, f Family) (Backend, error) {
+	switch strings.ToLower(name) {
+	case NameIPTables:
+		return newIPTables(f)
+	case NameNFTables:
+		return newNFTables(f)
+	case "":
+		return New(Resolve("", false), f)
+	}
+	return nil, fmt.Errorf("unknown netfilter backend %q: use \"iptables\" or \"nftables\"", name)
 }
 
 // ValidateBackendName checks a configured backend name without touching the system.
 func ValidateBackendName(name string) error {
 	switch strings.ToLower(name) {
-	case "", "iptables":
+	case "", NameIPTables, NameNFTables:
 		return nil
-	case "nftables":
-		return fmt.Errorf("backend %q is not available yet in this build; use \"iptables\" or leave the key out", name)
 	}
 	return fmt.Errorf("unknown netfilter backend %q: use \"iptables\" or \"nftables\"", name)
 }
 
-// CleanupBackends returns the backends a DEL visits for families. A missing
+// CleanupBackends returns the backends a DEL visits, by family. A missing
 // IPv6 toolset is skipped, since nothing can have been installed through it;
 // a missing IPv4 one is an error worth reporting.
-func CleanupBackends(name string, families []Family) ([]Backend, error) {
-	var out []Backend
+func CleanupBackends(name string, families []Family) (map[Family]Backend, error) {
+	out := map[Family]Backend{}
 	for _, f := range families {
 		be, err := New(name, f)
 		if err != nil {
@@ -113,7 +138,7 @@ func CleanupBackends(name string, families []Family) ([]Backend, error) {
 			}
 			return nil, err
 		}
-		out = append(out, be)
+		out[f] = be
 	}
 	return out, nil
 }

@@ -111,7 +111,8 @@ func (b *ipTables) AddPortMappings(spec PortMapSpec) error {
 	})
 }
 
-func (b *ipTables) DelPortMappings(o Owner) error {
+func (b *ipTables) DelPortMappings(spec PortMapSpec) error {
+	o := spec.Owner
 	return b.edit(func(txn *natTxn, snap *natSnapshot) error {
 		dropOwnedPortRules(txn, snap, o)
 		if chain := dnatChain(o); snap.chains[chain] {
@@ -163,7 +164,8 @@ func (b *ipTables) AddMasquerade(spec MasqSpec) error {
 	})
 }
 
-func (b *ipTables) DelMasquerade(o Owner) error {
+func (b *ipTables) DelMasquerade(spec MasqSpec) error {
+	o := spec.Owner
 	return b.edit(func(txn *natTxn, snap *natSnapshot) error {
 		for _, r := range snap.owned(chainMasq, o) {
 			txn.deleteSaved(chainMasq, r)

@@ -80,8 +80,9 @@ func Check(args *skel.CmdArgs) error {
 	}
 
 	if n.IPMasq {
+		backend := masqBackend(n, o)
 		for _, ipc := range prev.IPs {
-			be, err := netfilter.New(n.IPMasqBackend, netfilter.FamilyOf(ipc.Address.IP))
+			be, err := netfilter.New(backend, netfilter.FamilyOf(ipc.Address.IP))
 			if err != nil {
 				return cnierr.Config("bridge: ipMasq: %v", err)
 			}

@@ -25,6 +25,8 @@ type NetConf struct {
 	ForceAddress  bool   `json:"forceAddress"`
 	IPMasq        bool   `json:"ipMasq"`
 	IPMasqBackend string `json:"ipMasqBackend,omitempty"`
+	// StateDir (extension) holds the per-attachment records DEL reads.
+	StateDir      string `json:"stateDir,omitempty"`
 	MTU           int    `json:"mtu"`
 	HairpinMode   bool   `json:"hairpinMode"`
 	PromiscMode   bool   `json:"promiscMode"`

@@ -18,6 +18,7 @@ import (
 type rig struct {
 	t         *testing.T
 	bin, data string
+	backend   string // ipMasqBackend
 	host, ctr *testenv.NS
 }
 
@@ -34,7 +35,12 @@ func (r *rig) conf(extra string) []byte {
 	if strings.Contains(extra, `"ipam"`) {
 		ipam = ""
 	}
-	parts := []string{`"cniVersion":"1.1.0"`, `"name":"testnet"`, `"type":"bridge"`, `"bridge":"br-test"`}
+	backend := r.backend
+	if backend == "" {
+		backend = "iptables"
+	}
+	parts := []string{`"cniVersion":"1.1.0"`, `"name":"testnet"`, `"type":"bridge"`, `"bridge":"br-test"`,
+		fmt.Sprintf(`"stateDir":%q,"ipMasqBackend":%q`, filepath.Join(r.data, "state"), backend)}
 	for _, s := range []string{ipam, extra} {
 		if s != "" {
 			parts = append(parts, s)
@@ -74,6 +80,13 @@ func (r *rig) link(ns *testenv.NS, name string) (*linkInfo, bool) {
 	return &ls[0], true
 }
 
+// rules is the host's nat table and nftables ruleset.
+func (r *rig) rules() string {
+	ipt, _ := r.host.Run("iptables-save", "-t", "nat")
+	nft, _ := r.host.Run("nft", "list", "ruleset")
+	return ipt + nft
+}
+
 func hostVeth() string {
 	return "veth" + netfilter.Owner{Network: "testnet", ContainerID: "ctr1", IfName: "eth0"}.Tag()[:10]
 }
@@ -87,8 +100,11 @@ func (r *rig) assertNothingLeft() {
 	if _, ok := r.link(r.ctr, "eth0"); ok {
 		r.t.Error("container eth0 left behind")
 	}
-	if rules, _ := r.host.Run("iptables-save", "-t", "nat"); strings.Contains(rules, "ctr1") {
+	if rules := r.rules(); strings.Contains(rules, "ctr1") {
 		r.t.Errorf("rules left behind:\n%s", rules)
+	}
+	if recs, _ := filepath.Glob(filepath.Join(r.data, "state", "*", "*.json")); len(recs) != 0 {
+		r.t.Errorf("state records left behind: %v", recs)
 	}
 	files, _ := filepath.Glob(filepath.Join(r.data, "testnet", "10.*"))
 	if len(files) != 0 {
@@ -120,8 +136,9 @@ func TestAddOptions(t *testing.T) {
 			if v := strings.TrimSpace(r.host.MustRun("sysctl", "-n", "net.ipv4.ip_forward")); v != "1" {
 				t.Errorf("ip_forward = %s", v)
 			}
-			if rules := r.host.MustRun("iptables-save", "-t", "nat"); !strings.Contains(rules, "-s 10.77.0.2/32 ! -d 224.0.0.0/4 ! -o br-test") {
-				t.Errorf("masquerade rule missing:\n%s", rules)
+			want := map[string]string{"iptables": "-s 10.77.0.2/32 ! -d 224.0.0.0/4 ! -o br-test", "nftables": `10.77.0.2 . "br-test"`}[r.backend]
+			if rules := r.rules(); !strings.Contains(rules, want) {
+				t.Errorf("%s masquerade missing (%q):\n%s", r.backend, want, rules)
 			}
 			if len(res.Interfaces) != 3 || res.Interfaces[2].Sandbox != r.ctr.Path() || *res.IPs[0].Interface != 2 {
 				t.Errorf("result interfaces: %+v", res.Interfaces)
@@ -149,31 +166,38 @@ func TestAddOptions(t *testing.T) {
 			}
 		}},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			r := newRig(t)
-			conf := r.conf(c.extra)
-			out, err := r.call("ADD", conf)
-			if err != nil {
-				t.Fatalf("ADD: %v", err)
-			}
-			res := &current.Result{}
-			if err := json.Unmarshal(out, res); err != nil {
-				t.Fatal(err)
-			}
-			c.verify(t, r, res)
-			prevConf := withPrev(t, conf, out)
-			if _, err := r.call("CHECK", prevConf); err != nil {
-				t.Errorf("CHECK: %v", err)
-			}
-			if _, err := r.call("DEL", prevConf); err != nil {
-				t.Fatalf("DEL: %v", err)
-			}
-			r.assertNothingLeft()
-			if _, err := r.call("DEL", conf); err != nil {
-				t.Fatalf("second DEL (no prevResult): %v", err)
-			}
-		})
+	for _, backend := range []string{"iptables", "nftables"} {
+		for _, c := range cases {
+			t.Run(backend+"/"+c.name, func(t *testing.T) {
+				r := newRig(t)
+				r.backend = backend
+				testAddOption(t, r, c.extra, c.verify)
+			})
+		}
+	}
+}
+
+func testAddOption(t *testing.T, r *rig, extra string, verify func(*testing.T, *rig, *current.Result)) {
+	conf := r.conf(extra)
+	out, err := r.call("ADD", conf)
+	if err != nil {
+		t.Fatalf("ADD: %v", err)
+	}
+	res := &current.Result{}
+	if err := json.Unmarshal(out, res); err != nil {
+		t.Fatal(err)
+	}
+	verify(t, r, res)
+	prevConf := withPrev(t, conf, out)
+	if _, err := r.call("CHECK", prevConf); err != nil {
+		t.Errorf("CHECK: %v", err)
+	}
+	if _, err := r.call("DEL", prevConf); err != nil {
+		t.Fatalf("DEL: %v", err)
+	}
+	r.assertNothingLeft()
+	if _, err := r.call("DEL", conf); err != nil {
+		t.Fatalf("second DEL (no prevResult): %v", err)
 	}
 }
 

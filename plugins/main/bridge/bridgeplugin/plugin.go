@@ -205,21 +205,6 @@ func addDefaultRoute(result *current.Result, gw net.IP) {
 	result.Routes = append(result.Routes, &types.Route{Dst: *dst, GW: gw})
 }
 
-func addMasquerade(n *NetConf, o netfilter.Owner, result *current.Result, undo *undoStack) error {
-	for _, ipc := range result.IPs {
-		be, err := netfilter.New(n.IPMasqBackend, netfilter.FamilyOf(ipc.Address.IP))
-		if err != nil {
-			return cnierr.Config("bridge: ipMasq: %v", err)
-		}
-		spec := netfilter.MasqSpec{Owner: o, IP: ipc.Address.IP, Bridge: n.BrName}
-		if err := be.AddMasquerade(spec); err != nil {
-			return cnierr.Wrap(err, "bridge: install masquerade")
-		}
-		undo.push(func() { _ = be.DelMasquerade(o) })
-	}
-	return nil
-}
-
 func linkUp(name string) error {
 	l, err := netlink.LinkByName(name)
 	if err != nil {
@@ -266,16 +251,8 @@ func Del(args *skel.CmdArgs) error {
 	if err := ip.DelLinkByName(hostVethName(o)); err != nil && !errors.Is(err, ip.ErrLinkNotFound) {
 		return cnierr.Wrap(err, "bridge: delete host veth")
 	}
-	if n.IPMasq {
-		backends, err := netfilter.CleanupBackends(n.IPMasqBackend, delFamilies(n))
-		if err != nil {
-			return cnierr.Config("bridge: ipMasq: %v", err)
-		}
-		for _, be := range backends {
-			if err := be.DelMasquerade(o); err != nil {
-				return cnierr.Wrap(err, "bridge: remove masquerade")
-			}
-		}
+	if err := delMasquerade(n, o); err != nil {
+		return err
 	}
 	return nil
 }

@@ -26,7 +26,9 @@ type PortMapEntry struct {
 // PortMapConf is the portmap plugin's config, with the reference plugin's keys.
 type PortMapConf struct {
 	types.NetConf
-	Backend              string    `json:"backend,omitempty"`
+	Backend string `json:"backend,omitempty"`
+	// StateDir (extension) holds the per-attachment records DEL reads.
+	StateDir             string    `json:"stateDir,omitempty"`
 	SNAT                 *bool     `json:"snat,omitempty"`
 	ConditionsV4         *[]string `json:"conditionsV4"`
 	ConditionsV6         *[]string `json:"conditionsV6"`
@@ -81,6 +83,9 @@ func LoadConfig(stdin []byte) (*PortMapConf, error) {
 	if err := netfilter.ValidateBackendName(c.Backend); err != nil {
 		return nil, cnierr.Config("portmap: backend: %v", err)
 	}
+	if strings.EqualFold(c.Backend, netfilter.NameNFTables) && c.needsIPTables() {
+		return nil, cnierr.Config("portmap: conditionsV4/conditionsV6, externalSetMarkChain and a markMasqBit other than %d are iptables features: drop them or use \"backend\": \"iptables\"", netfilter.DefaultMarkBit)
+	}
 
 	seen := map[string]int{}
 	for i, e := range c.RuntimeConfig.PortMaps {
@@ -131,4 +136,10 @@ func (c *PortMapConf) conditions(f netfilter.Family) []string {
 		return *c.ConditionsV6
 	}
 	return nil
+}
+
+// needsIPTables reports keys only the iptables backend understands.
+func (c *PortMapConf) needsIPTables() bool {
+	return c.ConditionsV4 != nil || c.ConditionsV6 != nil || c.ExternalSetMarkChain != nil ||
+		(c.MarkMasqBit != nil && *c.MarkMasqBit != netfilter.DefaultMarkBit)
 }

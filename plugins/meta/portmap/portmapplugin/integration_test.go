@@ -16,8 +16,12 @@ func prevResult(addr string) string {
 		"ips":[{"address":"%s/24","gateway":"10.66.0.1","interface":2}]}`, addr)
 }
 
-func conf(network, prev, mappings string) []byte {
-	s := fmt.Sprintf(`{"cniVersion":"1.1.0","name":%q,"type":"portmap","runtimeConfig":{"portMappings":%s}`, network, mappings)
+// pm builds portmap configs for one backend and state directory.
+type pm struct{ backend, stateDir string }
+
+func (p pm) conf(network, prev, mappings string) []byte {
+	s := fmt.Sprintf(`{"cniVersion":"1.1.0","name":%q,"type":"portmap","backend":%q,"stateDir":%q,"runtimeConfig":{"portMappings":%s}`,
+		network, p.backend, p.stateDir, mappings)
 	if prev != "" {
 		s += `,"prevResult":` + prev
 	}
@@ -25,7 +29,22 @@ func conf(network, prev, mappings string) []byte {
 }
 
 func TestPortmapBinary(t *testing.T) {
+	for _, backend := range []string{"iptables", "nftables"} {
+		t.Run(backend, func(t *testing.T) { testPortmapBinary(t, pm{backend, t.TempDir()}) })
+	}
+}
+
+// dnatTo is how each backend spells a DNAT target in its listing.
+func dnatTo(backend, ip string, port int) string {
+	if backend == "iptables" {
+		return fmt.Sprintf("--to-destination %s:%d", ip, port)
+	}
+	return fmt.Sprintf(": %s . %d", ip, port)
+}
+
+func testPortmapBinary(t *testing.T, p pm) {
 	testenv.RequireRoot(t)
+	conf := p.conf
 	bin := testenv.Bin(t)
 	host := testenv.NewNS(t, testenv.Prefix()+"-host")
 	// A bridge with a route to the container subnet, as bridge would have made.
@@ -37,13 +56,15 @@ func TestPortmapBinary(t *testing.T) {
 		return host.Exec(bin, "portmap", testenv.Call{Command: cmd, ContainerID: id, Netns: "/var/run/netns/gone", IfName: "eth0", Conf: c})
 	}
 	web := `[{"hostPort":8080,"containerPort":80,"protocol":"tcp"},{"hostPort":8053,"containerPort":53,"protocol":"udp"}]`
-	nat := func() string { return host.MustRun("iptables-save", "-t", "nat") }
+	nat := func() string {
+		return host.MustRun("iptables-save", "-t", "nat") + host.MustRun("nft", "list", "ruleset")
+	}
 
 	t.Run("ADD needs prevResult", func(t *testing.T) {
 		_, err := call("ADD", "a", conf("net1", "", web))
 		testenv.WantCode(t, err, 7, "needs a prevResult")
-		if strings.Contains(nat(), "DNET-DN") {
-			t.Error("a refused ADD installed rules")
+		if rules := nat(); strings.Contains(rules, "DNET-DN") || strings.Contains(rules, "net=net1") {
+			t.Errorf("a refused ADD installed rules:\n%s", rules)
 		}
 	})
 
@@ -78,7 +99,7 @@ func TestPortmapBinary(t *testing.T) {
 		if strings.Contains(rules, "10.66.0.2") || strings.Contains(rules, netfilter.Owner{Network: "net1", ContainerID: "shared-id", IfName: "eth0"}.Tag()) {
 			t.Errorf("net1's rules survived DEL:\n%s", rules)
 		}
-		if !strings.Contains(rules, "--to-destination 10.66.0.3:80") {
+		if !strings.Contains(rules, dnatTo(p.backend, "10.66.0.3", 80)) {
 			t.Errorf("DEL on net1 removed net2's rules:\n%s", rules)
 		}
 		if _, err := call("CHECK", "shared-id", conf("net2", prevResult("10.66.0.3"), other)); err != nil {
@@ -90,7 +111,7 @@ func TestPortmapBinary(t *testing.T) {
 		if _, err := call("DEL", "shared-id", conf("net2", prevResult("10.66.0.3"), other)); err != nil {
 			t.Fatalf("second DEL: %v", err)
 		}
-		if rules := nat(); strings.Contains(rules, ":DNET-DN-") || strings.Contains(rules, "-A DNET-HOSTPORTS") {
+		if rules := nat(); strings.Contains(rules, ":DNET-DN-") || strings.Contains(rules, "-A DNET-HOSTPORTS") || strings.Contains(rules, "id=shared-id") {
 			t.Errorf("rules left after both DELs:\n%s", rules)
 		}
 	})
@@ -102,8 +123,13 @@ func TestPortmapBinary(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if n := strings.Count(nat(), "-A DNET-HOSTPORTS"); n != 2 {
-			t.Errorf("%d entry rules after two ADDs, want 2 (tcp + udp)", n)
+		rules := nat()
+		n := strings.Count(rules, "-A DNET-HOSTPORTS")
+		if p.backend == "nftables" {
+			n = strings.Count(rules, "id=again")
+		}
+		if n != 2 {
+			t.Errorf("%d entries after two ADDs, want 2 (tcp + udp):\n%s", n, rules)
 		}
 		if _, err := call("DEL", "again", c); err != nil {
 			t.Fatal(err)

@@ -5,6 +5,7 @@ package portmapplugin
 import (
 	"fmt"
 	"net"
+	"os"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+	"github.com/dockernet/cni-plugins/plugins/pkg/state"
 )
 
 // containerAddrs returns the first container address of each family in prevResult.
@@ -35,9 +37,13 @@ func containerAddrs(prev *current.Result) map[netfilter.Family]*net.IPNet {
 	return out
 }
 
+func ownerOf(c *PortMapConf, args *skel.CmdArgs) netfilter.Owner {
+	return netfilter.Owner{Network: c.Name, ContainerID: args.ContainerID, IfName: args.IfName}
+}
+
 func specFor(c *PortMapConf, args *skel.CmdArgs, f netfilter.Family, addr *net.IPNet) netfilter.PortMapSpec {
 	spec := netfilter.PortMapSpec{
-		Owner:        netfilter.Owner{Network: c.Name, ContainerID: args.ContainerID, IfName: args.IfName},
+		Owner:        ownerOf(c, args),
 		ContainerIP:  addr.IP,
 		ContainerNet: &net.IPNet{IP: addr.IP.Mask(addr.Mask), Mask: addr.Mask},
 		Mappings:     c.mappings,
@@ -75,7 +81,7 @@ func udpPorts(ms []netfilter.PortMapping) []int {
 }
 
 // Add publishes the mappings and passes prevResult on.
-func Add(args *skel.CmdArgs) (err error) {
+func Add(args *skel.CmdArgs) error {
 	c, err := LoadConfig(args.StdinData)
 	if err != nil {
 		return err
@@ -91,56 +97,81 @@ func Add(args *skel.CmdArgs) (err error) {
 	if len(addrs) == 0 {
 		return cnierr.Config("portmap: prevResult has no container address to forward host ports to")
 	}
-	var done []netfilter.Backend
-	defer func() {
-		if err != nil {
-			for _, be := range done {
-				_ = be.DelPortMappings(specFor(c, args, be.Family(), addrs[be.Family()]).Owner)
-			}
-		}
-	}()
+	rec := netfilter.PortMapRecord{Backend: netfilter.Resolve(c.Backend, c.needsIPTables())}
+	if c.Backend == "" {
+		fmt.Fprintf(os.Stderr, "portmap: using the %s backend (no \"backend\" configured)\n", rec.Backend)
+	}
 	for _, f := range netfilter.BothFamilies {
-		addr := addrs[f]
-		if addr == nil {
-			continue
-		}
-		be, err := netfilter.New(c.Backend, f)
-		if err != nil {
-			return cnierr.Config("portmap: %v", err)
-		}
-		spec := specFor(c, args, f, addr)
-		if err := be.AddPortMappings(spec); err != nil {
-			return cnierr.Wrap(err, "portmap: publish ports")
-		}
-		done = append(done, be)
-		if f == netfilter.IPv4 && spec.SNAT {
-			if err := enableRouteLocalnet(addr.IP); err != nil {
-				return cnierr.Wrap(err, "portmap")
+		if addr := addrs[f]; addr != nil {
+			spec := specFor(c, args, f, addr)
+			if *c.SNAT {
+				hairpinIf, err := enableHairpin(f, addr.IP)
+				if err != nil {
+					return cnierr.Wrap(err, "portmap")
+				}
+				spec.HairpinIf = hairpinIf
 			}
+			rec.Specs = append(rec.Specs, spec)
 		}
-		if err := netfilter.FlushUDP(f, udpPorts(c.mappings)); err != nil {
-			return cnierr.Wrap(err, "portmap")
-		}
+	}
+	if err := install(c, ownerOf(c, args), rec); err != nil {
+		return err
 	}
 	return types.PrintResult(prev, c.CNIVersion)
 }
 
-// enableRouteLocalnet lets 127.0.0.1:hostPort be DNATed out of the interface
-// that leads to the container; the kernel drops such packets as martians otherwise.
-func enableRouteLocalnet(containerIP net.IP) error {
+// install records rec and then applies it; on failure it leaves neither
+// rules nor a record behind.
+func install(c *PortMapConf, o netfilter.Owner, rec netfilter.PortMapRecord) (err error) {
+	store := state.New(c.StateDir)
+	if err := store.Save(netfilter.KindPortMap, o.Tag(), rec); err != nil {
+		return cnierr.IO("portmap: %v", err)
+	}
+	var done []func()
+	defer func() {
+		if err != nil {
+			for _, undo := range done {
+				undo()
+			}
+			_ = store.Remove(netfilter.KindPortMap, o.Tag())
+		}
+	}()
+	for _, spec := range rec.Specs {
+		be, err := netfilter.New(rec.Backend, spec.Family())
+		if err != nil {
+			return cnierr.Config("portmap: %v", err)
+		}
+		if err := be.AddPortMappings(spec); err != nil {
+			return cnierr.Wrap(err, "portmap: publish ports")
+		}
+		done = append(done, func() { _ = be.DelPortMappings(spec) })
+		if err := netfilter.FlushUDP(spec.Family(), udpPorts(spec.Mappings)); err != nil {
+			return cnierr.Wrap(err, "portmap")
+		}
+	}
+	return nil
+}
+
+// enableHairpin finds the host interface towards the container (its bridge)
+// and, for IPv4, lets 127.0.0.1:hostPort be DNATed out of it: the kernel
+// drops such packets as martians unless route_localnet is set there.
+func enableHairpin(f netfilter.Family, containerIP net.IP) (string, error) {
 	routes, err := netlink.RouteGet(containerIP)
 	if err != nil || len(routes) == 0 {
-		return fmt.Errorf("find the host interface towards %s: %v", containerIP, err)
+		return "", fmt.Errorf("find the host interface towards %s: %v", containerIP, err)
 	}
 	link, err := netlink.LinkByIndex(routes[0].LinkIndex)
 	if err != nil {
-		return fmt.Errorf("find the host interface towards %s: %v", containerIP, err)
+		return "", fmt.Errorf("find the host interface towards %s: %v", containerIP, err)
 	}
-	key := fmt.Sprintf("net/ipv4/conf/%s/route_localnet", link.Attrs().Name)
-	if _, err := sysctl.Sysctl(key, "1"); err != nil {
-		return fmt.Errorf("set %s: %v", key, err)
+	name := link.Attrs().Name
+	if f == netfilter.IPv4 {
+		key := fmt.Sprintf("net/ipv4/conf/%s/route_localnet", name)
+		if _, err := sysctl.Sysctl(key, "1"); err != nil {
+			return "", fmt.Errorf("set %s: %v", key, err)
+		}
 	}
-	return nil
+	return name, nil
 }
 
 // Del removes this attachment's rules; it needs neither prevResult nor the netns.
@@ -149,16 +180,54 @@ func Del(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	owner := netfilter.Owner{Network: c.Name, ContainerID: args.ContainerID, IfName: args.IfName}
-	backends, err := netfilter.CleanupBackends(c.Backend, netfilter.BothFamilies)
+	o := ownerOf(c, args)
+	store := state.New(c.StateDir)
+	var rec netfilter.PortMapRecord
+	found, err := store.Load(netfilter.KindPortMap, o.Tag(), &rec)
+	if err != nil {
+		return cnierr.IO("portmap: %v", err)
+	}
+	if !found {
+		if len(c.mappings) == 0 {
+			return nil // no record and nothing to publish: ADD installed nothing
+		}
+		// No record (lost, or written by an older version): search every backend by tag.
+		byTag := netfilter.PortMapSpec{Owner: o, Mappings: c.mappings}
+		for _, name := range netfilter.AvailableBackends() {
+			if err := remove(name, netfilter.BothFamilies, []netfilter.PortMapSpec{byTag, byTag}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	families := make([]netfilter.Family, len(rec.Specs))
+	for i, s := range rec.Specs {
+		families[i] = s.Family()
+	}
+	if err := remove(rec.Backend, families, rec.Specs); err != nil {
+		return err
+	}
+	if err := store.Remove(netfilter.KindPortMap, o.Tag()); err != nil {
+		return cnierr.IO("portmap: %v", err)
+	}
+	return nil
+}
+
+// remove deletes specs[i], which belongs to families[i], through backend name.
+func remove(name string, families []netfilter.Family, specs []netfilter.PortMapSpec) error {
+	backends, err := netfilter.CleanupBackends(name, families)
 	if err != nil {
 		return cnierr.Config("portmap: %v", err)
 	}
-	for _, be := range backends {
-		if err := be.DelPortMappings(owner); err != nil {
+	for i, f := range families {
+		be, ok := backends[f]
+		if !ok {
+			continue
+		}
+		if err := be.DelPortMappings(specs[i]); err != nil {
 			return cnierr.Wrap(err, "portmap: remove published ports")
 		}
-		if err := netfilter.FlushUDP(be.Family(), udpPorts(c.mappings)); err != nil {
+		if err := netfilter.FlushUDP(f, udpPorts(specs[i].Mappings)); err != nil {
 			return cnierr.Wrap(err, "portmap")
 		}
 	}
@@ -178,12 +247,22 @@ func Check(args *skel.CmdArgs) error {
 	if len(c.mappings) == 0 {
 		return nil
 	}
+	var rec netfilter.PortMapRecord
+	found, err := state.New(c.StateDir).Load(netfilter.KindPortMap, ownerOf(c, args).Tag(), &rec)
+	if err != nil {
+		return cnierr.IO("portmap: %v", err)
+	}
+	backend := rec.Backend
+	if !found {
+		backend = netfilter.Resolve(c.Backend, c.needsIPTables())
+	}
 	for f, addr := range containerAddrs(prev) {
-		be, err := netfilter.New(c.Backend, f)
+		be, err := netfilter.New(backend, f)
 		if err != nil {
 			return cnierr.Config("portmap: %v", err)
 		}
-		if err := be.CheckPortMappings(specFor(c, args, f, addr)); err != nil {
+		spec := specFor(c, args, f, addr)
+		if err := be.CheckPortMappings(spec); err != nil {
 			return fmt.Errorf("portmap: %v", err)
 		}
 	}
@@ -196,7 +275,7 @@ func Status(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	if _, err := netfilter.New(c.Backend, netfilter.IPv4); err != nil {
+	if _, err := netfilter.New(netfilter.Resolve(c.Backend, c.needsIPTables()), netfilter.IPv4); err != nil {
 		return types.NewError(types.ErrPluginNotAvailable, "portmap: "+err.Error(), "")
 	}
 	return nil

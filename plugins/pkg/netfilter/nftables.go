@@ -1,0 +1,613 @@
+package netfilter
+
+// The nftables backend talks netlink directly (no nft process): one table
+// per family, shared by portmap and bridge, where every attachment is a few
+// map/set elements and no attachment has a rule of its own. A new connection
+// costs two hash lookups whatever the number of published ports.
+//
+//	table ip dnet {                                  (ip6 dnet: same, ipv6_addr, no 127/8 rule)
+//	  map hostports       { type inet_proto . inet_service : ipv4_addr . inet_service }            every local address
+//	  map hostports_bound { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service } one host address
+//	  set hairpin_ifs     { type ifname }            bridges whose containers' host-port connections are masqueraded
+//	  set masq_all        { type ipv4_addr }         containers whose published ports are always masqueraded (masqAll)
+//	  set masq_ips        { type ipv4_addr }         bridge ipMasq: container sources ...
+//	  set masq_local      { type ipv4_addr . ifname }  ... and the bridge they are not masqueraded on
+//	  chain prerouting  { type nat hook prerouting priority dstnat; fib daddr type local jump hostports }
+//	  chain output      { type nat hook output priority dstnat; fib daddr type local jump hostports }
+//	  chain hostports {
+//	    iifname @hairpin_ifs meta mark set meta mark | 0x2000          hairpin: from a container
+//	    dnat ip to ip daddr . meta l4proto . th dport map @hostports_bound
+//	    dnat ip to meta l4proto . th dport map @hostports
+//	  }
+//	  chain postrouting { type nat hook postrouting priority srcnat;
+//	    ct status dnat ip saddr 127.0.0.0/8 masquerade                   localhost -> container
+//	    ct status dnat meta mark & 0x2000 == 0x2000 masquerade           container -> host port -> container
+//	    ct status dnat ip daddr @masq_all masquerade
+//	    ip saddr @masq_ips ip saddr . oifname != @masq_local ip daddr != 224.0.0.0/4 masquerade
+//	  }
+//	}
+//
+// The input interface is unknown in postrouting, so hairpin connections are
+// recognised where it is known (the hostports chain) and marked with bit 13,
+// the reference portmap's default masquerade bit.
+//
+// Every element carries its owner's comment. An ADD or DEL is one netlink
+// batch per family, which the kernel commits atomically. DEL deletes the
+// exact elements recorded at ADD with the "add, then delete" idiom, which
+// succeeds whether or not they still exist; without a record, it dumps the
+// maps and deletes the elements whose comment carries the owner's tag.
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+const (
+	nftTable          = "dnet"
+	setHostPorts      = "hostports"
+	setHostPortsBound = "hostports_bound"
+	setHairpinIfs     = "hairpin_ifs"
+	setMasqAll        = "masq_all"
+	setMasqIPs        = "masq_ips"
+	setMasqLocal      = "masq_local"
+	chainPre          = "prerouting"
+	chainOut          = "output"
+	chainHP           = "hostports"
+	chainPost         = "postrouting"
+	ipsDstNAT         = 0x20 // IPS_DST_NAT: conntrack status bit of a DNATed flow
+	nftMarkBit        = DefaultMarkBit
+)
+
+type nfTables struct {
+	family Family
+}
+
+// NFTablesAvailable reports whether the kernel answers nf_tables netlink.
+func NFTablesAvailable() bool {
+	c, err := nftables.New()
+	if err != nil {
+		return false
+	}
+	_, err = c.ListTablesOfFamily(nftables.TableFamilyIPv4)
+	return err == nil
+}
+
+func newNFTables(f Family) (*nfTables, error) {
+	if !NFTablesAvailable() {
+		return nil, errors.New("nftables backend unavailable: the kernel does not answer nf_tables netlink requests")
+	}
+	return &nfTables{family: f}, nil
+}
+
+func (b *nfTables) Name() string   { return "nftables" }
+func (b *nfTables) Family() Family { return b.family }
+
+// layout is the table, its sets and chains for one family.
+type layout struct {
+	f                                                               Family
+	table                                                           *nftables.Table
+	hostPorts, hostPortsBound, hairpin, masqAll, masqIPs, masqLocal *nftables.Set
+	addrType                                                        nftables.SetDatatype
+	addrLen                                                         uint32 // bytes of an address
+}
+
+func newLayout(f Family) *layout {
+	l := &layout{f: f, addrType: nftables.TypeIPAddr, addrLen: 4}
+	tf := nftables.TableFamilyIPv4
+	if f == IPv6 {
+		l.addrType, l.addrLen, tf = nftables.TypeIP6Addr, 16, nftables.TableFamilyIPv6
+	}
+	l.table = &nftables.Table{Name: nftTable, Family: tf}
+	target := nftables.MustConcatSetType(l.addrType, nftables.TypeInetService)
+	l.hostPorts = &nftables.Set{Table: l.table, Name: setHostPorts, IsMap: true, Concatenation: true,
+		KeyType: nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService), DataType: target}
+	l.hostPortsBound = &nftables.Set{Table: l.table, Name: setHostPortsBound, IsMap: true, Concatenation: true,
+		KeyType: nftables.MustConcatSetType(l.addrType, nftables.TypeInetProto, nftables.TypeInetService), DataType: target}
+	l.hairpin = &nftables.Set{Table: l.table, Name: setHairpinIfs, KeyType: nftables.TypeIFName}
+	l.masqAll = &nftables.Set{Table: l.table, Name: setMasqAll, KeyType: l.addrType}
+	l.masqIPs = &nftables.Set{Table: l.table, Name: setMasqIPs, KeyType: l.addrType}
+	l.masqLocal = &nftables.Set{Table: l.table, Name: setMasqLocal, Concatenation: true,
+		KeyType: nftables.MustConcatSetType(l.addrType, nftables.TypeIFName)}
+	return l
+}
+
+func (l *layout) sets() []*nftables.Set {
+	return []*nftables.Set{l.hostPorts, l.hostPortsBound, l.hairpin, l.masqAll, l.masqIPs, l.masqLocal}
+}
+
+// 32-bit register n (NFT_REG32_00 is 8); register 1 is the same memory as reg32(0).
+func reg32(n uint32) uint32 { return 8 + n }
+
+func (l *layout) saddr(reg uint32) expr.Any {
+	off := uint32(12)
+	if l.f == IPv6 {
+		off = 8
+	}
+	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: l.addrLen}
+}
+
+func (l *layout) daddr(reg uint32) expr.Any {
+	off := uint32(16)
+	if l.f == IPv6 {
+		off = 24
+	}
+	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: l.addrLen}
+}
+
+func (l *layout) nfproto() uint32 {
+	if l.f == IPv6 {
+		return unix.NFPROTO_IPV6
+	}
+	return unix.NFPROTO_IPV4
+}
+
+func ctDNAT() []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(ipsDstNAT), Xor: binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
+	}
+}
+
+func fibLocalJump() []expr.Any {
+	return []expr.Any{
+		&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)},
+		&expr.Verdict{Kind: expr.VerdictJump, Chain: chainHP},
+	}
+}
+
+// rules returns the base rules of each chain, in order.
+func (l *layout) rules() map[string][][]expr.Any {
+	words := l.addrLen / 4 // 32-bit registers an address fills
+	dnat := func(set *nftables.Set, key ...expr.Any) []expr.Any {
+		return append(key,
+			&expr.Lookup{SourceRegister: 1, DestRegister: 1, IsDestRegSet: true, SetName: set.Name, SetID: set.ID},
+			&expr.NAT{Type: expr.NATTypeDestNAT, Family: l.nfproto(), RegAddrMin: 1, RegProtoMin: reg32(words)})
+	}
+	mark := uint32(1) << nftMarkBit
+	hostports := [][]expr.Any{
+		{
+			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+			&expr.Lookup{SourceRegister: 1, SetName: l.hairpin.Name, SetID: l.hairpin.ID},
+			&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(^mark), Xor: binaryutil.NativeEndian.PutUint32(mark)},
+			&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1},
+		},
+		dnat(l.hostPortsBound, l.daddr(1),
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg32(words)},
+			&expr.Payload{DestRegister: reg32(words + 1), Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2}),
+		dnat(l.hostPorts,
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Payload{DestRegister: reg32(1), Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2}),
+	}
+
+	var post [][]expr.Any
+	if l.f == IPv4 {
+		post = append(post, append(ctDNAT(),
+			l.saddr(1),
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: []byte{255, 0, 0, 0}, Xor: []byte{0, 0, 0, 0}},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{127, 0, 0, 0}},
+			&expr.Masq{}))
+	}
+	post = append(post,
+		append(ctDNAT(),
+			&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(mark), Xor: binaryutil.NativeEndian.PutUint32(0)},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(mark)},
+			&expr.Masq{}),
+		append(ctDNAT(),
+			l.daddr(1),
+			&expr.Lookup{SourceRegister: 1, SetName: l.masqAll.Name, SetID: l.masqAll.ID},
+			&expr.Masq{}),
+		append([]expr.Any{
+			l.saddr(1),
+			&expr.Lookup{SourceRegister: 1, SetName: l.masqIPs.Name, SetID: l.masqIPs.ID},
+			l.saddr(1),
+			&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: reg32(words)},
+			&expr.Lookup{SourceRegister: 1, SetName: l.masqLocal.Name, SetID: l.masqLocal.ID, Invert: true},
+		}, append(l.notMulticast(), &expr.Masq{})...),
+	)
+	return map[string][][]expr.Any{
+		chainPre:  {fibLocalJump()},
+		chainOut:  {fibLocalJump()},
+		chainHP:   hostports,
+		chainPost: post,
+	}
+}
+
+func (l *layout) notMulticast() []expr.Any {
+	if l.f == IPv4 {
+		return []expr.Any{
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{0xf0}, Xor: []byte{0}},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{0xe0}},
+		}
+	}
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 24, Len: 1},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{0xff}},
+	}
+}
+
+type chainSpec struct {
+	name     string
+	hook     *nftables.ChainHook
+	priority *nftables.ChainPriority
+}
+
+func baseChains() []chainSpec {
+	return []chainSpec{
+		{chainPre, nftables.ChainHookPrerouting, nftables.ChainPriorityNATDest},
+		{chainOut, nftables.ChainHookOutput, nftables.ChainPriorityNATDest},
+		{chainHP, nil, nil},
+		{chainPost, nftables.ChainHookPostrouting, nftables.ChainPriorityNATSource},
+	}
+}
+
+// baseIntact reports whether the table has every chain with its rules; a
+// few small netlink dumps, independent of the number of attachments.
+func (l *layout) baseIntact(c *nftables.Conn) bool {
+	want := l.rules()
+	for _, ch := range baseChains() {
+		rules, err := c.GetRules(l.table, &nftables.Chain{Name: ch.name, Table: l.table})
+		if err != nil || len(rules) != len(want[ch.name]) {
+			return false
+		}
+	}
+	sets, err := c.GetSets(l.table)
+	return err == nil && len(sets) == len(l.sets())
+}
+
+// queueBase (re)creates the table, sets, chains and rules in the batch.
+// Chains are flushed before their rules are added, so it is idempotent and
+// repairs a partly deleted table; set elements are kept.
+func (l *layout) queueBase(c *nftables.Conn) error {
+	c.AddTable(l.table)
+	for _, s := range l.sets() {
+		if err := c.AddSet(s, nil); err != nil {
+			return err
+		}
+	}
+	chains := map[string]*nftables.Chain{}
+	for _, ch := range baseChains() {
+		chain := &nftables.Chain{Name: ch.name, Table: l.table}
+		if ch.hook != nil {
+			chain.Type, chain.Hooknum, chain.Priority = nftables.ChainTypeNAT, ch.hook, ch.priority
+		}
+		chains[ch.name] = c.AddChain(chain)
+		c.FlushChain(chain)
+	}
+	rules := l.rules()
+	for _, ch := range baseChains() {
+		for _, exprs := range rules[ch.name] {
+			c.AddRule(&nftables.Rule{Table: l.table, Chain: chains[ch.name], Exprs: exprs})
+		}
+	}
+	return nil
+}
+
+func protoNum(p string) byte {
+	switch p {
+	case "udp":
+		return unix.IPPROTO_UDP
+	case "sctp":
+		return unix.IPPROTO_SCTP
+	}
+	return unix.IPPROTO_TCP
+}
+
+func (l *layout) addrBytes(ip net.IP) []byte {
+	if l.f == IPv4 {
+		return ip.To4()
+	}
+	return ip.To16()
+}
+
+// pad4 pads a concatenation field to the 32-bit register size.
+func pad4(b []byte) []byte {
+	for len(b)%4 != 0 {
+		b = append(b, 0)
+	}
+	return b
+}
+
+func port(p int) []byte { return []byte{byte(p >> 8), byte(p)} }
+
+func ifname(name string) []byte {
+	b := make([]byte, 16)
+	copy(b, name)
+	return b
+}
+
+// elem is one element with the set it belongs to.
+type elem struct {
+	set *nftables.Set
+	e   nftables.SetElement
+}
+
+// portElems are the map elements of spec in this family.
+func (l *layout) portElems(spec PortMapSpec) []elem {
+	var out []elem
+	comment := spec.Owner.Comment()
+	for _, m := range spec.Mappings {
+		hostIP, ok := hostIPFor(m, l.f)
+		if !ok {
+			continue
+		}
+		val := append(append([]byte{}, l.addrBytes(spec.ContainerIP)...), pad4(port(m.ContainerPort))...)
+		key := append(pad4([]byte{protoNum(m.Protocol)}), pad4(port(m.HostPort))...)
+		set := l.hostPorts
+		if hostIP != "" {
+			key = append(append([]byte{}, l.addrBytes(m.HostIP)...), key...)
+			set = l.hostPortsBound
+		}
+		out = append(out, elem{set, nftables.SetElement{Key: key, Val: val, Comment: comment}})
+	}
+	if spec.SNAT && spec.MasqAll {
+		out = append(out, elem{l.masqAll, nftables.SetElement{Key: l.addrBytes(spec.ContainerIP), Comment: comment}})
+	}
+	return out
+}
+
+func (l *layout) masqElems(spec MasqSpec) []elem {
+	comment := spec.Owner.Comment()
+	a := l.addrBytes(spec.IP)
+	return []elem{
+		{l.masqIPs, nftables.SetElement{Key: a, Comment: comment}},
+		{l.masqLocal, nftables.SetElement{Key: append(append([]byte{}, a...), ifname(spec.Bridge)...), Comment: comment}},
+	}
+}
+
+func queueAdd(c *nftables.Conn, elems []elem) error {
+	for _, e := range elems {
+		if err := c.SetAddElements(e.set, []nftables.SetElement{e.e}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// queueDelete deletes elems whether or not they exist: add (a no-op when
+// present with the same data), then delete.
+func queueDelete(c *nftables.Conn, elems []elem) error {
+	if err := queueAdd(c, elems); err != nil {
+		return err
+	}
+	for _, e := range elems {
+		if err := c.SetDeleteElements(e.set, []nftables.SetElement{{Key: e.e.Key}}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// add commits base (when needed) and elems in one batch.
+func (b *nfTables) add(elems []elem, extra func(*layout) []elem) error {
+	c, err := nftables.New()
+	if err != nil {
+		return err
+	}
+	l := newLayout(b.family)
+	if !l.baseIntact(c) {
+		if err := l.queueBase(c); err != nil {
+			return err
+		}
+	}
+	if extra != nil {
+		elems = append(elems, extra(l)...)
+	}
+	if err := queueAdd(c, elems); err != nil {
+		return err
+	}
+	return c.Flush()
+}
+
+func (b *nfTables) AddPortMappings(spec PortMapSpec) error {
+	l := newLayout(b.family)
+	elems := l.portElems(spec)
+	var bridge string
+	if spec.SNAT {
+		bridge = spec.HairpinIf
+	}
+	err := b.add(elems, func(l *layout) []elem {
+		if bridge == "" {
+			return nil
+		}
+		return []elem{{l.hairpin, nftables.SetElement{Key: ifname(bridge), Comment: commentBase}}}
+	})
+	if errors.Is(err, unix.EEXIST) {
+		return b.conflict(spec)
+	}
+	if err != nil {
+		return fmt.Errorf("%s nftables: publish ports of container %s: %w", b.family, spec.Owner.ContainerID, err)
+	}
+	return nil
+}
+
+// conflict names the owner of a host port this spec wanted.
+func (b *nfTables) conflict(spec PortMapSpec) error {
+	c, err := nftables.New()
+	if err == nil {
+		l := newLayout(b.family)
+		for _, want := range l.portElems(spec) {
+			have, err := c.GetSetElements(want.set)
+			if err != nil {
+				continue
+			}
+			for _, h := range have {
+				if string(h.Key) == string(want.e.Key) && h.Comment != want.e.Comment {
+					m := describeKey(want.set.Name, h.Key, l)
+					return fmt.Errorf("host port %s is already published by %s: unpublish it there or pick another hostPort", m, ownerFromComment(h.Comment))
+				}
+			}
+		}
+	}
+	return fmt.Errorf("%s nftables: a host port of container %s is already published by another container", b.family, spec.Owner.ContainerID)
+}
+
+func describeKey(set string, key []byte, l *layout) string {
+	host := "0.0.0.0"
+	if l.f == IPv6 {
+		host = "[::]"
+	}
+	if set == setHostPortsBound {
+		host = net.IP(key[:l.addrLen]).String()
+		key = key[l.addrLen:]
+	}
+	proto := map[byte]string{unix.IPPROTO_TCP: "tcp", unix.IPPROTO_UDP: "udp", unix.IPPROTO_SCTP: "sctp"}[key[0]]
+	return fmt.Sprintf("%d/%s on %s", int(key[4])<<8|int(key[5]), proto, host)
+}
+
+func ownerFromComment(c string) string {
+	// "dnet:<tag> net=N id=I if=F"
+	fields := map[string]string{}
+	for _, f := range strings.Fields(c) {
+		if k, v, ok := strings.Cut(f, "="); ok {
+			fields[k] = v
+		}
+	}
+	id := fields["id"]
+	if len(id) > 12 {
+		id = id[:12] + "…"
+	}
+	return fmt.Sprintf("container %s (network %s)", id, fields["net"])
+}
+
+// del removes elems (or, with none known, every element of owner).
+func (b *nfTables) del(o Owner, elems []elem, sets func(*layout) []*nftables.Set) error {
+	c, err := nftables.New()
+	if err != nil {
+		return err
+	}
+	l := newLayout(b.family)
+	if _, err := c.ListTableOfFamily(nftTable, l.table.Family); err != nil {
+		return nil // no table: nothing of ours can be installed
+	}
+	if len(elems) > 0 {
+		if err := queueDelete(c, elems); err != nil {
+			return err
+		}
+		if err := c.Flush(); err == nil {
+			return nil
+		}
+		// An element now holds other data (or a set is gone): fall back to the comments.
+	}
+	return b.delByComment(o, sets(l))
+}
+
+// delByComment dumps sets and deletes the elements tagged with owner.
+func (b *nfTables) delByComment(o Owner, sets []*nftables.Set) error {
+	c, err := nftables.New()
+	if err != nil {
+		return err
+	}
+	prefix := tagPrefix + o.Tag() + " "
+	found := 0
+	for _, s := range sets {
+		have, err := c.GetSetElements(s)
+		if err != nil {
+			continue // the set is gone: nothing to delete there
+		}
+		var mine []nftables.SetElement
+		for _, e := range have {
+			if strings.HasPrefix(e.Comment, prefix) {
+				mine = append(mine, nftables.SetElement{Key: e.Key})
+			}
+		}
+		if len(mine) > 0 {
+			found += len(mine)
+			if err := c.SetDeleteElements(s, mine); err != nil {
+				return err
+			}
+		}
+	}
+	if found == 0 {
+		return nil
+	}
+	return c.Flush()
+}
+
+func (b *nfTables) DelPortMappings(spec PortMapSpec) error {
+	var elems []elem
+	if spec.ContainerIP != nil {
+		elems = newLayout(b.family).portElems(spec)
+	}
+	err := b.del(spec.Owner, elems, func(l *layout) []*nftables.Set {
+		return []*nftables.Set{l.hostPorts, l.hostPortsBound, l.masqAll}
+	})
+	if err != nil {
+		return fmt.Errorf("%s nftables: remove ports of container %s: %w", b.family, spec.Owner.ContainerID, err)
+	}
+	return nil
+}
+
+func (b *nfTables) AddMasquerade(spec MasqSpec) error {
+	if err := b.add(newLayout(b.family).masqElems(spec), nil); err != nil {
+		return fmt.Errorf("%s nftables: masquerade for container %s: %w", b.family, spec.Owner.ContainerID, err)
+	}
+	return nil
+}
+
+func (b *nfTables) DelMasquerade(spec MasqSpec) error {
+	var elems []elem
+	if spec.IP != nil {
+		elems = newLayout(b.family).masqElems(spec)
+	}
+	err := b.del(spec.Owner, elems, func(l *layout) []*nftables.Set { return []*nftables.Set{l.masqIPs, l.masqLocal} })
+	if err != nil {
+		return fmt.Errorf("%s nftables: remove masquerade of container %s: %w", b.family, spec.Owner.ContainerID, err)
+	}
+	return nil
+}
+
+// check verifies the base and that each element is present with its data.
+func (b *nfTables) check(elems []elem, what string) error {
+	c, err := nftables.New()
+	if err != nil {
+		return err
+	}
+	l := newLayout(b.family)
+	if !l.baseIntact(c) {
+		return fmt.Errorf("%s nftables: table %s is missing or incomplete", b.family, nftTable)
+	}
+	cache := map[string][]nftables.SetElement{}
+	for _, want := range elems {
+		have, ok := cache[want.set.Name]
+		if !ok {
+			if have, err = c.GetSetElements(want.set); err != nil {
+				return fmt.Errorf("%s nftables: read %s: %w", b.family, want.set.Name, err)
+			}
+			cache[want.set.Name] = have
+		}
+		found := false
+		for _, h := range have {
+			if string(h.Key) == string(want.e.Key) && string(h.Val) == string(want.e.Val) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return fmt.Errorf("%s nftables: %s element for %s is missing from %s", b.family, what, want.e.Comment, want.set.Name)
+		}
+	}
+	return nil
+}
+
+func (b *nfTables) CheckPortMappings(spec PortMapSpec) error {
+	return b.check(newLayout(b.family).portElems(spec), "port mapping")
+}
+
+func (b *nfTables) CheckMasquerade(spec MasqSpec) error {
+	return b.check(newLayout(b.family).masqElems(spec), "masquerade")
+}

@@ -1,0 +1,77 @@
+// Package state keeps, per attachment, what a plugin installed: the record
+// a DEL needs when the runtime sends no prevResult, and what GC and rule
+// restoration will read. A record is written before the rules it describes
+// (intent first), so a crash can leave a record without rules, which DEL
+// handles, but never rules without a record.
+//
+// Layout: <dir>/<kind>/<owner tag>.json, written atomically (temp + rename).
+package state
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// DefaultDir is used when a config sets no stateDir.
+const DefaultDir = "/var/lib/cni/dockernet"
+
+// Store is one state directory.
+type Store struct{ Dir string }
+
+// New returns the store at dir, or at DefaultDir when dir is empty.
+func New(dir string) Store {
+	if dir == "" {
+		dir = DefaultDir
+	}
+	return Store{Dir: dir}
+}
+
+func (s Store) path(kind, tag string) string { return filepath.Join(s.Dir, kind, tag+".json") }
+
+// Save writes v as the record of kind for tag.
+func (s Store) Save(kind, tag string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	p := s.path(kind, tag)
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return fmt.Errorf("create state directory: %w", err)
+	}
+	tmp := p + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return fmt.Errorf("write state %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("write state %s: %w", p, err)
+	}
+	return nil
+}
+
+// Load reads the record into v; false when there is none.
+func (s Store) Load(kind, tag string, v any) (bool, error) {
+	data, err := os.ReadFile(s.path(kind, tag))
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read state: %w", err)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return false, fmt.Errorf("state %s is corrupt: %w", s.path(kind, tag), err)
+	}
+	return true, nil
+}
+
+// Remove deletes the record; a missing one is not an error.
+func (s Store) Remove(kind, tag string) error {
+	err := os.Remove(s.path(kind, tag))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove state: %w", err)
+	}
+	return nil
+}
