@@ -110,7 +110,8 @@ func newLayout(f Family) *layout {
 		KeyType: nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService), DataType: target}
 	l.hostPortsBound = &nftables.Set{Table: l.table, Name: setHostPortsBound, IsMap: true, Concatenation: true,
 		KeyType: nftables.MustConcatSetType(l.addrType, nftables.TypeInetProto, nftables.TypeInetService), DataType: target}
-	l.hairpin = &nftables.Set{Table: l.table, Name: setHairpinIfs, KeyType: nftables.TypeIFName}
+	// A string key: host byte order, or nft prints the name byte-swapped.
+	l.hairpin = &nftables.Set{Table: l.table, Name: setHairpinIfs, KeyType: nftables.TypeIFName, KeyByteOrder: binaryutil.NativeEndian}
 	l.masqAll = &nftables.Set{Table: l.table, Name: setMasqAll, KeyType: l.addrType}
 	l.masqIPs = &nftables.Set{Table: l.table, Name: setMasqIPs, KeyType: l.addrType}
 	l.masqLocal = &nftables.Set{Table: l.table, Name: setMasqLocal, Concatenation: true,

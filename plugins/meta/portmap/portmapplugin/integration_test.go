@@ -2,7 +2,11 @@ package portmapplugin_test
 
 import (
 	"encoding/json"
+	"flag"
 	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -147,4 +151,109 @@ func testPortmapBinary(t *testing.T, p pm) {
 			t.Fatal(err)
 		}
 	})
+}
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// TestNFTablesLayout pins the nftables table (chains, maps, sets,
+// priorities, rules) to testdata/nft-ip-dnet.golden.
+func TestNFTablesLayout(t *testing.T) {
+	testenv.RequireRoot(t)
+	p := pm{"nftables", t.TempDir()}
+	bin := testenv.Bin(t)
+	host := testenv.NewNS(t, testenv.Prefix()+"-host")
+	host.MustRun("ip", "link", "add", "br0", "type", "bridge")
+	host.MustRun("ip", "addr", "add", "10.66.0.1/24", "dev", "br0")
+	host.MustRun("ip", "link", "set", "br0", "up")
+	ms := `[{"hostPort":8080,"containerPort":80,"protocol":"tcp"},{"hostPort":8053,"containerPort":53,"protocol":"udp","hostIP":"127.0.0.1"}]`
+	if _, err := host.Exec(bin, "portmap", testenv.Call{Command: "ADD", ContainerID: "golden", Netns: "/x", IfName: "eth0",
+		Conf: p.conf("net1", prevResult("10.66.0.2"), ms)}); err != nil {
+		t.Fatal(err)
+	}
+	got := host.MustRun("nft", "list", "table", "ip", "dnet")
+	path := filepath.Join("testdata", "nft-ip-dnet.golden")
+	if *update {
+		_ = os.MkdirAll("testdata", 0o755)
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (go test -update writes it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("nft table differs from %s:\n--- got ---\n%s\n--- want ---\n%s", path, got, want)
+	}
+}
+
+// With nftables a host port has one owner: a second container asking for it
+// gets an error naming the first, and is left with nothing installed.
+func TestNFTablesHostPortConflict(t *testing.T) {
+	testenv.RequireRoot(t)
+	p := pm{"nftables", t.TempDir()}
+	bin := testenv.Bin(t)
+	host := testenv.NewNS(t, testenv.Prefix()+"-host")
+	host.MustRun("ip", "link", "add", "br0", "type", "bridge")
+	host.MustRun("ip", "addr", "add", "10.66.0.1/24", "dev", "br0")
+	host.MustRun("ip", "link", "set", "br0", "up")
+	call := func(cmd, id, addr, ms string) error {
+		_, err := host.Exec(bin, "portmap", testenv.Call{Command: cmd, ContainerID: id, Netns: "/x", IfName: "eth0",
+			Conf: p.conf("net1", prevResult(addr), ms)})
+		return err
+	}
+	web := `[{"hostPort":8080,"containerPort":80,"protocol":"tcp"}]`
+	if err := call("ADD", "first-container", "10.66.0.2", web); err != nil {
+		t.Fatal(err)
+	}
+	err := call("ADD", "second", "10.66.0.3", `[{"hostPort":9000,"containerPort":80,"protocol":"tcp"},{"hostPort":8080,"containerPort":80,"protocol":"tcp"}]`)
+	if err == nil || !strings.Contains(err.Error(), "8080/tcp on 0.0.0.0 is already published by container first-contai") || !strings.Contains(err.Error(), "(network net1)") {
+		t.Fatalf("conflicting ADD: %v", err)
+	}
+	rules := host.MustRun("nft", "list", "ruleset")
+	if strings.Contains(rules, "id=second") || strings.Contains(rules, "9000") {
+		t.Errorf("the refused ADD left elements:\n%s", rules)
+	}
+	if recs, _ := filepath.Glob(filepath.Join(p.stateDir, "*", "*.json")); len(recs) != 1 {
+		t.Errorf("records after the refused ADD: %v, want only the first container's", recs)
+	}
+	// The same port on another protocol or bound to another address is no conflict.
+	if err := call("ADD", "third", "10.66.0.4", `[{"hostPort":8080,"containerPort":80,"protocol":"udp"},{"hostPort":8080,"containerPort":80,"protocol":"tcp","hostIP":"127.0.0.1"}]`); err != nil {
+		t.Fatalf("non-conflicting ADD: %v", err)
+	}
+}
+
+// A DEL whose record was lost still removes the attachment's elements,
+// found by the owner tag in their comments.
+func TestDelWithoutRecord(t *testing.T) {
+	for _, backend := range []string{"iptables", "nftables"} {
+		t.Run(backend, func(t *testing.T) {
+			testenv.RequireRoot(t)
+			p := pm{backend, t.TempDir()}
+			bin := testenv.Bin(t)
+			host := testenv.NewNS(t, testenv.Prefix()+"-host")
+			host.MustRun("ip", "link", "add", "br0", "type", "bridge")
+			host.MustRun("ip", "addr", "add", "10.66.0.1/24", "dev", "br0")
+			host.MustRun("ip", "link", "set", "br0", "up")
+			ms := `[{"hostPort":8080,"containerPort":80,"protocol":"tcp"},{"hostPort":8081,"containerPort":81,"protocol":"tcp","hostIP":"10.66.0.1"}]`
+			call := func(cmd string) error {
+				_, err := host.Exec(bin, "portmap", testenv.Call{Command: cmd, ContainerID: "lost", Netns: "/x", IfName: "eth0",
+					Conf: p.conf("net1", prevResult("10.66.0.2"), ms)})
+				return err
+			}
+			if err := call("ADD"); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.RemoveAll(p.stateDir); err != nil {
+				t.Fatal(err)
+			}
+			if err := call("DEL"); err != nil {
+				t.Fatal(err)
+			}
+			rules := host.MustRun("iptables-save", "-t", "nat") + host.MustRun("nft", "list", "ruleset")
+			if regexp.MustCompile(`id=lost|10\.66\.0\.2`).MatchString(rules) {
+				t.Errorf("DEL without a record left rules:\n%s", rules)
+			}
+		})
+	}
 }
