@@ -3,6 +3,7 @@
 #   make install    copy the plugins to /opt/cni/bin and conf/ to /etc/cni/net.d
 #   make test       every test: unit, per-plugin integration (root) and end-to-end (root)
 #   make demo       the seed's walk-through in private network namespaces (root)
+#   make bench      ours vs the reference plugins, side by side (root, ~10 minutes)
 
 SHELL     := /bin/bash
 export PATH := $(PATH):/usr/local/go/bin:/usr/sbin:/sbin
@@ -16,7 +17,7 @@ CNI_BIN_DIR  ?= /opt/cni/bin
 CNI_CONF_DIR ?= /etc/cni/net.d
 CNITOOL_VERSION ?= v1.3.1
 
-.PHONY: all build tools install test unit integration e2e demo clean
+.PHONY: all build tools install test unit integration e2e demo bench clean
 
 all: build
 
@@ -58,5 +59,18 @@ test: build tools
 demo: build tools
 	bash scripts/demo.sh
 
+# The reference plugins are installed from the Go module proxy into a
+# temporary directory for the run only; nothing of theirs is kept.
+REF_VERSION ?= v1.10.0
+REF_PKG     := github.com/containernetworking/plugins/plugins
+BENCH_OUT   ?= $(CURDIR)/bench-results
+BENCH_FLAGS ?=
+bench: build
+	@ref=$$(mktemp -d /tmp/dnet-ref.XXXXXX); trap 'rm -rf $$ref' EXIT; \
+	echo "installing reference plugins $(REF_VERSION) into $$ref"; \
+	GOBIN=$$ref $(GO) install $(REF_PKG)/main/bridge@$(REF_VERSION) $(REF_PKG)/ipam/host-local@$(REF_VERSION) $(REF_PKG)/meta/portmap@$(REF_VERSION) && \
+	$(GO) build -o $(BIN)/bench ./test/bench && \
+	$(BIN)/bench -ours $(BIN) -ref $$ref -hello $(BIN)/hello -out $(BENCH_OUT) $(BENCH_FLAGS)
+
 clean:
-	rm -rf $(BIN) $(CURDIR)/.tools
+	rm -rf $(BIN) $(CURDIR)/.tools $(BENCH_OUT)

@@ -6,6 +6,7 @@
 //	hello serve [-port 5000]          TCP (HTTP) and UDP on the same port
 //	hello get   URL                   prints the HTTP body
 //	hello udp   HOST:PORT             sends one datagram, prints the reply
+//	hello sink  [-port 5000]          TCP: reads each connection to EOF, then closes it (benchmarks)
 package main
 
 import (
@@ -29,6 +30,11 @@ func main() {
 		port := fs.Int("port", 5000, "TCP and UDP port")
 		_ = fs.Parse(os.Args[2:])
 		serve(*port)
+	case "sink":
+		fs := flag.NewFlagSet("sink", flag.ExitOnError)
+		port := fs.Int("port", 5000, "TCP port")
+		_ = fs.Parse(os.Args[2:])
+		sink(*port)
 	case "get":
 		if len(os.Args) != 3 {
 			usage()
@@ -45,7 +51,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: hello serve [-port N] | hello get URL | hello udp HOST:PORT")
+	fmt.Fprintln(os.Stderr, "usage: hello serve [-port N] | hello sink [-port N] | hello get URL | hello udp HOST:PORT")
 	os.Exit(2)
 }
 
@@ -113,4 +119,22 @@ func udp(addr string) error {
 	}
 	_, err = os.Stdout.Write(buf[:n])
 	return err
+}
+
+// sink serves the benchmarks: it drains every connection and closes it, so a
+// client measures one full connect-send-close round trip, or raw throughput.
+func sink(port int) {
+	ln, err := net.Listen("tcp", ":"+strconv.Itoa(port))
+	exitOn(err)
+	fmt.Printf("hello: sink on :%d\n", port)
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			exitOn(err)
+		}
+		go func() {
+			_, _ = io.Copy(io.Discard, c)
+			_ = c.Close()
+		}()
+	}
 }

@@ -27,17 +27,12 @@ type ipTables struct {
 }
 
 func newIPTables(f Family) (*ipTables, error) {
-	proto := iptables.ProtocolIPv4
 	prefix := "iptables"
 	if f == IPv6 {
-		proto = iptables.ProtocolIPv6
 		prefix = "ip6tables"
 	}
-	// go-iptables finds the binary and fails early with a clear error when
-	// the tools are missing.
-	if _, err := iptables.NewWithProtocol(proto); err != nil {
-		return nil, fmt.Errorf("%s backend unavailable: %w (install the iptables package)", prefix, err)
-	}
+	// Only path lookups here: this runs on every ADD and DEL, and a
+	// version probe would cost a process start each time (see Probe).
 	b := &ipTables{family: f}
 	var err error
 	if b.save, err = exec.LookPath(prefix + "-save"); err != nil {
@@ -47,6 +42,23 @@ func newIPTables(f Family) (*ipTables, error) {
 		return nil, fmt.Errorf("%s-restore not found: %w (install the iptables package)", prefix, err)
 	}
 	return b, nil
+}
+
+// ProbeIPTables checks through go-iptables that iptables runs and can read
+// the nat table: a health check for STATUS, too slow for every ADD.
+func ProbeIPTables(f Family) error {
+	proto := iptables.ProtocolIPv4
+	if f == IPv6 {
+		proto = iptables.ProtocolIPv6
+	}
+	ipt, err := iptables.NewWithProtocol(proto)
+	if err != nil {
+		return fmt.Errorf("iptables is not usable: %w", err)
+	}
+	if _, err := ipt.ListChains("nat"); err != nil {
+		return fmt.Errorf("iptables cannot read the nat table: %w", err)
+	}
+	return nil
 }
 
 func (b *ipTables) Name() string   { return "iptables" }

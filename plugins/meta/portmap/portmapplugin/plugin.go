@@ -275,7 +275,12 @@ func Status(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	if _, err := netfilter.New(netfilter.Resolve(c.Backend, c.needsIPTables()), netfilter.IPv4); err != nil {
+	backend := netfilter.Resolve(c.Backend, c.needsIPTables())
+	_, err = netfilter.New(backend, netfilter.IPv4)
+	if err == nil && backend == netfilter.NameIPTables {
+		err = netfilter.ProbeIPTables(netfilter.IPv4)
+	}
+	if err != nil {
 		return types.NewError(types.ErrPluginNotAvailable, "portmap: "+err.Error(), "")
 	}
 	return nil

@@ -1,0 +1,207 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+)
+
+func fmtMS(ds []time.Duration) string {
+	if len(ds) == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.1f / %.1f", ms(median(ds)), ms(p90(ds)))
+}
+
+func sum(a, b []time.Duration) []time.Duration {
+	out := make([]time.Duration, 0, len(a))
+	for i := range a {
+		if i < len(b) {
+			out = append(out, a[i]+b[i])
+		}
+	}
+	return out
+}
+
+func machine() string {
+	host, _ := os.Hostname()
+	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	return fmt.Sprintf("%d cores, kernel %s, host %s", runtime.NumCPU(), strings.TrimSpace(string(kernel)), host)
+}
+
+// best returns the variant of prefix ("ours"/"ref") with the lowest value.
+func best(variants []variant, prefix string, value func(string) float64, lowerIsBetter bool) (string, float64) {
+	name, v := "", 0.0
+	for _, vr := range variants {
+		if !strings.HasPrefix(vr.name, prefix) {
+			continue
+		}
+		x := value(vr.name)
+		if name == "" || (lowerIsBetter && x < v) || (!lowerIsBetter && x > v) {
+			name, v = vr.name, x
+		}
+	}
+	return name, v
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "MISSED"
+}
+
+func report(r *results, variants []variant) string {
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	header := func(cols ...string) {
+		w("| %s |\n|%s\n", strings.Join(cols, " | "), strings.Repeat(" --- |", len(cols)))
+	}
+	w("## Benchmark: ours vs reference plugins v1.10.0\n\n")
+	w("%s, %s, %d runs per latency figure, whole run %s.\n", machine(), r.started.Format("2006-01-02"), r.runs, r.elapsed.Round(time.Second))
+	w("Latencies in ms, median / p90, chain bridge + host-local + portmap through libcni.\n\n")
+
+	w("### Chain ADD and DEL on an empty host\n\n")
+	header("variant", "ADD, 1 mapping", "DEL, 1 mapping", "ADD+DEL, 1 mapping", "ADD, 10 mappings", "DEL, 10 mappings")
+	for _, v := range variants {
+		n := v.name
+		w("| %s | %s | %s | %s | %s | %s |\n", n, fmtMS(r.add1[n]), fmtMS(r.del1[n]), fmtMS(sum(r.add1[n], r.del1[n])), fmtMS(r.add10[n]), fmtMS(r.del10[n]))
+	}
+
+	w("\n### Chain latency with N containers already present (4 mappings each; the measured container has 4)\n\n")
+	cols := []string{"variant"}
+	for _, l := range r.levels {
+		cols = append(cols, fmt.Sprintf("ADD N=%d", l))
+	}
+	for _, l := range r.levels {
+		cols = append(cols, fmt.Sprintf("DEL N=%d", l))
+	}
+	header(cols...)
+	for _, v := range variants {
+		row := []string{v.name}
+		for _, l := range r.levels {
+			row = append(row, fmtMS(r.scaleAdd[l][v.name]))
+		}
+		for _, l := range r.levels {
+			row = append(row, fmtMS(r.scaleDel[l][v.name]))
+		}
+		w("| %s |\n", strings.Join(row, " | "))
+	}
+
+	ms := sortedKeys(r.conn)
+	w("\n### New connections through one host port with M mappings installed (the measured one added last)\n\n")
+	cols = []string{"variant"}
+	for _, m := range ms {
+		cols = append(cols, fmt.Sprintf("conn/s M=%d", m))
+	}
+	cols = append(cols, "connect+close p50/p90 µs at M=1", fmt.Sprintf("at M=%d", ms[len(ms)-1]), "failed")
+	header(cols...)
+	for _, v := range variants {
+		row := []string{v.name}
+		failed := 0
+		for _, m := range ms {
+			row = append(row, fmt.Sprintf("%.0f", r.conn[m][v.name].rate))
+			failed += r.conn[m][v.name].failed
+		}
+		us := func(c connResult) string {
+			return fmt.Sprintf("%.0f / %.0f", float64(median(c.lat))/1e3, float64(p90(c.lat))/1e3)
+		}
+		row = append(row, us(r.conn[ms[0]][v.name]), us(r.conn[ms[len(ms)-1]][v.name]), fmt.Sprint(failed))
+		w("| %s |\n", strings.Join(row, " | "))
+	}
+
+	w("\n### Bulk TCP from the client netns (median of 3 alternating 1 s runs)\n\n")
+	header("variant", "direct to container (Gbit/s)", "through host port (Gbit/s)", "ratio")
+	for _, v := range variants {
+		d, h := r.tputDirect[v.name], r.tputHostPort[v.name]
+		w("| %s | %.2f | %.2f | %.2f |\n", v.name, d/1e9, h/1e9, h/d)
+	}
+
+	w("\n### %d chain ADDs at once on an empty host\n\n", r.parallelN)
+	header("variant", "wall time (s)", "failures", "distinct addresses", "first error")
+	for _, v := range variants {
+		p := r.parallel[v.name]
+		w("| %s | %.2f | %d | %d | %s |\n", v.name, p.wall.Seconds(), p.failures, p.distinct, trunc(p.firstErr, 80))
+	}
+
+	w("\n### One nftables transaction (add one map element)\n\n")
+	header("how", "median / p90 (ms)")
+	w("| `nft -f -` process (what sigs.k8s.io/knftables runs per transaction) | %s |\n", fmtMS(r.nftExec))
+	w("| netlink in-process, our backend (github.com/google/nftables) | %s |\n", fmtMS(r.nftNetlink))
+
+	// Targets: our best backend against the reference's best.
+	w("\n### Targets (our best backend vs the reference's best)\n\n")
+	header("target", "ours", "reference", "ratio", "goal", "")
+	addDel := func(n string) float64 { return ms2(median(sum(r.add1[n], r.del1[n]))) }
+	on, ov := best(variants, "ours", addDel, true)
+	rn, rv := best(variants, "ref", addDel, true)
+	w("| chain ADD+DEL median, 1 mapping | %.1f ms (%s) | %.1f ms (%s) | %.2f | ≤ 0.33 | %s |\n", ov, on, rv, rn, ov/rv, verdict(ov/rv <= 0.33))
+	lo, hi := r.levels[0], r.levels[len(r.levels)-1]
+	growth := func(n string) float64 { return ms2(median(r.scaleAdd[hi][n])) / ms2(median(r.scaleAdd[lo][n])) }
+	gn, gv := best(variants, "ours", growth, true)
+	gr, grv := best(variants, "ref", growth, true)
+	w("| ADD latency N=%d / N=%d | %.2f (%s) | %.2f (%s) | | ≤ 1.2 | %s |\n", hi, lo, gv, gn, grv, gr, verdict(gv <= 1.2))
+	first, last := ms[0], ms[len(ms)-1]
+	keep := func(n string) float64 { return r.conn[last][n].rate / r.conn[first][n].rate }
+	kn, kv := best(variants, "ours", keep, false)
+	kr, krv := best(variants, "ref", keep, false)
+	w("| conn rate M=%d / M=%d | %.2f (%s) | %.2f (%s) | | ≥ 0.95 | %s |\n", last, first, kv, kn, krv, kr, verdict(kv >= 0.95))
+	tp := func(n string) float64 { return r.tputHostPort[n] / r.tputDirect[n] }
+	tn, tv := best(variants, "ours", tp, false)
+	w("| throughput host port / direct | %.2f (%s) | | | ≥ 0.95 | %s |\n", tv, tn, verdict(tv >= 0.95))
+	wall := func(n string) float64 {
+		p := r.parallel[n]
+		if p.failures > 0 {
+			return 1e9
+		}
+		return p.wall.Seconds()
+	}
+	pn, pv := best(variants, "ours", wall, true)
+	pr, prv := best(variants, "ref", wall, true)
+	w("| %d parallel ADDs, wall time (no failure) | %.2f s (%s) | %.2f s (%s) | %.2f | ≤ 0.5 | %s |\n", r.parallelN, pv, pn, prv, pr, pv/prv, verdict(pv/prv <= 0.5 && r.parallel[pn].failures == 0))
+	return b.String()
+}
+
+func ms2(d time.Duration) float64 { return ms(d) }
+
+func trunc(s string, n int) string {
+	s = strings.ReplaceAll(s, "|", "/")
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+func sortedKeys(m map[int]map[string]connResult) []int {
+	var out []int
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Ints(out)
+	return out
+}
+
+// curves are the two plotted panels: ADD median vs N, and the connection
+// rate relative to one mapping vs M.
+func curves(r *results, variants []variant) (left, right []series) {
+	ms := sortedKeys(r.conn)
+	for _, v := range variants {
+		s := series{name: v.name}
+		for _, l := range r.levels {
+			s.xs = append(s.xs, float64(l))
+			s.ys = append(s.ys, ms2(median(r.scaleAdd[l][v.name])))
+		}
+		left = append(left, s)
+		c := series{name: v.name}
+		for _, m := range ms {
+			c.xs = append(c.xs, float64(m))
+			c.ys = append(c.ys, r.conn[m][v.name].rate/r.conn[ms[0]][v.name].rate)
+		}
+		right = append(right, c)
+	}
+	return left, right
+}

@@ -1,0 +1,250 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/containernetworking/plugins/pkg/ns"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+)
+
+// latency measures chain ADD and DEL of one container with nMaps mappings,
+// runs times, round-robin over the worlds so drift hits every variant alike.
+func latency(worlds []*world, nMaps, runs int) (adds, dels map[string][]time.Duration, err error) {
+	adds, dels = map[string][]time.Duration{}, map[string][]time.Duration{}
+	probes := map[string]*container{}
+	for _, w := range worlds {
+		var ms []mapping
+		for i := 0; i < nMaps; i++ {
+			ms = append(ms, mapping{HostPort: 10000 + i, ContainerPort: 80, Protocol: "tcp"})
+		}
+		if probes[w.v.name], err = w.newContainer(ms); err != nil {
+			return nil, nil, err
+		}
+	}
+	defer func() {
+		for _, c := range probes {
+			c.release()
+		}
+	}()
+	for r := 0; r < runs; r++ {
+		for _, w := range worlds {
+			c := probes[w.v.name]
+			a, err := w.add(c)
+			if err != nil {
+				return nil, nil, fmt.Errorf("%s ADD: %w", w.v.name, err)
+			}
+			d, err := w.del(c)
+			if err != nil {
+				return nil, nil, fmt.Errorf("%s DEL: %w", w.v.name, err)
+			}
+			adds[w.v.name] = append(adds[w.v.name], a)
+			dels[w.v.name] = append(dels[w.v.name], d)
+		}
+	}
+	return adds, dels, nil
+}
+
+// connResult is one connection-rate measurement.
+type connResult struct {
+	rate    float64 // connections per second
+	lat     []time.Duration
+	failed  int
+	elapsed time.Duration
+}
+
+// connRate opens connections to addr from the client netns for dur with
+// `workers` parallel dialers: connect, send a byte, half-close, wait for
+// the server's close. Every connection is new, so every one walks the NAT
+// rules; the client resets instead of lingering, so ports never run out.
+func connRate(w *world, addr string, dur time.Duration, workers int) connResult {
+	var mu sync.Mutex
+	var res connResult
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := 0; i < workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = w.client.Do(func(ns.NetNS) error {
+				var lats []time.Duration
+				failed := 0
+				buf := make([]byte, 16)
+				for time.Since(start) < dur {
+					t0 := time.Now()
+					c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+					if err != nil {
+						failed++
+						continue
+					}
+					tc := c.(*net.TCPConn)
+					_ = tc.SetDeadline(time.Now().Add(2 * time.Second))
+					_, err = tc.Write([]byte{1})
+					if err == nil {
+						err = tc.CloseWrite()
+					}
+					if err == nil {
+						_, err = io.ReadFull(tc, buf[:1]) // EOF expected
+						if err == io.EOF {
+							err = nil
+						}
+					}
+					_ = tc.SetLinger(0)
+					_ = tc.Close()
+					if err != nil {
+						failed++
+						continue
+					}
+					lats = append(lats, time.Since(t0))
+				}
+				mu.Lock()
+				res.lat = append(res.lat, lats...)
+				res.failed += failed
+				mu.Unlock()
+				return nil
+			})
+		}()
+	}
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	res.rate = float64(len(res.lat)) / res.elapsed.Seconds()
+	return res
+}
+
+// throughput sends as much as it can to addr for dur over one connection.
+func throughput(w *world, addr string, dur time.Duration) (float64, error) {
+	var bps float64
+	err := w.client.Do(func(ns.NetNS) error {
+		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		buf := make([]byte, 256<<10)
+		var sent int64
+		start := time.Now()
+		for time.Since(start) < dur {
+			n, err := c.Write(buf)
+			sent += int64(n)
+			if err != nil {
+				return err
+			}
+		}
+		bps = float64(sent*8) / time.Since(start).Seconds()
+		return nil
+	})
+	return bps, err
+}
+
+// waitListening waits until addr accepts connections from the client netns.
+func waitListening(w *world, addr string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		err := w.client.Do(func(ns.NetNS) error {
+			c, err := net.DialTimeout("tcp", addr, 500*time.Millisecond)
+			if err == nil {
+				c.Close()
+			}
+			return err
+		})
+		if err == nil {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%s: nothing answers on %s", w.v.name, addr)
+}
+
+// parallelResult is the 100-parallel-ADD workload.
+type parallelResult struct {
+	wall     time.Duration
+	failures int
+	distinct int
+	firstErr string
+}
+
+func parallelAdds(w *world, n int) (parallelResult, error) {
+	cs := make([]*container, n)
+	for i := range cs {
+		c, err := w.newContainer([]mapping{{HostPort: 30000 + i, ContainerPort: 80, Protocol: "tcp"}})
+		if err != nil {
+			return parallelResult{}, err
+		}
+		cs[i] = c
+	}
+	defer func() {
+		for _, c := range cs {
+			c.release()
+		}
+	}()
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range cs {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			_, errs[i] = w.add(cs[i])
+		}(i)
+	}
+	wg.Wait()
+	res := parallelResult{wall: time.Since(start)}
+	seen := map[string]bool{}
+	for i, err := range errs {
+		if err != nil {
+			res.failures++
+			if res.firstErr == "" {
+				res.firstErr = err.Error()
+			}
+			continue
+		}
+		seen[cs[i].ip] = true
+	}
+	res.distinct = len(seen)
+	return res, nil
+}
+
+// nftTransactions compares one element add committed by an `nft -f`
+// process (what sigs.k8s.io/knftables does for every transaction) with the
+// same add through our netlink backend (github.com/google/nftables).
+func nftTransactions(w *world, runs int) (nftExec, netlinkAdd []time.Duration, err error) {
+	spec := netfilter.PortMapSpec{
+		Owner:       netfilter.Owner{Network: "bench", ContainerID: "nft-probe", IfName: "eth0"},
+		ContainerIP: net.ParseIP("172.17.250.1"),
+		Mappings:    []netfilter.PortMapping{{HostPort: 9999, ContainerPort: 80, Protocol: "tcp"}},
+	}
+	err = w.host.Do(func(ns.NetNS) error {
+		be, err := netfilter.New("nftables", netfilter.IPv4)
+		if err != nil {
+			return err
+		}
+		for i := 0; i < runs; i++ {
+			t0 := time.Now()
+			if err := be.AddPortMappings(spec); err != nil {
+				return err
+			}
+			netlinkAdd = append(netlinkAdd, time.Since(t0))
+			if err := be.DelPortMappings(spec); err != nil {
+				return err
+			}
+			cmd := exec.Command("nft", "-f", "-")
+			cmd.Stdin = strings.NewReader("add element ip dnet hostports { tcp . 9999 : 172.17.250.1 . 80 }\n")
+			t0 = time.Now()
+			if out, err := cmd.CombinedOutput(); err != nil {
+				return fmt.Errorf("nft -f: %v: %s", err, out)
+			}
+			nftExec = append(nftExec, time.Since(t0))
+			if out, err := exec.Command("nft", "delete", "element", "ip", "dnet", "hostports", "{ tcp . 9999 }").CombinedOutput(); err != nil {
+				return fmt.Errorf("nft delete: %v: %s", err, out)
+			}
+		}
+		return nil
+	})
+	return nftExec, netlinkAdd, err
+}

@@ -1,0 +1,257 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/containernetworking/cni/libcni"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/containernetworking/plugins/pkg/testutils"
+)
+
+// variant is one plugin set and backend under test.
+type variant struct {
+	name    string // ours-nftables, ours-iptables, ref-nftables, ref-iptables
+	bin     string // directory with bridge, host-local, portmap
+	backend string
+}
+
+// world is one variant's private topology, like the end-to-end tests':
+// a host netns running the plugins, a client netns linked to it
+// (192.0.2.2 -> host 192.0.2.1) and container netns off the bridge.
+type world struct {
+	v       variant
+	name    string
+	host    ns.NetNS
+	client  ns.NetNS
+	dir     string
+	cni     *libcni.CNIConfig
+	list    *libcni.NetworkConfigList
+	fillers []*container
+	seq     int
+	mu      sync.Mutex
+}
+
+type container struct {
+	ns   ns.NetNS
+	id   string
+	ip   string
+	maps []mapping
+}
+
+type mapping struct {
+	HostPort      int    `json:"hostPort"`
+	ContainerPort int    `json:"containerPort"`
+	Protocol      string `json:"protocol"`
+}
+
+func sh(args ...string) error {
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+func newWorld(v variant, tag string) (w *world, err error) {
+	w = &world{v: v, name: tag}
+	defer func() {
+		if err != nil {
+			w.destroy()
+		}
+	}()
+	if w.dir, err = os.MkdirTemp("", "dnet-bench-"+v.name+"-"); err != nil {
+		return nil, err
+	}
+	hostName, clientName := tag+"-host", tag+"-client"
+	for _, n := range []string{hostName, clientName} {
+		if err := sh("ip", "netns", "add", n); err != nil {
+			return nil, err
+		}
+		if err := sh("ip", "-n", n, "link", "set", "lo", "up"); err != nil {
+			return nil, err
+		}
+	}
+	steps := [][]string{
+		{"ip", "link", "add", tag + "-h", "type", "veth", "peer", "name", tag + "-c"},
+		{"ip", "link", "set", tag + "-h", "netns", hostName},
+		{"ip", "link", "set", tag + "-c", "netns", clientName},
+		{"ip", "-n", hostName, "link", "set", tag + "-h", "name", "eth0"},
+		{"ip", "-n", clientName, "link", "set", tag + "-c", "name", "eth0"},
+		{"ip", "-n", hostName, "addr", "add", "192.0.2.1/24", "dev", "eth0"},
+		{"ip", "-n", clientName, "addr", "add", "192.0.2.2/24", "dev", "eth0"},
+		{"ip", "-n", hostName, "link", "set", "eth0", "up"},
+		{"ip", "-n", clientName, "link", "set", "eth0", "up"},
+		// For the "direct" throughput baseline the client routes to the containers.
+		{"ip", "-n", clientName, "route", "add", "172.17.0.0/16", "via", "192.0.2.1"},
+	}
+	for _, s := range steps {
+		if err := sh(s...); err != nil {
+			return nil, err
+		}
+	}
+	if w.host, err = ns.GetNS("/var/run/netns/" + hostName); err != nil {
+		return nil, err
+	}
+	if w.client, err = ns.GetNS("/var/run/netns/" + clientName); err != nil {
+		return nil, err
+	}
+	conf := map[string]any{
+		"cniVersion": "1.0.0",
+		"name":       "bench",
+		"plugins": []any{
+			map[string]any{
+				"type": "bridge", "bridge": "docker0", "isGateway": true, "isDefaultGateway": true,
+				"ipMasq": true, "hairpinMode": true, "ipMasqBackend": v.backend, "stateDir": filepath.Join(w.dir, "state"),
+				"ipam": map[string]any{"type": "host-local", "dataDir": filepath.Join(w.dir, "ipam"),
+					"ranges": []any{[]any{map[string]any{"subnet": "172.17.0.0/16", "gateway": "172.17.0.1"}}}},
+			},
+			map[string]any{"type": "portmap", "capabilities": map[string]any{"portMappings": true}, "snat": true,
+				"backend": v.backend, "stateDir": filepath.Join(w.dir, "state")},
+		},
+	}
+	raw, _ := json.Marshal(conf)
+	if w.list, err = libcni.ConfListFromBytes(raw); err != nil {
+		return nil, err
+	}
+	w.cni = libcni.NewCNIConfigWithCacheDir([]string{v.bin}, filepath.Join(w.dir, "cache"), nil)
+	return w, nil
+}
+
+// destroy removes the whole world at once: deleting a netns takes its
+// bridge, veths and rules with it, far faster than 1,000 DELs.
+func (w *world) destroy() {
+	for _, c := range w.fillers {
+		_ = testutils.UnmountNS(c.ns)
+		_ = c.ns.Close()
+	}
+	if w.host != nil {
+		_ = w.host.Close()
+		_ = w.client.Close()
+	}
+	_ = exec.Command("ip", "netns", "del", w.name+"-host").Run()
+	_ = exec.Command("ip", "netns", "del", w.name+"-client").Run()
+	_ = os.RemoveAll(w.dir)
+}
+
+// newContainer makes a container netns (not yet attached).
+func (w *world) newContainer(maps []mapping) (*container, error) {
+	n, err := testutils.NewNS()
+	if err != nil {
+		return nil, err
+	}
+	w.mu.Lock()
+	w.seq++
+	id := fmt.Sprintf("%s-%06d", w.name, w.seq)
+	w.mu.Unlock()
+	return &container{ns: n, id: id, maps: maps}, nil
+}
+
+func (c *container) release() {
+	_ = testutils.UnmountNS(c.ns)
+	_ = c.ns.Close()
+}
+
+func (w *world) rt(c *container) *libcni.RuntimeConf {
+	return &libcni.RuntimeConf{ContainerID: c.id, NetNS: c.ns.Path(), IfName: "eth0",
+		CapabilityArgs: map[string]any{"portMappings": c.maps}}
+}
+
+// add runs the chain ADD inside the host netns and returns its duration.
+// The plugins are forked from a thread that sits in the host netns.
+func (w *world) add(c *container) (time.Duration, error) {
+	var d time.Duration
+	err := w.host.Do(func(ns.NetNS) error {
+		start := time.Now()
+		res, err := w.cni.AddNetworkList(context.Background(), w.list, w.rt(c))
+		d = time.Since(start)
+		if err != nil {
+			return err
+		}
+		cur, err := current.NewResultFromResult(res)
+		if err != nil || len(cur.IPs) == 0 {
+			return fmt.Errorf("ADD result without address: %v", err)
+		}
+		c.ip = cur.IPs[0].Address.IP.String()
+		return nil
+	})
+	return d, err
+}
+
+func (w *world) del(c *container) (time.Duration, error) {
+	var d time.Duration
+	err := w.host.Do(func(ns.NetNS) error {
+		start := time.Now()
+		err := w.cni.DelNetworkList(context.Background(), w.list, w.rt(c))
+		d = time.Since(start)
+		return err
+	})
+	return d, err
+}
+
+// fill attaches containers (4 mappings each) until the world has n,
+// `workers` at a time.
+func (w *world) fill(n, workers int, nextPort func() int) error {
+	need := n - len(w.fillers)
+	if need <= 0 {
+		return nil
+	}
+	jobs := make(chan *container)
+	errs := make(chan error, need)
+	var wg sync.WaitGroup
+	for i := 0; i < workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c := range jobs {
+				_, err := w.add(c)
+				if err != nil { // a contended backend may refuse once; retry before giving up
+					_, _ = w.del(c)
+					_, err = w.add(c)
+				}
+				errs <- err
+			}
+		}()
+	}
+	var made []*container
+	for i := 0; i < need; i++ {
+		var ms []mapping
+		for j := 0; j < 4; j++ {
+			ms = append(ms, mapping{HostPort: nextPort(), ContainerPort: 80, Protocol: "tcp"})
+		}
+		c, err := w.newContainer(ms)
+		if err != nil {
+			close(jobs)
+			return err
+		}
+		made = append(made, c)
+		jobs <- c
+	}
+	close(jobs)
+	wg.Wait()
+	close(errs)
+	w.fillers = append(w.fillers, made...)
+	for err := range errs {
+		if err != nil {
+			return fmt.Errorf("%s: filling to %d containers: %w", w.v.name, n, err)
+		}
+	}
+	return nil
+}
+
+// startServer runs the sink server inside c (killed by the returned func).
+func startServer(hello string, c *container, port int) (func(), error) {
+	cmd := exec.Command("nsenter", "--net="+c.ns.Path(), hello, "sink", "-port", fmt.Sprint(port))
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	return func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }, nil
+}
