@@ -153,11 +153,27 @@ func run(r *results, variants []variant, hello string, parallelN int, connDur ti
 	r.conn = map[int]map[string]connResult{}
 	r.tputDirect, r.tputHostPort = map[string]float64{}, map[string]float64{}
 	ports := map[string]int{}
+	for _, w := range worlds {
+		ports[w.v.name] = 20000
+	}
 	for _, level := range union(r.levels, r.connLevels) {
+		// The worlds are independent namespaces: fill them all at once. An
+		// iptables variant serialises on its lock anyway, so one worker each.
+		progress("filling every variant to %d containers", level)
+		errs := make(chan error, len(worlds))
 		for _, w := range worlds {
-			progress("filling %s to %d containers", w.v.name, level)
-			name := w.v.name
-			if err := w.fill(level, 4, func() int { ports[name]++; return 20000 + ports[name] }); err != nil {
+			workers := 2
+			if w.v.backend == "iptables" {
+				workers = 1
+			}
+			next := ports[w.v.name]
+			ports[w.v.name] += 4 * (level - len(w.fillers))
+			go func(w *world, workers, next int) {
+				errs <- w.fill(level, workers, func() int { next++; return next })
+			}(w, workers, next)
+		}
+		for range worlds {
+			if err := <-errs; err != nil {
 				return err
 			}
 		}

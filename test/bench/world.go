@@ -15,6 +15,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/containernetworking/plugins/pkg/testutils"
+	"golang.org/x/sys/unix"
 )
 
 // variant is one plugin set and backend under test.
@@ -130,8 +131,7 @@ func newWorld(v variant, tag string) (w *world, err error) {
 // bridge, veths and rules with it, far faster than 1,000 DELs.
 func (w *world) destroy() {
 	for _, c := range w.fillers {
-		_ = testutils.UnmountNS(c.ns)
-		_ = c.ns.Close()
+		c.release()
 	}
 	if w.host != nil {
 		_ = w.host.Close()
@@ -155,9 +155,15 @@ func (w *world) newContainer(maps []mapping) (*container, error) {
 	return &container{ns: n, id: id, maps: maps}, nil
 }
 
+// release closes and unmounts the container netns. The file must be
+// closed first: unmounting a namespace file still open fails with EBUSY.
 func (c *container) release() {
-	_ = testutils.UnmountNS(c.ns)
+	path := c.ns.Path()
 	_ = c.ns.Close()
+	if err := unix.Unmount(path, 0); err != nil {
+		_ = unix.Unmount(path, unix.MNT_DETACH)
+	}
+	_ = os.Remove(path)
 }
 
 func (w *world) rt(c *container) *libcni.RuntimeConf {
@@ -199,6 +205,7 @@ func (w *world) del(c *container) (time.Duration, error) {
 
 // fill attaches containers (4 mappings each) until the world has n,
 // `workers` at a time.
+// nextPort is called from this goroutine only.
 func (w *world) fill(n, workers int, nextPort func() int) error {
 	need := n - len(w.fillers)
 	if need <= 0 {

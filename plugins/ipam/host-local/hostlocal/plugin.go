@@ -4,6 +4,7 @@ package hostlocal
 
 import (
 	"net"
+	"os"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
@@ -49,6 +50,7 @@ func Allocate(conf *IPAMConfig, id, ifname string) (*current.Result, error) {
 		for _, a := range reserved {
 			_ = store.ReleaseAddr(a, id, ifname)
 		}
+		_ = os.Remove(store.indexPath(id, ifname))
 	}
 	for i, set := range conf.Ranges {
 		ipc, err := allocate(store, set, i, id, ifname, requested[i])
@@ -58,6 +60,10 @@ func Allocate(conf *IPAMConfig, id, ifname string) (*current.Result, error) {
 		}
 		reserved = append(reserved, ipc.Address.IP)
 		result.IPs = append(result.IPs, ipc)
+	}
+	if err := store.writeIndex(id, ifname, reserved); err != nil {
+		undo()
+		return nil, cnierr.IO("host-local: %v", err)
 	}
 	if conf.ResolvConf != "" {
 		dns, err := parseResolvConf(conf.ResolvConf)

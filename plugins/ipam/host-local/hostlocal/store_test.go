@@ -11,7 +11,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 )
 
-func config(t *testing.T, dir, ipam string) *IPAMConfig {
+func config(t testing.TB, dir, ipam string) *IPAMConfig {
 	t.Helper()
 	conf := fmt.Sprintf(`{"cniVersion":"1.1.0","name":"net1","ipam":%s}`, ipam)
 	c, _, err := LoadConfig([]byte(conf), "")
@@ -217,5 +217,40 @@ func TestConfigErrors(t *testing.T) {
 				t.Fatalf("got %v, want code %d", err, c.code)
 			}
 		})
+	}
+}
+
+// The attachment index is a shortcut, never the truth: an address the
+// reference plugin released and gave to another container is not released
+// again through a stale index.
+func TestStaleIndexIsVerified(t *testing.T) {
+	dir := t.TempDir()
+	c := config(t, dir, `{"type":"host-local","subnet":"10.6.0.0/24"}`)
+	res, err := Allocate(c, "mine", "eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := res.IPs[0].Address.IP.String()
+	path := filepath.Join(dir, "net1", addr)
+	// Another tool reassigns the address behind our back.
+	if err := os.WriteFile(path, []byte("theirs\r\neth0"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenStore(dir, "net1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if have, _ := s.Lookup("mine", "eth0"); len(have) != 0 {
+		t.Errorf("stale index reported %v for mine", have)
+	}
+	if err := s.Release("mine", "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	if data, err := os.ReadFile(path); err != nil || string(data) != "theirs\r\neth0" {
+		t.Errorf("release through a stale index touched another owner's reservation: %q %v", data, err)
+	}
+	if _, err := os.Stat(s.indexPath("mine", "eth0")); !os.IsNotExist(err) {
+		t.Errorf("index not removed: %v", err)
 	}
 }

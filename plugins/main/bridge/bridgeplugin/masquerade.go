@@ -1,6 +1,9 @@
 package bridgeplugin
 
 import (
+	"fmt"
+	"os"
+
 	current "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
@@ -12,6 +15,9 @@ import (
 // container address; undo removes both.
 func addMasquerade(n *NetConf, o netfilter.Owner, result *current.Result, undo *undoStack) error {
 	rec := netfilter.MasqRecord{Backend: netfilter.Resolve(n.IPMasqBackend, false)}
+	if n.IPMasqBackend == "" {
+		fmt.Fprintf(os.Stderr, "bridge: ipMasq uses the %s backend (no \"ipMasqBackend\" configured)\n", rec.Backend)
+	}
 	for _, ipc := range result.IPs {
 		rec.Specs = append(rec.Specs, netfilter.MasqSpec{Owner: o, IP: ipc.Address.IP, Bridge: n.BrName})
 	}
