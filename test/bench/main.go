@@ -17,13 +17,15 @@ import (
 )
 
 type results struct {
-	runs                     int
+	runs, scaleRuns          int
 	parallelN                int
 	add1, del1, add10, del10 map[string][]time.Duration
 	levels                   []int
 	scaleAdd, scaleDel       map[int]map[string][]time.Duration
 	connLevels               []int
-	conn                     map[int]map[string]connResult
+	conn, connDirect         map[int]map[string]connResult
+	kernelAdd, kernelDel     map[int][]time.Duration
+	plugins                  map[int]map[string]map[string][]time.Duration // level -> variant -> plugin
 	tputDirect, tputHostPort map[string]float64
 	parallel                 map[string]parallelResult
 	nftExec, nftNetlink      []time.Duration
@@ -36,11 +38,13 @@ func main() {
 	ref := flag.String("ref", "", "directory with the reference plugins v1.10.0")
 	hello := flag.String("hello", "bin/hello", "the hello binary (sink server)")
 	out := flag.String("out", "bench-results", "directory for results.md and scaling.png")
-	runs := flag.Int("runs", 30, "runs per latency figure")
+	runs := flag.Int("runs", 30, "runs per latency figure on an empty host")
+	scaleRuns := flag.Int("scale-runs", 15, "runs per latency figure with containers present (each costs seconds at N=1000 for the reference)")
 	levelsFlag := flag.String("levels", "0,100,500,1000", "containers present for the scaling latency")
 	connFlag := flag.String("conn-levels", "0,250,1000", "containers present (4 mappings each) for the connection rate")
 	parallelN := flag.Int("parallel", 100, "containers added at once")
-	connDur := flag.Duration("conn-time", 1500*time.Millisecond, "length of one connection-rate round (3 rounds per figure)")
+	connDur := flag.Duration("conn-time", time.Second, "length of one connection-rate round (3 rounds per figure)")
+	only := flag.String("variants", "", "comma-separated subset of variants to run (default: all four)")
 	flag.Parse()
 	if os.Geteuid() != 0 {
 		fail("bench needs root (network namespaces, netfilter)")
@@ -55,7 +59,16 @@ func main() {
 		{"ref-nftables", abs(*ref), "nftables"},
 		{"ref-iptables", abs(*ref), "iptables"},
 	}
-	r := &results{runs: *runs, parallelN: *parallelN, levels: ints(*levelsFlag), connLevels: ints(*connFlag), started: time.Now()}
+	if *only != "" {
+		var keep []variant
+		for _, v := range variants {
+			if strings.Contains(","+*only+",", ","+v.name+",") {
+				keep = append(keep, v)
+			}
+		}
+		variants = keep
+	}
+	r := &results{runs: *runs, scaleRuns: *scaleRuns, parallelN: *parallelN, levels: ints(*levelsFlag), connLevels: ints(*connFlag), started: time.Now()}
 	if err := run(r, variants, abs(*hello), *parallelN, *connDur); err != nil {
 		fail(err.Error())
 	}
@@ -150,7 +163,9 @@ func run(r *results, variants []variant, hello string, parallelN int, connDur ti
 	}
 
 	r.scaleAdd, r.scaleDel = map[int]map[string][]time.Duration{}, map[int]map[string][]time.Duration{}
-	r.conn = map[int]map[string]connResult{}
+	r.conn, r.connDirect = map[int]map[string]connResult{}, map[int]map[string]connResult{}
+	r.kernelAdd, r.kernelDel = map[int][]time.Duration{}, map[int][]time.Duration{}
+	r.plugins = map[int]map[string]map[string][]time.Duration{}
 	r.tputDirect, r.tputHostPort = map[string]float64{}, map[string]float64{}
 	ports := map[string]int{}
 	for _, w := range worlds {
@@ -177,21 +192,31 @@ func run(r *results, variants []variant, hello string, parallelN int, connDur ti
 				return err
 			}
 		}
+		settle()
 		if contains(r.levels, level) {
-			progress("chain latency with %d containers present, 4 mappings, %d runs", level, r.runs)
-			adds, dels, err := latency(worlds, 4, r.runs)
+			progress("chain latency with %d containers present, 4 mappings, %d runs", level, r.scaleRuns)
+			adds, dels, err := latency(worlds, 4, r.scaleRuns)
 			if err != nil {
 				return err
 			}
 			r.scaleAdd[level], r.scaleDel[level] = adds, dels
+			if r.kernelAdd[level], r.kernelDel[level], err = kernelFloor(worlds[0], r.scaleRuns); err != nil {
+				return err
+			}
+			r.plugins[level] = map[string]map[string][]time.Duration{}
+			for _, w := range worlds {
+				if r.plugins[level][w.v.name], err = pluginTimes(w, min(r.scaleRuns, 5)); err != nil {
+					return err
+				}
+			}
 		}
 		if contains(r.connLevels, level) {
 			progress("connection rate with %d mappings", level*4+1)
-			res, err := connRound(worlds, hello, connDur, level == 0, r)
+			res, direct, err := connRound(worlds, hello, connDur, level == 0, r)
 			if err != nil {
 				return err
 			}
-			r.conn[level*4+1] = res
+			r.conn[level*4+1], r.connDirect[level*4+1] = res, direct
 		}
 	}
 	return nil
@@ -201,7 +226,7 @@ func run(r *results, variants []variant, hello string, parallelN int, connDur ti
 // rule list), measures new connections through its host port in three
 // interleaved rounds, and with throughput set also bulk TCP through the
 // host port and directly.
-func connRound(worlds []*world, hello string, dur time.Duration, withThroughput bool, r *results) (map[string]connResult, error) {
+func connRound(worlds []*world, hello string, dur time.Duration, withThroughput bool, r *results) (viaPort, direct map[string]connResult, err error) {
 	servers := map[string]*container{}
 	stops := map[string]func(){}
 	defer func() {
@@ -218,31 +243,36 @@ func connRound(worlds []*world, hello string, dur time.Duration, withThroughput 
 	for _, w := range worlds {
 		c, err := w.newContainer([]mapping{{HostPort: 8000, ContainerPort: 5000, Protocol: "tcp"}})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if _, err := w.add(c); err != nil {
 			c.release()
-			return nil, fmt.Errorf("%s: server ADD: %w", w.v.name, err)
+			return nil, nil, fmt.Errorf("%s: server ADD: %w", w.v.name, err)
 		}
 		stop, err := startServer(hello, c, 5000)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		servers[w.v.name], stops[w.v.name] = c, stop
 		if err := waitListening(w, "192.0.2.1:8000"); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	out := map[string]connResult{}
+	// Through the host port, and straight to the container's address: the
+	// second has no DNAT at all and shows what the kernel alone costs.
+	viaPort, direct = map[string]connResult{}, map[string]connResult{}
+	accumulate := func(out map[string]connResult, name string, res connResult) {
+		acc := out[name]
+		acc.lat = append(acc.lat, res.lat...)
+		acc.failed += res.failed
+		acc.elapsed += res.elapsed
+		acc.rate = float64(len(acc.lat)) / acc.elapsed.Seconds()
+		out[name] = acc
+	}
 	for round := 0; round < 3; round++ {
 		for _, w := range worlds {
-			res := connRate(w, "192.0.2.1:8000", dur, runtime.NumCPU())
-			acc := out[w.v.name]
-			acc.lat = append(acc.lat, res.lat...)
-			acc.failed += res.failed
-			acc.elapsed += res.elapsed
-			acc.rate = float64(len(acc.lat)) / acc.elapsed.Seconds()
-			out[w.v.name] = acc
+			accumulate(viaPort, w.v.name, connRate(w, "192.0.2.1:8000", dur, runtime.NumCPU()))
+			accumulate(direct, w.v.name, connRate(w, servers[w.v.name].ip+":5000", dur, runtime.NumCPU()))
 		}
 	}
 	if withThroughput {
@@ -252,11 +282,11 @@ func connRound(worlds []*world, hello string, dur time.Duration, withThroughput 
 			for _, w := range worlds {
 				d, err := throughput(w, servers[w.v.name].ip+":5000", time.Second)
 				if err != nil {
-					return nil, err
+					return nil, nil, err
 				}
 				h, err := throughput(w, "192.0.2.1:8000", time.Second)
 				if err != nil {
-					return nil, err
+					return nil, nil, err
 				}
 				direct[w.v.name] = append(direct[w.v.name], d)
 				hostPort[w.v.name] = append(hostPort[w.v.name], h)
@@ -266,7 +296,7 @@ func connRound(worlds []*world, hello string, dur time.Duration, withThroughput 
 			r.tputDirect[name], r.tputHostPort[name] = medianF(direct[name]), medianF(hostPort[name])
 		}
 	}
-	return out, nil
+	return viaPort, direct, nil
 }
 
 func union(a, b []int) []int {
@@ -293,4 +323,43 @@ func contains(xs []int, v int) bool {
 		}
 	}
 	return false
+}
+
+// settle waits until the CPUs are mostly idle again: creating hundreds of
+// veths leaves the kernel deferred work (IPv6 DAD, RCU callbacks) that
+// would otherwise be charged to the next measurement.
+func settle() {
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if cpuIdle(time.Second) > 0.9 {
+			return
+		}
+	}
+	progress("the CPUs did not settle within 60 s; measuring anyway")
+}
+
+// cpuIdle is the idle share of all CPUs over d, from /proc/stat.
+func cpuIdle(d time.Duration) float64 {
+	read := func() (idle, total uint64) {
+		data, err := os.ReadFile("/proc/stat")
+		if err != nil {
+			return 0, 0
+		}
+		fields := strings.Fields(strings.SplitN(string(data), "\n", 2)[0])[1:]
+		for i, f := range fields {
+			v, _ := strconv.ParseUint(f, 10, 64)
+			total += v
+			if i == 3 || i == 4 { // idle, iowait
+				idle += v
+			}
+		}
+		return idle, total
+	}
+	i0, t0 := read()
+	time.Sleep(d)
+	i1, t1 := read()
+	if t1 == t0 {
+		return 1
+	}
+	return float64(i1-i0) / float64(t1-t0)
 }

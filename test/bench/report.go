@@ -61,7 +61,8 @@ func report(r *results, variants []variant) string {
 		w("| %s |\n|%s\n", strings.Join(cols, " | "), strings.Repeat(" --- |", len(cols)))
 	}
 	w("## Benchmark: ours vs reference plugins v1.10.0\n\n")
-	w("%s, %s, %d runs per latency figure, whole run %s.\n", machine(), r.started.Format("2006-01-02"), r.runs, r.elapsed.Round(time.Second))
+	w("%s, %s, `make bench`, whole run %s. %d runs per latency figure on an empty host, %d with containers present.\n",
+		machine(), r.started.Format("2006-01-02"), r.elapsed.Round(time.Second), r.runs, r.scaleRuns)
 	w("Latencies in ms, median / p90, chain bridge + host-local + portmap through libcni.\n\n")
 
 	w("### Chain ADD and DEL on an empty host\n\n")
@@ -91,6 +92,19 @@ func report(r *results, variants []variant) string {
 		w("| %s |\n", strings.Join(row, " | "))
 	}
 
+	w("\nKernel floor at the same N, no plugin involved (ms, median / p90): a veth pair made, attached to the bridge and brought up; then deleted.\n\n")
+	header(append([]string{"kernel"}, levelCols(r.levels)...)...)
+	w("| veth add+attach | %s |\n", joinLevels(r.levels, func(l int) string { return fmtMS(r.kernelAdd[l]) }))
+	w("| veth delete | %s |\n", joinLevels(r.levels, func(l int) string { return fmtMS(r.kernelDel[l]) }))
+
+	w("\nEach plugin alone, ADD+DEL, invoked as libcni does (ms, median / p90 of 5 runs):\n\n")
+	header(append([]string{"variant", "plugin"}, levelCols(r.levels)...)...)
+	for _, v := range variants {
+		for _, p := range []string{"bridge (incl. host-local)", "host-local", "portmap"} {
+			w("| %s | %s | %s |\n", v.name, p, joinLevels(r.levels, func(l int) string { return fmtMS(r.plugins[l][v.name][p]) }))
+		}
+	}
+
 	ms := sortedKeys(r.conn)
 	w("\n### New connections through one host port with M mappings installed (the measured one added last)\n\n")
 	cols = []string{"variant"}
@@ -110,6 +124,20 @@ func report(r *results, variants []variant) string {
 			return fmt.Sprintf("%.0f / %.0f", float64(median(c.lat))/1e3, float64(p90(c.lat))/1e3)
 		}
 		row = append(row, us(r.conn[ms[0]][v.name]), us(r.conn[ms[len(ms)-1]][v.name]), fmt.Sprint(failed))
+		w("| %s |\n", strings.Join(row, " | "))
+	}
+	w("\nThe same clients straight to the container's address (no DNAT, no NAT rule at all), conn/s:\n\n")
+	cols = []string{"variant"}
+	for _, m := range ms {
+		cols = append(cols, fmt.Sprintf("direct, N for M=%d", m))
+	}
+	header(append(cols, "ratio last/first")...)
+	for _, v := range variants {
+		row := []string{v.name}
+		for _, m := range ms {
+			row = append(row, fmt.Sprintf("%.0f", r.connDirect[m][v.name].rate))
+		}
+		row = append(row, fmt.Sprintf("%.2f", r.connDirect[ms[len(ms)-1]][v.name].rate/r.connDirect[ms[0]][v.name].rate))
 		w("| %s |\n", strings.Join(row, " | "))
 	}
 
@@ -204,4 +232,20 @@ func curves(r *results, variants []variant) (left, right []series) {
 		right = append(right, c)
 	}
 	return left, right
+}
+
+func levelCols(levels []int) []string {
+	var out []string
+	for _, l := range levels {
+		out = append(out, fmt.Sprintf("N=%d", l))
+	}
+	return out
+}
+
+func joinLevels(levels []int, f func(int) string) string {
+	var out []string
+	for _, l := range levels {
+		out = append(out, f(l))
+	}
+	return strings.Join(out, " | ")
 }

@@ -1,15 +1,20 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/plugins/pkg/ns"
+	"github.com/vishvananda/netlink"
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
 )
@@ -247,4 +252,96 @@ func nftTransactions(w *world, runs int) (nftExec, netlinkAdd []time.Duration, e
 		return nil
 	})
 	return nftExec, netlinkAdd, err
+}
+
+// kernelFloor times what every bridge ADD and DEL must ask of the kernel,
+// without any plugin: a veth pair made, attached to the bridge and brought
+// up, then deleted, through netlink in the host netns.
+func kernelFloor(w *world, runs int) (adds, dels []time.Duration, err error) {
+	err = w.host.Do(func(ns.NetNS) error {
+		br, err := netlink.LinkByName("docker0")
+		if err != nil {
+			return err
+		}
+		for i := 0; i < runs; i++ {
+			attrs := netlink.NewLinkAttrs()
+			attrs.Name = "kfloor0"
+			veth := &netlink.Veth{LinkAttrs: attrs, PeerName: "kfloor1"}
+			t0 := time.Now()
+			if err := netlink.LinkAdd(veth); err != nil {
+				return err
+			}
+			if err := netlink.LinkSetMaster(veth, br); err != nil {
+				return err
+			}
+			if err := netlink.LinkSetUp(veth); err != nil {
+				return err
+			}
+			adds = append(adds, time.Since(t0))
+			t0 = time.Now()
+			if err := netlink.LinkDel(veth); err != nil {
+				return err
+			}
+			dels = append(dels, time.Since(t0))
+		}
+		return nil
+	})
+	return adds, dels, err
+}
+
+// pluginTimes times each plugin of the chain on its own, as libcni would
+// invoke it, in the host netns: the IPAM plugin, portmap (with a prevResult
+// for an address no container uses) and bridge (whose time includes IPAM).
+func pluginTimes(w *world, runs int) (map[string][]time.Duration, error) {
+	out := map[string][]time.Duration{}
+	c, err := w.newContainer(nil)
+	if err != nil {
+		return nil, err
+	}
+	defer c.release()
+	// The plugin configs as libcni hands them over: name and cniVersion added.
+	cfg := func(i int) []byte {
+		var m map[string]any
+		_ = json.Unmarshal(w.list.Plugins[i].Bytes, &m)
+		m["name"], m["cniVersion"] = w.list.Name, w.list.CNIVersion
+		return mustJSON(m)
+	}
+	bridgeConf, portmapConf := cfg(0), cfg(1)
+	pm := map[string]any{}
+	_ = json.Unmarshal(portmapConf, &pm)
+	pm["runtimeConfig"] = map[string]any{"portMappings": []mapping{{HostPort: 10500, ContainerPort: 80, Protocol: "tcp"}}}
+	pm["prevResult"] = map[string]any{"cniVersion": w.list.CNIVersion,
+		"interfaces": []any{map[string]any{"name": "docker0"}, map[string]any{"name": "v"}, map[string]any{"name": "eth0", "sandbox": c.ns.Path()}},
+		"ips":        []any{map[string]any{"address": "172.17.250.250/16", "interface": 2}}}
+	calls := []struct {
+		name, plugin string
+		conf         []byte
+	}{
+		{"host-local", "host-local", bridgeConf},
+		{"portmap", "portmap", mustJSON(pm)},
+		{"bridge (incl. host-local)", "bridge", bridgeConf},
+	}
+	err = w.host.Do(func(ns.NetNS) error {
+		for i := 0; i < runs; i++ {
+			for _, call := range calls {
+				t0 := time.Now()
+				for _, cmd := range []string{"ADD", "DEL"} {
+					args := &invoke.Args{Command: cmd, ContainerID: "probe-" + call.plugin, NetNS: c.ns.Path(), IfName: "eth0", Path: w.v.bin}
+					if err := invoke.ExecPluginWithoutResult(context.Background(), filepath.Join(w.v.bin, call.plugin), call.conf, args, nil); err != nil && cmd == "DEL" {
+						return fmt.Errorf("%s %s %s: %w", w.v.name, call.plugin, cmd, err)
+					} else if err != nil && call.plugin != "host-local" {
+						return fmt.Errorf("%s %s %s: %w", w.v.name, call.plugin, cmd, err)
+					}
+				}
+				out[call.name] = append(out[call.name], time.Since(t0))
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+func mustJSON(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
 }

@@ -50,11 +50,7 @@ func testPortmapBinary(t *testing.T, p pm) {
 	testenv.RequireRoot(t)
 	conf := p.conf
 	bin := testenv.Bin(t)
-	host := testenv.NewNS(t, testenv.Prefix()+"-host")
-	// A bridge with a route to the container subnet, as bridge would have made.
-	host.MustRun("ip", "link", "add", "br0", "type", "bridge")
-	host.MustRun("ip", "addr", "add", "10.66.0.1/24", "dev", "br0")
-	host.MustRun("ip", "link", "set", "br0", "up")
+	host := hostWithBridge(t)
 
 	call := func(cmd, id string, c []byte) ([]byte, error) {
 		return host.Exec(bin, "portmap", testenv.Call{Command: cmd, ContainerID: id, Netns: "/var/run/netns/gone", IfName: "eth0", Conf: c})
@@ -161,10 +157,7 @@ func TestNFTablesLayout(t *testing.T) {
 	testenv.RequireRoot(t)
 	p := pm{"nftables", t.TempDir()}
 	bin := testenv.Bin(t)
-	host := testenv.NewNS(t, testenv.Prefix()+"-host")
-	host.MustRun("ip", "link", "add", "br0", "type", "bridge")
-	host.MustRun("ip", "addr", "add", "10.66.0.1/24", "dev", "br0")
-	host.MustRun("ip", "link", "set", "br0", "up")
+	host := hostWithBridge(t)
 	ms := `[{"hostPort":8080,"containerPort":80,"protocol":"tcp"},{"hostPort":8053,"containerPort":53,"protocol":"udp","hostIP":"127.0.0.1"}]`
 	if _, err := host.Exec(bin, "portmap", testenv.Call{Command: "ADD", ContainerID: "golden", Netns: "/x", IfName: "eth0",
 		Conf: p.conf("net1", prevResult("10.66.0.2"), ms)}); err != nil {
@@ -193,10 +186,7 @@ func TestNFTablesHostPortConflict(t *testing.T) {
 	testenv.RequireRoot(t)
 	p := pm{"nftables", t.TempDir()}
 	bin := testenv.Bin(t)
-	host := testenv.NewNS(t, testenv.Prefix()+"-host")
-	host.MustRun("ip", "link", "add", "br0", "type", "bridge")
-	host.MustRun("ip", "addr", "add", "10.66.0.1/24", "dev", "br0")
-	host.MustRun("ip", "link", "set", "br0", "up")
+	host := hostWithBridge(t)
 	call := func(cmd, id, addr, ms string) error {
 		_, err := host.Exec(bin, "portmap", testenv.Call{Command: cmd, ContainerID: id, Netns: "/x", IfName: "eth0",
 			Conf: p.conf("net1", prevResult(addr), ms)})
@@ -231,10 +221,7 @@ func TestDelWithoutRecord(t *testing.T) {
 			testenv.RequireRoot(t)
 			p := pm{backend, t.TempDir()}
 			bin := testenv.Bin(t)
-			host := testenv.NewNS(t, testenv.Prefix()+"-host")
-			host.MustRun("ip", "link", "add", "br0", "type", "bridge")
-			host.MustRun("ip", "addr", "add", "10.66.0.1/24", "dev", "br0")
-			host.MustRun("ip", "link", "set", "br0", "up")
+			host := hostWithBridge(t)
 			ms := `[{"hostPort":8080,"containerPort":80,"protocol":"tcp"},{"hostPort":8081,"containerPort":81,"protocol":"tcp","hostIP":"10.66.0.1"}]`
 			call := func(cmd string) error {
 				_, err := host.Exec(bin, "portmap", testenv.Call{Command: cmd, ContainerID: "lost", Netns: "/x", IfName: "eth0",
@@ -256,4 +243,14 @@ func TestDelWithoutRecord(t *testing.T) {
 			}
 		})
 	}
+}
+
+// hostWithBridge is a private host netns with the bridge and the route to
+// the container subnet (10.66.0.0/24) that the bridge plugin would have made.
+func hostWithBridge(t *testing.T) *testenv.NS {
+	host := testenv.NewNS(t, testenv.Prefix()+"-host")
+	host.MustRun("ip", "link", "add", "br0", "type", "bridge")
+	host.MustRun("ip", "addr", "add", "10.66.0.1/24", "dev", "br0")
+	host.MustRun("ip", "link", "set", "br0", "up")
+	return host
 }
