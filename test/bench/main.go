@@ -83,7 +83,7 @@ func main() {
 	}
 	left, right := curves(r, variants)
 	if err := writePlot(filepath.Join(*out, "scaling.png"), left, right,
-		"chain ADD median latency", "new connections/s through one host port (relative)"); err != nil {
+		"chain ADD median latency", "new connections/s via one host port"); err != nil {
 		fail(err.Error())
 	}
 	fmt.Printf("\nwrote %s and %s\n", filepath.Join(*out, "results.md"), filepath.Join(*out, "scaling.png"))

@@ -97,9 +97,8 @@ func (c canvas) panel(r image.Rectangle, title, xlabel, ylabel string, ss []seri
 	}
 	c.line(left, top, left, bottom, black)
 	c.line(left, bottom, right, bottom, black)
-	c.text(left, r.Min.Y+18, title, black)
+	c.text(left, r.Min.Y+18, title+" ("+ylabel+")", black)
 	c.text((left+right)/2-len(xlabel)*3, bottom+35, xlabel, black)
-	c.text(r.Min.X+5, top-8, ylabel, black)
 	for i, s := range ss {
 		col := palette[i%len(palette)]
 		for j := 1; j < len(s.xs); j++ {
@@ -108,7 +107,9 @@ func (c canvas) panel(r image.Rectangle, title, xlabel, ylabel string, ss []seri
 		for j := range s.xs {
 			draw.Draw(c.img, image.Rect(px(s.xs[j])-3, py(s.ys[j])-3, px(s.xs[j])+3, py(s.ys[j])+3), image.NewUniform(col), image.Point{}, draw.Src)
 		}
-		c.text(right-140, top+15+16*i, "— "+s.name, col)
+		lx, ly := right-140, top+15+16*i
+		draw.Draw(c.img, image.Rect(lx, ly-8, lx+10, ly), image.NewUniform(col), image.Point{}, draw.Src)
+		c.text(lx+14, ly, s.name, col)
 	}
 }
 
@@ -126,7 +127,7 @@ func niceCeil(v float64) float64 {
 }
 
 func trimFloat(v float64) string {
-	if v == math.Trunc(v) {
+	if v == math.Trunc(v) || v >= 100 {
 		return fmt.Sprintf("%.0f", v)
 	}
 	return fmt.Sprintf("%.2g", v)
@@ -138,7 +139,7 @@ func writePlot(path string, left, right []series, leftTitle, rightTitle string) 
 	draw.Draw(img, img.Bounds(), image.NewUniform(color.White), image.Point{}, draw.Src)
 	c := canvas{img}
 	c.panel(image.Rect(0, 0, 600, 480), leftTitle, "containers already present (4 mappings each)", "ms", left)
-	c.panel(image.Rect(600, 0, 1200, 480), rightTitle, "mappings installed", "rate vs 1 mapping", right)
+	c.panel(image.Rect(600, 0, 1200, 480), rightTitle, "mappings installed (4 per container)", "1 = the rate with 1 mapping", right)
 	f, err := os.Create(path)
 	if err != nil {
 		return err
