@@ -106,7 +106,8 @@ func (b *ipTables) edit(fn func(txn *natTxn, snap *natSnapshot) error) error {
 	return b.apply(txn)
 }
 
-// dropOwned deletes owner's rules from the shared chains and its DNAT chain.
+// dropOwnedPortRules deletes owner's entry rules from DNET-HOSTPORTS; its
+// DNAT chain is flushed or removed by the caller.
 func dropOwnedPortRules(txn *natTxn, snap *natSnapshot, o Owner) {
 	for _, r := range snap.owned(chainHostPorts, o) {
 		txn.deleteSaved(chainHostPorts, r)

@@ -42,6 +42,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -70,14 +71,16 @@ type nfTables struct {
 }
 
 // NFTablesAvailable reports whether the kernel answers nf_tables netlink.
-func NFTablesAvailable() bool {
+// Asked once per process: a plugin run is short, and the answer is the same
+// for backend selection, each family's backend and the DEL fallback.
+var NFTablesAvailable = sync.OnceValue(func() bool {
 	c, err := nftables.New()
 	if err != nil {
 		return false
 	}
 	_, err = c.ListTablesOfFamily(nftables.TableFamilyIPv4)
 	return err == nil
-}
+})
 
 func newNFTables(f Family) (*nfTables, error) {
 	if !NFTablesAvailable() {

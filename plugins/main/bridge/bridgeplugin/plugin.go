@@ -75,7 +75,7 @@ func Add(args *skel.CmdArgs) (err error) {
 	if err != nil {
 		return err
 	}
-	undo.push(func() { _ = delContainerLink(args.Netns, args.IfName); _ = ip.DelLinkByName(hostIf.Name) })
+	undo.push(func() { _ = delLinks(o, args) })
 
 	result := &current.Result{
 		CNIVersion: current.ImplementedSpecVersion,
@@ -153,7 +153,7 @@ func setupVeth(n *NetConf, args *skel.CmdArgs, o netfilter.Owner, netns, hostNS 
 		err = netlink.LinkSetIsolated(hostLink, true)
 	}
 	if err != nil {
-		_ = delContainerLink(args.Netns, args.IfName)
+		_ = delLinks(o, args)
 		return hostIf, contIf, cnierr.Wrap(err, fmt.Sprintf("bridge: attach %s to %s", hostIf.Name, br.Name))
 	}
 	return hostIf, contIf, nil
