@@ -32,6 +32,9 @@ type NetConf struct {
 	PromiscMode   bool   `json:"promiscMode"`
 	EnableDad     bool   `json:"enabledad,omitempty"`
 	PortIsolation bool   `json:"portIsolation,omitempty"`
+	// KeepIPv6LinkLocal (extension) leaves IPv6 on the container's interface
+	// when the attachment has no IPv6 address (see ipv6_quiet.go).
+	KeepIPv6LinkLocal bool `json:"keepIPv6LinkLocal,omitempty"`
 	// DisableContainerInterface leaves the container's interface down and unaddressed.
 	DisableContainerInterface bool `json:"disableContainerInterface,omitempty"`
 

@@ -164,6 +164,25 @@ func TestAddOptions(t *testing.T) {
 			if ctr, _ := r.link(r.ctr, "eth0"); ctr.Operstate == "DOWN" {
 				t.Error("container interface left down")
 			}
+			r.wantIPv6Off(r.ctr, "eth0", false) // no IPAM: the container may address itself
+		}},
+		{"IPv4 only: IPv6 off on both veth ends, lo keeps it", ``, func(t *testing.T, r *rig, res *current.Result) {
+			r.wantIPv6Off(r.host, hostVeth(), true)
+			r.wantIPv6Off(r.ctr, "eth0", true)
+			r.wantIPv6Off(r.ctr, "lo", false)
+			if out := r.ctr.MustRun("ip", "-6", "addr", "show", "dev", "eth0"); strings.TrimSpace(out) != "" {
+				t.Errorf("container eth0 has IPv6 addresses:\n%s", out)
+			}
+		}},
+		{"IPv4 only with keepIPv6LinkLocal", `"keepIPv6LinkLocal":true`, func(t *testing.T, r *rig, res *current.Result) {
+			r.wantIPv6Off(r.host, hostVeth(), true)
+			r.wantIPv6Off(r.ctr, "eth0", false)
+		}},
+		{"dual stack keeps IPv6 on the container", `"ipam":{"type":"host-local","dataDir":"` + "@DATA@" + `","ranges":[[{"subnet":"10.77.0.0/24"}],[{"subnet":"fd00:77::/64"}]]}`, func(t *testing.T, r *rig, res *current.Result) {
+			r.wantIPv6Off(r.ctr, "eth0", false)
+			if out := r.ctr.MustRun("ip", "-6", "addr", "show", "dev", "eth0"); !strings.Contains(out, "fd00:77::2/64") {
+				t.Errorf("container eth0 lacks its IPv6 address:\n%s", out)
+			}
 		}},
 	}
 	for _, backend := range []string{"iptables", "nftables"} {
@@ -177,8 +196,17 @@ func TestAddOptions(t *testing.T) {
 	}
 }
 
+// wantIPv6Off checks the interface's disable_ipv6 sysctl.
+func (r *rig) wantIPv6Off(ns *testenv.NS, ifName string, off bool) {
+	r.t.Helper()
+	got := strings.TrimSpace(ns.MustRun("cat", "/proc/sys/net/ipv6/conf/"+ifName+"/disable_ipv6"))
+	if want := map[bool]string{true: "1", false: "0"}[off]; got != want {
+		r.t.Errorf("%s: disable_ipv6 = %s, want %s", ifName, got, want)
+	}
+}
+
 func testAddOption(t *testing.T, r *rig, extra string, verify func(*testing.T, *rig, *current.Result)) {
-	conf := r.conf(extra)
+	conf := r.conf(strings.ReplaceAll(extra, "@DATA@", r.data))
 	out, err := r.call("ADD", conf)
 	if err != nil {
 		t.Fatalf("ADD: %v", err)

@@ -142,7 +142,12 @@ func setupVeth(n *NetConf, args *skel.CmdArgs, o netfilter.Owner, netns, hostNS 
 	if err != nil {
 		return hostIf, contIf, err
 	}
-	hostLink, err := netlink.LinkByName(hostIf.Name)
+	// The host end is still without carrier: no IPv6 packet has left it yet.
+	err = disableIPv6(hostIf.Name)
+	var hostLink netlink.Link
+	if err == nil {
+		hostLink, err = netlink.LinkByName(hostIf.Name)
+	}
 	if err == nil {
 		err = netlink.LinkSetMaster(hostLink, br)
 	}
@@ -176,7 +181,15 @@ func configureL3(n *NetConf, args *skel.CmdArgs, result *current.Result, netns n
 		}
 	}
 	if !n.DisableContainerInterface {
-		err := netns.Do(func(ns.NetNS) error { return ipam.ConfigureIface(args.IfName, result) })
+		err := netns.Do(func(ns.NetNS) error {
+			// Before the link goes up, so it never sends an IPv6 packet.
+			if !n.KeepIPv6LinkLocal && !hasIPv6(result) {
+				if err := disableIPv6(args.IfName); err != nil {
+					return err
+				}
+			}
+			return ipam.ConfigureIface(args.IfName, result)
+		})
 		if err != nil {
 			return cnierr.Wrap(err, "bridge: configure "+args.IfName)
 		}
