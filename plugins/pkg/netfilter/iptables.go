@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 
 	"github.com/coreos/go-iptables/iptables"
 
@@ -17,9 +18,9 @@ import (
 // second declaration would flush the first one's rules.
 var LockPath = "/run/dockernet/netfilter.lock"
 
-// ipTables is the iptables backend. Each ADD, DEL or CHECK costs one
-// `iptables-save -t nat` and (for ADD/DEL) one `iptables-restore --noflush`,
-// whatever the number of mappings.
+// ipTables is the iptables backend. An ADD or DEL is usually one
+// `iptables-restore --noflush`, whatever the number of mappings; see edit
+// for when it also needs an `iptables-save -t nat`.
 type ipTables struct {
 	family  Family
 	save    string
@@ -64,7 +65,11 @@ func ProbeIPTables(f Family) error {
 func (b *ipTables) Name() string   { return "iptables" }
 func (b *ipTables) Family() Family { return b.family }
 
+// snapshots counts iptables-save runs, for the tests of the fast path.
+var snapshots atomic.Int64
+
 func (b *ipTables) snapshot() (*natSnapshot, error) {
+	snapshots.Add(1)
 	var out, stderr bytes.Buffer
 	cmd := exec.Command(b.save, "-t", "nat")
 	cmd.Stdout, cmd.Stderr = &out, &stderr
@@ -88,19 +93,32 @@ func (b *ipTables) apply(txn *natTxn) error {
 	return nil
 }
 
-// edit runs fn on a fresh snapshot under the lock and applies what it built.
-func (b *ipTables) edit(fn func(txn *natTxn, snap *natSnapshot) error) error {
+// edit applies one transaction under the lock. It first tries fast, built
+// without reading the table: its -C, -N and -D lines make iptables-restore
+// refuse it, changing nothing, unless the table is as the fast path
+// assumes. Otherwise (first ADD on a host, a re-ADD, a lost record, a
+// flushed table) it applies what slow builds from a fresh snapshot.
+// iptables-save prints every rule, so it is the one step that grows with
+// the number of containers: 170 ms at 1,000 (measured), against 10-25 ms
+// for a restore.
+func (b *ipTables) edit(fast func(txn *natTxn) bool, slow func(txn *natTxn, snap *natSnapshot) error) error {
 	lk, err := filelock.Acquire(LockPath)
 	if err != nil {
 		return err
 	}
 	defer lk.Release()
+	if fast != nil {
+		txn := &natTxn{}
+		if fast(txn) && b.apply(txn) == nil {
+			return nil
+		}
+	}
 	snap, err := b.snapshot()
 	if err != nil {
 		return err
 	}
 	txn := &natTxn{}
-	if err := fn(txn, snap); err != nil {
+	if err := slow(txn, snap); err != nil {
 		return err
 	}
 	return b.apply(txn)
@@ -115,7 +133,8 @@ func dropOwnedPortRules(txn *natTxn, snap *natSnapshot, o Owner) {
 }
 
 func (b *ipTables) AddPortMappings(spec PortMapSpec) error {
-	return b.edit(func(txn *natTxn, snap *natSnapshot) error {
+	fast := func(txn *natTxn) bool { portmapAddFast(txn, spec, b.family); return true }
+	return b.edit(fast, func(txn *natTxn, snap *natSnapshot) error {
 		ensureBase(txn, snap, portmapBaseJumps())
 		// Re-ADD replaces: old entry rules go, the DNAT chain is re-declared (flushed).
 		dropOwnedPortRules(txn, snap, spec.Owner)
@@ -126,7 +145,14 @@ func (b *ipTables) AddPortMappings(spec PortMapSpec) error {
 
 func (b *ipTables) DelPortMappings(spec PortMapSpec) error {
 	o := spec.Owner
-	return b.edit(func(txn *natTxn, snap *natSnapshot) error {
+	fast := func(txn *natTxn) bool {
+		if spec.ContainerIP == nil { // no record: find the owner's rules by tag
+			return false
+		}
+		portmapDelFast(txn, spec, b.family)
+		return true
+	}
+	return b.edit(fast, func(txn *natTxn, snap *natSnapshot) error {
 		dropOwnedPortRules(txn, snap, o)
 		if chain := dnatChain(o); snap.chains[chain] {
 			txn.declareChain(chain) // flushes it, so it can be deleted
@@ -167,7 +193,14 @@ func (b *ipTables) CheckPortMappings(spec PortMapSpec) error {
 }
 
 func (b *ipTables) AddMasquerade(spec MasqSpec) error {
-	return b.edit(func(txn *natTxn, snap *natSnapshot) error {
+	// The fast path cannot see an old rule of this owner; the bridge
+	// removes the previous record's rules before a re-ADD.
+	fast := func(txn *natTxn) bool {
+		checkBase(txn, masqBaseJumps())
+		txn.add(chainMasq, masqRule(spec, b.family)...)
+		return true
+	}
+	return b.edit(fast, func(txn *natTxn, snap *natSnapshot) error {
 		ensureBase(txn, snap, masqBaseJumps())
 		for _, r := range snap.owned(chainMasq, spec.Owner) {
 			txn.deleteSaved(chainMasq, r)
@@ -179,7 +212,14 @@ func (b *ipTables) AddMasquerade(spec MasqSpec) error {
 
 func (b *ipTables) DelMasquerade(spec MasqSpec) error {
 	o := spec.Owner
-	return b.edit(func(txn *natTxn, snap *natSnapshot) error {
+	fast := func(txn *natTxn) bool {
+		if spec.IP == nil {
+			return false
+		}
+		txn.del(chainMasq, masqRule(spec, b.family)...)
+		return true
+	}
+	return b.edit(fast, func(txn *natTxn, snap *natSnapshot) error {
 		for _, r := range snap.owned(chainMasq, o) {
 			txn.deleteSaved(chainMasq, r)
 		}

@@ -58,6 +58,11 @@ func masqBaseJumps() []baseJump {
 	return []baseJump{{"POSTROUTING", nil, chainMasq}}
 }
 
+// rule is the jump as written into its built-in chain.
+func (j baseJump) rule() []string {
+	return append(append([]string{}, j.args...), "-m", "comment", "--comment", commentBase, "-j", j.to)
+}
+
 // ensureBase adds to txn whatever base chains and jumps snap lacks.
 func ensureBase(txn *natTxn, snap *natSnapshot, jumps []baseJump) {
 	for _, j := range jumps {
@@ -66,9 +71,16 @@ func ensureBase(txn *natTxn, snap *natSnapshot, jumps []baseJump) {
 			snap.chains[j.to] = true
 		}
 		if !snap.hasRule(j.from, "-j "+j.to+" ") {
-			args := append(append([]string{}, j.args...), "-m", "comment", "--comment", commentBase, "-j", j.to)
-			txn.add(j.from, args...)
+			txn.add(j.from, j.rule()...)
 		}
+	}
+}
+
+// checkBase makes txn fail unless every jump is in place, exactly as
+// ensureBase writes it.
+func checkBase(txn *natTxn, jumps []baseJump) {
+	for _, j := range jumps {
+		txn.check(j.from, j.rule()...)
 	}
 }
 
@@ -98,13 +110,11 @@ func joinHostPort(ip net.IP, port int) string {
 	return "[" + ip.String() + "]:" + strconv.Itoa(port)
 }
 
-// portmapRules writes spec's rules into txn: the owner's DNAT chain and its
-// entry rules in DNET-HOSTPORTS. Mappings of another family are skipped.
-func portmapRules(txn *natTxn, snap *natSnapshot, spec PortMapSpec, f Family) {
-	chain := dnatChain(spec.Owner)
+// ownerRules are spec's rules for family f: those of the owner's DNAT
+// chain, and the entry rules in DNET-HOSTPORTS that jump to it.
+func ownerRules(spec PortMapSpec, f Family) (chain [][]string, entries [][]string) {
+	target := dnatChain(spec.Owner)
 	comment := spec.Owner.Comment()
-	txn.declareChain(chain)
-
 	portsByProto := map[string][]int{}
 	seen := map[string]bool{}
 	for _, m := range spec.Mappings {
@@ -129,18 +139,18 @@ func portmapRules(txn *natTxn, snap *natSnapshot, spec PortMapSpec, f Family) {
 			}
 			switch {
 			case spec.MasqAll:
-				txn.add(chain, append(append([]string{}, withComment...), mark...)...)
+				chain = append(chain, append(append([]string{}, withComment...), mark...))
 			default:
 				if spec.ContainerNet != nil {
-					txn.add(chain, append(append([]string{"-s", spec.ContainerNet.String()}, withComment...), mark...)...)
+					chain = append(chain, append(append([]string{"-s", spec.ContainerNet.String()}, withComment...), mark...))
 				}
 				if f == IPv4 {
 					// Connections to 127.0.0.1:hostPort from the host itself.
-					txn.add(chain, append(append([]string{"-s", "127.0.0.0/8"}, withComment...), mark...)...)
+					chain = append(chain, append(append([]string{"-s", "127.0.0.0/8"}, withComment...), mark...))
 				}
 			}
 		}
-		txn.add(chain, append(withComment, "-j", "DNAT", "--to-destination", joinHostPort(spec.ContainerIP, m.ContainerPort))...)
+		chain = append(chain, append(withComment, "-j", "DNAT", "--to-destination", joinHostPort(spec.ContainerIP, m.ContainerPort)))
 	}
 
 	protos := make([]string, 0, len(portsByProto))
@@ -159,15 +169,72 @@ func portmapRules(txn *natTxn, snap *natSnapshot, spec PortMapSpec, f Family) {
 			args := []string{"-p", proto, "-m", "comment", "--comment", comment,
 				"-m", "multiport", "--dports", strings.Join(list, ",")}
 			args = append(args, spec.Conditions...)
-			txn.add(chainHostPorts, append(args, "-j", chain)...)
+			entries = append(entries, append(args, "-j", target))
 		}
 	}
-	if spec.SNAT && spec.ExternalMark == "" && !snap.hasRule(chainPostrouting, "--mark "+markValue(spec.MarkBit)+" ") {
-		// Shared by every owner using this mark bit; added once, never removed
-		// by a DEL, so one container leaving cannot break another's hairpin.
-		txn.add(chainPostrouting, "-m", "comment", "--comment", commentBase,
-			"-m", "mark", "--mark", markValue(spec.MarkBit), "-j", "MASQUERADE")
+	return chain, entries
+}
+
+// sharedMarkRule masquerades what the DNAT chains marked. Shared by every
+// owner using this mark bit; added once, never removed by a DEL, so one
+// container leaving cannot break another's hairpin. Nil when not needed.
+func sharedMarkRule(spec PortMapSpec) []string {
+	if !spec.SNAT || spec.ExternalMark != "" {
+		return nil
 	}
+	return []string{"-m", "comment", "--comment", commentBase,
+		"-m", "mark", "--mark", markValue(spec.MarkBit), "-j", "MASQUERADE"}
+}
+
+// portmapRules writes spec's rules into txn from a snapshot: the owner's
+// DNAT chain (declared, so emptied if it exists), its entry rules, and the
+// shared mark rule when snap lacks it.
+func portmapRules(txn *natTxn, snap *natSnapshot, spec PortMapSpec, f Family) {
+	target := dnatChain(spec.Owner)
+	txn.declareChain(target)
+	chain, entries := ownerRules(spec, f)
+	for _, r := range chain {
+		txn.add(target, r...)
+	}
+	for _, r := range entries {
+		txn.add(chainHostPorts, r...)
+	}
+	if shared := sharedMarkRule(spec); shared != nil && !snap.hasRule(chainPostrouting, "--mark "+markValue(spec.MarkBit)+" ") {
+		txn.add(chainPostrouting, shared...)
+	}
+}
+
+// portmapAddFast is ADD without reading the table. It commits only if the
+// base is intact and the owner has no chain yet (-N fails otherwise, so a
+// re-ADD never duplicates entry rules); else nothing changes and the
+// caller falls back to a snapshot.
+func portmapAddFast(txn *natTxn, spec PortMapSpec, f Family) {
+	checkBase(txn, portmapBaseJumps())
+	if shared := sharedMarkRule(spec); shared != nil {
+		txn.check(chainPostrouting, shared...)
+	}
+	target := dnatChain(spec.Owner)
+	txn.newChain(target)
+	chain, entries := ownerRules(spec, f)
+	for _, r := range chain {
+		txn.add(target, r...)
+	}
+	for _, r := range entries {
+		txn.add(chainHostPorts, r...)
+	}
+}
+
+// portmapDelFast is DEL from the record alone: it deletes the entry rules
+// exactly as ADD wrote them, then the owner's chain. Any rule or chain not
+// there makes it fail without a change, and the caller falls back.
+func portmapDelFast(txn *natTxn, spec PortMapSpec, f Family) {
+	_, entries := ownerRules(spec, f)
+	for _, r := range entries {
+		txn.del(chainHostPorts, r...)
+	}
+	target := dnatChain(spec.Owner)
+	txn.flushChain(target)
+	txn.deleteChain(target)
 }
 
 func multicastNet(f Family) string {

@@ -25,6 +25,23 @@ func (t *natTxn) deleteSaved(chain, saved string) {
 	t.lines = append(t.lines, "-D "+chain+" "+saved)
 }
 
+// del removes the rule given by args exactly as add wrote it; the whole
+// transaction fails if there is no such rule.
+func (t *natTxn) del(chain string, args ...string) {
+	t.lines = append(t.lines, "-D "+chain+" "+joinArgs(args))
+}
+
+// check makes the whole transaction fail unless chain has this rule.
+func (t *natTxn) check(chain string, args ...string) {
+	t.lines = append(t.lines, "-C "+chain+" "+joinArgs(args))
+}
+
+// newChain creates chain and makes the transaction fail if it exists.
+func (t *natTxn) newChain(chain string) { t.lines = append(t.lines, "-N "+chain) }
+
+// flushChain empties chain.
+func (t *natTxn) flushChain(chain string) { t.lines = append(t.lines, "-F "+chain) }
+
 // deleteChain removes an (already emptied or declared) chain.
 func (t *natTxn) deleteChain(chain string) { t.lines = append(t.lines, "-X "+chain) }
 

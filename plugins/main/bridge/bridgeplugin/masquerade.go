@@ -22,6 +22,16 @@ func addMasquerade(n *NetConf, o netfilter.Owner, result *current.Result, undo *
 		rec.Specs = append(rec.Specs, netfilter.MasqSpec{Owner: o, IP: ipc.Address.IP, Bridge: n.BrName})
 	}
 	store := state.New(n.StateDir)
+	// A re-ADD replaces: what the last ADD installed goes first, through
+	// the backend that installed it.
+	var prev netfilter.MasqRecord
+	if found, err := store.Load(netfilter.KindMasq, o.Tag(), &prev); err != nil {
+		return cnierr.IO("bridge: %v", err)
+	} else if found {
+		if err := removeMasq(prev); err != nil {
+			return err
+		}
+	}
 	if err := store.Save(netfilter.KindMasq, o.Tag(), rec); err != nil {
 		return cnierr.IO("bridge: %v", err)
 	}
@@ -65,6 +75,17 @@ func delMasquerade(n *NetConf, o netfilter.Owner) error {
 		}
 		return nil
 	}
+	if err := removeMasq(rec); err != nil {
+		return err
+	}
+	if err := store.Remove(netfilter.KindMasq, o.Tag()); err != nil {
+		return cnierr.IO("bridge: %v", err)
+	}
+	return nil
+}
+
+// removeMasq deletes the rules rec says were installed.
+func removeMasq(rec netfilter.MasqRecord) error {
 	for _, spec := range rec.Specs {
 		backends, err := netfilter.CleanupBackends(rec.Backend, []netfilter.Family{spec.Family()})
 		if err != nil {
@@ -75,9 +96,6 @@ func delMasquerade(n *NetConf, o netfilter.Owner) error {
 				return cnierr.Wrap(err, "bridge: remove masquerade")
 			}
 		}
-	}
-	if err := store.Remove(netfilter.KindMasq, o.Tag()); err != nil {
-		return cnierr.IO("bridge: %v", err)
 	}
 	return nil
 }

@@ -124,6 +124,16 @@ func Add(args *skel.CmdArgs) error {
 // rules nor a record behind.
 func install(c *PortMapConf, o netfilter.Owner, rec netfilter.PortMapRecord) (err error) {
 	store := state.New(c.StateDir)
+	// A re-ADD replaces: what the last ADD installed goes first, through
+	// the backend that installed it.
+	var prev netfilter.PortMapRecord
+	if found, err := store.Load(netfilter.KindPortMap, o.Tag(), &prev); err != nil {
+		return cnierr.IO("portmap: %v", err)
+	} else if found {
+		if err := removeRecord(prev); err != nil {
+			return err
+		}
+	}
 	if err := store.Save(netfilter.KindPortMap, o.Tag(), rec); err != nil {
 		return cnierr.IO("portmap: %v", err)
 	}
@@ -200,17 +210,22 @@ func Del(args *skel.CmdArgs) error {
 		}
 		return nil
 	}
-	families := make([]netfilter.Family, len(rec.Specs))
-	for i, s := range rec.Specs {
-		families[i] = s.Family()
-	}
-	if err := remove(rec.Backend, families, rec.Specs); err != nil {
+	if err := removeRecord(rec); err != nil {
 		return err
 	}
 	if err := store.Remove(netfilter.KindPortMap, o.Tag()); err != nil {
 		return cnierr.IO("portmap: %v", err)
 	}
 	return nil
+}
+
+// removeRecord deletes the rules rec says were installed.
+func removeRecord(rec netfilter.PortMapRecord) error {
+	families := make([]netfilter.Family, len(rec.Specs))
+	for i, s := range rec.Specs {
+		families[i] = s.Family()
+	}
+	return remove(rec.Backend, families, rec.Specs)
 }
 
 // remove deletes specs[i], which belongs to families[i], through backend name.
