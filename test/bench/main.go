@@ -19,12 +19,14 @@ import (
 type results struct {
 	runs, scaleRuns          int
 	parallelN                int
+	connRounds               int
+	fillWorkers              map[string]int // backend -> parallel ADDs while filling
 	add1, del1, add10, del10 map[string][]time.Duration
 	levels                   []int
 	scaleAdd, scaleDel       map[int]map[string][]time.Duration
 	connLevels               []int
 	conn, connDirect         map[int]map[string]connResult
-	kernelAdd, kernelDel     map[int][]time.Duration
+	kernelAdd, kernelDel     map[int]map[string][]time.Duration // level -> variant
 	plugins                  map[int]map[string]map[string][]time.Duration // level -> variant -> plugin
 	tputDirect, tputHostPort map[string]float64
 	parallel                 map[string]parallelResult
@@ -44,6 +46,9 @@ func main() {
 	connFlag := flag.String("conn-levels", "0,250,1000", "containers present (4 mappings each) for the connection rate")
 	parallelN := flag.Int("parallel", 100, "containers added at once")
 	connDur := flag.Duration("conn-time", time.Second, "length of one connection-rate round (3 rounds per figure)")
+	connRounds := flag.Int("conn-rounds", 3, "rounds per connection-rate figure, alternating host port and direct")
+	iptWorkers := flag.Int("fill-workers-iptables", 2, "parallel ADDs while filling an iptables variant")
+	nftWorkers := flag.Int("fill-workers-nftables", 2, "parallel ADDs while filling an nftables variant")
 	only := flag.String("variants", "", "comma-separated subset of variants to run (default: all four)")
 	flag.Parse()
 	if os.Geteuid() != 0 {
@@ -68,7 +73,8 @@ func main() {
 		}
 		variants = keep
 	}
-	r := &results{runs: *runs, scaleRuns: *scaleRuns, parallelN: *parallelN, levels: ints(*levelsFlag), connLevels: ints(*connFlag), started: time.Now()}
+	r := &results{runs: *runs, scaleRuns: *scaleRuns, parallelN: *parallelN, levels: ints(*levelsFlag), connLevels: ints(*connFlag), started: time.Now(),
+		connRounds: *connRounds, fillWorkers: map[string]int{"iptables": *iptWorkers, "nftables": *nftWorkers}}
 	if err := run(r, variants, abs(*hello), *parallelN, *connDur); err != nil {
 		fail(err.Error())
 	}
@@ -143,8 +149,9 @@ func run(r *results, variants []variant, hello string, parallelN int, connDur ti
 		r.parallel[w.v.name] = res
 	}
 	cleanup()
+	settle()
 
-	// 2. Fresh worlds for everything else.
+	// 2. Fresh worlds for the empty-host latency, interleaved.
 	if err := makeWorlds("s"); err != nil {
 		return err
 	}
@@ -162,139 +169,133 @@ func run(r *results, variants []variant, hello string, parallelN int, connDur ti
 		return err
 	}
 
+	cleanup()
+	if err := scale(r, variants, tag, hello, connDur); err != nil {
+		return err
+	}
+	return nil
+}
+
+// scale measures each variant on a host of its own, filled to each level in
+// turn: a node runs one CNI, and containers of the other variants would
+// charge their kernel work (IPv6 multicast floods, 4x the netdevs) to the
+// one being measured. The variants therefore follow one another here;
+// only the empty-host figures above are interleaved.
+func scale(r *results, variants []variant, tag, hello string, connDur time.Duration) error {
 	r.scaleAdd, r.scaleDel = map[int]map[string][]time.Duration{}, map[int]map[string][]time.Duration{}
 	r.conn, r.connDirect = map[int]map[string]connResult{}, map[int]map[string]connResult{}
-	r.kernelAdd, r.kernelDel = map[int][]time.Duration{}, map[int][]time.Duration{}
+	r.kernelAdd, r.kernelDel = map[int]map[string][]time.Duration{}, map[int]map[string][]time.Duration{}
 	r.plugins = map[int]map[string]map[string][]time.Duration{}
 	r.tputDirect, r.tputHostPort = map[string]float64{}, map[string]float64{}
-	ports := map[string]int{}
-	for _, w := range worlds {
-		ports[w.v.name] = 20000
+	for _, l := range r.levels {
+		r.scaleAdd[l], r.scaleDel[l] = map[string][]time.Duration{}, map[string][]time.Duration{}
+		r.kernelAdd[l], r.kernelDel[l] = map[string][]time.Duration{}, map[string][]time.Duration{}
+		r.plugins[l] = map[string]map[string][]time.Duration{}
 	}
+	for _, l := range r.connLevels {
+		r.conn[l*4+1], r.connDirect[l*4+1] = map[string]connResult{}, map[string]connResult{}
+	}
+	for i, v := range variants {
+		w, err := newWorld(v, fmt.Sprintf("%sn%d", tag, i))
+		if err != nil {
+			return err
+		}
+		err = scaleOne(r, w, hello, connDur)
+		w.destroy()
+		if err != nil {
+			return err
+		}
+		settle() // the kernel tears the namespaces down in the background
+	}
+	return nil
+}
+
+func scaleOne(r *results, w *world, hello string, connDur time.Duration) error {
+	name := w.v.name
+	next := 20000
 	for _, level := range union(r.levels, r.connLevels) {
-		// The worlds are independent namespaces: fill them all at once. An
-		// iptables variant serialises on its lock anyway, so one worker each.
-		progress("filling every variant to %d containers", level)
-		errs := make(chan error, len(worlds))
-		for _, w := range worlds {
-			workers := 2
-			if w.v.backend == "iptables" {
-				workers = 1
-			}
-			next := ports[w.v.name]
-			ports[w.v.name] += 4 * (level - len(w.fillers))
-			go func(w *world, workers, next int) {
-				errs <- w.fill(level, workers, func() int { next++; return next })
-			}(w, workers, next)
+		t0 := time.Now()
+		need := level - len(w.fillers)
+		if err := w.fill(level, r.fillWorkers[w.v.backend], func() int { next++; return next }); err != nil {
+			return err
 		}
-		for range worlds {
-			if err := <-errs; err != nil {
-				return err
-			}
-		}
+		progress("%s: filled to %d containers (%d ADDs in %s)", name, level, need, time.Since(t0).Round(time.Second))
 		settle()
 		if contains(r.levels, level) {
-			progress("chain latency with %d containers present, 4 mappings, %d runs", level, r.scaleRuns)
-			adds, dels, err := latency(worlds, 4, r.scaleRuns)
+			adds, dels, err := latency([]*world{w}, 4, r.scaleRuns)
 			if err != nil {
 				return err
 			}
-			r.scaleAdd[level], r.scaleDel[level] = adds, dels
-			if r.kernelAdd[level], r.kernelDel[level], err = kernelFloor(worlds[0], r.scaleRuns); err != nil {
+			r.scaleAdd[level][name], r.scaleDel[level][name] = adds[name], dels[name]
+			if r.kernelAdd[level][name], r.kernelDel[level][name], err = kernelFloor(w, r.scaleRuns); err != nil {
 				return err
 			}
-			r.plugins[level] = map[string]map[string][]time.Duration{}
-			for _, w := range worlds {
-				if r.plugins[level][w.v.name], err = pluginTimes(w, min(r.scaleRuns, 5)); err != nil {
-					return err
-				}
+			if r.plugins[level][name], err = pluginTimes(w, min(r.scaleRuns, 5)); err != nil {
+				return err
 			}
 		}
 		if contains(r.connLevels, level) {
-			progress("connection rate with %d mappings", level*4+1)
-			res, direct, err := connRound(worlds, hello, connDur, level == 0, r)
+			res, direct, err := connRound(w, hello, connDur, level == 0, r)
 			if err != nil {
 				return err
 			}
-			r.conn[level*4+1], r.connDirect[level*4+1] = res, direct
+			r.conn[level*4+1][name], r.connDirect[level*4+1][name] = res, direct
 		}
+		progress("%s: measured at %d containers", name, level)
 	}
 	return nil
 }
 
 // connRound adds a server container last (the worst place for a linear
-// rule list), measures new connections through its host port in three
-// interleaved rounds, and with throughput set also bulk TCP through the
-// host port and directly.
-func connRound(worlds []*world, hello string, dur time.Duration, withThroughput bool, r *results) (viaPort, direct map[string]connResult, err error) {
-	servers := map[string]*container{}
-	stops := map[string]func(){}
-	defer func() {
-		for name, c := range servers {
-			stops[name]()
-			for _, w := range worlds {
-				if w.v.name == name {
-					_, _ = w.del(c)
-				}
-			}
-			c.release()
-		}
-	}()
-	for _, w := range worlds {
-		c, err := w.newContainer([]mapping{{HostPort: 8000, ContainerPort: 5000, Protocol: "tcp"}})
-		if err != nil {
-			return nil, nil, err
-		}
-		if _, err := w.add(c); err != nil {
-			c.release()
-			return nil, nil, fmt.Errorf("%s: server ADD: %w", w.v.name, err)
-		}
-		stop, err := startServer(hello, c, 5000)
-		if err != nil {
-			return nil, nil, err
-		}
-		servers[w.v.name], stops[w.v.name] = c, stop
-		if err := waitListening(w, "192.0.2.1:8000"); err != nil {
-			return nil, nil, err
-		}
+// rule list), measures new connections through its host port and straight
+// to the container, alternating, and with throughput set also bulk TCP
+// through the host port and directly.
+func connRound(w *world, hello string, dur time.Duration, withThroughput bool, r *results) (viaPort, direct connResult, err error) {
+	c, err := w.newContainer([]mapping{{HostPort: 8000, ContainerPort: 5000, Protocol: "tcp"}})
+	if err != nil {
+		return viaPort, direct, err
 	}
+	defer c.release()
+	if _, err := w.add(c); err != nil {
+		return viaPort, direct, fmt.Errorf("%s: server ADD: %w", w.v.name, err)
+	}
+	defer func() { _, _ = w.del(c) }()
+	stop, err := startServer(hello, c, 5000)
+	if err != nil {
+		return viaPort, direct, err
+	}
+	defer stop()
+	if err := waitListening(w, "192.0.2.1:8000"); err != nil {
+		return viaPort, direct, err
+	}
+	settle()
 	// Through the host port, and straight to the container's address: the
 	// second has no DNAT at all and shows what the kernel alone costs.
-	viaPort, direct = map[string]connResult{}, map[string]connResult{}
-	accumulate := func(out map[string]connResult, name string, res connResult) {
-		acc := out[name]
+	accumulate := func(acc *connResult, res connResult) {
 		acc.lat = append(acc.lat, res.lat...)
 		acc.failed += res.failed
 		acc.elapsed += res.elapsed
 		acc.rate = float64(len(acc.lat)) / acc.elapsed.Seconds()
-		out[name] = acc
 	}
-	for round := 0; round < 3; round++ {
-		for _, w := range worlds {
-			accumulate(viaPort, w.v.name, connRate(w, "192.0.2.1:8000", dur, runtime.NumCPU()))
-			accumulate(direct, w.v.name, connRate(w, servers[w.v.name].ip+":5000", dur, runtime.NumCPU()))
-		}
+	for round := 0; round < r.connRounds; round++ {
+		accumulate(&viaPort, connRate(w, "192.0.2.1:8000", dur, runtime.NumCPU()))
+		accumulate(&direct, connRate(w, c.ip+":5000", dur, runtime.NumCPU()))
 	}
 	if withThroughput {
 		// Alternate direct and host-port runs; a single sample is mostly noise.
-		direct, hostPort := map[string][]float64{}, map[string][]float64{}
+		var ds, hs []float64
 		for round := 0; round < 3; round++ {
-			for _, w := range worlds {
-				d, err := throughput(w, servers[w.v.name].ip+":5000", time.Second)
-				if err != nil {
-					return nil, nil, err
-				}
-				h, err := throughput(w, "192.0.2.1:8000", time.Second)
-				if err != nil {
-					return nil, nil, err
-				}
-				direct[w.v.name] = append(direct[w.v.name], d)
-				hostPort[w.v.name] = append(hostPort[w.v.name], h)
+			d, err := throughput(w, c.ip+":5000", time.Second)
+			if err != nil {
+				return viaPort, direct, err
 			}
+			h, err := throughput(w, "192.0.2.1:8000", time.Second)
+			if err != nil {
+				return viaPort, direct, err
+			}
+			ds, hs = append(ds, d), append(hs, h)
 		}
-		for name := range direct {
-			r.tputDirect[name], r.tputHostPort[name] = medianF(direct[name]), medianF(hostPort[name])
-		}
+		r.tputDirect[w.v.name], r.tputHostPort[w.v.name] = medianF(ds), medianF(hs)
 	}
 	return viaPort, direct, nil
 }

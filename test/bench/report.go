@@ -63,6 +63,7 @@ func report(r *results, variants []variant) string {
 	w("## Benchmark: ours vs reference plugins v1.10.0\n\n")
 	w("%s, %s, `make bench`, whole run %s. %d runs per latency figure on an empty host, %d with containers present.\n",
 		machine(), r.started.Format("2006-01-02"), r.elapsed.Round(time.Second), r.runs, r.scaleRuns)
+	w("Empty-host figures interleave the variants run by run; figures with containers present measure each variant on a host holding only its own containers.\n")
 	w("Latencies in ms, median / p90, chain bridge + host-local + portmap through libcni.\n\n")
 
 	w("### Chain ADD and DEL on an empty host\n\n")
@@ -92,10 +93,12 @@ func report(r *results, variants []variant) string {
 		w("| %s |\n", strings.Join(row, " | "))
 	}
 
-	w("\nKernel floor at the same N, no plugin involved (ms, median / p90): a veth pair made, attached to the bridge and brought up; then deleted.\n\n")
-	header(append([]string{"kernel"}, levelCols(r.levels)...)...)
-	w("| veth add+attach | %s |\n", joinLevels(r.levels, func(l int) string { return fmtMS(r.kernelAdd[l]) }))
-	w("| veth delete | %s |\n", joinLevels(r.levels, func(l int) string { return fmtMS(r.kernelDel[l]) }))
+	w("\nKernel floor at the same N in each variant's host, no plugin involved (ms, median / p90): a veth pair made, attached to the bridge and brought up; then deleted.\n\n")
+	header(append([]string{"host of", "kernel"}, levelCols(r.levels)...)...)
+	for _, v := range variants {
+		w("| %s | veth add+attach | %s |\n", v.name, joinLevels(r.levels, func(l int) string { return fmtMS(r.kernelAdd[l][v.name]) }))
+		w("| %s | veth delete | %s |\n", v.name, joinLevels(r.levels, func(l int) string { return fmtMS(r.kernelDel[l][v.name]) }))
+	}
 
 	w("\nEach plugin alone, ADD+DEL, invoked as libcni does (ms, median / p90 of 5 runs):\n\n")
 	header(append([]string{"variant", "plugin"}, levelCols(r.levels)...)...)
@@ -141,7 +144,7 @@ func report(r *results, variants []variant) string {
 		w("| %s |\n", strings.Join(row, " | "))
 	}
 
-	w("\n### Bulk TCP from the client netns (median of 3 alternating 1 s runs)\n\n")
+	w("\n### Bulk TCP from the client netns, empty host (median of 3 alternating 1 s runs)\n\n")
 	header("variant", "direct to container (Gbit/s)", "through host port (Gbit/s)", "ratio")
 	for _, v := range variants {
 		d, h := r.tputDirect[v.name], r.tputHostPort[v.name]
