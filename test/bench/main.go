@@ -20,7 +20,9 @@ type results struct {
 	runs, scaleRuns          int
 	parallelN                int
 	connRounds               int
-	fillWorkers              map[string]int // backend -> parallel ADDs while filling
+	connDur                  time.Duration
+	fillWorkers              map[string]int // variant -> parallel ADDs while filling
+	pluginRuns               int
 	add1, del1, add10, del10 map[string][]time.Duration
 	levels                   []int
 	scaleAdd, scaleDel       map[int]map[string][]time.Duration
@@ -45,10 +47,11 @@ func main() {
 	levelsFlag := flag.String("levels", "0,100,500,1000", "containers present for the scaling latency")
 	connFlag := flag.String("conn-levels", "0,250,1000", "containers present (4 mappings each) for the connection rate")
 	parallelN := flag.Int("parallel", 100, "containers added at once")
-	connDur := flag.Duration("conn-time", time.Second, "length of one connection-rate round (3 rounds per figure)")
-	connRounds := flag.Int("conn-rounds", 3, "rounds per connection-rate figure, alternating host port and direct")
-	iptWorkers := flag.Int("fill-workers-iptables", 2, "parallel ADDs while filling an iptables variant")
-	nftWorkers := flag.Int("fill-workers-nftables", 2, "parallel ADDs while filling an nftables variant")
+	connDur := flag.Duration("conn-time", 500*time.Millisecond, "length of one connection-rate round")
+	connRounds := flag.Int("conn-rounds", 5, "rounds per connection-rate figure, alternating host port and direct; the median round counts")
+	workers := flag.String("fill-workers", "ours-nftables=4,ours-iptables=4,ref-nftables=3,ref-iptables=2",
+		"parallel ADDs while filling, per variant (measured fastest here; more made the reference iptables slower)")
+	pluginRuns := flag.Int("plugin-runs", 3, "runs per plugin in the per-plugin breakdown")
 	only := flag.String("variants", "", "comma-separated subset of variants to run (default: all four)")
 	flag.Parse()
 	if os.Geteuid() != 0 {
@@ -74,8 +77,8 @@ func main() {
 		variants = keep
 	}
 	r := &results{runs: *runs, scaleRuns: *scaleRuns, parallelN: *parallelN, levels: ints(*levelsFlag), connLevels: ints(*connFlag), started: time.Now(),
-		connRounds: *connRounds, fillWorkers: map[string]int{"iptables": *iptWorkers, "nftables": *nftWorkers}}
-	if err := run(r, variants, abs(*hello), *parallelN, *connDur); err != nil {
+		connRounds: *connRounds, connDur: *connDur, fillWorkers: workerMap(*workers), pluginRuns: *pluginRuns}
+	if err := run(r, variants, abs(*hello), *connDur); err != nil {
 		fail(err.Error())
 	}
 	r.elapsed = time.Since(r.started)
@@ -100,6 +103,18 @@ func fail(msg string) {
 	os.Exit(1)
 }
 
+func workerMap(s string) map[string]int {
+	out := map[string]int{}
+	for _, kv := range strings.Split(s, ",") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			if n, err := strconv.Atoi(v); err == nil && n > 0 {
+				out[strings.TrimSpace(k)] = n
+			}
+		}
+	}
+	return out
+}
+
 func ints(s string) []int {
 	var out []int
 	for _, f := range strings.Split(s, ",") {
@@ -114,46 +129,21 @@ func progress(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "[%s] %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
 }
 
-func run(r *results, variants []variant, hello string, parallelN int, connDur time.Duration) error {
+func run(r *results, variants []variant, hello string, connDur time.Duration) error {
 	tag := fmt.Sprintf("dnb%d", os.Getpid()%100000)
 	var worlds []*world
-	cleanup := func() {
+	defer func() {
 		for _, w := range worlds {
 			w.destroy()
 		}
-		worlds = nil
-	}
-	defer cleanup()
-	makeWorlds := func(round string) error {
-		for i, v := range variants {
-			w, err := newWorld(v, fmt.Sprintf("%s%s%d", tag, round, i))
-			if err != nil {
-				return err
-			}
-			worlds = append(worlds, w)
-		}
-		return nil
-	}
-
-	// 1. Many containers at once, each variant on an empty host.
-	r.parallel = map[string]parallelResult{}
-	if err := makeWorlds("p"); err != nil {
-		return err
-	}
-	for _, w := range worlds {
-		progress("%d parallel ADDs: %s", parallelN, w.v.name)
-		res, err := parallelAdds(w, parallelN)
+	}()
+	// 1. Chain latency on an empty host, the variants interleaved run by run.
+	for i, v := range variants {
+		w, err := newWorld(v, fmt.Sprintf("%se%d", tag, i))
 		if err != nil {
 			return err
 		}
-		r.parallel[w.v.name] = res
-	}
-	cleanup()
-	settle()
-
-	// 2. Fresh worlds for the empty-host latency, interleaved.
-	if err := makeWorlds("s"); err != nil {
-		return err
+		worlds = append(worlds, w)
 	}
 	var err error
 	progress("chain latency, 1 mapping, %d runs", r.runs)
@@ -168,12 +158,14 @@ func run(r *results, variants []variant, hello string, parallelN int, connDur ti
 	if r.nftExec, r.nftNetlink, err = nftTransactions(worlds[0], r.runs); err != nil {
 		return err
 	}
-
-	cleanup()
-	if err := scale(r, variants, tag, hello, connDur); err != nil {
-		return err
+	for _, w := range worlds {
+		w.destroy()
 	}
-	return nil
+	worlds = nil
+	settle()
+
+	// 2. Everything with containers present, one variant at a time.
+	return scale(r, variants, tag, hello, connDur)
 }
 
 // scale measures each variant on a host of its own, filled to each level in
@@ -187,6 +179,7 @@ func scale(r *results, variants []variant, tag, hello string, connDur time.Durat
 	r.kernelAdd, r.kernelDel = map[int]map[string][]time.Duration{}, map[int]map[string][]time.Duration{}
 	r.plugins = map[int]map[string]map[string][]time.Duration{}
 	r.tputDirect, r.tputHostPort = map[string]float64{}, map[string]float64{}
+	r.parallel = map[string]parallelResult{}
 	for _, l := range r.levels {
 		r.scaleAdd[l], r.scaleDel[l] = map[string][]time.Duration{}, map[string][]time.Duration{}
 		r.kernelAdd[l], r.kernelDel[l] = map[string][]time.Duration{}, map[string][]time.Duration{}
@@ -213,10 +206,20 @@ func scale(r *results, variants []variant, tag, hello string, connDur time.Durat
 func scaleOne(r *results, w *world, hello string, connDur time.Duration) error {
 	name := w.v.name
 	next := 20000
+	nextPort := func() int { next++; return next }
 	for _, level := range union(r.levels, r.connLevels) {
 		t0 := time.Now()
 		need := level - len(w.fillers)
-		if err := w.fill(level, r.fillWorkers[w.v.backend], func() int { next++; return next }); err != nil {
+		if len(w.fillers) == 0 && level >= r.parallelN && r.parallelN > 0 {
+			// The first containers all at once: the parallel-ADD workload.
+			res, err := w.fillParallel(r.parallelN, nextPort)
+			if err != nil {
+				return err
+			}
+			r.parallel[name] = res
+			progress("%s: %d chain ADDs at once in %s, %d failed", name, r.parallelN, res.wall.Round(time.Millisecond), res.failures)
+		}
+		if err := w.fill(level, r.fillWorkers[name], nextPort); err != nil {
 			return err
 		}
 		progress("%s: filled to %d containers (%d ADDs in %s)", name, level, need, time.Since(t0).Round(time.Second))
@@ -230,7 +233,7 @@ func scaleOne(r *results, w *world, hello string, connDur time.Duration) error {
 			if r.kernelAdd[level][name], r.kernelDel[level][name], err = kernelFloor(w, r.scaleRuns); err != nil {
 				return err
 			}
-			if r.plugins[level][name], err = pluginTimes(w, min(r.scaleRuns, 5)); err != nil {
+			if r.plugins[level][name], err = pluginTimes(w, r.pluginRuns); err != nil {
 				return err
 			}
 		}
@@ -260,36 +263,47 @@ func connRound(w *world, hello string, dur time.Duration, withThroughput bool, r
 		return viaPort, direct, fmt.Errorf("%s: server ADD: %w", w.v.name, err)
 	}
 	defer func() { _, _ = w.del(c) }()
-	stop, err := startServer(hello, c, 5000)
-	if err != nil {
-		return viaPort, direct, err
+	// Direct rounds use a port of their own: with the same server port a
+	// direct connection's conntrack entry (kept 10 s after close) has the
+	// reply tuple a host-port connection from the same client port needs,
+	// the DNAT clashes and the SYN is dropped, which looked like a
+	// slow host port.
+	for _, port := range []int{5000, 5001} {
+		stop, err := startServer(hello, c, port)
+		if err != nil {
+			return viaPort, direct, err
+		}
+		defer stop()
 	}
-	defer stop()
 	if err := waitListening(w, "192.0.2.1:8000"); err != nil {
 		return viaPort, direct, err
 	}
 	settle()
 	// Through the host port, and straight to the container's address: the
 	// second has no DNAT at all and shows what the kernel alone costs.
+	// Short rounds, alternating, and the median round: a burst of
+	// unrelated kernel work spoils one round, not the figure.
 	accumulate := func(acc *connResult, res connResult) {
 		acc.lat = append(acc.lat, res.lat...)
 		acc.failed += res.failed
 		acc.elapsed += res.elapsed
-		acc.rate = float64(len(acc.lat)) / acc.elapsed.Seconds()
+		acc.rounds = append(acc.rounds, res.rate)
+		acc.rate = medianF(acc.rounds)
 	}
 	for round := 0; round < r.connRounds; round++ {
 		accumulate(&viaPort, connRate(w, "192.0.2.1:8000", dur, runtime.NumCPU()))
-		accumulate(&direct, connRate(w, c.ip+":5000", dur, runtime.NumCPU()))
+		accumulate(&direct, connRate(w, c.ip+":5001", dur, runtime.NumCPU()))
 	}
+	progress("%s: conn/s per round via host port %.0f, direct %.0f", w.v.name, viaPort.rounds, direct.rounds)
 	if withThroughput {
 		// Alternate direct and host-port runs; a single sample is mostly noise.
 		var ds, hs []float64
 		for round := 0; round < 3; round++ {
-			d, err := throughput(w, c.ip+":5000", time.Second)
+			d, err := throughput(w, c.ip+":5001", dur)
 			if err != nil {
 				return viaPort, direct, err
 			}
-			h, err := throughput(w, "192.0.2.1:8000", time.Second)
+			h, err := throughput(w, "192.0.2.1:8000", dur)
 			if err != nil {
 				return viaPort, direct, err
 			}
@@ -326,17 +340,23 @@ func contains(xs []int, v int) bool {
 	return false
 }
 
-// settle waits until the CPUs are mostly idle again: creating hundreds of
-// veths leaves the kernel deferred work (IPv6 DAD, RCU callbacks) that
+// settle waits until the CPUs are idle for a whole second: creating or
+// deleting hundreds of veths and namespaces leaves the kernel deferred work
+// (netns teardown, RCU callbacks, link events) that comes in bursts and
 // would otherwise be charged to the next measurement.
 func settle() {
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(45 * time.Second)
+	quiet := 0
 	for time.Now().Before(deadline) {
-		if cpuIdle(time.Second) > 0.9 {
-			return
+		if cpuIdle(500*time.Millisecond) > 0.9 {
+			if quiet++; quiet == 2 {
+				return
+			}
+		} else {
+			quiet = 0
 		}
 	}
-	progress("the CPUs did not settle within 60 s; measuring anyway")
+	progress("the CPUs did not settle within 45 s; measuring anyway")
 }
 
 // cpuIdle is the idle share of all CPUs over d, from /proc/stat.

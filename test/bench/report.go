@@ -110,6 +110,7 @@ func report(r *results, variants []variant) string {
 
 	ms := sortedKeys(r.conn)
 	w("\n### New connections through one host port with M mappings installed (the measured one added last)\n\n")
+	w("Median of %d rounds of %s, alternating with the direct rounds below; %d parallel clients.\n\n", r.connRounds, r.connDur, runtime.NumCPU())
 	cols = []string{"variant"}
 	for _, m := range ms {
 		cols = append(cols, fmt.Sprintf("conn/s M=%d", m))
@@ -144,14 +145,14 @@ func report(r *results, variants []variant) string {
 		w("| %s |\n", strings.Join(row, " | "))
 	}
 
-	w("\n### Bulk TCP from the client netns, empty host (median of 3 alternating 1 s runs)\n\n")
+	w("\n### Bulk TCP from the client netns, empty host (median of 3 alternating runs of %s)\n\n", r.connDur)
 	header("variant", "direct to container (Gbit/s)", "through host port (Gbit/s)", "ratio")
 	for _, v := range variants {
 		d, h := r.tputDirect[v.name], r.tputHostPort[v.name]
 		w("| %s | %.2f | %.2f | %.2f |\n", v.name, d/1e9, h/1e9, h/d)
 	}
 
-	w("\n### %d chain ADDs at once on an empty host\n\n", r.parallelN)
+	w("\n### %d chain ADDs at once on an empty host (4 mappings each; the first containers of the scale run)\n\n", r.parallelN)
 	header("variant", "wall time (s)", "failures", "distinct addresses", "first error")
 	for _, v := range variants {
 		p := r.parallel[v.name]

@@ -211,6 +211,7 @@ func (w *world) fill(n, workers int, nextPort func() int) error {
 	if need <= 0 {
 		return nil
 	}
+	workers = max(workers, 1)
 	jobs := make(chan *container)
 	errs := make(chan error, need)
 	var wg sync.WaitGroup
@@ -252,6 +253,57 @@ func (w *world) fill(n, workers int, nextPort func() int) error {
 		}
 	}
 	return nil
+}
+
+// fillParallel attaches the world's first n containers (4 mappings each)
+// all at once: the parallel-ADD workload on an empty host. Those that fail
+// are retried one by one afterwards, so the world still holds n.
+func (w *world) fillParallel(n int, nextPort func() int) (parallelResult, error) {
+	cs := make([]*container, n)
+	for i := range cs {
+		var ms []mapping
+		for j := 0; j < 4; j++ {
+			ms = append(ms, mapping{HostPort: nextPort(), ContainerPort: 80, Protocol: "tcp"})
+		}
+		c, err := w.newContainer(ms)
+		if err != nil {
+			for _, made := range cs[:i] {
+				made.release()
+			}
+			return parallelResult{}, err
+		}
+		cs[i] = c
+	}
+	w.fillers = append(w.fillers, cs...)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range cs {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			_, errs[i] = w.add(cs[i])
+		}(i)
+	}
+	wg.Wait()
+	res := parallelResult{wall: time.Since(start)}
+	seen := map[string]bool{}
+	for i, err := range errs {
+		if err != nil {
+			res.failures++
+			if res.firstErr == "" {
+				res.firstErr = err.Error()
+			}
+			_, _ = w.del(cs[i])
+			if _, err := w.add(cs[i]); err != nil {
+				return res, fmt.Errorf("%s: retrying a failed parallel ADD: %w", w.v.name, err)
+			}
+			continue
+		}
+		seen[cs[i].ip] = true
+	}
+	res.distinct = len(seen)
+	return res, nil
 }
 
 // startServer runs the sink server inside c (killed by the returned func).

@@ -121,8 +121,9 @@ func udp(addr string) error {
 	return err
 }
 
-// sink serves the benchmarks: it drains every connection and closes it, so a
-// client measures one full connect-send-close round trip, or raw throughput.
+// sink serves the benchmarks: it greets every connection with one byte, so
+// a client can tell the server accepted it, then drains it until the client
+// closes: one full round trip per new connection, or raw throughput.
 func sink(port int) {
 	ln, err := net.Listen("tcp", ":"+strconv.Itoa(port))
 	exitOn(err)
@@ -133,6 +134,10 @@ func sink(port int) {
 			exitOn(err)
 		}
 		go func() {
+			if _, err := c.Write([]byte{'+'}); err != nil {
+				_ = c.Close()
+				return
+			}
 			_, _ = io.Copy(io.Discard, c)
 			_ = c.Close()
 		}()
