@@ -28,7 +28,7 @@ type results struct {
 	scaleAdd, scaleDel       map[int]map[string][]time.Duration
 	connLevels               []int
 	conn, connDirect         map[int]map[string]connResult
-	kernelAdd, kernelDel     map[int]map[string][]time.Duration // level -> variant
+	kernelAdd, kernelDel     map[int]map[string][]time.Duration            // level -> variant
 	plugins                  map[int]map[string]map[string][]time.Duration // level -> variant -> plugin
 	tputDirect, tputHostPort map[string]float64
 	parallel                 map[string]parallelResult

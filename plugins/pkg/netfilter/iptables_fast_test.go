@@ -27,7 +27,9 @@ func TestIPTablesFastPath(t *testing.T) {
 		return PortMapSpec{Owner: owner(id), ContainerIP: net.ParseIP(ip), ContainerNet: cidr("172.17.0.0/16"),
 			SNAT: true, MarkBit: DefaultMarkBit, Mappings: []PortMapping{{HostPort: port, ContainerPort: 80, Protocol: "tcp"}}}
 	}
-	masq := func(id, ip string) MasqSpec { return MasqSpec{Owner: owner(id), IP: net.ParseIP(ip), Bridge: "docker0"} }
+	masq := func(id, ip string) MasqSpec {
+		return MasqSpec{Owner: owner(id), IP: net.ParseIP(ip), Bridge: "docker0"}
+	}
 	steps := []struct {
 		name      string
 		do        func() error
