@@ -26,8 +26,10 @@ type results struct {
 	add1, del1, add10, del10 map[string][]time.Duration
 	levels                   []int
 	scaleAdd, scaleDel       map[int]map[string][]time.Duration
+	twinAdd, twinDel         map[int]map[string][]time.Duration // the empty twin host, same rounds
 	connLevels               []int
 	conn, connDirect         map[int]map[string]connResult
+	connOldest               map[int]map[string]connResult                 // via the oldest container's port
 	kernelAdd, kernelDel     map[int]map[string][]time.Duration            // level -> variant
 	plugins                  map[int]map[string]map[string][]time.Duration // level -> variant -> plugin
 	tputDirect, tputHostPort map[string]float64
@@ -43,11 +45,11 @@ func main() {
 	hello := flag.String("hello", "bin/hello", "the hello binary (sink server)")
 	out := flag.String("out", "bench-results", "directory for results.md and scaling.png")
 	runs := flag.Int("runs", 30, "runs per latency figure on an empty host")
-	scaleRuns := flag.Int("scale-runs", 15, "runs per latency figure with containers present (each costs seconds at N=1000 for the reference)")
+	scaleRuns := flag.Int("scale-runs", 12, "runs per latency figure with containers present (each costs seconds at N=1000 for the reference)")
 	levelsFlag := flag.String("levels", "0,100,500,1000", "containers present for the scaling latency")
 	connFlag := flag.String("conn-levels", "0,250,1000", "containers present (4 mappings each) for the connection rate")
 	parallelN := flag.Int("parallel", 100, "containers added at once")
-	connDur := flag.Duration("conn-time", 500*time.Millisecond, "length of one connection-rate round")
+	connDur := flag.Duration("conn-time", 400*time.Millisecond, "length of one connection-rate round")
 	connRounds := flag.Int("conn-rounds", 5, "rounds per connection-rate figure, alternating host port and direct; the median round counts")
 	workers := flag.String("fill-workers", "ours-nftables=4,ours-iptables=4,ref-nftables=3,ref-iptables=2",
 		"parallel ADDs while filling, per variant (measured fastest here; more made the reference iptables slower)")
@@ -175,18 +177,20 @@ func run(r *results, variants []variant, hello string, connDur time.Duration) er
 // only the empty-host figures above are interleaved.
 func scale(r *results, variants []variant, tag, hello string, connDur time.Duration) error {
 	r.scaleAdd, r.scaleDel = map[int]map[string][]time.Duration{}, map[int]map[string][]time.Duration{}
-	r.conn, r.connDirect = map[int]map[string]connResult{}, map[int]map[string]connResult{}
+	r.twinAdd, r.twinDel = map[int]map[string][]time.Duration{}, map[int]map[string][]time.Duration{}
+	r.conn, r.connDirect, r.connOldest = map[int]map[string]connResult{}, map[int]map[string]connResult{}, map[int]map[string]connResult{}
 	r.kernelAdd, r.kernelDel = map[int]map[string][]time.Duration{}, map[int]map[string][]time.Duration{}
 	r.plugins = map[int]map[string]map[string][]time.Duration{}
 	r.tputDirect, r.tputHostPort = map[string]float64{}, map[string]float64{}
 	r.parallel = map[string]parallelResult{}
 	for _, l := range r.levels {
 		r.scaleAdd[l], r.scaleDel[l] = map[string][]time.Duration{}, map[string][]time.Duration{}
+		r.twinAdd[l], r.twinDel[l] = map[string][]time.Duration{}, map[string][]time.Duration{}
 		r.kernelAdd[l], r.kernelDel[l] = map[string][]time.Duration{}, map[string][]time.Duration{}
 		r.plugins[l] = map[string]map[string][]time.Duration{}
 	}
 	for _, l := range r.connLevels {
-		r.conn[l*4+1], r.connDirect[l*4+1] = map[string]connResult{}, map[string]connResult{}
+		r.conn[l*4+1], r.connDirect[l*4+1], r.connOldest[l*4+1] = map[string]connResult{}, map[string]connResult{}, map[string]connResult{}
 	}
 	for i, v := range variants {
 		w, err := newWorld(v, fmt.Sprintf("%sn%d", tag, i))
@@ -205,6 +209,15 @@ func scale(r *results, variants []variant, tag, hello string, connDur time.Durat
 
 func scaleOne(r *results, w *world, hello string, connDur time.Duration) error {
 	name := w.v.name
+	// An empty host of the same variant, measured in the same rounds as the
+	// filled one: the growth with N is their ratio, so a slow minute of the
+	// machine (this is a VM) hits both sides of it alike.
+	twin, err := newWorld(w.v, w.name+"t")
+	if err != nil {
+		return err
+	}
+	defer twin.destroy()
+	twin.twin = true
 	next := 20000
 	nextPort := func() int { next++; return next }
 	for _, level := range union(r.levels, r.connLevels) {
@@ -225,12 +238,19 @@ func scaleOne(r *results, w *world, hello string, connDur time.Duration) error {
 		progress("%s: filled to %d containers (%d ADDs in %s)", name, level, need, time.Since(t0).Round(time.Second))
 		settle()
 		if contains(r.levels, level) {
-			adds, dels, err := latency([]*world{w}, 4, r.scaleRuns)
+			pair := []*world{w}
+			if level > 0 {
+				pair = append(pair, twin)
+			}
+			adds, dels, err := latency(pair, 4, r.scaleRuns)
 			if err != nil {
 				return err
 			}
 			r.scaleAdd[level][name], r.scaleDel[level][name] = adds[name], dels[name]
-			if r.kernelAdd[level][name], r.kernelDel[level][name], err = kernelFloor(w, r.scaleRuns); err != nil {
+			if level > 0 {
+				r.twinAdd[level][name], r.twinDel[level][name] = adds[twin.label()], dels[twin.label()]
+			}
+			if r.kernelAdd[level][name], r.kernelDel[level][name], err = kernelFloor(w, 10); err != nil {
 				return err
 			}
 			if r.plugins[level][name], err = pluginTimes(w, r.pluginRuns); err != nil {
@@ -278,6 +298,22 @@ func connRound(w *world, hello string, dur time.Duration, withThroughput bool, r
 	if err := waitListening(w, "192.0.2.1:8000"); err != nil {
 		return viaPort, direct, err
 	}
+	// The oldest container's first port as well, same host, same moment:
+	// the number of mappings then differs in rule position only, not in
+	// the number of containers the kernel carries.
+	var oldestAddr string
+	if len(w.fillers) > 0 {
+		first := w.fillers[0]
+		stop, err := startServer(hello, first, first.maps[0].ContainerPort)
+		if err != nil {
+			return viaPort, direct, err
+		}
+		defer stop()
+		oldestAddr = fmt.Sprintf("192.0.2.1:%d", first.maps[0].HostPort)
+		if err := waitListening(w, oldestAddr); err != nil {
+			return viaPort, direct, err
+		}
+	}
 	settle()
 	// Through the host port, and straight to the container's address: the
 	// second has no DNAT at all and shows what the kernel alone costs.
@@ -290,20 +326,27 @@ func connRound(w *world, hello string, dur time.Duration, withThroughput bool, r
 		acc.rounds = append(acc.rounds, res.rate)
 		acc.rate = medianF(acc.rounds)
 	}
+	var oldest connResult
 	for round := 0; round < r.connRounds; round++ {
 		accumulate(&viaPort, connRate(w, "192.0.2.1:8000", dur, runtime.NumCPU()))
 		accumulate(&direct, connRate(w, c.ip+":5001", dur, runtime.NumCPU()))
+		if oldestAddr != "" {
+			accumulate(&oldest, connRate(w, oldestAddr, dur, runtime.NumCPU()))
+		}
 	}
-	progress("%s: conn/s per round via host port %.0f, direct %.0f", w.v.name, viaPort.rounds, direct.rounds)
+	progress("%s: conn/s per round via host port %.0f, direct %.0f, oldest container's port %.0f", w.v.name, viaPort.rounds, direct.rounds, oldest.rounds)
+	if oldestAddr != "" {
+		r.connOldest[len(w.fillers)*4+1][w.v.name] = oldest
+	}
 	if withThroughput {
 		// Alternate direct and host-port runs; a single sample is mostly noise.
 		var ds, hs []float64
 		for round := 0; round < 3; round++ {
-			d, err := throughput(w, c.ip+":5001", dur)
+			d, err := throughput(w, c.ip+":5001", time.Second)
 			if err != nil {
 				return viaPort, direct, err
 			}
-			h, err := throughput(w, "192.0.2.1:8000", dur)
+			h, err := throughput(w, "192.0.2.1:8000", time.Second)
 			if err != nil {
 				return viaPort, direct, err
 			}

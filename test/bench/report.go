@@ -93,6 +93,20 @@ func report(r *results, variants []variant) string {
 		w("| %s |\n", strings.Join(row, " | "))
 	}
 
+	w("\nThe same ADDs against an empty host of the same variant, measured in the same rounds (filled ADD median / empty ADD median; the empty twin's median in brackets):\n\n")
+	var upper []int
+	for _, l := range r.levels {
+		if l > 0 {
+			upper = append(upper, l)
+		}
+	}
+	header(append([]string{"variant"}, levelCols(upper)...)...)
+	for _, v := range variants {
+		w("| %s | %s |\n", v.name, joinLevels(upper, func(l int) string {
+			return fmt.Sprintf("%.2f (%.1f ms)", twinRatio(r, l, v.name), ms(median(r.twinAdd[l][v.name])))
+		}))
+	}
+
 	w("\nKernel floor at the same N in each variant's host, no plugin involved (ms, median / p90): a veth pair made, attached to the bridge and brought up; then deleted.\n\n")
 	header(append([]string{"host of", "kernel"}, levelCols(r.levels)...)...)
 	for _, v := range variants {
@@ -145,6 +159,14 @@ func report(r *results, variants []variant) string {
 		w("| %s |\n", strings.Join(row, " | "))
 	}
 
+	last := ms[len(ms)-1]
+	w("\nAt M=%d, the same host and rounds: the newest container's port (above) against the oldest container's first port, whose mapping was installed first:\n\n", last)
+	header("variant", "conn/s, newest container's port", "conn/s, oldest container's port", "newest / oldest", "newest / direct")
+	for _, v := range variants {
+		nw, od, d := r.conn[last][v.name].rate, r.connOldest[last][v.name].rate, r.connDirect[last][v.name].rate
+		w("| %s | %.0f | %.0f | %.2f | %.2f |\n", v.name, nw, od, nw/od, nw/d)
+	}
+
 	w("\n### Bulk TCP from the client netns, empty host (median of 3 alternating runs of %s)\n\n", r.connDur)
 	header("variant", "direct to container (Gbit/s)", "through host port (Gbit/s)", "ratio")
 	for _, v := range variants {
@@ -175,12 +197,22 @@ func report(r *results, variants []variant) string {
 	growth := func(n string) float64 { return ms2(median(r.scaleAdd[hi][n])) / ms2(median(r.scaleAdd[lo][n])) }
 	gn, gv := best(variants, "ours", growth, true)
 	gr, grv := best(variants, "ref", growth, true)
-	w("| ADD latency N=%d / N=%d | %.2f (%s) | %.2f (%s) | | ≤ 1.2 | %s |\n", hi, lo, gv, gn, grv, gr, verdict(gv <= 1.2))
+	w("| ADD latency N=%d / N=%d, measured minutes apart | %.2f (%s) | %.2f (%s) | | ≤ 1.2 | %s |\n", hi, lo, gv, gn, grv, gr, verdict(gv <= 1.2))
+	twin := func(n string) float64 { return twinRatio(r, hi, n) }
+	tn0, tv0 := best(variants, "ours", twin, true)
+	tr0, trv0 := best(variants, "ref", twin, true)
+	w("| ADD latency N=%d / empty twin host, same rounds | %.2f (%s) | %.2f (%s) | | ≤ 1.2 | %s |\n", hi, tv0, tn0, trv0, tr0, verdict(tv0 <= 1.2))
 	first, last := ms[0], ms[len(ms)-1]
 	keep := func(n string) float64 { return r.conn[last][n].rate / r.conn[first][n].rate }
 	kn, kv := best(variants, "ours", keep, false)
 	kr, krv := best(variants, "ref", keep, false)
 	w("| conn rate M=%d / M=%d | %.2f (%s) | %.2f (%s) | | ≥ 0.95 | %s |\n", last, first, kv, kn, krv, kr, verdict(kv >= 0.95))
+	directKeep := func(n string) float64 { return r.connDirect[last][n].rate / r.connDirect[first][n].rate }
+	w("| the same without NAT (direct), N=%d / N=0: the kernel's own share | %.2f (%s) | %.2f (%s) | | | |\n", (last-1)/4, directKeep(kn), kn, directKeep(kr), kr)
+	newest := func(n string) float64 { return r.conn[last][n].rate / r.connOldest[last][n].rate }
+	nn, nv := best(variants, "ours", newest, false)
+	nr, nrv := best(variants, "ref", newest, false)
+	w("| conn rate newest / oldest port, same host, M=%d | %.2f (%s) | %.2f (%s) | | ≥ 0.95 | %s |\n", last, nv, nn, nrv, nr, verdict(nv >= 0.95))
 	tp := func(n string) float64 { return r.tputHostPort[n] / r.tputDirect[n] }
 	tn, tv := best(variants, "ours", tp, false)
 	w("| throughput host port / direct | %.2f (%s) | | | ≥ 0.95 | %s |\n", tv, tn, verdict(tv >= 0.95))
@@ -198,6 +230,11 @@ func report(r *results, variants []variant) string {
 }
 
 func ms2(d time.Duration) float64 { return ms(d) }
+
+// twinRatio is the filled host's ADD median over its empty twin's, at level l.
+func twinRatio(r *results, l int, variant string) float64 {
+	return ms(median(r.scaleAdd[l][variant])) / ms(median(r.twinAdd[l][variant]))
+}
 
 func trunc(s string, n int) string {
 	s = strings.ReplaceAll(s, "|", "/")

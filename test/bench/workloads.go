@@ -20,7 +20,8 @@ import (
 )
 
 // latency measures chain ADD and DEL of one container with nMaps mappings,
-// runs times, round-robin over the worlds so drift hits every variant alike.
+// runs times, round-robin over the worlds so drift hits every world alike.
+// Results are keyed by the world's label.
 func latency(worlds []*world, nMaps, runs int) (adds, dels map[string][]time.Duration, err error) {
 	adds, dels = map[string][]time.Duration{}, map[string][]time.Duration{}
 	probes := map[string]*container{}
@@ -29,7 +30,7 @@ func latency(worlds []*world, nMaps, runs int) (adds, dels map[string][]time.Dur
 		for i := 0; i < nMaps; i++ {
 			ms = append(ms, mapping{HostPort: 10000 + i, ContainerPort: 80, Protocol: "tcp"})
 		}
-		if probes[w.v.name], err = w.newContainer(ms); err != nil {
+		if probes[w.label()], err = w.newContainer(ms); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -40,7 +41,7 @@ func latency(worlds []*world, nMaps, runs int) (adds, dels map[string][]time.Dur
 	}()
 	for r := 0; r < runs; r++ {
 		for _, w := range worlds {
-			c := probes[w.v.name]
+			c := probes[w.label()]
 			a, err := w.add(c)
 			if err != nil {
 				return nil, nil, fmt.Errorf("%s ADD: %w", w.v.name, err)
@@ -49,8 +50,8 @@ func latency(worlds []*world, nMaps, runs int) (adds, dels map[string][]time.Dur
 			if err != nil {
 				return nil, nil, fmt.Errorf("%s DEL: %w", w.v.name, err)
 			}
-			adds[w.v.name] = append(adds[w.v.name], a)
-			dels[w.v.name] = append(dels[w.v.name], d)
+			adds[w.label()] = append(adds[w.label()], a)
+			dels[w.label()] = append(dels[w.label()], d)
 		}
 	}
 	return adds, dels, nil

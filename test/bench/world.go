@@ -38,6 +38,7 @@ type world struct {
 	list    *libcni.NetworkConfigList
 	fillers []*container
 	seq     int
+	twin    bool // the empty host measured alongside a filled one
 	mu      sync.Mutex
 }
 
@@ -52,6 +53,14 @@ type mapping struct {
 	HostPort      int    `json:"hostPort"`
 	ContainerPort int    `json:"containerPort"`
 	Protocol      string `json:"protocol"`
+}
+
+// label names the world in results: its variant, or the variant's empty twin.
+func (w *world) label() string {
+	if w.twin {
+		return w.v.name + "/empty"
+	}
+	return w.v.name
 }
 
 func sh(args ...string) error {
