@@ -49,7 +49,7 @@ func main() {
 	levelsFlag := flag.String("levels", "0,100,500,1000", "containers present for the scaling latency")
 	connFlag := flag.String("conn-levels", "0,250,1000", "containers present (4 mappings each) for the connection rate")
 	parallelN := flag.Int("parallel", 100, "containers added at once")
-	connDur := flag.Duration("conn-time", 400*time.Millisecond, "length of one connection-rate round")
+	connDur := flag.Duration("conn-time", 300*time.Millisecond, "length of one connection-rate round")
 	connRounds := flag.Int("conn-rounds", 5, "rounds per connection-rate figure, alternating host port and direct; the median round counts")
 	workers := flag.String("fill-workers", "ours-nftables=4,ours-iptables=4,ref-nftables=3,ref-iptables=2",
 		"parallel ADDs while filling, per variant (measured fastest here; more made the reference iptables slower)")
@@ -238,8 +238,9 @@ func scaleOne(r *results, w *world, hello string, connDur time.Duration) error {
 		progress("%s: filled to %d containers (%d ADDs in %s)", name, level, need, time.Since(t0).Round(time.Second))
 		settle()
 		if contains(r.levels, level) {
+			top := level == r.levels[len(r.levels)-1]
 			pair := []*world{w}
-			if level > 0 {
+			if top && level > 0 {
 				pair = append(pair, twin)
 			}
 			adds, dels, err := latency(pair, 4, r.scaleRuns)
@@ -247,14 +248,16 @@ func scaleOne(r *results, w *world, hello string, connDur time.Duration) error {
 				return err
 			}
 			r.scaleAdd[level][name], r.scaleDel[level][name] = adds[name], dels[name]
-			if level > 0 {
+			if len(pair) > 1 {
 				r.twinAdd[level][name], r.twinDel[level][name] = adds[twin.label()], dels[twin.label()]
 			}
 			if r.kernelAdd[level][name], r.kernelDel[level][name], err = kernelFloor(w, 10); err != nil {
 				return err
 			}
-			if r.plugins[level][name], err = pluginTimes(w, r.pluginRuns); err != nil {
-				return err
+			if level == 0 || top {
+				if r.plugins[level][name], err = pluginTimes(w, r.pluginRuns); err != nil {
+					return err
+				}
 			}
 		}
 		if contains(r.connLevels, level) {
@@ -314,7 +317,7 @@ func connRound(w *world, hello string, dur time.Duration, withThroughput bool, r
 			return viaPort, direct, err
 		}
 	}
-	settle()
+	settleBrief()
 	// Through the host port, and straight to the container's address: the
 	// second has no DNAT at all and shows what the kernel alone costs.
 	// Short rounds, alternating, and the median round: a burst of
@@ -387,12 +390,17 @@ func contains(xs []int, v int) bool {
 // deleting hundreds of veths and namespaces leaves the kernel deferred work
 // (netns teardown, RCU callbacks, link events) that comes in bursts and
 // would otherwise be charged to the next measurement.
-func settle() {
+func settle() { settleFor(2) }
+
+// settleBrief is settle after a step that leaves little deferred work.
+func settleBrief() { settleFor(1) }
+
+func settleFor(windows int) {
 	deadline := time.Now().Add(45 * time.Second)
 	quiet := 0
 	for time.Now().Before(deadline) {
 		if cpuIdle(500*time.Millisecond) > 0.9 {
-			if quiet++; quiet == 2 {
+			if quiet++; quiet == windows {
 				return
 			}
 		} else {
