@@ -212,6 +212,15 @@ func (w *world) del(c *container) (time.Duration, error) {
 	return d, err
 }
 
+// newFiller makes a container netns with the 4 mappings every filler has.
+func (w *world) newFiller(nextPort func() int) (*container, error) {
+	ms := make([]mapping, 4)
+	for j := range ms {
+		ms[j] = mapping{HostPort: nextPort(), ContainerPort: 80, Protocol: "tcp"}
+	}
+	return w.newContainer(ms)
+}
+
 // fill attaches containers (4 mappings each) until the world has n,
 // `workers` at a time.
 // nextPort is called from this goroutine only.
@@ -240,11 +249,7 @@ func (w *world) fill(n, workers int, nextPort func() int) error {
 	}
 	var made []*container
 	for i := 0; i < need; i++ {
-		var ms []mapping
-		for j := 0; j < 4; j++ {
-			ms = append(ms, mapping{HostPort: nextPort(), ContainerPort: 80, Protocol: "tcp"})
-		}
-		c, err := w.newContainer(ms)
+		c, err := w.newFiller(nextPort)
 		if err != nil {
 			close(jobs)
 			return err
@@ -270,11 +275,7 @@ func (w *world) fill(n, workers int, nextPort func() int) error {
 func (w *world) fillParallel(n int, nextPort func() int) (parallelResult, error) {
 	cs := make([]*container, n)
 	for i := range cs {
-		var ms []mapping
-		for j := 0; j < 4; j++ {
-			ms = append(ms, mapping{HostPort: nextPort(), ContainerPort: 80, Protocol: "tcp"})
-		}
-		c, err := w.newContainer(ms)
+		c, err := w.newFiller(nextPort)
 		if err != nil {
 			for _, made := range cs[:i] {
 				made.release()

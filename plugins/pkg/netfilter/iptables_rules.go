@@ -190,15 +190,8 @@ func sharedMarkRule(spec PortMapSpec) []string {
 // DNAT chain (declared, so emptied if it exists), its entry rules, and the
 // shared mark rule when snap lacks it.
 func portmapRules(txn *natTxn, snap *natSnapshot, spec PortMapSpec, f Family) {
-	target := dnatChain(spec.Owner)
-	txn.declareChain(target)
-	chain, entries := ownerRules(spec, f)
-	for _, r := range chain {
-		txn.add(target, r...)
-	}
-	for _, r := range entries {
-		txn.add(chainHostPorts, r...)
-	}
+	txn.declareChain(dnatChain(spec.Owner))
+	appendOwnerRules(txn, spec, f)
 	if shared := sharedMarkRule(spec); shared != nil && !snap.hasRule(chainPostrouting, "--mark "+markValue(spec.MarkBit)+" ") {
 		txn.add(chainPostrouting, shared...)
 	}
@@ -213,11 +206,15 @@ func portmapAddFast(txn *natTxn, spec PortMapSpec, f Family) {
 	if shared := sharedMarkRule(spec); shared != nil {
 		txn.check(chainPostrouting, shared...)
 	}
-	target := dnatChain(spec.Owner)
-	txn.newChain(target)
+	txn.newChain(dnatChain(spec.Owner))
+	appendOwnerRules(txn, spec, f)
+}
+
+// appendOwnerRules appends the rules of ownerRules to their chains.
+func appendOwnerRules(txn *natTxn, spec PortMapSpec, f Family) {
 	chain, entries := ownerRules(spec, f)
 	for _, r := range chain {
-		txn.add(target, r...)
+		txn.add(dnatChain(spec.Owner), r...)
 	}
 	for _, r := range entries {
 		txn.add(chainHostPorts, r...)

@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
 )
 
 // DefaultDir is used when a config sets no stateDir.
@@ -72,6 +74,28 @@ func (s Store) Remove(kind, tag string) error {
 	err := os.Remove(s.path(kind, tag))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove state: %w", err)
+	}
+	return nil
+}
+
+// Replace saves rec as the record of kind for tag. A record already there is
+// from an earlier ADD of the same attachment (a re-ADD): undo gets it first,
+// so what that ADD installed goes before the new record is written. A failed
+// read or write of the store is a CNI I/O error (code 5); undo's error comes
+// back as it is.
+func Replace[T any](s Store, kind, tag string, rec T, undo func(prev T) error) error {
+	var prev T
+	found, err := s.Load(kind, tag, &prev)
+	if err != nil {
+		return cnierr.IO("%v", err)
+	}
+	if found {
+		if err := undo(prev); err != nil {
+			return err
+		}
+	}
+	if err := s.Save(kind, tag, rec); err != nil {
+		return cnierr.IO("%v", err)
 	}
 	return nil
 }

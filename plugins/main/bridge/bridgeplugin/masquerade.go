@@ -22,18 +22,8 @@ func addMasquerade(n *NetConf, o netfilter.Owner, result *current.Result, undo *
 		rec.Specs = append(rec.Specs, netfilter.MasqSpec{Owner: o, IP: ipc.Address.IP, Bridge: n.BrName})
 	}
 	store := state.New(n.StateDir)
-	// A re-ADD replaces: what the last ADD installed goes first, through
-	// the backend that installed it.
-	var prev netfilter.MasqRecord
-	if found, err := store.Load(netfilter.KindMasq, o.Tag(), &prev); err != nil {
-		return cnierr.IO("bridge: %v", err)
-	} else if found {
-		if err := removeMasq(prev); err != nil {
-			return err
-		}
-	}
-	if err := store.Save(netfilter.KindMasq, o.Tag(), rec); err != nil {
-		return cnierr.IO("bridge: %v", err)
+	if err := state.Replace(store, netfilter.KindMasq, o.Tag(), rec, removeMasq); err != nil {
+		return err
 	}
 	undo.push(func() { _ = store.Remove(netfilter.KindMasq, o.Tag()) })
 	for _, spec := range rec.Specs {

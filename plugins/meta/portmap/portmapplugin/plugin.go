@@ -124,18 +124,8 @@ func Add(args *skel.CmdArgs) error {
 // rules nor a record behind.
 func install(c *PortMapConf, o netfilter.Owner, rec netfilter.PortMapRecord) (err error) {
 	store := state.New(c.StateDir)
-	// A re-ADD replaces: what the last ADD installed goes first, through
-	// the backend that installed it.
-	var prev netfilter.PortMapRecord
-	if found, err := store.Load(netfilter.KindPortMap, o.Tag(), &prev); err != nil {
-		return cnierr.IO("portmap: %v", err)
-	} else if found {
-		if err := removeRecord(prev); err != nil {
-			return err
-		}
-	}
-	if err := store.Save(netfilter.KindPortMap, o.Tag(), rec); err != nil {
-		return cnierr.IO("portmap: %v", err)
+	if err := state.Replace(store, netfilter.KindPortMap, o.Tag(), rec, removeRecord); err != nil {
+		return err
 	}
 	var done []func()
 	defer func() {
