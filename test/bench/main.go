@@ -30,11 +30,13 @@ type results struct {
 	connLevels               []int
 	conn, connDirect         map[int]map[string]connResult
 	connOldest               map[int]map[string]connResult                 // via the oldest container's port
+	connTwin                 map[int]map[string]connResult                 // M=1 on the empty twin host, same rounds
 	kernelAdd, kernelDel     map[int]map[string][]time.Duration            // level -> variant
 	plugins                  map[int]map[string]map[string][]time.Duration // level -> variant -> plugin
 	tputDirect, tputHostPort map[string]float64
 	parallel                 map[string]parallelResult
 	nftExec, nftNetlink      []time.Duration
+	fillTime                 map[string]time.Duration // variant -> time spent adding the containers present
 	started                  time.Time
 	elapsed                  time.Duration
 }
@@ -45,14 +47,14 @@ func main() {
 	hello := flag.String("hello", "bin/hello", "the hello binary (sink server)")
 	out := flag.String("out", "bench-results", "directory for results.md and scaling.png")
 	runs := flag.Int("runs", 30, "runs per latency figure on an empty host")
-	scaleRuns := flag.Int("scale-runs", 12, "runs per latency figure with containers present (each costs seconds at N=1000 for the reference)")
+	scaleRuns := flag.Int("scale-runs", 10, "runs per latency figure with containers present (each costs seconds at N=1000 for the reference)")
 	levelsFlag := flag.String("levels", "0,100,500,1000", "containers present for the scaling latency")
 	connFlag := flag.String("conn-levels", "0,250,1000", "containers present (4 mappings each) for the connection rate")
 	parallelN := flag.Int("parallel", 100, "containers added at once")
 	connDur := flag.Duration("conn-time", 300*time.Millisecond, "length of one connection-rate round")
 	connRounds := flag.Int("conn-rounds", 5, "rounds per connection-rate figure, alternating host port and direct; the median round counts")
-	workers := flag.String("fill-workers", "ours-nftables=4,ours-iptables=4,ref-nftables=3,ref-iptables=2",
-		"parallel ADDs while filling, per variant (measured fastest here; more made the reference iptables slower)")
+	workers := flag.String("fill-workers", "ours-nftables=4,ours-iptables=4,ref-nftables=5,ref-iptables=2",
+		"parallel ADDs while filling, per variant (measured fastest here: the reference nftables filled 600 in 53 s with 3, 41 s with 5, 43 s with 8; the reference iptables was slowest with 1, 3 or 4)")
 	pluginRuns := flag.Int("plugin-runs", 3, "runs per plugin in the per-plugin breakdown")
 	only := flag.String("variants", "", "comma-separated subset of variants to run (default: all four)")
 	flag.Parse()
@@ -179,10 +181,12 @@ func scale(r *results, variants []variant, tag, hello string, connDur time.Durat
 	r.scaleAdd, r.scaleDel = map[int]map[string][]time.Duration{}, map[int]map[string][]time.Duration{}
 	r.twinAdd, r.twinDel = map[int]map[string][]time.Duration{}, map[int]map[string][]time.Duration{}
 	r.conn, r.connDirect, r.connOldest = map[int]map[string]connResult{}, map[int]map[string]connResult{}, map[int]map[string]connResult{}
+	r.connTwin = map[int]map[string]connResult{}
 	r.kernelAdd, r.kernelDel = map[int]map[string][]time.Duration{}, map[int]map[string][]time.Duration{}
 	r.plugins = map[int]map[string]map[string][]time.Duration{}
 	r.tputDirect, r.tputHostPort = map[string]float64{}, map[string]float64{}
 	r.parallel = map[string]parallelResult{}
+	r.fillTime = map[string]time.Duration{}
 	for _, l := range r.levels {
 		r.scaleAdd[l], r.scaleDel[l] = map[string][]time.Duration{}, map[string][]time.Duration{}
 		r.twinAdd[l], r.twinDel[l] = map[string][]time.Duration{}, map[string][]time.Duration{}
@@ -191,6 +195,7 @@ func scale(r *results, variants []variant, tag, hello string, connDur time.Durat
 	}
 	for _, l := range r.connLevels {
 		r.conn[l*4+1], r.connDirect[l*4+1], r.connOldest[l*4+1] = map[string]connResult{}, map[string]connResult{}, map[string]connResult{}
+		r.connTwin[l*4+1] = map[string]connResult{}
 	}
 	for i, v := range variants {
 		w, err := newWorld(v, fmt.Sprintf("%sn%d", tag, i))
@@ -235,6 +240,7 @@ func scaleOne(r *results, w *world, hello string, connDur time.Duration) error {
 		if err := w.fill(level, r.fillWorkers[name], nextPort); err != nil {
 			return err
 		}
+		r.fillTime[name] += time.Since(t0)
 		progress("%s: filled to %d containers (%d ADDs in %s)", name, level, need, time.Since(t0).Round(time.Second))
 		settle()
 		if contains(r.levels, level) {
@@ -261,7 +267,11 @@ func scaleOne(r *results, w *world, hello string, connDur time.Duration) error {
 			}
 		}
 		if contains(r.connLevels, level) {
-			res, direct, err := connRound(w, hello, connDur, level == 0, r)
+			var peer *world // the empty twin joins the rounds at the top level
+			if level > 0 && level == r.connLevels[len(r.connLevels)-1] {
+				peer = twin
+			}
+			res, direct, err := connRound(w, peer, hello, connDur, level == 0, r)
 			if err != nil {
 				return err
 			}
@@ -275,8 +285,9 @@ func scaleOne(r *results, w *world, hello string, connDur time.Duration) error {
 // connRound adds a server container last (the worst place for a linear
 // rule list), measures new connections through its host port and straight
 // to the container, alternating, and with throughput set also bulk TCP
-// through the host port and directly.
-func connRound(w *world, hello string, dur time.Duration, withThroughput bool, r *results) (viaPort, direct connResult, err error) {
+// through the host port and directly. With a twin, a server behind the
+// twin's only mapping (M=1) joins the rounds.
+func connRound(w, twin *world, hello string, dur time.Duration, withThroughput bool, r *results) (viaPort, direct connResult, err error) {
 	c, err := w.newContainer([]mapping{{HostPort: 8000, ContainerPort: 5000, Protocol: "tcp"}})
 	if err != nil {
 		return viaPort, direct, err
@@ -317,6 +328,26 @@ func connRound(w *world, hello string, dur time.Duration, withThroughput bool, r
 			return viaPort, direct, err
 		}
 	}
+	// M=1 at the same moment: the empty twin host's only mapping.
+	if twin != nil {
+		tc, err := twin.newContainer([]mapping{{HostPort: 8000, ContainerPort: 5000, Protocol: "tcp"}})
+		if err != nil {
+			return viaPort, direct, err
+		}
+		defer tc.release()
+		if _, err := twin.add(tc); err != nil {
+			return viaPort, direct, fmt.Errorf("%s: twin server ADD: %w", twin.v.name, err)
+		}
+		defer func() { _, _ = twin.del(tc) }()
+		stop, err := startServer(hello, tc, 5000)
+		if err != nil {
+			return viaPort, direct, err
+		}
+		defer stop()
+		if err := waitListening(twin, "192.0.2.1:8000"); err != nil {
+			return viaPort, direct, err
+		}
+	}
 	settleBrief()
 	// Through the host port, and straight to the container's address: the
 	// second has no DNAT at all and shows what the kernel alone costs.
@@ -329,27 +360,34 @@ func connRound(w *world, hello string, dur time.Duration, withThroughput bool, r
 		acc.rounds = append(acc.rounds, res.rate)
 		acc.rate = medianF(acc.rounds)
 	}
-	var oldest connResult
+	var oldest, atTwin connResult
 	for round := 0; round < r.connRounds; round++ {
 		accumulate(&viaPort, connRate(w, "192.0.2.1:8000", dur, runtime.NumCPU()))
 		accumulate(&direct, connRate(w, c.ip+":5001", dur, runtime.NumCPU()))
 		if oldestAddr != "" {
 			accumulate(&oldest, connRate(w, oldestAddr, dur, runtime.NumCPU()))
 		}
+		if twin != nil {
+			accumulate(&atTwin, connRate(twin, "192.0.2.1:8000", dur, runtime.NumCPU()))
+		}
 	}
 	progress("%s: conn/s per round via host port %.0f, direct %.0f, oldest container's port %.0f", w.v.name, viaPort.rounds, direct.rounds, oldest.rounds)
 	if oldestAddr != "" {
 		r.connOldest[len(w.fillers)*4+1][w.v.name] = oldest
 	}
+	if twin != nil {
+		progress("%s: conn/s per round on the empty twin host (M=1) %.0f", w.v.name, atTwin.rounds)
+		r.connTwin[len(w.fillers)*4+1][w.v.name] = atTwin
+	}
 	if withThroughput {
 		// Alternate direct and host-port runs; a single sample is mostly noise.
 		var ds, hs []float64
 		for round := 0; round < 3; round++ {
-			d, err := throughput(w, c.ip+":5001", time.Second)
+			d, err := throughput(w, c.ip+":5001", tputDur)
 			if err != nil {
 				return viaPort, direct, err
 			}
-			h, err := throughput(w, "192.0.2.1:8000", time.Second)
+			h, err := throughput(w, "192.0.2.1:8000", tputDur)
 			if err != nil {
 				return viaPort, direct, err
 			}
@@ -359,6 +397,10 @@ func connRound(w *world, hello string, dur time.Duration, withThroughput bool, r
 	}
 	return viaPort, direct, nil
 }
+
+// tputDur is one bulk-TCP run: at several Gbit/s the socket buffers the
+// writer counts but the reader has not yet seen are under 1% of it.
+const tputDur = 500 * time.Millisecond
 
 func union(a, b []int) []int {
 	seen := map[int]bool{}
@@ -395,7 +437,12 @@ func settle() { settleFor(2) }
 // settleBrief is settle after a step that leaves little deferred work.
 func settleBrief() { settleFor(1) }
 
+// settled is the run's total wait for idle CPUs, reported with its length.
+var settled time.Duration
+
 func settleFor(windows int) {
+	start := time.Now()
+	defer func() { settled += time.Since(start) }()
 	deadline := time.Now().Add(45 * time.Second)
 	quiet := 0
 	for time.Now().Before(deadline) {

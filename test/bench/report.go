@@ -61,8 +61,13 @@ func report(r *results, variants []variant) string {
 		w("| %s |\n|%s\n", strings.Join(cols, " | "), strings.Repeat(" --- |", len(cols)))
 	}
 	w("## Benchmark: ours vs reference plugins v1.10.0\n\n")
-	w("%s, %s, `make bench`, whole run %s. %d runs per latency figure on an empty host, %d with containers present.\n",
-		machine(), r.started.Format("2006-01-02"), r.elapsed.Round(time.Second), r.runs, r.scaleRuns)
+	w("%s, %s, `make bench`, whole run %s after the build, %s of it waiting for idle CPUs. %d runs per latency figure on an empty host, %d with containers present.\n",
+		machine(), r.started.Format("2006-01-02"), r.elapsed.Round(time.Second), settled.Round(time.Second), r.runs, r.scaleRuns)
+	var fills []string
+	for _, v := range variants {
+		fills = append(fills, fmt.Sprintf("%s %s", v.name, r.fillTime[v.name].Round(time.Second)))
+	}
+	w("Adding the containers present took: %s.\n", strings.Join(fills, ", "))
 	w("Empty-host figures interleave the variants run by run; figures with containers present measure each variant on a host holding only its own containers.\n")
 	w("Latencies in ms, median / p90, chain bridge + host-local + portmap through libcni.\n\n")
 
@@ -154,14 +159,14 @@ func report(r *results, variants []variant) string {
 	}
 
 	last := ms[len(ms)-1]
-	w("\nAt M=%d, the same host and rounds: the newest container's port (above) against the oldest container's first port, whose mapping was installed first:\n\n", last)
-	header("variant", "conn/s, newest container's port", "conn/s, oldest container's port", "newest / oldest", "newest / direct")
+	w("\nAt M=%d, in the same rounds: the newest container's port (above) against the oldest container's first port on the same host, whose mapping was installed first, and against the only port (M=1) of the variant's empty twin host:\n\n", last)
+	header("variant", "conn/s, newest container's port", "conn/s, oldest container's port", "conn/s, twin host M=1", "newest / oldest", "newest / twin M=1", "newest / direct")
 	for _, v := range variants {
-		nw, od, d := r.conn[last][v.name].rate, r.connOldest[last][v.name].rate, r.connDirect[last][v.name].rate
-		w("| %s | %.0f | %.0f | %.2f | %.2f |\n", v.name, nw, od, nw/od, nw/d)
+		nw, od, d, tw := r.conn[last][v.name].rate, r.connOldest[last][v.name].rate, r.connDirect[last][v.name].rate, r.connTwin[last][v.name].rate
+		w("| %s | %.0f | %.0f | %.0f | %.2f | %.2f | %.2f |\n", v.name, nw, od, tw, nw/od, nw/tw, nw/d)
 	}
 
-	w("\n### Bulk TCP from the client netns, empty host (median of 3 alternating 1 s runs)\n\n")
+	w("\n### Bulk TCP from the client netns, empty host (median of 3 alternating runs of %s)\n\n", tputDur)
 	header("variant", "direct to container (Gbit/s)", "through host port (Gbit/s)", "ratio")
 	for _, v := range variants {
 		d, h := r.tputDirect[v.name], r.tputHostPort[v.name]
@@ -200,9 +205,13 @@ func report(r *results, variants []variant) string {
 	keep := func(n string) float64 { return r.conn[last][n].rate / r.conn[first][n].rate }
 	kn, kv := best(variants, "ours", keep, false)
 	kr, krv := best(variants, "ref", keep, false)
-	w("| conn rate M=%d / M=%d | %.2f (%s) | %.2f (%s) | | ≥ 0.95 | %s |\n", last, first, kv, kn, krv, kr, verdict(kv >= 0.95))
+	w("| conn rate M=%d / M=%d, measured minutes apart | %.2f (%s) | %.2f (%s) | | ≥ 0.95 | %s |\n", last, first, kv, kn, krv, kr, verdict(kv >= 0.95))
 	directKeep := func(n string) float64 { return r.connDirect[last][n].rate / r.connDirect[first][n].rate }
 	w("| the same without NAT (direct), N=%d / N=0: the kernel's own share | %.2f (%s) | %.2f (%s) | | | |\n", (last-1)/4, directKeep(kn), kn, directKeep(kr), kr)
+	twinKeep := func(n string) float64 { return r.conn[last][n].rate / r.connTwin[last][n].rate }
+	twn, twv := best(variants, "ours", twinKeep, false)
+	twr, twrv := best(variants, "ref", twinKeep, false)
+	w("| conn rate M=%d / M=1 on the empty twin host, same rounds | %.2f (%s) | %.2f (%s) | | ≥ 0.95 | %s |\n", last, twv, twn, twrv, twr, verdict(twv >= 0.95))
 	newest := func(n string) float64 { return r.conn[last][n].rate / r.connOldest[last][n].rate }
 	nn, nv := best(variants, "ours", newest, false)
 	nr, nrv := best(variants, "ref", newest, false)
