@@ -34,6 +34,7 @@ type results struct {
 	kernelAdd, kernelDel     map[int]map[string][]time.Duration            // level -> variant
 	plugins                  map[int]map[string]map[string][]time.Duration // level -> variant -> plugin
 	tputDirect, tputHostPort map[string]float64
+	tputRatio                map[string]float64 // median of the per-pair host port / direct ratios
 	parallel                 map[string]parallelResult
 	nftExec, nftNetlink      []time.Duration
 	fillTime                 map[string]time.Duration // variant -> time spent adding the containers present
@@ -184,7 +185,7 @@ func scale(r *results, variants []variant, tag, hello string, connDur time.Durat
 	r.connTwin = map[int]map[string]connResult{}
 	r.kernelAdd, r.kernelDel = map[int]map[string][]time.Duration{}, map[int]map[string][]time.Duration{}
 	r.plugins = map[int]map[string]map[string][]time.Duration{}
-	r.tputDirect, r.tputHostPort = map[string]float64{}, map[string]float64{}
+	r.tputDirect, r.tputHostPort, r.tputRatio = map[string]float64{}, map[string]float64{}, map[string]float64{}
 	r.parallel = map[string]parallelResult{}
 	r.fillTime = map[string]time.Duration{}
 	for _, l := range r.levels {
@@ -380,9 +381,10 @@ func connRound(w, twin *world, hello string, dur time.Duration, withThroughput b
 		r.connTwin[len(w.fillers)*4+1][w.v.name] = atTwin
 	}
 	if withThroughput {
-		// Alternate direct and host-port runs; a single sample is mostly noise.
-		var ds, hs []float64
-		for round := 0; round < 3; round++ {
+		// Alternate direct and host-port runs, and compare within each
+		// pair: single runs on this VM vary by ±30%, adjacent ones less.
+		var ds, hs, ratios []float64
+		for round := 0; round < tputPairs; round++ {
 			d, err := throughput(w, c.ip+":5001", tputDur)
 			if err != nil {
 				return viaPort, direct, err
@@ -391,16 +393,19 @@ func connRound(w, twin *world, hello string, dur time.Duration, withThroughput b
 			if err != nil {
 				return viaPort, direct, err
 			}
-			ds, hs = append(ds, d), append(hs, h)
+			ds, hs, ratios = append(ds, d), append(hs, h), append(ratios, h/d)
 		}
-		r.tputDirect[w.v.name], r.tputHostPort[w.v.name] = medianF(ds), medianF(hs)
+		r.tputDirect[w.v.name], r.tputHostPort[w.v.name], r.tputRatio[w.v.name] = medianF(ds), medianF(hs), medianF(ratios)
 	}
 	return viaPort, direct, nil
 }
 
 // tputDur is one bulk-TCP run: at several Gbit/s the socket buffers the
 // writer counts but the reader has not yet seen are under 1% of it.
-const tputDur = 500 * time.Millisecond
+const (
+	tputDur   = 400 * time.Millisecond
+	tputPairs = 6
+)
 
 func union(a, b []int) []int {
 	seen := map[int]bool{}

@@ -47,6 +47,15 @@ func best(variants []variant, prefix string, value func(string) float64, lowerIs
 	return name, v
 }
 
+// near prints a ratio to 2 decimals, or 3 when 2 would show the goal
+// itself and so hide which side of it the ratio is on.
+func near(v, goal float64) string {
+	if s := fmt.Sprintf("%.2f", v); s != fmt.Sprintf("%.2f", goal) || v == goal {
+		return s
+	}
+	return fmt.Sprintf("%.3f", v)
+}
+
 func verdict(ok bool) string {
 	if ok {
 		return "met"
@@ -159,18 +168,20 @@ func report(r *results, variants []variant) string {
 	}
 
 	last := ms[len(ms)-1]
-	w("\nAt M=%d, in the same rounds: the newest container's port (above) against the oldest container's first port on the same host, whose mapping was installed first, and against the only port (M=1) of the variant's empty twin host:\n\n", last)
+	w("\nAt M=%d, in the same rounds (ratios: the median over rounds of the two rates in that round): the newest container's port (above) against the oldest container's first port on the same host, whose mapping was installed first, and against the only port (M=1) of the variant's empty twin host:\n\n", last)
 	header("variant", "conn/s, newest container's port", "conn/s, oldest container's port", "conn/s, twin host M=1", "newest / oldest", "newest / twin M=1", "newest / direct")
 	for _, v := range variants {
-		nw, od, d, tw := r.conn[last][v.name].rate, r.connOldest[last][v.name].rate, r.connDirect[last][v.name].rate, r.connTwin[last][v.name].rate
-		w("| %s | %.0f | %.0f | %.0f | %.2f | %.2f | %.2f |\n", v.name, nw, od, tw, nw/od, nw/tw, nw/d)
+		nw, od, tw := r.conn[last][v.name].rate, r.connOldest[last][v.name].rate, r.connTwin[last][v.name].rate
+		c := r.conn[last][v.name]
+		w("| %s | %.0f | %.0f | %.0f | %.2f | %.2f | %.2f |\n", v.name, nw, od, tw,
+			pairedRatio(c, r.connOldest[last][v.name]), pairedRatio(c, r.connTwin[last][v.name]), pairedRatio(c, r.connDirect[last][v.name]))
 	}
 
-	w("\n### Bulk TCP from the client netns, empty host (median of 3 alternating runs of %s)\n\n", tputDur)
+	w("\n### Bulk TCP from the client netns, empty host (%d pairs of alternating runs of %s; medians, and the median of the pairs' ratios)\n\n", tputPairs, tputDur)
 	header("variant", "direct to container (Gbit/s)", "through host port (Gbit/s)", "ratio")
 	for _, v := range variants {
 		d, h := r.tputDirect[v.name], r.tputHostPort[v.name]
-		w("| %s | %.2f | %.2f | %.2f |\n", v.name, d/1e9, h/1e9, h/d)
+		w("| %s | %.2f | %.2f | %.2f |\n", v.name, d/1e9, h/1e9, r.tputRatio[v.name])
 	}
 
 	w("\n### %d chain ADDs at once on an empty host (4 mappings each; the first containers of the scale run)\n\n", r.parallelN)
@@ -196,29 +207,29 @@ func report(r *results, variants []variant) string {
 	growth := func(n string) float64 { return ms2(median(r.scaleAdd[hi][n])) / ms2(median(r.scaleAdd[lo][n])) }
 	gn, gv := best(variants, "ours", growth, true)
 	gr, grv := best(variants, "ref", growth, true)
-	w("| ADD latency N=%d / N=%d, measured minutes apart | %.2f (%s) | %.2f (%s) | | ≤ 1.2 | %s |\n", hi, lo, gv, gn, grv, gr, verdict(gv <= 1.2))
+	w("| ADD latency N=%d / N=%d, measured minutes apart | %s (%s) | %.2f (%s) | | ≤ 1.2 | %s |\n", hi, lo, near(gv, 1.2), gn, grv, gr, verdict(gv <= 1.2))
 	twin := func(n string) float64 { return twinRatio(r, hi, n) }
 	tn0, tv0 := best(variants, "ours", twin, true)
 	tr0, trv0 := best(variants, "ref", twin, true)
-	w("| ADD latency N=%d / empty twin host, same rounds | %.2f (%s) | %.2f (%s) | | ≤ 1.2 | %s |\n", hi, tv0, tn0, trv0, tr0, verdict(tv0 <= 1.2))
+	w("| ADD latency N=%d / empty twin host, same rounds | %s (%s) | %.2f (%s) | | ≤ 1.2 | %s |\n", hi, near(tv0, 1.2), tn0, trv0, tr0, verdict(tv0 <= 1.2))
 	first, last := ms[0], ms[len(ms)-1]
 	keep := func(n string) float64 { return r.conn[last][n].rate / r.conn[first][n].rate }
 	kn, kv := best(variants, "ours", keep, false)
 	kr, krv := best(variants, "ref", keep, false)
-	w("| conn rate M=%d / M=%d, measured minutes apart | %.2f (%s) | %.2f (%s) | | ≥ 0.95 | %s |\n", last, first, kv, kn, krv, kr, verdict(kv >= 0.95))
+	w("| conn rate M=%d / M=%d, measured minutes apart | %s (%s) | %.2f (%s) | | ≥ 0.95 | %s |\n", last, first, near(kv, 0.95), kn, krv, kr, verdict(kv >= 0.95))
 	directKeep := func(n string) float64 { return r.connDirect[last][n].rate / r.connDirect[first][n].rate }
 	w("| the same without NAT (direct), N=%d / N=0: the kernel's own share | %.2f (%s) | %.2f (%s) | | | |\n", (last-1)/4, directKeep(kn), kn, directKeep(kr), kr)
-	twinKeep := func(n string) float64 { return r.conn[last][n].rate / r.connTwin[last][n].rate }
+	twinKeep := func(n string) float64 { return pairedRatio(r.conn[last][n], r.connTwin[last][n]) }
 	twn, twv := best(variants, "ours", twinKeep, false)
 	twr, twrv := best(variants, "ref", twinKeep, false)
-	w("| conn rate M=%d / M=1 on the empty twin host, same rounds | %.2f (%s) | %.2f (%s) | | ≥ 0.95 | %s |\n", last, twv, twn, twrv, twr, verdict(twv >= 0.95))
-	newest := func(n string) float64 { return r.conn[last][n].rate / r.connOldest[last][n].rate }
+	w("| conn rate M=%d / M=1 on the empty twin host, same rounds | %s (%s) | %.2f (%s) | | ≥ 0.95 | %s |\n", last, near(twv, 0.95), twn, twrv, twr, verdict(twv >= 0.95))
+	newest := func(n string) float64 { return pairedRatio(r.conn[last][n], r.connOldest[last][n]) }
 	nn, nv := best(variants, "ours", newest, false)
 	nr, nrv := best(variants, "ref", newest, false)
-	w("| conn rate newest / oldest port, same host, M=%d | %.2f (%s) | %.2f (%s) | | ≥ 0.95 | %s |\n", last, nv, nn, nrv, nr, verdict(nv >= 0.95))
-	tp := func(n string) float64 { return r.tputHostPort[n] / r.tputDirect[n] }
+	w("| conn rate newest / oldest port, same host, M=%d | %s (%s) | %.2f (%s) | | ≥ 0.95 | %s |\n", last, near(nv, 0.95), nn, nrv, nr, verdict(nv >= 0.95))
+	tp := func(n string) float64 { return r.tputRatio[n] }
 	tn, tv := best(variants, "ours", tp, false)
-	w("| throughput host port / direct | %.2f (%s) | | | ≥ 0.95 | %s |\n", tv, tn, verdict(tv >= 0.95))
+	w("| throughput host port / direct | %s (%s) | | | ≥ 0.95 | %s |\n", near(tv, 0.95), tn, verdict(tv >= 0.95))
 	wall := func(n string) float64 {
 		p := r.parallel[n]
 		if p.failures > 0 {
@@ -233,6 +244,21 @@ func report(r *results, variants []variant) string {
 }
 
 func ms2(d time.Duration) float64 { return ms(d) }
+
+// pairedRatio is the median over rounds of a's rate over b's in the same
+// round: adjacent rounds share the machine's mood, distant ones do not.
+func pairedRatio(a, b connResult) float64 {
+	var rs []float64
+	for i := 0; i < len(a.rounds) && i < len(b.rounds); i++ {
+		if b.rounds[i] > 0 {
+			rs = append(rs, a.rounds[i]/b.rounds[i])
+		}
+	}
+	if len(rs) == 0 {
+		return 0
+	}
+	return medianF(rs)
+}
 
 // twinRatio is the filled host's ADD median over its empty twin's, at level l.
 func twinRatio(r *results, l int, variant string) float64 {
