@@ -403,7 +403,7 @@ func connRound(w, twin *world, hello string, dur time.Duration, withThroughput b
 // tputDur is one bulk-TCP run: at several Gbit/s the socket buffers the
 // writer counts but the reader has not yet seen are under 1% of it.
 const (
-	tputDur   = 400 * time.Millisecond
+	tputDur   = 300 * time.Millisecond
 	tputPairs = 6
 )
 
