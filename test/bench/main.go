@@ -52,7 +52,7 @@ func main() {
 	levelsFlag := flag.String("levels", "0,100,500,1000", "containers present for the scaling latency")
 	connFlag := flag.String("conn-levels", "0,250,1000", "containers present (4 mappings each) for the connection rate")
 	parallelN := flag.Int("parallel", 100, "containers added at once")
-	connDur := flag.Duration("conn-time", 300*time.Millisecond, "length of one connection-rate round")
+	connDur := flag.Duration("conn-time", 250*time.Millisecond, "length of one connection-rate round")
 	connRounds := flag.Int("conn-rounds", 5, "rounds per connection-rate figure, alternating host port and direct; the median round counts")
 	workers := flag.String("fill-workers", "ours-nftables=4,ours-iptables=4,ref-nftables=5,ref-iptables=2",
 		"parallel ADDs while filling, per variant (measured fastest here: the reference nftables filled 600 in 53 s with 3, 41 s with 5, 43 s with 8; the reference iptables was slowest with 1, 3 or 4)")
@@ -433,7 +433,7 @@ func contains(xs []int, v int) bool {
 	return false
 }
 
-// settle waits until the CPUs are idle for a whole second: creating or
+// settle waits until the CPUs are idle for 0.8 s in a row: creating or
 // deleting hundreds of veths and namespaces leaves the kernel deferred work
 // (netns teardown, RCU callbacks, link events) that comes in bursts and
 // would otherwise be charged to the next measurement.
@@ -445,13 +445,16 @@ func settleBrief() { settleFor(1) }
 // settled is the run's total wait for idle CPUs, reported with its length.
 var settled time.Duration
 
+// settleWindow is one sample of CPU idleness; settle wants two in a row.
+const settleWindow = 400 * time.Millisecond
+
 func settleFor(windows int) {
 	start := time.Now()
 	defer func() { settled += time.Since(start) }()
 	deadline := time.Now().Add(45 * time.Second)
 	quiet := 0
 	for time.Now().Before(deadline) {
-		if cpuIdle(500*time.Millisecond) > 0.9 {
+		if cpuIdle(settleWindow) > 0.9 {
 			if quiet++; quiet == windows {
 				return
 			}
