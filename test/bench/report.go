@@ -47,13 +47,15 @@ func best(variants []variant, prefix string, value func(string) float64, lowerIs
 	return name, v
 }
 
-// near prints a ratio to 2 decimals, or 3 when 2 would show the goal
+// near prints a ratio to 2 decimals, or more when 2 would show the goal
 // itself and so hide which side of it the ratio is on.
 func near(v, goal float64) string {
-	if s := fmt.Sprintf("%.2f", v); s != fmt.Sprintf("%.2f", goal) || v == goal {
-		return s
+	for prec := 2; prec < 5; prec++ {
+		if s := fmt.Sprintf("%.*f", prec, v); s != fmt.Sprintf("%.*f", prec, goal) || v == goal {
+			return s
+		}
 	}
-	return fmt.Sprintf("%.3f", v)
+	return fmt.Sprintf("%.5f", v)
 }
 
 func verdict(ok bool) string {
