@@ -1,0 +1,40 @@
+package main
+
+import "testing"
+
+func TestNear(t *testing.T) {
+	for _, tc := range []struct {
+		v, goal float64
+		want    string
+	}{
+		{1.09, 1.2, "1.09"},
+		{1.2, 1.2, "1.20"},
+		{1.2004, 1.2, "1.2004"}, // rounds to the goal at 2 and 3 decimals
+		{0.948, 0.95, "0.948"},
+		{0.953, 0.95, "0.953"},
+	} {
+		if got := near(tc.v, tc.goal); got != tc.want {
+			t.Errorf("near(%v, %v) = %q, want %q", tc.v, tc.goal, got, tc.want)
+		}
+	}
+}
+
+func TestPairedRatio(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		a, b []float64
+		want float64
+	}{
+		{"median of per-round ratios", []float64{100, 200, 300}, []float64{100, 100, 100}, 2},
+		{"a slow round spoils one ratio only", []float64{50, 100, 100}, []float64{100, 100, 100}, 1},
+		{"rounds without a rate are skipped", []float64{100, 100}, []float64{0, 50}, 2},
+		{"no rounds", nil, nil, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := pairedRatio(connResult{rounds: tc.a}, connResult{rounds: tc.b})
+			if got != tc.want {
+				t.Errorf("pairedRatio = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
