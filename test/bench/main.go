@@ -315,9 +315,10 @@ func connRound(w, twin *world, hello string, dur time.Duration, withThroughput b
 	}
 	// The oldest container's first port as well, same host, same moment:
 	// the number of mappings then differs in rule position only, not in
-	// the number of containers the kernel carries.
+	// the number of containers the kernel carries. Only at the top level,
+	// where the twin joins too: that is the level the targets are read at.
 	var oldestAddr string
-	if len(w.fillers) > 0 {
+	if len(w.fillers) > 0 && twin != nil {
 		first := w.fillers[0]
 		stop, err := startServer(hello, first, first.maps[0].ContainerPort)
 		if err != nil {
