@@ -255,9 +255,33 @@ func (w *world) mustReach(from *testenv.NS, proto, addr string, port int) string
 	w.t.Helper()
 	r, err := w.request(from, proto, addr, port)
 	if err != nil {
-		w.t.Fatal(err)
+		// Still a failure either way; the retry tells a lasting fault
+		// from a transient one.
+		state := w.netState(from)
+		retry := "succeeded"
+		if _, err2 := w.request(from, proto, addr, port); err2 != nil {
+			retry = "failed too: " + err2.Error()
+		}
+		w.t.Fatalf("%v\nthe same request at once again %s\n%s", err, retry, state)
 	}
 	return r.peer
+}
+
+// netState is what a failed request leaves to look at: a timeout alone
+// does not say whether the rules, conntrack or the neighbours were wrong.
+func (w *world) netState(from *testenv.NS) string {
+	var b strings.Builder
+	show := func(ns *testenv.NS, args ...string) {
+		out, err := ns.Run(args...)
+		fmt.Fprintf(&b, "--- %s: %s (err %v)\n%s\n", ns.Name, strings.Join(args, " "), err, out)
+	}
+	show(w.host, "nft", "list", "ruleset")
+	show(w.host, "iptables-save", "-t", "nat")
+	show(w.host, "conntrack", "-L")
+	show(w.host, "ip", "neigh")
+	show(from, "ip", "neigh")
+	show(w.host, "bridge", "link")
+	return b.String()
 }
 
 // mustNotReach asserts a request fails.
