@@ -83,7 +83,7 @@ func main() {
 	}
 	r := &results{runs: *runs, scaleRuns: *scaleRuns, parallelN: *parallelN, levels: ints(*levelsFlag), connLevels: ints(*connFlag), started: time.Now(),
 		connRounds: *connRounds, connDur: *connDur, fillWorkers: workerMap(*workers), pluginRuns: *pluginRuns}
-	if err := run(r, variants, abs(*hello), *connDur); err != nil {
+	if err := run(r, variants, abs(*hello)); err != nil {
 		fail(err.Error())
 	}
 	r.elapsed = time.Since(r.started)
@@ -134,7 +134,7 @@ func progress(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "[%s] %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
 }
 
-func run(r *results, variants []variant, hello string, connDur time.Duration) error {
+func run(r *results, variants []variant, hello string) error {
 	tag := fmt.Sprintf("dnb%d", os.Getpid()%100000)
 	var worlds []*world
 	defer func() {
@@ -170,7 +170,7 @@ func run(r *results, variants []variant, hello string, connDur time.Duration) er
 	settle()
 
 	// 2. Everything with containers present, one variant at a time.
-	return scale(r, variants, tag, hello, connDur)
+	return scale(r, variants, tag, hello)
 }
 
 // scale measures each variant on a host of its own, filled to each level in
@@ -178,7 +178,7 @@ func run(r *results, variants []variant, hello string, connDur time.Duration) er
 // charge their kernel work (IPv6 multicast floods, 4x the netdevs) to the
 // one being measured. The variants therefore follow one another here;
 // only the empty-host figures above are interleaved.
-func scale(r *results, variants []variant, tag, hello string, connDur time.Duration) error {
+func scale(r *results, variants []variant, tag, hello string) error {
 	r.scaleAdd, r.scaleDel = map[int]map[string][]time.Duration{}, map[int]map[string][]time.Duration{}
 	r.twinAdd, r.twinDel = map[int]map[string][]time.Duration{}, map[int]map[string][]time.Duration{}
 	r.conn, r.connDirect, r.connOldest = map[int]map[string]connResult{}, map[int]map[string]connResult{}, map[int]map[string]connResult{}
@@ -203,7 +203,7 @@ func scale(r *results, variants []variant, tag, hello string, connDur time.Durat
 		if err != nil {
 			return err
 		}
-		err = scaleOne(r, w, hello, connDur)
+		err = scaleOne(r, w, hello)
 		w.destroy()
 		if err != nil {
 			return err
@@ -213,7 +213,7 @@ func scale(r *results, variants []variant, tag, hello string, connDur time.Durat
 	return nil
 }
 
-func scaleOne(r *results, w *world, hello string, connDur time.Duration) error {
+func scaleOne(r *results, w *world, hello string) error {
 	name := w.v.name
 	// An empty host of the same variant, measured in the same rounds as the
 	// filled one: the growth with N is their ratio, so a slow minute of the
@@ -272,47 +272,52 @@ func scaleOne(r *results, w *world, hello string, connDur time.Duration) error {
 			if level > 0 && level == r.connLevels[len(r.connLevels)-1] {
 				peer = twin
 			}
-			res, direct, err := connRound(w, peer, hello, connDur, level == 0, r)
+			f, err := connRound(w, peer, hello, level == 0, r.connRounds, r.connDur)
 			if err != nil {
 				return err
 			}
-			r.conn[level*4+1][name], r.connDirect[level*4+1][name] = res, direct
+			m := level*4 + 1
+			r.conn[m][name], r.connDirect[m][name] = f.viaPort, f.direct
+			if f.oldest.rounds != nil {
+				r.connOldest[m][name] = f.oldest
+			}
+			if f.twin.rounds != nil {
+				r.connTwin[m][name] = f.twin
+			}
+			if level == 0 {
+				r.tputDirect[name], r.tputHostPort[name], r.tputRatio[name] = f.tputDirect, f.tputHostPort, f.tputRatio
+			}
 		}
 		progress("%s: measured at %d containers", name, level)
 	}
 	return nil
 }
 
+// connFigures is what one connection round measures on a host.
+type connFigures struct {
+	viaPort, direct connResult // the newest container, via its host port and straight to it
+	oldest, twin    connResult // the oldest container's port and the twin's only port, when measured
+	tputDirect      float64    // bulk TCP, when measured
+	tputHostPort    float64
+	tputRatio       float64 // median of the per-pair host port / direct ratios
+}
+
 // connRound adds a server container last (the worst place for a linear
 // rule list), measures new connections through its host port and straight
 // to the container, alternating, and with throughput set also bulk TCP
-// through the host port and directly. With a twin, a server behind the
-// twin's only mapping (M=1) joins the rounds.
-func connRound(w, twin *world, hello string, dur time.Duration, withThroughput bool, r *results) (viaPort, direct connResult, err error) {
-	c, err := w.newContainer([]mapping{{HostPort: 8000, ContainerPort: 5000, Protocol: "tcp"}})
-	if err != nil {
-		return viaPort, direct, err
-	}
-	defer c.release()
-	if _, err := w.add(c); err != nil {
-		return viaPort, direct, fmt.Errorf("%s: server ADD: %w", w.v.name, err)
-	}
-	defer func() { _, _ = w.del(c) }()
+// through the host port and directly. With a twin, the oldest container's
+// port and a server behind the twin's only mapping (M=1) join the rounds.
+func connRound(w, twin *world, hello string, withThroughput bool, rounds int, dur time.Duration) (f connFigures, err error) {
 	// Direct rounds use a port of their own: with the same server port a
 	// direct connection's conntrack entry (kept 10 s after close) has the
 	// reply tuple a host-port connection from the same client port needs,
 	// the DNAT clashes and the SYN is dropped, which looked like a
 	// slow host port.
-	for _, port := range []int{5000, 5001} {
-		stop, err := startServer(hello, c, port)
-		if err != nil {
-			return viaPort, direct, err
-		}
-		defer stop()
+	c, stop, err := serve(w, hello, 5000, 5001)
+	if err != nil {
+		return f, err
 	}
-	if err := waitListening(w, "192.0.2.1:8000"); err != nil {
-		return viaPort, direct, err
-	}
+	defer stop()
 	// The oldest container's first port as well, same host, same moment:
 	// the number of mappings then differs in rule position only, not in
 	// the number of containers the kernel carries. Only at the top level,
@@ -322,37 +327,23 @@ func connRound(w, twin *world, hello string, dur time.Duration, withThroughput b
 		first := w.fillers[0]
 		stop, err := startServer(hello, first, first.maps[0].ContainerPort)
 		if err != nil {
-			return viaPort, direct, err
+			return f, err
 		}
 		defer stop()
 		oldestAddr = fmt.Sprintf("192.0.2.1:%d", first.maps[0].HostPort)
 		if err := waitListening(w, oldestAddr); err != nil {
-			return viaPort, direct, err
+			return f, err
 		}
 	}
 	// M=1 at the same moment: the empty twin host's only mapping.
 	if twin != nil {
-		tc, err := twin.newContainer([]mapping{{HostPort: 8000, ContainerPort: 5000, Protocol: "tcp"}})
+		_, stop, err := serve(twin, hello, 5000)
 		if err != nil {
-			return viaPort, direct, err
-		}
-		defer tc.release()
-		if _, err := twin.add(tc); err != nil {
-			return viaPort, direct, fmt.Errorf("%s: twin server ADD: %w", twin.v.name, err)
-		}
-		defer func() { _, _ = twin.del(tc) }()
-		stop, err := startServer(hello, tc, 5000)
-		if err != nil {
-			return viaPort, direct, err
+			return f, err
 		}
 		defer stop()
-		if err := waitListening(twin, "192.0.2.1:8000"); err != nil {
-			return viaPort, direct, err
-		}
 	}
 	settleBrief()
-	// Through the host port, and straight to the container's address: the
-	// second has no DNAT at all and shows what the kernel alone costs.
 	// Short rounds, alternating, and the median round: a burst of
 	// unrelated kernel work spoils one round, not the figure.
 	accumulate := func(acc *connResult, res connResult) {
@@ -362,25 +353,18 @@ func connRound(w, twin *world, hello string, dur time.Duration, withThroughput b
 		acc.rounds = append(acc.rounds, res.rate)
 		acc.rate = medianF(acc.rounds)
 	}
-	var oldest, atTwin connResult
-	for round := 0; round < r.connRounds; round++ {
-		accumulate(&viaPort, connRate(w, "192.0.2.1:8000", dur, runtime.NumCPU()))
-		accumulate(&direct, connRate(w, c.ip+":5001", dur, runtime.NumCPU()))
+	for round := 0; round < rounds; round++ {
+		accumulate(&f.viaPort, connRate(w, "192.0.2.1:8000", dur, runtime.NumCPU()))
+		accumulate(&f.direct, connRate(w, c.ip+":5001", dur, runtime.NumCPU()))
 		if oldestAddr != "" {
-			accumulate(&oldest, connRate(w, oldestAddr, dur, runtime.NumCPU()))
+			accumulate(&f.oldest, connRate(w, oldestAddr, dur, runtime.NumCPU()))
 		}
 		if twin != nil {
-			accumulate(&atTwin, connRate(twin, "192.0.2.1:8000", dur, runtime.NumCPU()))
+			accumulate(&f.twin, connRate(twin, "192.0.2.1:8000", dur, runtime.NumCPU()))
 		}
 	}
-	progress("%s: conn/s per round via host port %.0f, direct %.0f, oldest container's port %.0f", w.v.name, viaPort.rounds, direct.rounds, oldest.rounds)
-	if oldestAddr != "" {
-		r.connOldest[len(w.fillers)*4+1][w.v.name] = oldest
-	}
-	if twin != nil {
-		progress("%s: conn/s per round on the empty twin host (M=1) %.0f", w.v.name, atTwin.rounds)
-		r.connTwin[len(w.fillers)*4+1][w.v.name] = atTwin
-	}
+	progress("%s: conn/s per round via host port %.0f, direct %.0f, oldest container's port %.0f, twin host (M=1) %.0f",
+		w.v.name, f.viaPort.rounds, f.direct.rounds, f.oldest.rounds, f.twin.rounds)
 	if withThroughput {
 		// Alternate direct and host-port runs, and compare within each
 		// pair: single runs on this VM vary by ±30%, adjacent ones less.
@@ -388,17 +372,53 @@ func connRound(w, twin *world, hello string, dur time.Duration, withThroughput b
 		for round := 0; round < tputPairs; round++ {
 			d, err := throughput(w, c.ip+":5001", tputDur)
 			if err != nil {
-				return viaPort, direct, err
+				return f, err
 			}
 			h, err := throughput(w, "192.0.2.1:8000", tputDur)
 			if err != nil {
-				return viaPort, direct, err
+				return f, err
 			}
 			ds, hs, ratios = append(ds, d), append(hs, h), append(ratios, h/d)
 		}
-		r.tputDirect[w.v.name], r.tputHostPort[w.v.name], r.tputRatio[w.v.name] = medianF(ds), medianF(hs), medianF(ratios)
+		f.tputDirect, f.tputHostPort, f.tputRatio = medianF(ds), medianF(hs), medianF(ratios)
 	}
-	return viaPort, direct, nil
+	return f, nil
+}
+
+// serve adds a container with host port 8000 mapped to its port 5000,
+// runs the sink server on each of ports inside it, and waits until the
+// host port answers. stop undoes all of it.
+func serve(w *world, hello string, ports ...int) (c *container, stop func(), err error) {
+	var undo []func()
+	stop = func() {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+	}
+	defer func() {
+		if err != nil {
+			stop()
+		}
+	}()
+	if c, err = w.newContainer([]mapping{{HostPort: 8000, ContainerPort: 5000, Protocol: "tcp"}}); err != nil {
+		return nil, nil, err
+	}
+	undo = append(undo, c.release)
+	if _, err = w.add(c); err != nil {
+		return nil, nil, fmt.Errorf("%s: server ADD: %w", w.label(), err)
+	}
+	undo = append(undo, func() { _, _ = w.del(c) })
+	for _, port := range ports {
+		kill, err := startServer(hello, c, port)
+		if err != nil {
+			return nil, nil, err
+		}
+		undo = append(undo, kill)
+	}
+	if err = waitListening(w, "192.0.2.1:8000"); err != nil {
+		return nil, nil, err
+	}
+	return c, stop, nil
 }
 
 // tputDur is one bulk-TCP run: at several Gbit/s the socket buffers the
