@@ -22,9 +22,10 @@ var LockPath = "/run/dockernet/netfilter.lock"
 // `iptables-restore --noflush`, whatever the number of mappings; see edit
 // for when it also needs an `iptables-save -t nat`.
 type ipTables struct {
-	family  Family
-	save    string
-	restore string
+	family    Family
+	save      string
+	restore   string
+	nftBacked bool // iptables-nft: base chains can be read over netlink
 }
 
 func newIPTables(f Family) (*ipTables, error) {
@@ -42,6 +43,7 @@ func newIPTables(f Family) (*ipTables, error) {
 	if b.restore, err = exec.LookPath(prefix + "-restore"); err != nil {
 		return nil, fmt.Errorf("%s-restore not found: %w (install the iptables package)", prefix, err)
 	}
+	b.nftBacked = nftBacked(b.restore)
 	return b, nil
 }
 
@@ -134,7 +136,13 @@ func dropOwnedPortRules(txn *natTxn, snap *natSnapshot, o Owner) {
 }
 
 func (b *ipTables) AddPortMappings(spec PortMapSpec) error {
-	fast := func(txn *natTxn) { portmapAddFast(txn, spec, b.family) }
+	fast := func(txn *natTxn) {
+		markBit := -1
+		if sharedMarkRule(spec) != nil {
+			markBit = spec.MarkBit
+		}
+		portmapAddFast(txn, spec, b.family, b.basePresent(portmapBaseJumps(), markBit))
+	}
 	return b.edit(fast, func(txn *natTxn, snap *natSnapshot) error {
 		ensureBase(txn, snap, portmapBaseJumps())
 		// Re-ADD replaces: old entry rules go, the DNAT chain is re-declared (flushed).
@@ -194,7 +202,9 @@ func (b *ipTables) AddMasquerade(spec MasqSpec) error {
 	// The fast path cannot see an old rule of this owner; the bridge
 	// removes the previous record's rules before a re-ADD.
 	fast := func(txn *natTxn) {
-		checkBase(txn, masqBaseJumps())
+		if !b.basePresent(masqBaseJumps(), -1) {
+			checkBase(txn, masqBaseJumps())
+		}
 		txn.add(chainMasq, masqRule(spec, b.family)...)
 	}
 	return b.edit(fast, func(txn *natTxn, snap *natSnapshot) error {

@@ -37,6 +37,11 @@ func TestIPTablesFastPath(t *testing.T) {
 	}{
 		{"first portmap ADD builds the base", func() error { return b.AddPortMappings(pm("a", "172.17.0.2", 8080)) }, 1},
 		{"second portmap ADD", func() error { return b.AddPortMappings(pm("b", "172.17.0.3", 8081)) }, 0},
+		{"ADD after the PREROUTING jump was deleted restores it", func() error {
+			host.MustRun(append([]string{"iptables", "-t", "nat", "-D", "PREROUTING"}, portmapBaseJumps()[0].rule()...)...)
+			return b.AddPortMappings(pm("c", "172.17.0.5", 8082))
+		}, 1},
+		{"DEL of c from its record", func() error { return b.DelPortMappings(pm("c", "172.17.0.5", 8082)) }, 0},
 		{"re-ADD of b replaces", func() error { return b.AddPortMappings(pm("b", "172.17.0.4", 8081)) }, 1},
 		{"DEL of b from its record", func() error { return b.DelPortMappings(pm("b", "172.17.0.4", 8081)) }, 0},
 		{"DEL of a without a record", func() error { return b.DelPortMappings(PortMapSpec{Owner: owner("a")}) }, 1},
@@ -61,8 +66,24 @@ func TestIPTablesFastPath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("iptables is nf_tables-backed: %v", b.nftBacked)
+	if b.nftBacked {
+		// The fast path's netlink reading of the base agrees with iptables.
+		_ = ns.WithNetNSPath(host.Path(), func(ns.NetNS) error {
+			if !b.basePresent(append(portmapBaseJumps(), masqBaseJumps()...), DefaultMarkBit) {
+				t.Error("basePresent: false for the base every ADD built")
+			}
+			if b.basePresent(portmapBaseJumps(), DefaultMarkBit+1) {
+				t.Error("basePresent: true for a mark bit nothing masquerades")
+			}
+			if b.basePresent([]baseJump{{"PREROUTING", nil, "DNET-NOPE"}}, -1) {
+				t.Error("basePresent: true for a jump nothing makes")
+			}
+			return nil
+		})
+	}
 	saved := host.MustRun("iptables-save", "-t", "nat")
-	for _, id := range []string{"id=a ", "id=b "} {
+	for _, id := range []string{"id=a ", "id=b ", "id=c "} {
 		if strings.Contains(saved, id) {
 			t.Errorf("rules of %s left behind:\n%s", id, saved)
 		}

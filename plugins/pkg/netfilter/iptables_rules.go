@@ -198,13 +198,16 @@ func portmapRules(txn *natTxn, snap *natSnapshot, spec PortMapSpec, f Family) {
 }
 
 // portmapAddFast is ADD without reading the table. It commits only if the
-// base is intact and the owner has no chain yet (-N fails otherwise, so a
-// re-ADD never duplicates entry rules); else nothing changes and the
-// caller falls back to a snapshot.
-func portmapAddFast(txn *natTxn, spec PortMapSpec, f Family) {
-	checkBase(txn, portmapBaseJumps())
-	if shared := sharedMarkRule(spec); shared != nil {
-		txn.check(chainPostrouting, shared...)
+// base is intact (checked here with -C lines unless baseKnown) and the
+// owner has no chain yet (-N fails otherwise, so a re-ADD never duplicates
+// entry rules); else nothing changes and the caller falls back to a
+// snapshot.
+func portmapAddFast(txn *natTxn, spec PortMapSpec, f Family, baseKnown bool) {
+	if !baseKnown {
+		checkBase(txn, portmapBaseJumps())
+		if shared := sharedMarkRule(spec); shared != nil {
+			txn.check(chainPostrouting, shared...)
+		}
 	}
 	txn.newChain(dnatChain(spec.Owner))
 	appendOwnerRules(txn, spec, f)
