@@ -165,6 +165,7 @@ func TestAddOptions(t *testing.T) {
 				t.Error("container interface left down")
 			}
 			r.wantIPv6Off(r.ctr, "eth0", false) // no IPAM: the container may address itself
+			r.wantDADSkipped(r.ctr, "eth0")
 		}},
 		{"IPv4 only: IPv6 off on both veth ends, lo keeps it", ``, func(t *testing.T, r *rig, res *current.Result) {
 			r.wantIPv6Off(r.host, hostVeth(), true)
@@ -177,9 +178,11 @@ func TestAddOptions(t *testing.T) {
 		{"IPv4 only with keepIPv6LinkLocal", `"keepIPv6LinkLocal":true`, func(t *testing.T, r *rig, res *current.Result) {
 			r.wantIPv6Off(r.host, hostVeth(), true)
 			r.wantIPv6Off(r.ctr, "eth0", false)
+			r.wantDADSkipped(r.ctr, "eth0")
 		}},
 		{"dual stack keeps IPv6 on the container", `"ipam":{"type":"host-local","dataDir":"` + "@DATA@" + `","ranges":[[{"subnet":"10.77.0.0/24"}],[{"subnet":"fd00:77::/64"}]]}`, func(t *testing.T, r *rig, res *current.Result) {
 			r.wantIPv6Off(r.ctr, "eth0", false)
+			r.wantDADSkipped(r.ctr, "eth0")
 			if out := r.ctr.MustRun("ip", "-6", "addr", "show", "dev", "eth0"); !strings.Contains(out, "fd00:77::2/64") {
 				t.Errorf("container eth0 lacks its IPv6 address:\n%s", out)
 			}
@@ -202,6 +205,15 @@ func (r *rig) wantIPv6Off(ns *testenv.NS, ifName string, off bool) {
 	got := strings.TrimSpace(ns.MustRun("cat", "/proc/sys/net/ipv6/conf/"+ifName+"/disable_ipv6"))
 	if want := map[bool]string{true: "1", false: "0"}[off]; got != want {
 		r.t.Errorf("%s: disable_ipv6 = %s, want %s", ifName, got, want)
+	}
+}
+
+// wantDADSkipped checks that an interface keeping IPv6 does not wait for
+// DAD (the default; "enabledad" turns DAD back on).
+func (r *rig) wantDADSkipped(ns *testenv.NS, ifName string) {
+	r.t.Helper()
+	if got := strings.TrimSpace(ns.MustRun("cat", "/proc/sys/net/ipv6/conf/"+ifName+"/accept_dad")); got != "0" {
+		r.t.Errorf("%s: accept_dad = %s, want 0", ifName, got)
 	}
 }
 

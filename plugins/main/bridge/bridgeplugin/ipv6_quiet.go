@@ -6,7 +6,8 @@ import (
 	"io/fs"
 
 	current "github.com/containernetworking/cni/pkg/types/100"
-	"github.com/containernetworking/plugins/pkg/utils/sysctl"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/procsys"
 )
 
 // Why IPv6 is switched off on some interfaces.
@@ -27,11 +28,21 @@ import (
 // disableIPv6 turns IPv6 off on one interface of the current netns. A
 // kernel without IPv6 has nothing to turn off.
 func disableIPv6(ifName string) error {
-	_, err := sysctl.Sysctl(fmt.Sprintf("net/ipv6/conf/%s/disable_ipv6", ifName), "1")
+	err := procsys.Set(fmt.Sprintf("net/ipv6/conf/%s/disable_ipv6", ifName), "1")
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	return err
+}
+
+// skipDAD makes ifName (in the current netns) use its IPv6 addresses at
+// once: the address is ours, and waiting for DAD delays the container's
+// IPv6 by a second or more. Set before the link goes up; not needed where
+// IPv6 is disabled.
+func skipDAD(n *NetConf, ifName string) {
+	if !n.EnableDad {
+		_ = procsys.Set(fmt.Sprintf("net/ipv6/conf/%s/accept_dad", ifName), "0")
+	}
 }
 
 // hasIPv6 reports whether the IPAM result gives the container an IPv6 address.

@@ -14,7 +14,6 @@ import (
 	"github.com/containernetworking/plugins/pkg/ip"
 	"github.com/containernetworking/plugins/pkg/ipam"
 	"github.com/containernetworking/plugins/pkg/ns"
-	"github.com/containernetworking/plugins/pkg/utils/sysctl"
 	"github.com/vishvananda/netlink"
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
@@ -108,7 +107,7 @@ func Add(args *skel.CmdArgs) (err error) {
 			}
 		}
 	} else if !n.DisableContainerInterface {
-		if err := netns.Do(func(ns.NetNS) error { return linkUp(args.IfName) }); err != nil {
+		if err := netns.Do(func(ns.NetNS) error { skipDAD(n, args.IfName); return linkUp(args.IfName) }); err != nil {
 			return cnierr.Wrap(err, "bridge")
 		}
 	}
@@ -128,25 +127,20 @@ func setupVeth(n *NetConf, args *skel.CmdArgs, o netfilter.Owner, netns, hostNS 
 			return cnierr.Config("bridge: interface %s already exists in netns %s; DEL the attachment or pick another CNI_IFNAME", args.IfName, args.Netns)
 		}
 		var err error
-		hostIf, contIf, err = ip.SetupVethWithName(args.IfName, name, n.MTU, n.mac, hostNS)
-		if err != nil {
+		if contIf, err = makeVeth(args.IfName, name, n.MTU, n.mac, hostNS); err != nil {
 			return cnierr.Wrap(err, "bridge: create veth pair")
-		}
-		if !n.EnableDad {
-			// Optimistic: the address is ours; waiting for DAD delays the
-			// container's IPv6 by a second or more.
-			_, _ = sysctl.Sysctl(fmt.Sprintf("net/ipv6/conf/%s/accept_dad", args.IfName), "0")
 		}
 		return nil
 	})
 	if err != nil {
 		return hostIf, contIf, err
 	}
-	// The host end is still without carrier: no IPv6 packet has left it yet.
-	err = disableIPv6(hostIf.Name)
-	var hostLink netlink.Link
+	// The host end is down and its peer too: no IPv6 packet has left it
+	// yet, and none will.
+	hostLink, err := netlink.LinkByName(name)
 	if err == nil {
-		hostLink, err = netlink.LinkByName(hostIf.Name)
+		hostIf = iface(hostLink)
+		err = disableIPv6(name)
 	}
 	if err == nil {
 		err = netlink.LinkSetMaster(hostLink, br)
@@ -157,9 +151,12 @@ func setupVeth(n *NetConf, args *skel.CmdArgs, o netfilter.Owner, netns, hostNS 
 	if err == nil && n.PortIsolation {
 		err = netlink.LinkSetIsolated(hostLink, true)
 	}
+	if err == nil {
+		err = netlink.LinkSetUp(hostLink)
+	}
 	if err != nil {
 		_ = delLinks(o, args)
-		return hostIf, contIf, cnierr.Wrap(err, fmt.Sprintf("bridge: attach %s to %s", hostIf.Name, br.Name))
+		return hostIf, contIf, cnierr.Wrap(err, fmt.Sprintf("bridge: attach %s to %s", name, br.Name))
 	}
 	return hostIf, contIf, nil
 }
@@ -187,6 +184,8 @@ func configureL3(n *NetConf, args *skel.CmdArgs, result *current.Result, netns n
 				if err := disableIPv6(args.IfName); err != nil {
 					return err
 				}
+			} else {
+				skipDAD(n, args.IfName)
 			}
 			return ipam.ConfigureIface(args.IfName, result)
 		})

@@ -10,11 +10,11 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
-	"github.com/containernetworking/plugins/pkg/utils/sysctl"
 	"github.com/vishvananda/netlink"
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+	"github.com/dockernet/cni-plugins/plugins/pkg/procsys"
 	"github.com/dockernet/cni-plugins/plugins/pkg/state"
 )
 
@@ -167,7 +167,7 @@ func enableHairpin(f netfilter.Family, containerIP net.IP) (string, error) {
 	name := link.Attrs().Name
 	if f == netfilter.IPv4 {
 		key := fmt.Sprintf("net/ipv4/conf/%s/route_localnet", name)
-		if _, err := sysctl.Sysctl(key, "1"); err != nil {
+		if err := procsys.Set(key, "1"); err != nil {
 			return "", fmt.Errorf("set %s: %v", key, err)
 		}
 	}
