@@ -79,6 +79,11 @@ func report(r *results, variants []variant) string {
 		fills = append(fills, fmt.Sprintf("%s %s", v.name, r.fillTime[v.name].Round(time.Second)))
 	}
 	w("Adding the containers present took: %s.\n", strings.Join(fills, ", "))
+	if fillMasq {
+		w("The containers present run the measured chain: 4 published ports each, and outbound masquerade.\n")
+	} else {
+		w("The containers present publish 4 ports each; beyond the first %d (the parallel ADDs, the measured chain) they do not masquerade outbound (`-fill-masq` adds it).\n", r.parallelN)
+	}
 	w("Empty-host figures interleave the variants run by run; figures with containers present measure each variant on a host holding only its own containers.\n")
 	w("Latencies in ms, median / p90, chain bridge + host-local + portmap through libcni.\n\n")
 
