@@ -53,7 +53,7 @@ func main() {
 	connFlag := flag.String("conn-levels", "0,250,1000", "containers present (4 mappings each) for the connection rate")
 	parallelN := flag.Int("parallel", 100, "containers added at once")
 	connDur := flag.Duration("conn-time", 250*time.Millisecond, "length of one connection-rate round")
-	connRounds := flag.Int("conn-rounds", 7, "rounds per connection-rate figure, alternating host port and direct; the median round counts")
+	connRounds := flag.Int("conn-rounds", 9, "rounds per connection-rate figure, alternating host port and direct; the median round counts")
 	workers := flag.String("fill-workers", "ours-nftables=4,ours-iptables=4,ref-nftables=5,ref-iptables=2",
 		"parallel ADDs while filling, per variant (measured fastest here: the reference nftables filled 600 in 53 s with 3, 41 s with 5, 43 s with 8; the reference iptables was slowest with 1, 3 or 4)")
 	pluginRuns := flag.Int("plugin-runs", 3, "runs per plugin in the per-plugin breakdown")
@@ -354,14 +354,25 @@ func connRound(w, twin *world, hello string, withThroughput bool, rounds int, du
 		acc.rounds = append(acc.rounds, res.rate)
 		acc.rate = medianF(acc.rounds)
 	}
+	type target struct {
+		acc  *connResult
+		w    *world
+		addr string
+	}
+	targets := []target{{&f.viaPort, w, "192.0.2.1:8000"}, {&f.direct, w, c.ip + ":5001"}}
+	if oldestAddr != "" {
+		targets = append(targets, target{&f.oldest, w, oldestAddr})
+	}
+	if twin != nil {
+		targets = append(targets, target{&f.twin, twin, "192.0.2.1:8000"})
+	}
+	// Each round starts with the next target: the first of a round was
+	// slower in most rounds of some runs (0.86 of the next one's rate),
+	// and a fixed order charged that to the newest container's port.
 	for round := 0; round < rounds; round++ {
-		accumulate(&f.viaPort, connRate(w, "192.0.2.1:8000", dur, runtime.NumCPU()))
-		accumulate(&f.direct, connRate(w, c.ip+":5001", dur, runtime.NumCPU()))
-		if oldestAddr != "" {
-			accumulate(&f.oldest, connRate(w, oldestAddr, dur, runtime.NumCPU()))
-		}
-		if twin != nil {
-			accumulate(&f.twin, connRate(twin, "192.0.2.1:8000", dur, runtime.NumCPU()))
+		for i := range targets {
+			t := targets[(round+i)%len(targets)]
+			accumulate(t.acc, connRate(t.w, t.addr, dur, runtime.NumCPU()))
 		}
 	}
 	progress("%s: conn/s per round via host port %.0f, direct %.0f, oldest container's port %.0f, twin host (M=1) %.0f",

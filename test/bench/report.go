@@ -139,7 +139,7 @@ func report(r *results, variants []variant) string {
 
 	ms := sortedKeys(r.conn)
 	w("\n### New connections through one host port with M mappings installed (the measured one added last)\n\n")
-	w("Median of %d rounds of %s, alternating with the direct rounds below; %d parallel clients.\n\n", r.connRounds, r.connDur, runtime.NumCPU())
+	w("Median of %d rounds of %s, alternating with the direct rounds below, in an order that rotates every round; %d parallel clients.\n\n", r.connRounds, r.connDur, runtime.NumCPU())
 	cols = []string{"variant"}
 	for _, m := range ms {
 		cols = append(cols, fmt.Sprintf("conn/s M=%d", m))
