@@ -348,3 +348,5 @@ func (w *world) assertGone(c *container, ip string, udpPorts []int) {
 		}
 	}
 }
+
+func TestMain(m *testing.M) { testenv.Main(m) }

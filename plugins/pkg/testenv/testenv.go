@@ -169,6 +169,16 @@ func Bin(t testing.TB) string {
 	return buildDir
 }
 
+// Main runs a package's tests and then removes Bin's one-off build, which
+// outlives every single test. Packages calling Bin use it as their TestMain.
+func Main(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		_ = os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
 // Eventually retries fn until it succeeds or the timeout passes; it is for
 // waiting on a server to come up, never for asserting speed.
 func Eventually(t testing.TB, timeout time.Duration, what string, fn func() error) {

@@ -78,3 +78,5 @@ func TestParallelProcesses(t *testing.T) {
 	}
 	_ = os.RemoveAll(dir)
 }
+
+func TestMain(m *testing.M) { testenv.Main(m) }

@@ -3,7 +3,6 @@ package bridgeplugin_test
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -342,4 +341,4 @@ func TestProtocolErrors(t *testing.T) {
 	}
 }
 
-func TestMain(m *testing.M) { os.Exit(m.Run()) }
+func TestMain(m *testing.M) { testenv.Main(m) }

@@ -254,3 +254,5 @@ func hostWithBridge(t *testing.T) *testenv.NS {
 	host.MustRun("ip", "link", "set", "br0", "up")
 	return host
 }
+
+func TestMain(m *testing.M) { testenv.Main(m) }
