@@ -3,7 +3,7 @@
 #   make install    copy the plugins to /opt/cni/bin and conf/ to /etc/cni/net.d
 #   make test       every test: unit, per-plugin integration (root) and end-to-end (root)
 #   make demo       the seed's walk-through in private network namespaces (root)
-#   make bench      ours vs the reference plugins, side by side (root, 10–12 minutes on 2 cores)
+#   make bench      ours vs the reference plugins, side by side (root, 11–12 minutes on 2 cores)
 
 SHELL     := /bin/bash
 export PATH := $(PATH):/usr/local/go/bin:/usr/sbin:/sbin
