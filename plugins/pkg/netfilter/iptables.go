@@ -137,11 +137,8 @@ func dropOwnedPortRules(txn *natTxn, snap *natSnapshot, o Owner) {
 
 func (b *ipTables) AddPortMappings(spec PortMapSpec) error {
 	fast := func(txn *natTxn) {
-		markBit := -1
-		if sharedMarkRule(spec) != nil {
-			markBit = spec.MarkBit
-		}
-		portmapAddFast(txn, spec, b.family, b.basePresent(portmapBaseJumps(), markBit))
+		b.requireBase(txn, portmapBaseJumps(), sharedMarkBit(spec))
+		portmapAddFast(txn, spec, b.family)
 	}
 	return b.edit(fast, func(txn *natTxn, snap *natSnapshot) error {
 		ensureBase(txn, snap, portmapBaseJumps())
@@ -202,9 +199,7 @@ func (b *ipTables) AddMasquerade(spec MasqSpec) error {
 	// The fast path cannot see an old rule of this owner; the bridge
 	// removes the previous record's rules before a re-ADD.
 	fast := func(txn *natTxn) {
-		if !b.basePresent(masqBaseJumps(), -1) {
-			checkBase(txn, masqBaseJumps())
-		}
+		b.requireBase(txn, masqBaseJumps(), -1)
 		txn.add(chainMasq, masqRule(spec, b.family)...)
 	}
 	return b.edit(fast, func(txn *natTxn, snap *natSnapshot) error {

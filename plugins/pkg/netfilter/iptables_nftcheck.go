@@ -21,18 +21,31 @@ import (
 // since 11), judged by the binary it resolves to: a version probe would
 // cost a process start on every ADD.
 func nftBacked(restore string) bool {
-	real, err := filepath.EvalSymlinks(restore)
+	target, err := filepath.EvalSymlinks(restore)
 	if err != nil {
 		return false
 	}
-	return strings.Contains(filepath.Base(real), "nft")
+	return strings.Contains(filepath.Base(target), "nft")
+}
+
+// requireBase makes a fast transaction commit only with the base in
+// place: jumps, and when markBit >= 0 the shared rule masquerading that
+// mark. Found over netlink, txn needs no check; otherwise its -C lines
+// make the restore refuse it when something is missing.
+func (b *ipTables) requireBase(txn *natTxn, jumps []baseJump, markBit int) {
+	if b.basePresent(jumps, markBit) {
+		return
+	}
+	checkBase(txn, jumps)
+	if markBit >= 0 {
+		txn.check(chainPostrouting, markMasqRule(markBit)...)
+	}
 }
 
 // basePresent reports, for an nf_tables-backed iptables, whether the nat
 // table has every jump in jumps and, when markBit >= 0, the shared rule
 // masquerading that mark. The criteria are ensureBase's: a jump to the
-// chain, a MASQUERADE of the mark. False means "not known to be there",
-// and the caller checks with -C lines instead.
+// chain, a MASQUERADE of the mark. False means "not known to be there".
 func (b *ipTables) basePresent(jumps []baseJump, markBit int) bool {
 	if !b.nftBacked {
 		return false
@@ -46,36 +59,26 @@ func (b *ipTables) basePresent(jumps []baseJump, markBit int) bool {
 		fam = nftables.TableFamilyIPv6
 	}
 	table := &nftables.Table{Name: "nat", Family: fam}
-	read := map[string][]*nftables.Rule{}
 	rules := func(chain string) []*nftables.Rule {
-		if r, ok := read[chain]; ok {
-			return r
-		}
 		r, err := c.GetRules(table, &nftables.Chain{Name: chain, Table: table})
 		if err != nil {
-			r = nil
+			return nil
 		}
-		read[chain] = r
 		return r
 	}
 	for _, j := range jumps {
-		if !anyRule(rules(j.from), func(e expr.Any) bool {
-			v, ok := e.(*expr.Verdict)
-			return ok && v.Kind == expr.VerdictJump && v.Chain == j.to
-		}) {
+		if !hasJump(rules(j.from), j.to) {
 			return false
 		}
 	}
-	if markBit >= 0 && !hasMarkMasquerade(rules(chainPostrouting), markBit) {
-		return false
-	}
-	return true
+	return markBit < 0 || hasMarkMasquerade(rules(chainPostrouting), markBit)
 }
 
-func anyRule(rules []*nftables.Rule, match func(expr.Any) bool) bool {
+// hasJump finds a rule jumping to chain.
+func hasJump(rules []*nftables.Rule, chain string) bool {
 	for _, r := range rules {
 		for _, e := range r.Exprs {
-			if match(e) {
+			if v, ok := e.(*expr.Verdict); ok && v.Kind == expr.VerdictJump && v.Chain == chain {
 				return true
 			}
 		}
@@ -83,7 +86,7 @@ func anyRule(rules []*nftables.Rule, match func(expr.Any) bool) bool {
 	return false
 }
 
-// hasMarkMasquerade finds sharedMarkRule as iptables-nft stores it: meta
+// hasMarkMasquerade finds markMasqRule as iptables-nft stores it: meta
 // mark, masked and compared with the bit (host byte order), then
 // MASQUERADE (an xtables target, or native masq in newer iptables).
 func hasMarkMasquerade(rules []*nftables.Rule, bit int) bool {

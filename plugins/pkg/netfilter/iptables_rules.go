@@ -175,15 +175,21 @@ func ownerRules(spec PortMapSpec, f Family) (chain [][]string, entries [][]strin
 	return chain, entries
 }
 
-// sharedMarkRule masquerades what the DNAT chains marked. Shared by every
-// owner using this mark bit; added once, never removed by a DEL, so one
-// container leaving cannot break another's hairpin. Nil when not needed.
-func sharedMarkRule(spec PortMapSpec) []string {
+// sharedMarkBit is the mark bit whose shared MASQUERADE rule spec needs,
+// or -1 when it needs none (no SNAT, or an external mark chain does it).
+func sharedMarkBit(spec PortMapSpec) int {
 	if !spec.SNAT || spec.ExternalMark != "" {
-		return nil
+		return -1
 	}
+	return spec.MarkBit
+}
+
+// markMasqRule masquerades what the DNAT chains marked with bit. Shared by
+// every owner using this bit; added once, never removed by a DEL, so one
+// container leaving cannot break another's hairpin.
+func markMasqRule(bit int) []string {
 	return []string{"-m", "comment", "--comment", commentBase,
-		"-m", "mark", "--mark", markValue(spec.MarkBit), "-j", "MASQUERADE"}
+		"-m", "mark", "--mark", markValue(bit), "-j", "MASQUERADE"}
 }
 
 // portmapRules writes spec's rules into txn from a snapshot: the owner's
@@ -192,23 +198,16 @@ func sharedMarkRule(spec PortMapSpec) []string {
 func portmapRules(txn *natTxn, snap *natSnapshot, spec PortMapSpec, f Family) {
 	txn.declareChain(dnatChain(spec.Owner))
 	appendOwnerRules(txn, spec, f)
-	if shared := sharedMarkRule(spec); shared != nil && !snap.hasRule(chainPostrouting, "--mark "+markValue(spec.MarkBit)+" ") {
-		txn.add(chainPostrouting, shared...)
+	if bit := sharedMarkBit(spec); bit >= 0 && !snap.hasRule(chainPostrouting, "--mark "+markValue(bit)+" ") {
+		txn.add(chainPostrouting, markMasqRule(bit)...)
 	}
 }
 
-// portmapAddFast is ADD without reading the table. It commits only if the
-// base is intact (checked here with -C lines unless baseKnown) and the
-// owner has no chain yet (-N fails otherwise, so a re-ADD never duplicates
-// entry rules); else nothing changes and the caller falls back to a
-// snapshot.
-func portmapAddFast(txn *natTxn, spec PortMapSpec, f Family, baseKnown bool) {
-	if !baseKnown {
-		checkBase(txn, portmapBaseJumps())
-		if shared := sharedMarkRule(spec); shared != nil {
-			txn.check(chainPostrouting, shared...)
-		}
-	}
+// portmapAddFast is ADD without reading the table, once the caller has
+// required the base (ipTables.requireBase). It commits only if the owner
+// has no chain yet (-N fails otherwise, so a re-ADD never duplicates entry
+// rules); else nothing changes and the caller falls back to a snapshot.
+func portmapAddFast(txn *natTxn, spec PortMapSpec, f Family) {
 	txn.newChain(dnatChain(spec.Owner))
 	appendOwnerRules(txn, spec, f)
 }
