@@ -179,7 +179,7 @@ func nftTransactions(w *world, runs int) (nftExec, netlinkAdd []time.Duration, e
 		Mappings:    []netfilter.PortMapping{{HostPort: 9999, ContainerPort: 80, Protocol: "tcp"}},
 	}
 	err = w.host.Do(func(ns.NetNS) error {
-		be, err := netfilter.New("nftables", netfilter.IPv4)
+		be, err := netfilter.New("nftables", netfilter.IPv4, netfilter.Options{})
 		if err != nil {
 			return err
 		}

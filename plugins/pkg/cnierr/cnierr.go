@@ -18,6 +18,7 @@ const (
 	DecodingFailure     = types.ErrDecodingFailure             // 6
 	InvalidConfig       = types.ErrInvalidNetworkConfig        // 7
 	TryAgainLater       = types.ErrTryAgainLater               // 11
+	PluginNotAvailable  = types.ErrPluginNotAvailable          // 50
 	Internal            = types.ErrInternal                    // 999
 )
 
@@ -40,6 +41,17 @@ func IO(format string, args ...any) *types.Error { return newf(IOFailure, format
 // TryAgain reports a condition that may clear by itself, such as an
 // exhausted address range that frees up when containers stop (code 11).
 func TryAgain(format string, args ...any) *types.Error { return newf(TryAgainLater, format, args...) }
+
+// Unavailable is STATUS's answer when the plugin cannot serve an ADD now,
+// such as a netfilter backend that does not run (code 50).
+func Unavailable(format string, args ...any) *types.Error {
+	return newf(PluginNotAvailable, format, args...)
+}
+
+// Drift is CHECK's answer when an attachment differs from what ADD made: a
+// link, address or rule missing or changed. The spec has no code of its own
+// for it; 999 is libcni's code for a failure of the plugin's own making.
+func Drift(format string, args ...any) *types.Error { return newf(Internal, format, args...) }
 
 // Wrap keeps a *types.Error as it is and gives anything else an internal code,
 // prefixed with what was being done.

@@ -87,6 +87,34 @@ const (
 	NameNFTables = "nftables"
 )
 
+// Options are what the backends need from the host besides the kernel.
+type Options struct {
+	// LockPath is the file that serialises the iptables backend's table
+	// edits across plugin processes; DefaultLockPath when empty.
+	LockPath string
+}
+
+// DefaultLockPath is the lock every plugin process on a host shares.
+// Without it two parallel ADDs could both see a base chain missing and the
+// second declaration would flush the first one's rules.
+const DefaultLockPath = "/run/dockernet/netfilter.lock"
+
+// Host is the machine's netfilter as the plugins use it: it makes each
+// backend with opts and knows which backends the kernel offers.
+type Host struct{ Opts Options }
+
+// New returns the backend called name for family f.
+func (h Host) New(name string, f Family) (Backend, error) { return New(name, f, h.Opts) }
+
+// Available lists the backends a DEL without a record must search.
+func (Host) Available() []string {
+	out := []string{NameIPTables}
+	if NFTablesAvailable() {
+		out = append(out, NameNFTables)
+	}
+	return out
+}
+
 // Resolve turns a configured backend name ("" for automatic) into the one
 // to use: nftables when the kernel has it and nothing iptables-only is
 // configured, otherwise iptables.
@@ -104,14 +132,14 @@ func Resolve(name string, needsIPTables bool) string {
 }
 
 // New returns the backend called name for family f.
-func New(name string, f Family) (Backend, error) {
+func New(name string, f Family, opts Options) (Backend, error) {
 	switch strings.ToLower(name) {
 	case NameIPTables:
-		return newIPTables(f)
+		return newIPTables(f, opts)
 	case NameNFTables:
 		return newNFTables(f)
 	case "":
-		return New(Resolve("", false), f)
+		return New(Resolve("", false), f, opts)
 	}
 	return nil, fmt.Errorf("unknown netfilter backend %q: use \"iptables\" or \"nftables\"", name)
 }
@@ -125,23 +153,11 @@ func ValidateBackendName(name string) error {
 	return fmt.Errorf("unknown netfilter backend %q: use \"iptables\" or \"nftables\"", name)
 }
 
-// CleanupBackends returns the backends a DEL visits, by family. A missing
-// IPv6 toolset is skipped, since nothing can have been installed through it;
-// a missing IPv4 one is an error worth reporting.
-func CleanupBackends(name string, families []Family) (map[Family]Backend, error) {
-	out := map[Family]Backend{}
-	for _, f := range families {
-		be, err := New(name, f)
-		if err != nil {
-			if f == IPv6 {
-				continue
-			}
-			return nil, err
-		}
-		out[f] = be
-	}
-	return out, nil
-}
-
 // BothFamilies is what a DEL without prevResult must look at.
 var BothFamilies = []Family{IPv4, IPv6}
+
+// Family of a spec: that of the container address it is for.
+func (s PortMapSpec) Family() Family { return FamilyOf(s.ContainerIP) }
+
+// Family of a spec: that of the container address it is for.
+func (s MasqSpec) Family() Family { return FamilyOf(s.IP) }

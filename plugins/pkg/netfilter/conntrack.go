@@ -7,11 +7,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// FlushUDP deletes conntrack entries for UDP traffic to the given host ports.
-// UDP "connections" live on in conntrack after their rules change: a stale
-// entry would keep sending a client's datagrams where they went before the
-// mapping was added (or removed), so portmap flushes them on ADD and DEL.
-func FlushUDP(f Family, ports []int) error {
+// FlushUDP deletes the conntrack entries of UDP traffic to the host ports
+// of the UDP mappings in ms. UDP "connections" live on in conntrack after
+// their rules change: a stale entry would keep sending a client's datagrams
+// where they went before the mapping was added (or removed).
+func FlushUDP(f Family, ms []PortMapping) error {
+	var ports []int
+	for _, m := range ms {
+		if m.Protocol == "udp" {
+			ports = append(ports, m.HostPort)
+		}
+	}
 	if len(ports) == 0 {
 		return nil
 	}

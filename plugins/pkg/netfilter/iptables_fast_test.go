@@ -1,7 +1,10 @@
 package netfilter
 
 import (
+	"fmt"
 	"net"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,14 +14,34 @@ import (
 	"github.com/dockernet/cni-plugins/plugins/pkg/testenv"
 )
 
+// countSaves puts an iptables-save on PATH that counts its runs in a file
+// and runs the real one; the count reads how often the backend snapshotted.
+func countSaves(t *testing.T) func() int {
+	real, err := exec.LookPath("iptables-save")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	count := filepath.Join(dir, "count")
+	script := fmt.Sprintf("#!/bin/sh\necho >> %s\nexec %s \"$@\"\n", count, real)
+	if err := os.WriteFile(filepath.Join(dir, "iptables-save"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir+":"+os.Getenv("PATH"))
+	return func() int {
+		data, _ := os.ReadFile(count)
+		return strings.Count(string(data), "\n")
+	}
+}
+
 // The iptables backend reads the table (iptables-save, which grows with the
 // number of containers) only when its fast transaction is refused: the first
 // ADD on a host, a re-ADD, a DEL without a record.
 func TestIPTablesFastPath(t *testing.T) {
 	testenv.RequireRoot(t)
 	host := testenv.NewNS(t, testenv.Prefix()+"-host")
-	LockPath = filepath.Join(t.TempDir(), "lock")
-	b, err := newIPTables(IPv4)
+	saves := countSaves(t)
+	b, err := newIPTables(IPv4, Options{LockPath: filepath.Join(t.TempDir(), "lock")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,12 +56,13 @@ func TestIPTablesFastPath(t *testing.T) {
 	steps := []struct {
 		name      string
 		do        func() error
-		snapshots int64 // iptables-save runs the step may take
+		snapshots int // iptables-save runs the step may take
 	}{
 		{"first portmap ADD builds the base", func() error { return b.AddPortMappings(pm("a", "172.17.0.2", 8080)) }, 1},
 		{"second portmap ADD", func() error { return b.AddPortMappings(pm("b", "172.17.0.3", 8081)) }, 0},
 		{"ADD after the PREROUTING jump was deleted restores it", func() error {
-			host.MustRun(append([]string{"iptables", "-t", "nat", "-D", "PREROUTING"}, portmapBaseJumps()[0].rule()...)...)
+			jump := portmapBase(pm("c", "172.17.0.5", 8082)).rules()[0]
+			host.MustRun(append([]string{"iptables", "-t", "nat", "-D", jump.chain}, jump.args...)...)
 			return b.AddPortMappings(pm("c", "172.17.0.5", 8082))
 		}, 1},
 		{"DEL of c from its record", func() error { return b.DelPortMappings(pm("c", "172.17.0.5", 8082)) }, 0},
@@ -53,11 +77,11 @@ func TestIPTablesFastPath(t *testing.T) {
 	}
 	err = ns.WithNetNSPath(host.Path(), func(ns.NetNS) error {
 		for _, s := range steps {
-			before := snapshots.Load()
+			before := saves()
 			if err := s.do(); err != nil {
 				t.Fatalf("%s: %v", s.name, err)
 			}
-			if got := snapshots.Load() - before; got != s.snapshots {
+			if got := saves() - before; got != s.snapshots {
 				t.Errorf("%s: %d iptables-save runs, want %d", s.name, got, s.snapshots)
 			}
 		}
@@ -67,21 +91,6 @@ func TestIPTablesFastPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("iptables is nf_tables-backed: %v", b.nftBacked)
-	if b.nftBacked {
-		// The fast path's netlink reading of the base agrees with iptables.
-		_ = ns.WithNetNSPath(host.Path(), func(ns.NetNS) error {
-			if !b.basePresent(append(portmapBaseJumps(), masqBaseJumps()...), DefaultMarkBit) {
-				t.Error("basePresent: false for the base every ADD built")
-			}
-			if b.basePresent(portmapBaseJumps(), DefaultMarkBit+1) {
-				t.Error("basePresent: true for a mark bit nothing masquerades")
-			}
-			if b.basePresent([]baseJump{{"PREROUTING", nil, "DNET-NOPE"}}, -1) {
-				t.Error("basePresent: true for a jump nothing makes")
-			}
-			return nil
-		})
-	}
 	saved := host.MustRun("iptables-save", "-t", "nat")
 	for _, id := range []string{"id=a ", "id=b ", "id=c "} {
 		if strings.Contains(saved, id) {
@@ -92,5 +101,58 @@ func TestIPTablesFastPath(t *testing.T) {
 		if !strings.Contains(saved, base) {
 			t.Errorf("base rule %q missing:\n%s", base, saved)
 		}
+	}
+}
+
+// nftHasBase reads what real iptables-nft stored: it finds the base that
+// ensureBase writes, and nothing less or different.
+func TestNFTProbeAgainstIPTablesNFT(t *testing.T) {
+	testenv.RequireRoot(t)
+	if _, err := exec.LookPath("iptables-nft-restore"); err != nil {
+		t.Fatalf("iptables-nft-restore: %v (scripts/install-deps.sh installs iptables)", err)
+	}
+	spec := PortMapSpec{SNAT: true, MarkBit: DefaultMarkBit}
+	full := natBase{jumps: append(portmapBase(spec).jumps, masqBase().jumps...), markBit: DefaultMarkBit}
+	cases := []struct {
+		name  string
+		extra string // iptables-nft-restore lines after the base
+		skip  int    // index of a base rule left out, or -1
+		bit   int    // mark bit asked about
+		want  bool
+	}{
+		{"the base as written", "", -1, DefaultMarkBit, true},
+		{"no PREROUTING jump", "", 0, DefaultMarkBit, false},
+		{"no POSTROUTING jump to DNET-MASQ", "", 3, DefaultMarkBit, false},
+		{"another mark bit", "", -1, DefaultMarkBit + 1, false},
+		{"no mark rule", "", 4, DefaultMarkBit, false},
+		{"the mark accepted, not masqueraded", "-A DNET-POSTROUTING -m mark --mark 0x4000/0x4000 -j ACCEPT\n", -1, DefaultMarkBit + 1, false},
+		{"a jump with a different name", "-N DNET-MASQX\n-A POSTROUTING -j DNET-MASQX\n", 3, DefaultMarkBit, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			host := testenv.NewNS(t, testenv.Prefix()+"-host")
+			var in strings.Builder
+			in.WriteString("*nat\n:DNET-HOSTPORTS - [0:0]\n:DNET-POSTROUTING - [0:0]\n:DNET-MASQ - [0:0]\n")
+			for i, r := range full.rules() {
+				if i != c.skip {
+					in.WriteString("-A " + r.chain + " " + joinArgs(r.args) + "\n")
+				}
+			}
+			in.WriteString(c.extra + "COMMIT\n")
+			cmd := exec.Command("ip", "netns", "exec", host.Name, "iptables-nft-restore", "--noflush")
+			cmd.Stdin = strings.NewReader(in.String())
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("iptables-nft-restore: %v\n%s\n%s", err, out, in.String())
+			}
+			asked := natBase{jumps: full.jumps, markBit: c.bit}
+			var got bool
+			_ = ns.WithNetNSPath(host.Path(), func(ns.NetNS) error { got = nftHasBase(IPv4, asked); return nil })
+			if got != c.want {
+				t.Errorf("nftHasBase = %v, want %v, for:\n%s", got, c.want, host.MustRun("nft", "list", "table", "ip", "nat"))
+			}
+		})
+	}
+	if nftBacked("/bin/true") {
+		t.Error("nftBacked(/bin/true): a binary that is not iptables-nft must take the -C path")
 	}
 }

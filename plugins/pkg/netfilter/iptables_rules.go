@@ -38,52 +38,6 @@ func markValue(bit int) string {
 	return fmt.Sprintf("0x%x/0x%x", v, v)
 }
 
-// baseJump is a jump our chains need from a built-in chain.
-type baseJump struct {
-	from string
-	args []string
-	to   string
-}
-
-func portmapBaseJumps() []baseJump {
-	local := []string{"-m", "addrtype", "--dst-type", "LOCAL"}
-	return []baseJump{
-		{"PREROUTING", local, chainHostPorts},
-		{"OUTPUT", local, chainHostPorts},
-		{"POSTROUTING", nil, chainPostrouting},
-	}
-}
-
-func masqBaseJumps() []baseJump {
-	return []baseJump{{"POSTROUTING", nil, chainMasq}}
-}
-
-// rule is the jump as written into its built-in chain.
-func (j baseJump) rule() []string {
-	return append(append([]string{}, j.args...), "-m", "comment", "--comment", commentBase, "-j", j.to)
-}
-
-// ensureBase adds to txn whatever base chains and jumps snap lacks.
-func ensureBase(txn *natTxn, snap *natSnapshot, jumps []baseJump) {
-	for _, j := range jumps {
-		if !snap.chains[j.to] {
-			txn.declareChain(j.to)
-			snap.chains[j.to] = true
-		}
-		if !snap.hasRule(j.from, "-j "+j.to+" ") {
-			txn.add(j.from, j.rule()...)
-		}
-	}
-}
-
-// checkBase makes txn fail unless every jump is in place, exactly as
-// ensureBase writes it.
-func checkBase(txn *natTxn, jumps []baseJump) {
-	for _, j := range jumps {
-		txn.check(j.from, j.rule()...)
-	}
-}
-
 // hostIPFor returns the host address a mapping binds in family f, whether the
 // mapping applies to f at all, and "" for every local address.
 func hostIPFor(m PortMapping, f Family) (string, bool) {
@@ -175,36 +129,15 @@ func ownerRules(spec PortMapSpec, f Family) (chain [][]string, entries [][]strin
 	return chain, entries
 }
 
-// sharedMarkBit is the mark bit whose shared MASQUERADE rule spec needs,
-// or -1 when it needs none (no SNAT, or an external mark chain does it).
-func sharedMarkBit(spec PortMapSpec) int {
-	if !spec.SNAT || spec.ExternalMark != "" {
-		return -1
-	}
-	return spec.MarkBit
-}
-
-// markMasqRule masquerades what the DNAT chains marked with bit. Shared by
-// every owner using this bit; added once, never removed by a DEL, so one
-// container leaving cannot break another's hairpin.
-func markMasqRule(bit int) []string {
-	return []string{"-m", "comment", "--comment", commentBase,
-		"-m", "mark", "--mark", markValue(bit), "-j", "MASQUERADE"}
-}
-
-// portmapRules writes spec's rules into txn from a snapshot: the owner's
-// DNAT chain (declared, so emptied if it exists), its entry rules, and the
-// shared mark rule when snap lacks it.
-func portmapRules(txn *natTxn, snap *natSnapshot, spec PortMapSpec, f Family) {
+// portmapRules writes spec's rules into txn: the owner's DNAT chain
+// (declared, so emptied if it exists) and its entry rules.
+func portmapRules(txn *natTxn, spec PortMapSpec, f Family) {
 	txn.declareChain(dnatChain(spec.Owner))
 	appendOwnerRules(txn, spec, f)
-	if bit := sharedMarkBit(spec); bit >= 0 && !snap.hasRule(chainPostrouting, "--mark "+markValue(bit)+" ") {
-		txn.add(chainPostrouting, markMasqRule(bit)...)
-	}
 }
 
 // portmapAddFast is ADD without reading the table, once the caller has
-// required the base (ipTables.requireBase). It commits only if the owner
+// required the base (requireBase). It commits only if the owner
 // has no chain yet (-N fails otherwise, so a re-ADD never duplicates entry
 // rules); else nothing changes and the caller falls back to a snapshot.
 func portmapAddFast(txn *natTxn, spec PortMapSpec, f Family) {

@@ -1,32 +1,12 @@
 package netfilter
 
 import (
-	"flag"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/testenv/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if string(want) != got {
-		t.Errorf("%s differs from golden file:\n--- got ---\n%s\n--- want ---\n%s", name, got, want)
-	}
-}
 
 var testOwner = Owner{Network: "docker0", ContainerID: "3f2a9c", IfName: "eth0"}
 
@@ -36,7 +16,6 @@ func cidr(s string) *net.IPNet {
 }
 
 func TestPortmapRulesGolden(t *testing.T) {
-	empty := parseNATSnapshot("")
 	many := []PortMapping{}
 	for p := 9000; p < 9017; p++ { // 17 ports: two multiport entry rules
 		many = append(many, PortMapping{HostPort: p, ContainerPort: p, Protocol: "tcp"})
@@ -76,19 +55,19 @@ func TestPortmapRulesGolden(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			txn := &natTxn{}
-			ensureBase(txn, parseNATSnapshot(""), portmapBaseJumps())
-			portmapRules(txn, empty, c.spec, c.f)
-			golden(t, "portmap-"+c.name, txn.render())
+			ensureBase(txn, parseNATSnapshot(""), portmapBase(c.spec))
+			portmapRules(txn, c.spec, c.f)
+			golden.Check(t, "portmap-"+c.name, txn.render())
 		})
 	}
 }
 
 func TestMasqRuleGolden(t *testing.T) {
 	txn := &natTxn{}
-	ensureBase(txn, parseNATSnapshot(""), masqBaseJumps())
+	ensureBase(txn, parseNATSnapshot(""), masqBase())
 	txn.add(chainMasq, masqRule(MasqSpec{Owner: testOwner, IP: net.ParseIP("172.17.0.2"), Bridge: "docker0"}, IPv4)...)
 	txn.add(chainMasq, masqRule(MasqSpec{Owner: testOwner, IP: net.ParseIP("fd00::2"), Bridge: "docker0"}, IPv6)...)
-	golden(t, "masq", txn.render())
+	golden.Check(t, "masq", txn.render())
 }
 
 // A snapshot that already has the base chains, the jumps and the shared
@@ -115,10 +94,11 @@ COMMIT
 		t.Fatalf("parse: %+v", snap)
 	}
 	txn := &natTxn{}
-	ensureBase(txn, snap, portmapBaseJumps())
+	spec := PortMapSpec{Owner: testOwner, ContainerIP: net.ParseIP("172.17.0.3"), ContainerNet: cidr("172.17.0.0/16"),
+		SNAT: true, MarkBit: DefaultMarkBit, Mappings: []PortMapping{{HostPort: 80, ContainerPort: 80, Protocol: "tcp"}}}
+	ensureBase(txn, snap, portmapBase(spec))
 	dropOwnedPortRules(txn, snap, testOwner)
-	portmapRules(txn, snap, PortMapSpec{Owner: testOwner, ContainerIP: net.ParseIP("172.17.0.3"), ContainerNet: cidr("172.17.0.0/16"),
-		SNAT: true, MarkBit: DefaultMarkBit, Mappings: []PortMapping{{HostPort: 80, ContainerPort: 80, Protocol: "tcp"}}}, IPv4)
+	portmapRules(txn, spec, IPv4)
 	out := txn.render()
 	if strings.Contains(out, "-A PREROUTING") || strings.Contains(out, "-A DNET-POSTROUTING") || strings.Contains(out, ":DNET-HOSTPORTS") {
 		t.Errorf("re-created what already exists:\n%s", out)
@@ -126,7 +106,7 @@ COMMIT
 	if strings.Contains(out, "other") {
 		t.Errorf("touched another owner's rule:\n%s", out)
 	}
-	golden(t, "portmap-readd", out)
+	golden.Check(t, "portmap-readd", out)
 }
 
 func TestJoinArgsQuotes(t *testing.T) {

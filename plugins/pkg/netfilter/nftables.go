@@ -259,24 +259,28 @@ func baseChains() []chainSpec {
 	}
 }
 
-// baseIntact reports whether the table has every chain with its rules; a
-// few small netlink dumps, independent of the number of attachments.
-func (l *layout) baseIntact(c *nftables.Conn) bool {
+// missing names the first chain or set of the base that the table lacks,
+// or "" when it is complete; a few small netlink dumps, independent of the
+// number of attachments.
+func (l *layout) missing(c *nftables.Conn) string {
 	want := l.rules()
 	for _, ch := range baseChains() {
 		rules, err := c.GetRules(l.table, &nftables.Chain{Name: ch.name, Table: l.table})
 		if err != nil || len(rules) != len(want[ch.name]) {
-			return false
+			return "chain " + ch.name
 		}
 	}
 	sets, err := c.GetSets(l.table)
-	return err == nil && len(sets) == len(l.sets())
+	if err != nil || len(sets) != len(l.sets()) {
+		return "a set"
+	}
+	return ""
 }
 
-// queueBase (re)creates the table, sets, chains and rules in the batch.
+// ensureBase queues the table, its sets, chains and rules into the batch.
 // Chains are flushed before their rules are added, so it is idempotent and
 // repairs a partly deleted table; set elements are kept.
-func (l *layout) queueBase(c *nftables.Conn) error {
+func (l *layout) ensureBase(c *nftables.Conn) error {
 	c.AddTable(l.table)
 	for _, s := range l.sets() {
 		if err := c.AddSet(s, nil); err != nil {
@@ -396,20 +400,16 @@ func queueDelete(c *nftables.Conn, elems []elem) error {
 	return nil
 }
 
-// add commits base (when needed) and elems in one batch.
-func (b *nfTables) add(elems []elem, extra func(*layout) []elem) error {
+// add commits the base (when incomplete) and elems of l's sets in one batch.
+func (b *nfTables) add(l *layout, elems []elem) error {
 	c, err := nftables.New()
 	if err != nil {
 		return err
 	}
-	l := newLayout(b.family)
-	if !l.baseIntact(c) {
-		if err := l.queueBase(c); err != nil {
+	if l.missing(c) != "" {
+		if err := l.ensureBase(c); err != nil {
 			return err
 		}
-	}
-	if extra != nil {
-		elems = append(elems, extra(l)...)
 	}
 	if err := queueAdd(c, elems); err != nil {
 		return err
@@ -420,16 +420,11 @@ func (b *nfTables) add(elems []elem, extra func(*layout) []elem) error {
 func (b *nfTables) AddPortMappings(spec PortMapSpec) error {
 	l := newLayout(b.family)
 	elems := l.portElems(spec)
-	var bridge string
-	if spec.SNAT {
-		bridge = spec.HairpinIf
+	if spec.SNAT && spec.HairpinIf != "" {
+		// Shared by every container of the bridge, so tagged as base: no DEL removes it.
+		elems = append(elems, elem{l.hairpin, nftables.SetElement{Key: ifname(spec.HairpinIf), Comment: commentBase}})
 	}
-	err := b.add(elems, func(l *layout) []elem {
-		if bridge == "" {
-			return nil
-		}
-		return []elem{{l.hairpin, nftables.SetElement{Key: ifname(bridge), Comment: commentBase}}}
-	})
+	err := b.add(l, elems)
 	if errors.Is(err, unix.EEXIST) {
 		return b.conflict(spec)
 	}
@@ -488,13 +483,12 @@ func ownerFromComment(c string) string {
 	return fmt.Sprintf("container %s (network %s)", id, fields["net"])
 }
 
-// del removes elems (or, with none known, every element of owner).
-func (b *nfTables) del(o Owner, elems []elem, sets func(*layout) []*nftables.Set) error {
+// del removes elems (or, with none known, every element of owner in sets).
+func (b *nfTables) del(l *layout, o Owner, elems []elem, sets []*nftables.Set) error {
 	c, err := nftables.New()
 	if err != nil {
 		return err
 	}
-	l := newLayout(b.family)
 	if _, err := c.ListTableOfFamily(nftTable, l.table.Family); err != nil {
 		return nil // no table: nothing of ours can be installed
 	}
@@ -507,7 +501,7 @@ func (b *nfTables) del(o Owner, elems []elem, sets func(*layout) []*nftables.Set
 		}
 		// An element now holds other data (or a set is gone): fall back to the comments.
 	}
-	return b.delByComment(o, sets(l))
+	return b.delByComment(o, sets)
 }
 
 // delByComment dumps sets and deletes the elements tagged with owner.
@@ -543,13 +537,12 @@ func (b *nfTables) delByComment(o Owner, sets []*nftables.Set) error {
 }
 
 func (b *nfTables) DelPortMappings(spec PortMapSpec) error {
+	l := newLayout(b.family)
 	var elems []elem
 	if spec.ContainerIP != nil {
-		elems = newLayout(b.family).portElems(spec)
+		elems = l.portElems(spec)
 	}
-	err := b.del(spec.Owner, elems, func(l *layout) []*nftables.Set {
-		return []*nftables.Set{l.hostPorts, l.hostPortsBound, l.masqAll}
-	})
+	err := b.del(l, spec.Owner, elems, []*nftables.Set{l.hostPorts, l.hostPortsBound, l.masqAll})
 	if err != nil {
 		return fmt.Errorf("%s nftables: remove ports of container %s: %w", b.family, spec.Owner.ContainerID, err)
 	}
@@ -557,18 +550,20 @@ func (b *nfTables) DelPortMappings(spec PortMapSpec) error {
 }
 
 func (b *nfTables) AddMasquerade(spec MasqSpec) error {
-	if err := b.add(newLayout(b.family).masqElems(spec), nil); err != nil {
+	l := newLayout(b.family)
+	if err := b.add(l, l.masqElems(spec)); err != nil {
 		return fmt.Errorf("%s nftables: masquerade for container %s: %w", b.family, spec.Owner.ContainerID, err)
 	}
 	return nil
 }
 
 func (b *nfTables) DelMasquerade(spec MasqSpec) error {
+	l := newLayout(b.family)
 	var elems []elem
 	if spec.IP != nil {
-		elems = newLayout(b.family).masqElems(spec)
+		elems = l.masqElems(spec)
 	}
-	err := b.del(spec.Owner, elems, func(l *layout) []*nftables.Set { return []*nftables.Set{l.masqIPs, l.masqLocal} })
+	err := b.del(l, spec.Owner, elems, []*nftables.Set{l.masqIPs, l.masqLocal})
 	if err != nil {
 		return fmt.Errorf("%s nftables: remove masquerade of container %s: %w", b.family, spec.Owner.ContainerID, err)
 	}
@@ -582,8 +577,8 @@ func (b *nfTables) check(elems []elem, what string) error {
 		return err
 	}
 	l := newLayout(b.family)
-	if !l.baseIntact(c) {
-		return fmt.Errorf("%s nftables: table %s is missing or incomplete", b.family, nftTable)
+	if what := l.missing(c); what != "" {
+		return fmt.Errorf("%s nftables: table %s is incomplete: %s is missing or changed", b.family, nftTable, what)
 	}
 	cache := map[string][]nftables.SetElement{}
 	for _, want := range elems {

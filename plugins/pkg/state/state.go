@@ -1,8 +1,7 @@
 // Package state keeps, per attachment, what a plugin installed: the record
 // a DEL needs when the runtime sends no prevResult, and what GC and rule
-// restoration will read. A record is written before the rules it describes
-// (intent first), so a crash can leave a record without rules, which DEL
-// handles, but never rules without a record.
+// restoration will read. It stores and returns plain Go errors; the plugin
+// layer (plugins/pkg/attachment) gives them CNI codes.
 //
 // Layout: <dir>/<kind>/<owner tag>.json, written atomically (temp + rename).
 package state
@@ -13,8 +12,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-
-	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
 )
 
 // DefaultDir is used when a config sets no stateDir.
@@ -74,28 +71,6 @@ func (s Store) Remove(kind, tag string) error {
 	err := os.Remove(s.path(kind, tag))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove state: %w", err)
-	}
-	return nil
-}
-
-// Replace saves rec as the record of kind for tag. A record already there is
-// from an earlier ADD of the same attachment (a re-ADD): undo gets it first,
-// so what that ADD installed goes before the new record is written. A failed
-// read or write of the store is a CNI I/O error (code 5); undo's error comes
-// back as it is.
-func Replace[T any](s Store, kind, tag string, rec T, undo func(prev T) error) error {
-	var prev T
-	found, err := s.Load(kind, tag, &prev)
-	if err != nil {
-		return cnierr.IO("%v", err)
-	}
-	if found {
-		if err := undo(prev); err != nil {
-			return err
-		}
-	}
-	if err := s.Save(kind, tag, rec); err != nil {
-		return cnierr.IO("%v", err)
 	}
 	return nil
 }

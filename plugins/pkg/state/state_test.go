@@ -32,22 +32,3 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatal("corrupt record loaded")
 	}
 }
-
-// Replace hands the earlier record to undo before it overwrites it.
-func TestReplaceUndoesThePreviousRecord(t *testing.T) {
-	s := New(t.TempDir())
-	var undone []string
-	undo := func(prev string) error { undone = append(undone, prev); return nil }
-	for _, rec := range []string{"first", "second"} {
-		if err := Replace(s, "kind", "tag", rec, undo); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var got string
-	if found, err := s.Load("kind", "tag", &got); err != nil || !found || got != "second" {
-		t.Fatalf("record %q found=%v err=%v, want second", got, found, err)
-	}
-	if len(undone) != 1 || undone[0] != "first" {
-		t.Fatalf("undo got %v, want [first]", undone)
-	}
-}

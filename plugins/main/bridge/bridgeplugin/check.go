@@ -11,7 +11,6 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
-	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
 )
 
 // Check verifies what ADD made is still in place: the interfaces, the
@@ -46,14 +45,14 @@ func Check(args *skel.CmdArgs) error {
 	o := owner(n, args)
 	hostLink, err := netlink.LinkByName(hostVethName(o))
 	if err != nil {
-		return fmt.Errorf("bridge: host veth %s of container %s is missing: %v", hostVethName(o), args.ContainerID, err)
+		return cnierr.Drift("bridge: host veth %s of container %s is missing: %v", hostVethName(o), args.ContainerID, err)
 	}
 	br, err := findBridge(n.BrName)
 	if err != nil {
-		return fmt.Errorf("bridge: %v", err)
+		return cnierr.Drift("bridge: %v", err)
 	}
 	if hostLink.Attrs().MasterIndex != br.Index {
-		return fmt.Errorf("bridge: host veth %s is not attached to bridge %s", hostLink.Attrs().Name, n.BrName)
+		return cnierr.Drift("bridge: host veth %s is not attached to bridge %s", hostLink.Attrs().Name, n.BrName)
 	}
 
 	err = ns.WithNetNSPath(args.Netns, func(ns.NetNS) error {
@@ -76,20 +75,11 @@ func Check(args *skel.CmdArgs) error {
 		return ip.ValidateExpectedRoute(prev.Routes)
 	})
 	if err != nil {
-		return fmt.Errorf("bridge: %v", err)
+		return cnierr.Drift("bridge: %v", err)
 	}
 
 	if n.IPMasq {
-		backend := masqBackend(n, o)
-		for _, ipc := range prev.IPs {
-			be, err := netfilter.New(backend, netfilter.FamilyOf(ipc.Address.IP))
-			if err != nil {
-				return cnierr.Config("bridge: ipMasq: %v", err)
-			}
-			if err := be.CheckMasquerade(netfilter.MasqSpec{Owner: o, IP: ipc.Address.IP, Bridge: n.BrName}); err != nil {
-				return fmt.Errorf("bridge: %v", err)
-			}
-		}
+		return checkMasquerade(n, o, prev.IPs)
 	}
 	return nil
 }

@@ -6,95 +6,48 @@ import (
 
 	current "github.com/containernetworking/cni/pkg/types/100"
 
-	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
+	"github.com/dockernet/cni-plugins/plugins/pkg/attachment"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
 	"github.com/dockernet/cni-plugins/plugins/pkg/state"
 )
 
-// addMasquerade records, then installs, the outbound masquerade of each
-// container address; undo removes both.
+func stateEnv(n *NetConf) attachment.Env {
+	return attachment.Env{Store: state.New(n.StateDir), Backends: netfilter.Host{}}
+}
+
+func masqSpecs(n *NetConf, o netfilter.Owner, ips []*current.IPConfig) []netfilter.MasqSpec {
+	specs := make([]netfilter.MasqSpec, 0, len(ips))
+	for _, ipc := range ips {
+		specs = append(specs, netfilter.MasqSpec{Owner: o, IP: ipc.Address.IP, Bridge: n.BrName})
+	}
+	return specs
+}
+
+// addMasquerade masquerades each container address on its way out; undo
+// removes it again.
 func addMasquerade(n *NetConf, o netfilter.Owner, result *current.Result, undo *undoStack) error {
-	rec := netfilter.MasqRecord{Backend: netfilter.Resolve(n.IPMasqBackend, false)}
+	rec := attachment.Record[netfilter.MasqSpec]{Backend: netfilter.Resolve(n.IPMasqBackend, false), Specs: masqSpecs(n, o, result.IPs)}
 	if n.IPMasqBackend == "" {
 		fmt.Fprintf(os.Stderr, "bridge: ipMasq uses the %s backend (no \"ipMasqBackend\" configured)\n", rec.Backend)
 	}
-	for _, ipc := range result.IPs {
-		rec.Specs = append(rec.Specs, netfilter.MasqSpec{Owner: o, IP: ipc.Address.IP, Bridge: n.BrName})
-	}
-	store := state.New(n.StateDir)
-	if err := state.Replace(store, netfilter.KindMasq, o.Tag(), rec, removeMasq); err != nil {
+	if err := attachment.Masquerade.Install(stateEnv(n), o, rec); err != nil {
 		return err
 	}
-	undo.push(func() { _ = store.Remove(netfilter.KindMasq, o.Tag()) })
-	for _, spec := range rec.Specs {
-		be, err := netfilter.New(rec.Backend, spec.Family())
-		if err != nil {
-			return cnierr.Config("bridge: ipMasq: %v", err)
-		}
-		if err := be.AddMasquerade(spec); err != nil {
-			return cnierr.Wrap(err, "bridge: install masquerade")
-		}
-		undo.push(func() { _ = be.DelMasquerade(spec) })
-	}
+	undo.push(func() { _ = delMasquerade(n, o) })
 	return nil
 }
 
-// delMasquerade removes what the record says ADD installed; without a
-// record (lost, or ipMasq just turned on) it searches every backend by tag.
+// delMasquerade removes o's masquerade. Without a record, it is searched
+// for by tag only where ipMasq could have made it.
 func delMasquerade(n *NetConf, o netfilter.Owner) error {
-	store := state.New(n.StateDir)
-	var rec netfilter.MasqRecord
-	found, err := store.Load(netfilter.KindMasq, o.Tag(), &rec)
-	if err != nil {
-		return cnierr.IO("bridge: %v", err)
+	var families []netfilter.Family
+	if n.IPMasq {
+		families = delFamilies(n)
 	}
-	if !found {
-		if !n.IPMasq {
-			return nil
-		}
-		for _, name := range netfilter.AvailableBackends() {
-			backends, err := netfilter.CleanupBackends(name, delFamilies(n))
-			if err != nil {
-				return cnierr.Config("bridge: ipMasq: %v", err)
-			}
-			for _, be := range backends {
-				if err := be.DelMasquerade(netfilter.MasqSpec{Owner: o}); err != nil {
-					return cnierr.Wrap(err, "bridge: remove masquerade")
-				}
-			}
-		}
-		return nil
-	}
-	if err := removeMasq(rec); err != nil {
-		return err
-	}
-	if err := store.Remove(netfilter.KindMasq, o.Tag()); err != nil {
-		return cnierr.IO("bridge: %v", err)
-	}
-	return nil
+	return attachment.Masquerade.Remove(stateEnv(n), o, netfilter.MasqSpec{Owner: o}, families)
 }
 
-// removeMasq deletes the rules rec says were installed.
-func removeMasq(rec netfilter.MasqRecord) error {
-	for _, spec := range rec.Specs {
-		backends, err := netfilter.CleanupBackends(rec.Backend, []netfilter.Family{spec.Family()})
-		if err != nil {
-			return cnierr.Config("bridge: ipMasq: %v", err)
-		}
-		for _, be := range backends {
-			if err := be.DelMasquerade(spec); err != nil {
-				return cnierr.Wrap(err, "bridge: remove masquerade")
-			}
-		}
-	}
-	return nil
-}
-
-// masqBackend is the backend that installed o's masquerade, or would.
-func masqBackend(n *NetConf, o netfilter.Owner) string {
-	var rec netfilter.MasqRecord
-	if found, err := state.New(n.StateDir).Load(netfilter.KindMasq, o.Tag(), &rec); err == nil && found {
-		return rec.Backend
-	}
-	return netfilter.Resolve(n.IPMasqBackend, false)
+// checkMasquerade verifies the masquerade of each address in ips.
+func checkMasquerade(n *NetConf, o netfilter.Owner, ips []*current.IPConfig) error {
+	return attachment.Masquerade.CheckInstalled(stateEnv(n), o, masqSpecs(n, o, ips), netfilter.Resolve(n.IPMasqBackend, false))
 }

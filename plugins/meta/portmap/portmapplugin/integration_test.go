@@ -2,7 +2,6 @@ package portmapplugin_test
 
 import (
 	"encoding/json"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -147,37 +146,6 @@ func testPortmapBinary(t *testing.T, p pm) {
 			t.Fatal(err)
 		}
 	})
-}
-
-var update = flag.Bool("update", false, "rewrite golden files")
-
-// TestNFTablesLayout pins the nftables table (chains, maps, sets,
-// priorities, rules) to testdata/nft-ip-dnet.golden.
-func TestNFTablesLayout(t *testing.T) {
-	testenv.RequireRoot(t)
-	p := pm{"nftables", t.TempDir()}
-	bin := testenv.Bin(t)
-	host := hostWithBridge(t)
-	ms := `[{"hostPort":8080,"containerPort":80,"protocol":"tcp"},{"hostPort":8053,"containerPort":53,"protocol":"udp","hostIP":"127.0.0.1"}]`
-	if _, err := host.Exec(bin, "portmap", testenv.Call{Command: "ADD", ContainerID: "golden", Netns: "/x", IfName: "eth0",
-		Conf: p.conf("net1", prevResult("10.66.0.2"), ms)}); err != nil {
-		t.Fatal(err)
-	}
-	got := host.MustRun("nft", "list", "table", "ip", "dnet")
-	path := filepath.Join("testdata", "nft-ip-dnet.golden")
-	if *update {
-		_ = os.MkdirAll("testdata", 0o755)
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (go test -update writes it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("nft table differs from %s:\n--- got ---\n%s\n--- want ---\n%s", path, got, want)
-	}
 }
 
 // With nftables a host port has one owner: a second container asking for it

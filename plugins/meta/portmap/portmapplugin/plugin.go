@@ -12,6 +12,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/vishvananda/netlink"
 
+	"github.com/dockernet/cni-plugins/plugins/pkg/attachment"
 	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
 	"github.com/dockernet/cni-plugins/plugins/pkg/procsys"
@@ -69,17 +70,6 @@ func prevResult(c *PortMapConf, cmd string) (*current.Result, error) {
 	return prev, nil
 }
 
-// udpPorts lists the host ports of UDP mappings.
-func udpPorts(ms []netfilter.PortMapping) []int {
-	var out []int
-	for _, m := range ms {
-		if m.Protocol == "udp" {
-			out = append(out, m.HostPort)
-		}
-	}
-	return out
-}
-
 // Add publishes the mappings and passes prevResult on.
 func Add(args *skel.CmdArgs) error {
 	c, err := LoadConfig(args.StdinData)
@@ -97,7 +87,7 @@ func Add(args *skel.CmdArgs) error {
 	if len(addrs) == 0 {
 		return cnierr.Config("portmap: prevResult has no container address to forward host ports to")
 	}
-	rec := netfilter.PortMapRecord{Backend: netfilter.Resolve(c.Backend, c.needsIPTables())}
+	rec := attachment.Record[netfilter.PortMapSpec]{Backend: netfilter.Resolve(c.Backend, c.needsIPTables())}
 	if c.Backend == "" {
 		fmt.Fprintf(os.Stderr, "portmap: using the %s backend (no \"backend\" configured)\n", rec.Backend)
 	}
@@ -114,42 +104,14 @@ func Add(args *skel.CmdArgs) error {
 			rec.Specs = append(rec.Specs, spec)
 		}
 	}
-	if err := install(c, ownerOf(c, args), rec); err != nil {
+	if err := attachment.PortMappings.Install(stateEnv(c), ownerOf(c, args), rec); err != nil {
 		return err
 	}
 	return types.PrintResult(prev, c.CNIVersion)
 }
 
-// install records rec and then applies it; on failure it leaves neither
-// rules nor a record behind.
-func install(c *PortMapConf, o netfilter.Owner, rec netfilter.PortMapRecord) (err error) {
-	store := state.New(c.StateDir)
-	if err := state.Replace(store, netfilter.KindPortMap, o.Tag(), rec, removeRecord); err != nil {
-		return err
-	}
-	var done []func()
-	defer func() {
-		if err != nil {
-			for _, undo := range done {
-				undo()
-			}
-			_ = store.Remove(netfilter.KindPortMap, o.Tag())
-		}
-	}()
-	for _, spec := range rec.Specs {
-		be, err := netfilter.New(rec.Backend, spec.Family())
-		if err != nil {
-			return cnierr.Config("portmap: %v", err)
-		}
-		if err := be.AddPortMappings(spec); err != nil {
-			return cnierr.Wrap(err, "portmap: publish ports")
-		}
-		done = append(done, func() { _ = be.DelPortMappings(spec) })
-		if err := netfilter.FlushUDP(spec.Family(), udpPorts(spec.Mappings)); err != nil {
-			return cnierr.Wrap(err, "portmap")
-		}
-	}
-	return nil
+func stateEnv(c *PortMapConf) attachment.Env {
+	return attachment.Env{Store: state.New(c.StateDir), Backends: netfilter.Host{}}
 }
 
 // enableHairpin finds the host interface towards the container (its bridge)
@@ -174,69 +136,22 @@ func enableHairpin(f netfilter.Family, containerIP net.IP) (string, error) {
 	return name, nil
 }
 
-// Del removes this attachment's rules; it needs neither prevResult nor the netns.
+// Del removes this attachment's rules; it needs neither prevResult nor the
+// netns. Without a record, the rules are searched for by tag in both
+// families, unless the config publishes nothing (ADD installed nothing).
 func Del(args *skel.CmdArgs) error {
 	c, err := LoadConfig(args.StdinData)
 	if err != nil {
 		return err
 	}
 	o := ownerOf(c, args)
-	store := state.New(c.StateDir)
-	var rec netfilter.PortMapRecord
-	found, err := store.Load(netfilter.KindPortMap, o.Tag(), &rec)
-	if err != nil {
-		return cnierr.IO("portmap: %v", err)
+	var families []netfilter.Family
+	if len(c.mappings) > 0 {
+		families = netfilter.BothFamilies
 	}
-	if !found {
-		if len(c.mappings) == 0 {
-			return nil // no record and nothing to publish: ADD installed nothing
-		}
-		// No record (lost, or written by an older version): search every backend by tag.
-		byTag := netfilter.PortMapSpec{Owner: o, Mappings: c.mappings}
-		for _, name := range netfilter.AvailableBackends() {
-			if err := remove(name, netfilter.BothFamilies, []netfilter.PortMapSpec{byTag, byTag}); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	if err := removeRecord(rec); err != nil {
-		return err
-	}
-	if err := store.Remove(netfilter.KindPortMap, o.Tag()); err != nil {
-		return cnierr.IO("portmap: %v", err)
-	}
-	return nil
-}
-
-// removeRecord deletes the rules rec says were installed.
-func removeRecord(rec netfilter.PortMapRecord) error {
-	families := make([]netfilter.Family, len(rec.Specs))
-	for i, s := range rec.Specs {
-		families[i] = s.Family()
-	}
-	return remove(rec.Backend, families, rec.Specs)
-}
-
-// remove deletes specs[i], which belongs to families[i], through backend name.
-func remove(name string, families []netfilter.Family, specs []netfilter.PortMapSpec) error {
-	backends, err := netfilter.CleanupBackends(name, families)
-	if err != nil {
-		return cnierr.Config("portmap: %v", err)
-	}
-	for i, f := range families {
-		be, ok := backends[f]
-		if !ok {
-			continue
-		}
-		if err := be.DelPortMappings(specs[i]); err != nil {
-			return cnierr.Wrap(err, "portmap: remove published ports")
-		}
-		if err := netfilter.FlushUDP(f, udpPorts(specs[i].Mappings)); err != nil {
-			return cnierr.Wrap(err, "portmap")
-		}
-	}
-	return nil
+	// The mappings let a search by tag flush their UDP conntrack entries too.
+	byTag := netfilter.PortMapSpec{Owner: o, Mappings: c.mappings}
+	return attachment.PortMappings.Remove(stateEnv(c), o, byTag, families)
 }
 
 // Check verifies every mapping's rules are in place.
@@ -252,26 +167,14 @@ func Check(args *skel.CmdArgs) error {
 	if len(c.mappings) == 0 {
 		return nil
 	}
-	var rec netfilter.PortMapRecord
-	found, err := state.New(c.StateDir).Load(netfilter.KindPortMap, ownerOf(c, args).Tag(), &rec)
-	if err != nil {
-		return cnierr.IO("portmap: %v", err)
-	}
-	backend := rec.Backend
-	if !found {
-		backend = netfilter.Resolve(c.Backend, c.needsIPTables())
-	}
-	for f, addr := range containerAddrs(prev) {
-		be, err := netfilter.New(backend, f)
-		if err != nil {
-			return cnierr.Config("portmap: %v", err)
-		}
-		spec := specFor(c, args, f, addr)
-		if err := be.CheckPortMappings(spec); err != nil {
-			return fmt.Errorf("portmap: %v", err)
+	addrs := containerAddrs(prev)
+	specs := make([]netfilter.PortMapSpec, 0, len(addrs))
+	for _, f := range netfilter.BothFamilies {
+		if addr := addrs[f]; addr != nil {
+			specs = append(specs, specFor(c, args, f, addr))
 		}
 	}
-	return nil
+	return attachment.PortMappings.CheckInstalled(stateEnv(c), ownerOf(c, args), specs, netfilter.Resolve(c.Backend, c.needsIPTables()))
 }
 
 // Status reports readiness: the configured backend must be usable.
@@ -281,12 +184,12 @@ func Status(args *skel.CmdArgs) error {
 		return err
 	}
 	backend := netfilter.Resolve(c.Backend, c.needsIPTables())
-	_, err = netfilter.New(backend, netfilter.IPv4)
+	_, err = netfilter.New(backend, netfilter.IPv4, netfilter.Options{})
 	if err == nil && backend == netfilter.NameIPTables {
 		err = netfilter.ProbeIPTables(netfilter.IPv4)
 	}
 	if err != nil {
-		return types.NewError(types.ErrPluginNotAvailable, "portmap: "+err.Error(), "")
+		return cnierr.Unavailable("portmap: %v", err)
 	}
 	return nil
 }

@@ -1,0 +1,38 @@
+package netfilter
+
+import (
+	"net"
+	"testing"
+
+	"github.com/containernetworking/plugins/pkg/ns"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/testenv"
+	"github.com/dockernet/cni-plugins/plugins/pkg/testenv/golden"
+)
+
+// TestNFTablesLayout pins the nftables table (chains, maps, sets,
+// priorities, rules) after one portmap ADD to testdata/nft-ip-dnet.golden.
+func TestNFTablesLayout(t *testing.T) {
+	testenv.RequireRoot(t)
+	host := testenv.NewNS(t, testenv.Prefix()+"-host")
+	spec := PortMapSpec{
+		Owner:       Owner{Network: "net1", ContainerID: "golden", IfName: "eth0"},
+		ContainerIP: net.ParseIP("10.66.0.2"), ContainerNet: cidr("10.66.0.0/24"),
+		SNAT: true, MarkBit: DefaultMarkBit, HairpinIf: "br0",
+		Mappings: []PortMapping{
+			{HostPort: 8080, ContainerPort: 80, Protocol: "tcp"},
+			{HostPort: 8053, ContainerPort: 53, Protocol: "udp", HostIP: net.ParseIP("127.0.0.1")},
+		},
+	}
+	err := ns.WithNetNSPath(host.Path(), func(ns.NetNS) error {
+		b, err := newNFTables(IPv4)
+		if err != nil {
+			return err
+		}
+		return b.AddPortMappings(spec)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden.Check(t, "nft-ip-dnet", host.MustRun("nft", "list", "table", "ip", "dnet"))
+}
