@@ -8,7 +8,6 @@ require (
 	github.com/coreos/go-iptables v0.8.0
 	github.com/google/nftables v0.3.0
 	github.com/vishvananda/netlink v1.3.1
-	golang.org/x/image v0.48.0
 	golang.org/x/sys v0.50.0
 )
 

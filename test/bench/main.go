@@ -11,36 +11,11 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 )
-
-type results struct {
-	runs, scaleRuns          int
-	parallelN                int
-	connRounds               int
-	connDur                  time.Duration
-	fillWorkers              map[string]int // variant -> parallel ADDs while filling
-	pluginRuns               int
-	add1, del1, add10, del10 map[string][]time.Duration
-	levels                   []int
-	scaleAdd, scaleDel       map[int]map[string][]time.Duration
-	twinAdd, twinDel         map[int]map[string][]time.Duration // the empty twin host, same rounds
-	connLevels               []int
-	conn, connDirect         map[int]map[string]connResult
-	connOldest               map[int]map[string]connResult                 // via the oldest container's port
-	connTwin                 map[int]map[string]connResult                 // M=1 on the empty twin host, same rounds
-	kernelAdd, kernelDel     map[int]map[string][]time.Duration            // level -> variant
-	plugins                  map[int]map[string]map[string][]time.Duration // level -> variant -> plugin
-	tputDirect, tputHostPort map[string]float64
-	tputRatio                map[string]float64 // median of the per-pair host port / direct ratios
-	parallel                 map[string]parallelResult
-	nftExec, nftNetlink      []time.Duration
-	fillTime                 map[string]time.Duration // variant -> time spent adding the containers present
-	started                  time.Time
-	elapsed                  time.Duration
-}
 
 func main() {
 	ours := flag.String("ours", "bin", "directory with our plugins")
@@ -48,18 +23,25 @@ func main() {
 	hello := flag.String("hello", "bin/hello", "the hello binary (sink server)")
 	out := flag.String("out", "bench-results", "directory for results.md and scaling.png")
 	runs := flag.Int("runs", 30, "runs per latency figure on an empty host")
-	scaleRuns := flag.Int("scale-runs", 15, "runs per latency figure with containers present (each costs a second at N=1000 for the reference)")
+	scaleRuns := flag.Int("scale-runs", 15, "runs per latency figure with containers present")
 	levelsFlag := flag.String("levels", "0,100,500,1000", "containers present for the scaling latency")
 	connFlag := flag.String("conn-levels", "0,250,1000", "containers present (4 mappings each) for the connection rate")
 	parallelN := flag.Int("parallel", 100, "containers added at once")
 	connDur := flag.Duration("conn-time", 250*time.Millisecond, "length of one connection-rate round")
 	connRounds := flag.Int("conn-rounds", 9, "rounds per connection-rate figure, alternating host port and direct; the median round counts")
 	workers := flag.String("fill-workers", "ours-nftables=4,ours-iptables=4,ref-nftables=5,ref-iptables=2",
-		"parallel ADDs while filling, per variant (measured fastest here: the reference nftables filled 600 in 53 s with 3, 41 s with 5, 43 s with 8; the reference iptables was slowest with 1, 3 or 4)")
+		"parallel ADDs while filling, per variant: each variant's fastest fill (test/bench/results/README.md)")
 	pluginRuns := flag.Int("plugin-runs", 3, "runs per plugin in the per-plugin breakdown")
 	only := flag.String("variants", "", "comma-separated subset of variants to run (default: all four)")
-	flag.BoolVar(&fillMasq, "fill-masq", false, "the containers present masquerade outbound too, like the measured chain (the reference iptables fill then takes twice as long)")
+	flag.BoolVar(&fillMasq, "fill-masq", false, "the containers present masquerade outbound too, like the measured chain (a far longer fill for the reference iptables)")
+	readme := flag.String("readme", "", "measure nothing: copy the targets table of -out's results.md into this README")
 	flag.Parse()
+	if *readme != "" {
+		if err := publishReadme(filepath.Join(*out, "results.md"), *readme); err != nil {
+			fail(err.Error())
+		}
+		return
+	}
 	if os.Geteuid() != 0 {
 		fail("bench needs root (network namespaces, netfilter)")
 	}
@@ -82,12 +64,12 @@ func main() {
 		}
 		variants = keep
 	}
-	r := &results{runs: *runs, scaleRuns: *scaleRuns, parallelN: *parallelN, levels: ints(*levelsFlag), connLevels: ints(*connFlag), started: time.Now(),
-		connRounds: *connRounds, connDur: *connDur, fillWorkers: workerMap(*workers), pluginRuns: *pluginRuns}
+	r := newResults(options{runs: *runs, scaleRuns: *scaleRuns, parallelN: *parallelN, levels: ints(*levelsFlag), connLevels: ints(*connFlag),
+		connRounds: *connRounds, connDur: *connDur, fillWorkers: workerMap(*workers), pluginRuns: *pluginRuns}, variants)
 	if err := run(r, variants, abs(*hello)); err != nil {
 		fail(err.Error())
 	}
-	r.elapsed = time.Since(r.started)
+	r.elapsed, r.settled = time.Since(r.started), settled
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		fail(err.Error())
 	}
@@ -151,17 +133,21 @@ func run(r *results, variants []variant, hello string) error {
 		}
 		worlds = append(worlds, w)
 	}
-	var err error
-	progress("chain latency, 1 mapping, %d runs", r.runs)
-	if r.add1, r.del1, err = latency(worlds, 1, r.runs); err != nil {
+	progress("chain latency, 1 mapping, %d runs", r.opts.runs)
+	add1, del1, err := latency(worlds, 1, r.opts.runs)
+	if err != nil {
 		return err
 	}
-	progress("chain latency, 10 mappings, %d runs", r.runs)
-	if r.add10, r.del10, err = latency(worlds, 10, r.runs); err != nil {
+	progress("chain latency, 10 mappings, %d runs", r.opts.runs)
+	add10, del10, err := latency(worlds, 10, r.opts.runs)
+	if err != nil {
 		return err
+	}
+	for _, v := range variants {
+		r.variants[v.name].empty = emptyLatency{add1[v.name], del1[v.name], add10[v.name], del10[v.name]}
 	}
 	progress("nft transaction: nft -f process vs netlink")
-	if r.nftExec, r.nftNetlink, err = nftTransactions(worlds[0], r.runs); err != nil {
+	if r.nft, err = nftTransactions(worlds[0], r.opts.runs); err != nil {
 		return err
 	}
 	for _, w := range worlds {
@@ -180,25 +166,6 @@ func run(r *results, variants []variant, hello string) error {
 // one being measured. The variants therefore follow one another here;
 // only the empty-host figures above are interleaved.
 func scale(r *results, variants []variant, tag, hello string) error {
-	r.scaleAdd, r.scaleDel = map[int]map[string][]time.Duration{}, map[int]map[string][]time.Duration{}
-	r.twinAdd, r.twinDel = map[int]map[string][]time.Duration{}, map[int]map[string][]time.Duration{}
-	r.conn, r.connDirect, r.connOldest = map[int]map[string]connResult{}, map[int]map[string]connResult{}, map[int]map[string]connResult{}
-	r.connTwin = map[int]map[string]connResult{}
-	r.kernelAdd, r.kernelDel = map[int]map[string][]time.Duration{}, map[int]map[string][]time.Duration{}
-	r.plugins = map[int]map[string]map[string][]time.Duration{}
-	r.tputDirect, r.tputHostPort, r.tputRatio = map[string]float64{}, map[string]float64{}, map[string]float64{}
-	r.parallel = map[string]parallelResult{}
-	r.fillTime = map[string]time.Duration{}
-	for _, l := range r.levels {
-		r.scaleAdd[l], r.scaleDel[l] = map[string][]time.Duration{}, map[string][]time.Duration{}
-		r.twinAdd[l], r.twinDel[l] = map[string][]time.Duration{}, map[string][]time.Duration{}
-		r.kernelAdd[l], r.kernelDel[l] = map[string][]time.Duration{}, map[string][]time.Duration{}
-		r.plugins[l] = map[string]map[string][]time.Duration{}
-	}
-	for _, l := range r.connLevels {
-		r.conn[l*4+1], r.connDirect[l*4+1], r.connOldest[l*4+1] = map[string]connResult{}, map[string]connResult{}, map[string]connResult{}
-		r.connTwin[l*4+1] = map[string]connResult{}
-	}
 	for i, v := range variants {
 		w, err := newWorld(v, fmt.Sprintf("%sn%d", tag, i))
 		if err != nil {
@@ -215,7 +182,7 @@ func scale(r *results, variants []variant, tag, hello string) error {
 }
 
 func scaleOne(r *results, w *world, hello string) error {
-	name := w.v.name
+	name, opts, vr := w.v.name, r.opts, r.variants[w.v.name]
 	// An empty host of the same variant, measured in the same rounds as the
 	// filled one: the growth with N is their ratio, so a slow minute of the
 	// machine (this is a VM) hits both sides of it alike.
@@ -227,66 +194,41 @@ func scaleOne(r *results, w *world, hello string) error {
 	twin.twin = true
 	next := 20000
 	nextPort := func() int { next++; return next }
-	for _, level := range union(r.levels, r.connLevels) {
+	levels := slices.Concat(opts.levels, opts.connLevels)
+	slices.Sort(levels)
+	for _, level := range slices.Compact(levels) {
 		t0 := time.Now()
 		need := level - len(w.fillers)
-		if len(w.fillers) == 0 && level >= r.parallelN && r.parallelN > 0 {
+		if len(w.fillers) == 0 && level >= opts.parallelN && opts.parallelN > 0 {
 			// The first containers all at once: the parallel-ADD workload.
-			res, err := w.fillParallel(r.parallelN, nextPort)
-			if err != nil {
+			if vr.parallel, err = w.fillParallel(opts.parallelN, nextPort); err != nil {
 				return err
 			}
-			r.parallel[name] = res
-			progress("%s: %d chain ADDs at once in %s, %d failed", name, r.parallelN, res.wall.Round(time.Millisecond), res.failures)
+			progress("%s: %d chain ADDs at once in %s, %d failed", name, opts.parallelN, vr.parallel.wall.Round(time.Millisecond), vr.parallel.failures)
 		}
-		if err := w.fill(level, r.fillWorkers[name], nextPort); err != nil {
+		if err := w.fill(level, opts.fillWorkers[name], nextPort); err != nil {
 			return err
 		}
-		r.fillTime[name] += time.Since(t0)
+		vr.fillTime += time.Since(t0)
 		progress("%s: filled to %d containers (%d ADDs in %s)", name, level, need, time.Since(t0).Round(time.Second))
 		settle()
-		if contains(r.levels, level) {
-			top := level == r.levels[len(r.levels)-1]
-			pair := []*world{w}
-			if top && level > 0 {
-				pair = append(pair, twin)
-			}
-			adds, dels, err := latency(pair, 4, r.scaleRuns)
-			if err != nil {
+		if slices.Contains(opts.levels, level) {
+			if err := measureLatency(vr.scale[level], w, twin, level, opts); err != nil {
 				return err
-			}
-			r.scaleAdd[level][name], r.scaleDel[level][name] = adds[name], dels[name]
-			if len(pair) > 1 {
-				r.twinAdd[level][name], r.twinDel[level][name] = adds[twin.label()], dels[twin.label()]
-			}
-			if r.kernelAdd[level][name], r.kernelDel[level][name], err = kernelFloor(w, 10); err != nil {
-				return err
-			}
-			if level == 0 || top {
-				if r.plugins[level][name], err = pluginTimes(w, r.pluginRuns); err != nil {
-					return err
-				}
 			}
 		}
-		if contains(r.connLevels, level) {
+		if slices.Contains(opts.connLevels, level) {
 			var peer *world // the empty twin joins the rounds at the top level
-			if level > 0 && level == r.connLevels[len(r.connLevels)-1] {
+			if level > 0 && level == opts.connLevels[len(opts.connLevels)-1] {
 				peer = twin
 			}
-			f, err := connRound(w, peer, hello, level == 0, r.connRounds, r.connDur)
+			f, err := connRound(w, peer, hello, level == 0, opts.connRounds, opts.connDur)
 			if err != nil {
 				return err
 			}
-			m := level*4 + 1
-			r.conn[m][name], r.connDirect[m][name] = f.viaPort, f.direct
-			if f.oldest.rounds != nil {
-				r.connOldest[m][name] = f.oldest
-			}
-			if f.twin.rounds != nil {
-				r.connTwin[m][name] = f.twin
-			}
+			*vr.conn[mappingsAt(level)] = f.connLevel
 			if level == 0 {
-				r.tputDirect[name], r.tputHostPort[name], r.tputRatio[name] = f.tputDirect, f.tputHostPort, f.tputRatio
+				vr.tput = f.tput
 			}
 		}
 		progress("%s: measured at %d containers", name, level)
@@ -294,13 +236,36 @@ func scaleOne(r *results, w *world, hello string) error {
 	return nil
 }
 
+// measureLatency fills sl at one level: the chain's latency (against the
+// empty twin at the top level), the kernel floor and, at the first and
+// top levels, each plugin alone.
+func measureLatency(sl *scaleLevel, w, twin *world, level int, opts options) error {
+	top := level == opts.levels[len(opts.levels)-1]
+	pair := []*world{w}
+	if top && level > 0 {
+		pair = append(pair, twin)
+	}
+	adds, dels, err := latency(pair, 4, opts.scaleRuns)
+	if err != nil {
+		return err
+	}
+	sl.add, sl.del = adds[w.label()], dels[w.label()]
+	sl.twinAdd, sl.twinDel = adds[twin.label()], dels[twin.label()]
+	if sl.kernelAdd, sl.kernelDel, err = kernelFloor(w, 10); err != nil {
+		return err
+	}
+	if level == 0 || top {
+		if sl.plugins, err = pluginTimes(w, opts.pluginRuns); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // connFigures is what one connection round measures on a host.
 type connFigures struct {
-	viaPort, direct connResult // the newest container, via its host port and straight to it
-	oldest, twin    connResult // the oldest container's port and the twin's only port, when measured
-	tputDirect      float64    // bulk TCP, when measured
-	tputHostPort    float64
-	tputRatio       float64 // median of the per-pair host port / direct ratios
+	connLevel
+	tput tputResult // bulk TCP, when measured
 }
 
 // connRound adds a server container last (the worst place for a linear
@@ -366,9 +331,8 @@ func connRound(w, twin *world, hello string, withThroughput bool, rounds int, du
 	if twin != nil {
 		targets = append(targets, target{&f.twin, twin, "192.0.2.1:8000"})
 	}
-	// Each round starts with the next target: the first of a round was
-	// slower in most rounds of some runs (0.86 of the next one's rate),
-	// and a fixed order charged that to the newest container's port.
+	// Each round starts with the next target: the first of a round tends
+	// to be slower, and a fixed order would charge that to one target.
 	for round := 0; round < rounds; round++ {
 		for i := range targets {
 			t := targets[(round+i)%len(targets)]
@@ -379,7 +343,7 @@ func connRound(w, twin *world, hello string, withThroughput bool, rounds int, du
 		w.v.name, f.viaPort.rounds, f.direct.rounds, f.oldest.rounds, f.twin.rounds)
 	if withThroughput {
 		// Alternate direct and host-port runs, and compare within each
-		// pair: single runs on this VM vary by ±30%, adjacent ones less.
+		// pair: adjacent runs vary less than distant ones.
 		var ds, hs, ratios []float64
 		for round := 0; round < tputPairs; round++ {
 			d, err := throughput(w, c.ip+":5001", tputDur)
@@ -392,7 +356,7 @@ func connRound(w, twin *world, hello string, withThroughput bool, rounds int, du
 			}
 			ds, hs, ratios = append(ds, d), append(hs, h), append(ratios, h/d)
 		}
-		f.tputDirect, f.tputHostPort, f.tputRatio = medianF(ds), medianF(hs), medianF(ratios)
+		f.tput = tputResult{direct: medianF(ds), hostPort: medianF(hs), ratio: medianF(ratios)}
 	}
 	return f, nil
 }
@@ -440,32 +404,6 @@ const (
 	tputPairs = 6
 )
 
-func union(a, b []int) []int {
-	seen := map[int]bool{}
-	var out []int
-	for _, v := range append(append([]int{}, a...), b...) {
-		if !seen[v] {
-			seen[v] = true
-			out = append(out, v)
-		}
-	}
-	for i := range out { // small: insertion sort
-		for j := i; j > 0 && out[j] < out[j-1]; j-- {
-			out[j], out[j-1] = out[j-1], out[j]
-		}
-	}
-	return out
-}
-
-func contains(xs []int, v int) bool {
-	for _, x := range xs {
-		if x == v {
-			return true
-		}
-	}
-	return false
-}
-
 // settle waits until the CPUs are idle for 0.8 s in a row: creating or
 // deleting hundreds of veths and namespaces leaves the kernel deferred work
 // (netns teardown, RCU callbacks, link events) that comes in bursts and
@@ -511,8 +449,7 @@ func cpuIdle(d time.Duration) float64 {
 			v, _ := strconv.ParseUint(f, 10, 64)
 			total += v
 			// idle, iowait, and steal: time the hypervisor gave to other
-			// guests is no work of ours, and waiting does not end it
-			// (7% of an idle minute here).
+			// guests is no work of ours, and waiting does not end it.
 			if i == 3 || i == 4 || i == 7 {
 				idle += v
 			}

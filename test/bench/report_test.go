@@ -38,3 +38,23 @@ func TestPairedRatio(t *testing.T) {
 		})
 	}
 }
+
+func TestPublishReadmeCopiesTheTargetsTable(t *testing.T) {
+	results := "## Benchmark\n\n2 cores, 2026-11-30, `make bench`, whole run 11m.\n\n### Targets (ours vs ref)\n\n| target | ours |\n| --- | --- |\n| a | 1 |\n\nafter\n"
+	table, err := targetsTable(results)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := "intro\n" + readmeBegin + "\nold table\n" + readmeEnd + "\nrest\n"
+	got, err := replaceBetween(doc, readmeBegin, readmeEnd, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "intro\n" + readmeBegin + "\n2 cores, 2026-11-30, `make bench`, whole run 11m.\n\n| target | ours |\n| --- | --- |\n| a | 1 |\n" + readmeEnd + "\nrest\n"
+	if got != want {
+		t.Errorf("got:\n%s\nwant:\n%s", got, want)
+	}
+	if _, err := replaceBetween("no markers", readmeBegin, readmeEnd, table); err == nil {
+		t.Error("a README without markers was accepted")
+	}
+}

@@ -1,20 +1,14 @@
 package main
 
 import (
-	"sort"
+	"slices"
 	"time"
 )
 
 func medianF(xs []float64) float64 {
-	s := append([]float64(nil), xs...)
-	sort.Float64s(s)
+	s := slices.Clone(xs)
+	slices.Sort(s)
 	return s[len(s)/2]
-}
-
-func sorted(ds []time.Duration) []time.Duration {
-	out := append([]time.Duration(nil), ds...)
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out
 }
 
 // quantile by nearest rank; q in [0,1].
@@ -22,7 +16,8 @@ func quantile(ds []time.Duration, q float64) time.Duration {
 	if len(ds) == 0 {
 		return 0
 	}
-	s := sorted(ds)
+	s := slices.Clone(ds)
+	slices.Sort(s)
 	i := int(q*float64(len(s)-1) + 0.5)
 	return s[i]
 }

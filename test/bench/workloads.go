@@ -161,18 +161,10 @@ func waitListening(w *world, addr string) error {
 	return fmt.Errorf("%s: nothing answers on %s", w.v.name, addr)
 }
 
-// parallelResult is the 100-parallel-ADD workload.
-type parallelResult struct {
-	wall     time.Duration
-	failures int
-	distinct int
-	firstErr string
-}
-
 // nftTransactions compares one element add committed by an `nft -f`
 // process (what sigs.k8s.io/knftables does for every transaction) with the
 // same add through our netlink backend (github.com/google/nftables).
-func nftTransactions(w *world, runs int) (nftExec, netlinkAdd []time.Duration, err error) {
+func nftTransactions(w *world, runs int) (res nftResult, err error) {
 	spec := netfilter.PortMapSpec{
 		Owner:       netfilter.Owner{Network: "bench", ContainerID: "nft-probe", IfName: "eth0"},
 		ContainerIP: net.ParseIP("172.17.250.1"),
@@ -188,7 +180,7 @@ func nftTransactions(w *world, runs int) (nftExec, netlinkAdd []time.Duration, e
 			if err := be.AddPortMappings(spec); err != nil {
 				return err
 			}
-			netlinkAdd = append(netlinkAdd, time.Since(t0))
+			res.netlink = append(res.netlink, time.Since(t0))
 			if err := be.DelPortMappings(spec); err != nil {
 				return err
 			}
@@ -198,14 +190,14 @@ func nftTransactions(w *world, runs int) (nftExec, netlinkAdd []time.Duration, e
 			if out, err := cmd.CombinedOutput(); err != nil {
 				return fmt.Errorf("nft -f: %v: %s", err, out)
 			}
-			nftExec = append(nftExec, time.Since(t0))
+			res.exec = append(res.exec, time.Since(t0))
 			if out, err := exec.Command("nft", "delete", "element", "ip", "dnet", "hostports", "{ tcp . 9999 }").CombinedOutput(); err != nil {
 				return fmt.Errorf("nft delete: %v: %s", err, out)
 			}
 		}
 		return nil
 	})
-	return nftExec, netlinkAdd, err
+	return res, err
 }
 
 // kernelFloor times what every bridge ADD and DEL must ask of the kernel,

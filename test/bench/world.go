@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -16,6 +15,8 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/containernetworking/plugins/pkg/testutils"
 	"golang.org/x/sys/unix"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/testenv"
 )
 
 // variant is one plugin set and backend under test.
@@ -31,7 +32,9 @@ type variant struct {
 type world struct {
 	v        variant
 	name     string
-	host     ns.NetNS
+	hostNS   *testenv.NS
+	clientNS *testenv.NS
+	host     ns.NetNS // handles for running code inside them
 	client   ns.NetNS
 	dir      string
 	cni      *libcni.CNIConfig
@@ -64,14 +67,6 @@ func (w *world) label() string {
 	return w.v.name
 }
 
-func sh(args ...string) error {
-	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("%s: %v: %s", strings.Join(args, " "), err, out)
-	}
-	return nil
-}
-
 func newWorld(v variant, tag string) (w *world, err error) {
 	w = &world{v: v, name: tag}
 	defer func() {
@@ -82,37 +77,23 @@ func newWorld(v variant, tag string) (w *world, err error) {
 	if w.dir, err = os.MkdirTemp("", "dnet-bench-"+v.name+"-"); err != nil {
 		return nil, err
 	}
-	hostName, clientName := tag+"-host", tag+"-client"
-	for _, n := range []string{hostName, clientName} {
-		if err := sh("ip", "netns", "add", n); err != nil {
-			return nil, err
-		}
-		if err := sh("ip", "-n", n, "link", "set", "lo", "up"); err != nil {
-			return nil, err
-		}
-	}
-	steps := [][]string{
-		{"ip", "link", "add", tag + "-h", "type", "veth", "peer", "name", tag + "-c"},
-		{"ip", "link", "set", tag + "-h", "netns", hostName},
-		{"ip", "link", "set", tag + "-c", "netns", clientName},
-		{"ip", "-n", hostName, "link", "set", tag + "-h", "name", "eth0"},
-		{"ip", "-n", clientName, "link", "set", tag + "-c", "name", "eth0"},
-		{"ip", "-n", hostName, "addr", "add", "192.0.2.1/24", "dev", "eth0"},
-		{"ip", "-n", clientName, "addr", "add", "192.0.2.2/24", "dev", "eth0"},
-		{"ip", "-n", hostName, "link", "set", "eth0", "up"},
-		{"ip", "-n", clientName, "link", "set", "eth0", "up"},
-		// For the "direct" throughput baseline the client routes to the containers.
-		{"ip", "-n", clientName, "route", "add", "172.17.0.0/16", "via", "192.0.2.1"},
-	}
-	for _, s := range steps {
-		if err := sh(s...); err != nil {
-			return nil, err
-		}
-	}
-	if w.host, err = ns.GetNS("/var/run/netns/" + hostName); err != nil {
+	if w.hostNS, err = testenv.AddNS(tag + "-host"); err != nil {
 		return nil, err
 	}
-	if w.client, err = ns.GetNS("/var/run/netns/" + clientName); err != nil {
+	if w.clientNS, err = testenv.AddNS(tag + "-client"); err != nil {
+		return nil, err
+	}
+	if err := testenv.Connect(w.hostNS, "eth0", "192.0.2.1/24", w.clientNS, "eth0", "192.0.2.2/24"); err != nil {
+		return nil, err
+	}
+	// For the "direct" baseline the client routes to the containers.
+	if out, err := w.clientNS.Run("ip", "route", "add", "172.17.0.0/16", "via", "192.0.2.1"); err != nil {
+		return nil, fmt.Errorf("client route: %v: %s", err, out)
+	}
+	if w.host, err = ns.GetNS(w.hostNS.Path()); err != nil {
+		return nil, err
+	}
+	if w.client, err = ns.GetNS(w.clientNS.Path()); err != nil {
 		return nil, err
 	}
 	conf := map[string]any{
@@ -151,12 +132,16 @@ func (w *world) destroy() {
 	for _, c := range w.fillers {
 		c.release()
 	}
-	if w.host != nil {
-		_ = w.host.Close()
-		_ = w.client.Close()
+	for _, h := range []ns.NetNS{w.host, w.client} {
+		if h != nil {
+			_ = h.Close()
+		}
 	}
-	_ = exec.Command("ip", "netns", "del", w.name+"-host").Run()
-	_ = exec.Command("ip", "netns", "del", w.name+"-client").Run()
+	for _, n := range []*testenv.NS{w.hostNS, w.clientNS} {
+		if n != nil {
+			_ = n.Delete()
+		}
+	}
 	_ = os.RemoveAll(w.dir)
 }
 
@@ -192,9 +177,8 @@ func (w *world) rt(c *container) *libcni.RuntimeConf {
 // fillMasq makes fill add the measured chain. By default its containers
 // publish their 4 ports but do not masquerade outbound: hostPort scaling
 // is what the workloads with containers present are about, and each
-// masquerade is an iptables chain of its own in the reference, which more
-// than doubles the reference iptables fill (500 containers: 2 min 18 s,
-// without 1 min 2 s), too long for make bench's quarter of an hour.
+// masquerade is an iptables chain of its own in the reference, which would
+// make its fill the longest part of make bench.
 var fillMasq bool
 
 // add runs the chain ADD inside the host netns and returns its duration.

@@ -43,22 +43,40 @@ func Prefix() string {
 	return "dnt" + hex.EncodeToString(b)
 }
 
-// NS is a named network namespace made by a test.
+// NS is a named network namespace made by a test (or by the bench).
 type NS struct {
 	Name string
-	t    testing.TB
+	t    testing.TB // nil for a namespace made with AddNS
 }
 
 // Path is the namespace's bind-mount, as CNI_NETNS wants it.
 func (n *NS) Path() string { return "/var/run/netns/" + n.Name }
 
+// AddNS creates a namespace with loopback up; the caller deletes it.
+func AddNS(name string) (*NS, error) {
+	if out, err := run("ip", "netns", "add", name); err != nil {
+		return nil, fmt.Errorf("ip netns add %s: %v: %s", name, err, out)
+	}
+	n := &NS{Name: name}
+	if out, err := n.Run("ip", "link", "set", "lo", "up"); err != nil {
+		_ = n.Delete()
+		return nil, fmt.Errorf("in netns %s: loopback up: %v: %s", name, err, out)
+	}
+	return n, nil
+}
+
+// Delete removes the namespace, and with it every link and rule in it.
+func (n *NS) Delete() error { return exec.Command("ip", "netns", "del", n.Name).Run() }
+
 // NewNS creates a namespace with loopback up and deletes it at cleanup.
 func NewNS(t testing.TB, name string) *NS {
 	t.Helper()
-	MustRun(t, "ip", "netns", "add", name)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
-	n := &NS{Name: name, t: t}
-	n.MustRun("ip", "link", "set", "lo", "up")
+	n, err := AddNS(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Delete() })
+	n.t = t
 	return n
 }
 
@@ -98,22 +116,42 @@ func (n *NS) Start(args ...string) *exec.Cmd {
 // (addresses in CIDR form; "" leaves an end unaddressed).
 func Link(t testing.TB, a *NS, aIf, aAddr string, b *NS, bIf, bAddr string) {
 	t.Helper()
+	if err := Connect(a, aIf, aAddr, b, bIf, bAddr); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Connect is Link for callers without a testing.TB: it reports an error
+// and leaves no half-made pair behind.
+func Connect(a *NS, aIf, aAddr string, b *NS, bIf, bAddr string) error {
 	tmpA, tmpB := Prefix()+"a", Prefix()+"b"
-	MustRun(t, "ip", "link", "add", tmpA, "type", "veth", "peer", "name", tmpB)
-	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", tmpA).Run() }) // only if the move failed
-	MustRun(t, "ip", "link", "set", tmpA, "netns", a.Name)
-	MustRun(t, "ip", "link", "set", tmpB, "netns", b.Name)
+	if out, err := run("ip", "link", "add", tmpA, "type", "veth", "peer", "name", tmpB); err != nil {
+		return fmt.Errorf("create veth pair: %v: %s", err, out)
+	}
+	steps := [][]string{
+		{"ip", "link", "set", tmpA, "netns", a.Name},
+		{"ip", "link", "set", tmpB, "netns", b.Name},
+	}
 	for _, e := range []struct {
 		ns        *NS
 		tmp, name string
 		addr      string
 	}{{a, tmpA, aIf, aAddr}, {b, tmpB, bIf, bAddr}} {
-		e.ns.MustRun("ip", "link", "set", e.tmp, "name", e.name)
+		steps = append(steps, []string{"ip", "-n", e.ns.Name, "link", "set", e.tmp, "name", e.name})
 		if e.addr != "" {
-			e.ns.MustRun("ip", "addr", "add", e.addr, "dev", e.name, "nodad")
+			steps = append(steps, []string{"ip", "-n", e.ns.Name, "addr", "add", e.addr, "dev", e.name, "nodad"})
 		}
-		e.ns.MustRun("ip", "link", "set", e.name, "up")
+		steps = append(steps, []string{"ip", "-n", e.ns.Name, "link", "set", e.name, "up"})
 	}
+	for _, s := range steps {
+		if out, err := run(s...); err != nil {
+			_ = exec.Command("ip", "link", "del", tmpA).Run()
+			_ = exec.Command("ip", "-n", a.Name, "link", "del", tmpA).Run()
+			_ = exec.Command("ip", "-n", a.Name, "link", "del", aIf).Run()
+			return fmt.Errorf("%s: %v: %s", strings.Join(s, " "), err, out)
+		}
+	}
+	return nil
 }
 
 // MustRun runs a command in the test's own namespace.
