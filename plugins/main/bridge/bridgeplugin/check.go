@@ -91,7 +91,7 @@ func Status(args *skel.CmdArgs) error {
 		return err
 	}
 	if n.isLayer3() {
-		return ipam.ExecStatus(n.IPAM.Type, args.StdinData)
+		return cnierr.Wrap(ipam.ExecStatus(n.IPAM.Type, args.StdinData), "bridge: IPAM plugin "+n.IPAM.Type)
 	}
 	return nil
 }
