@@ -2,7 +2,7 @@
 #   make            build the plugins and the hello workload into bin/
 #   make install    copy the plugins to /opt/cni/bin and conf/ to /etc/cni/net.d
 #   make test       every test: unit, per-plugin integration (root) and end-to-end (root)
-#   make demo       the seed's walk-through in private network namespaces (root)
+#   make demo       one packet through `docker run -p`, in private network namespaces (root)
 #   make bench      ours vs the reference plugins, side by side (root; its run time is in the README)
 #   make bench-publish  the same into test/bench/results, and the README's table from it
 

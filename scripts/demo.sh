@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The seed's walk-through, `docker run -p 8080:5000`, built from our CNI
+# What `docker run -p 8080:5000` does to one packet, built from our CNI
 # plugins and driven by cnitool:
 #
 #   client netns ──► host 192.0.2.1:8080 ─PREROUTING/DNAT─► docker0 ─► veth ─► container 172.17.0.2:5000

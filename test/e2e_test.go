@@ -25,8 +25,9 @@ func c1Mappings() []mapping {
 	return append(ms, both(portBound, hostAddr2)...)
 }
 
-// TestPublishedPorts runs the seed's walk-through and its corner cases
-// (items 1-7 of the core issue), once through libcni and once through cnitool.
+// TestPublishedPorts follows a packet through a published port and the
+// corner cases around it (UDP, hairpin, 127.0.0.1, a bound host address,
+// DEL), once through libcni and once through cnitool.
 func TestPublishedPorts(t *testing.T) {
 	for _, backend := range backends {
 		for _, name := range []string{"libcni", "cnitool"} {

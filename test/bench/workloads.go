@@ -70,8 +70,8 @@ type connResult struct {
 // `workers` parallel dialers: connect, wait for the server's greeting byte,
 // then reset. Every connection is new, so every one walks the NAT rules.
 // The reset leaves no TIME_WAIT on either side: a graceful close would
-// park each client port for a minute, and after ~28,000 connections (the
-// ephemeral range) the port search itself became the bottleneck.
+// park each client port for a minute, and once the ephemeral range is
+// used up the port search itself would be what is measured.
 func connRate(w *world, addr string, dur time.Duration, workers int) connResult {
 	var mu sync.Mutex
 	var res connResult

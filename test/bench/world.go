@@ -127,7 +127,7 @@ func newWorld(v variant, tag string) (w *world, err error) {
 }
 
 // destroy removes the whole world at once: deleting a netns takes its
-// bridge, veths and rules with it, far faster than 1,000 DELs.
+// bridge, veths and rules with it, far faster than a DEL per container.
 func (w *world) destroy() {
 	for _, c := range w.fillers {
 		c.release()

@@ -65,10 +65,10 @@ func findBridge(name string) (*netlink.Bridge, error) {
 }
 
 // primaryIPv4Is reports whether the primary IPv4 address of the interface
-// is gw, with gw's prefix. Two ioctls on the one interface: an address
-// dump (netlink.AddrList) walks every interface of the netns, 0.85 ms
-// per ADD with 1,000 containers present (perf). AddrList would return
-// this address first, and ensureGatewayAddr stops at it.
+// is gw, with gw's prefix. Two ioctls on the one interface, where an
+// address dump (netlink.AddrList) walks every interface of the netns and
+// so grows with the containers present. AddrList would return this
+// address first, and ensureGatewayAddr stops at it.
 func primaryIPv4Is(name string, gw *net.IPNet) bool {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {

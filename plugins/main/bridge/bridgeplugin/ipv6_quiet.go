@@ -15,10 +15,9 @@ import (
 // An interface with IPv6 enabled gets a link-local address as soon as it
 // is up and then sends multicast: DAD, MLD reports, router solicitations
 // (retried for as long as it lives). A bridge without a multicast querier
-// floods each of those to every port, so at 1,000 containers each new one
-// costs the kernel thousands of packet deliveries into other namespaces;
-// measured, the container link's bring-up alone grew from 0.7 to 6 ms and
-// the CPUs never went idle. Two interfaces need no IPv6 at all:
+// floods each of those to every port, so with many containers each new one
+// costs the kernel a delivery into every other namespace, and a busy
+// bridge never goes quiet. Two interfaces need no IPv6 at all:
 //   - the host end of the veth: a bridge port does no layer 3;
 //   - the container's interface when the attachment has no IPv6 address,
 //     which is what Docker does on an IPv4-only network. The container's

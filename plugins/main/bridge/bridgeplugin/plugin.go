@@ -249,8 +249,8 @@ func delContainerLink(netnsPath, ifName string) error {
 }
 
 // Del undoes ADD; it succeeds when there is nothing left to undo. Its three
-// parts are independent and run at once: the kernel's veth deletion alone
-// takes 10-30 ms, the IPAM plugin's release a few more.
+// parts are independent and run at once, so DEL takes as long as the
+// slowest of them (the kernel's veth deletion) rather than their sum.
 func Del(args *skel.CmdArgs) error {
 	n, err := LoadConfig(args.StdinData, args.Args)
 	if err != nil {
