@@ -214,7 +214,8 @@ func reportDirect(t table, r *results, variants []variant) {
 }
 
 func reportSameRounds(t table, r *results, variants []variant) {
-	last := r.mappingCounts()[len(r.mappingCounts())-1]
+	counts := r.mappingCounts()
+	last := counts[len(counts)-1]
 	t.w("\nAt M=%d, in the same rounds (ratios: the median over rounds of the two rates in that round): the newest container's port (above) against the oldest container's first port on the same host, whose mapping was installed first, and against the only port (M=1) of the variant's empty twin host:\n\n", last)
 	t.header("variant", "conn/s, newest container's port", "conn/s, oldest container's port", "conn/s, twin host M=1", "newest / oldest", "newest / twin M=1", "newest / direct")
 	for _, v := range variants {

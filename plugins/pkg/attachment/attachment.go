@@ -45,6 +45,12 @@ type Env struct {
 	Backends Backends
 }
 
+// HostEnv is the Env of a plugin on a real machine: the records under
+// stateDir (state.DefaultDir when empty) and the kernel's backends.
+func HostEnv(stateDir string) Env {
+	return Env{Store: state.New(stateDir), Backends: netfilter.Host{}}
+}
+
 // Backends makes the backend called name for one family, and lists the
 // backends a search without a record must visit.
 type Backends interface {

@@ -242,7 +242,7 @@ func TestRecordsWrittenBeforeThisPackage(t *testing.T) {
 			}
 			removals := []error{
 				Masquerade.Remove(env, o, netfilter.MasqSpec{Owner: o}, netfilter.BothFamilies),
-				PortMappingsWithoutConntrack.Remove(env, o, netfilter.PortMapSpec{Owner: o}, netfilter.BothFamilies),
+				portMappingsNoConntrack.Remove(env, o, netfilter.PortMapSpec{Owner: o}, netfilter.BothFamilies),
 			}
 			for _, err := range removals {
 				if err != nil {
@@ -259,9 +259,9 @@ func TestRecordsWrittenBeforeThisPackage(t *testing.T) {
 	}
 }
 
-// PortMappingsWithoutConntrack is PortMappings without its conntrack flush,
+// portMappingsNoConntrack is PortMappings without its conntrack flush,
 // which needs the kernel.
-var PortMappingsWithoutConntrack = Kind[netfilter.PortMapSpec]{
+var portMappingsNoConntrack = Kind[netfilter.PortMapSpec]{
 	Name: PortMappings.Name, Plugin: PortMappings.Plugin,
 	Add: netfilter.Backend.AddPortMappings, Del: netfilter.Backend.DelPortMappings, Check: netfilter.Backend.CheckPortMappings,
 }

@@ -570,13 +570,12 @@ func (b *nfTables) DelMasquerade(spec MasqSpec) error {
 	return nil
 }
 
-// check verifies the base and that each element is present with its data.
-func (b *nfTables) check(elems []elem, what string) error {
+// check verifies the base and that each element of l's sets is present with its data.
+func (b *nfTables) check(l *layout, elems []elem, what string) error {
 	c, err := nftables.New()
 	if err != nil {
 		return err
 	}
-	l := newLayout(b.family)
 	if what := l.missing(c); what != "" {
 		return fmt.Errorf("%s nftables: table %s is incomplete: %s is missing or changed", b.family, nftTable, what)
 	}
@@ -604,9 +603,11 @@ func (b *nfTables) check(elems []elem, what string) error {
 }
 
 func (b *nfTables) CheckPortMappings(spec PortMapSpec) error {
-	return b.check(newLayout(b.family).portElems(spec), "port mapping")
+	l := newLayout(b.family)
+	return b.check(l, l.portElems(spec), "port mapping")
 }
 
 func (b *nfTables) CheckMasquerade(spec MasqSpec) error {
-	return b.check(newLayout(b.family).masqElems(spec), "masquerade")
+	l := newLayout(b.family)
+	return b.check(l, l.masqElems(spec), "masquerade")
 }

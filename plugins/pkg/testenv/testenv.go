@@ -145,6 +145,7 @@ func Connect(a *NS, aIf, aAddr string, b *NS, bIf, bAddr string) error {
 	}
 	for _, s := range steps {
 		if out, err := run(s...); err != nil {
+			// Either end deletes the pair: try each place the failed step may have left it.
 			_ = exec.Command("ip", "link", "del", tmpA).Run()
 			_ = exec.Command("ip", "-n", a.Name, "link", "del", tmpA).Run()
 			_ = exec.Command("ip", "-n", a.Name, "link", "del", aIf).Run()

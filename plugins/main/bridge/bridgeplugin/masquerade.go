@@ -8,12 +8,7 @@ import (
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/attachment"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
-	"github.com/dockernet/cni-plugins/plugins/pkg/state"
 )
-
-func stateEnv(n *NetConf) attachment.Env {
-	return attachment.Env{Store: state.New(n.StateDir), Backends: netfilter.Host{}}
-}
 
 func masqSpecs(n *NetConf, o netfilter.Owner, ips []*current.IPConfig) []netfilter.MasqSpec {
 	specs := make([]netfilter.MasqSpec, 0, len(ips))
@@ -30,7 +25,7 @@ func addMasquerade(n *NetConf, o netfilter.Owner, result *current.Result, undo *
 	if n.IPMasqBackend == "" {
 		fmt.Fprintf(os.Stderr, "bridge: ipMasq uses the %s backend (no \"ipMasqBackend\" configured)\n", rec.Backend)
 	}
-	if err := attachment.Masquerade.Install(stateEnv(n), o, rec); err != nil {
+	if err := attachment.Masquerade.Install(attachment.HostEnv(n.StateDir), o, rec); err != nil {
 		return err
 	}
 	undo.push(func() { _ = delMasquerade(n, o) })
@@ -44,10 +39,10 @@ func delMasquerade(n *NetConf, o netfilter.Owner) error {
 	if n.IPMasq {
 		families = delFamilies(n)
 	}
-	return attachment.Masquerade.Remove(stateEnv(n), o, netfilter.MasqSpec{Owner: o}, families)
+	return attachment.Masquerade.Remove(attachment.HostEnv(n.StateDir), o, netfilter.MasqSpec{Owner: o}, families)
 }
 
 // checkMasquerade verifies the masquerade of each address in ips.
 func checkMasquerade(n *NetConf, o netfilter.Owner, ips []*current.IPConfig) error {
-	return attachment.Masquerade.CheckInstalled(stateEnv(n), o, masqSpecs(n, o, ips), netfilter.Resolve(n.IPMasqBackend, false))
+	return attachment.Masquerade.CheckInstalled(attachment.HostEnv(n.StateDir), o, masqSpecs(n, o, ips), netfilter.Resolve(n.IPMasqBackend, false))
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
 	"github.com/dockernet/cni-plugins/plugins/pkg/procsys"
-	"github.com/dockernet/cni-plugins/plugins/pkg/state"
 )
 
 // containerAddrs returns the first container address of each family in prevResult.
@@ -104,14 +103,10 @@ func Add(args *skel.CmdArgs) error {
 			rec.Specs = append(rec.Specs, spec)
 		}
 	}
-	if err := attachment.PortMappings.Install(stateEnv(c), ownerOf(c, args), rec); err != nil {
+	if err := attachment.PortMappings.Install(attachment.HostEnv(c.StateDir), ownerOf(c, args), rec); err != nil {
 		return err
 	}
 	return types.PrintResult(prev, c.CNIVersion)
-}
-
-func stateEnv(c *PortMapConf) attachment.Env {
-	return attachment.Env{Store: state.New(c.StateDir), Backends: netfilter.Host{}}
 }
 
 // enableHairpin finds the host interface towards the container (its bridge)
@@ -151,7 +146,7 @@ func Del(args *skel.CmdArgs) error {
 	}
 	// The mappings let a search by tag flush their UDP conntrack entries too.
 	byTag := netfilter.PortMapSpec{Owner: o, Mappings: c.mappings}
-	return attachment.PortMappings.Remove(stateEnv(c), o, byTag, families)
+	return attachment.PortMappings.Remove(attachment.HostEnv(c.StateDir), o, byTag, families)
 }
 
 // Check verifies every mapping's rules are in place.
@@ -174,7 +169,7 @@ func Check(args *skel.CmdArgs) error {
 			specs = append(specs, specFor(c, args, f, addr))
 		}
 	}
-	return attachment.PortMappings.CheckInstalled(stateEnv(c), ownerOf(c, args), specs, netfilter.Resolve(c.Backend, c.needsIPTables()))
+	return attachment.PortMappings.CheckInstalled(attachment.HostEnv(c.StateDir), ownerOf(c, args), specs, netfilter.Resolve(c.Backend, c.needsIPTables()))
 }
 
 // Status reports readiness: the configured backend must be usable.
