@@ -93,12 +93,16 @@ func testPublishedPorts(t *testing.T, w *world, d driver) {
 			}
 			// c2's own port still answers.
 			w.mustReach(w.client, proto, hostAddr, portSibling)
+			// 7. container to container on the bridge, by address: no NAT.
+			if peer := w.mustReach(c2.ns, proto, ip1, helloPort); peer != ip2 {
+				t.Errorf("7: c1 saw %s, want c2's own %s", peer, ip2)
+			}
 		})
 	}
 
 	// CHECK notices a missing rule.
 	if w.backend == "iptables" {
-		w.host.MustRun("iptables", "-t", "nat", "-F", "DNET-DN-"+c1.owner().Tag())
+		w.host.MustRun(w.iptables, "-t", "nat", "-F", "DNET-DN-"+c1.owner().Tag())
 	} else {
 		w.host.MustRun("nft", "delete", "element", "ip", "dnet", "hostports", fmt.Sprintf("{ tcp . %d }", portAll))
 	}

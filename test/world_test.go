@@ -37,13 +37,15 @@ const (
 )
 
 type world struct {
-	t       *testing.T
-	backend string // "iptables" or "nftables"
-	prefix  string
-	bin     string
-	host    *testenv.NS
-	client  *testenv.NS
-	dir     string
+	t        *testing.T
+	backend  string // "iptables" or "nftables"
+	prefix   string
+	bin      string
+	host     *testenv.NS
+	client   *testenv.NS
+	dir      string
+	env      []string // added to the plugins' environment
+	iptables string   // the iptables command of the flavour the host uses
 }
 
 // backends are the netfilter backends every end-to-end test runs with.
@@ -51,7 +53,7 @@ var backends = []string{"iptables", "nftables"}
 
 func newWorld(t *testing.T, backend string) *world {
 	testenv.RequireRoot(t)
-	w := &world{t: t, backend: backend, prefix: testenv.Prefix(), bin: testenv.Bin(t), dir: t.TempDir()}
+	w := &world{t: t, backend: backend, prefix: testenv.Prefix(), bin: testenv.Bin(t), dir: t.TempDir(), iptables: "iptables"}
 	w.host = testenv.NewNS(t, w.prefix+"-host")
 	w.client = testenv.NewNS(t, w.prefix+"-client")
 	testenv.Link(t, w.host, "eth0", hostAddr+"/24", w.client, "eth0", clientAddr+"/24")
@@ -63,6 +65,21 @@ func newWorld(t *testing.T, backend string) *world {
 // and state directories moved into the test's temp dir, the backend chosen
 // and the cniVersion set.
 func (w *world) conflist(cniVersion string) []byte {
+	return w.network(network{cniVersion: cniVersion})
+}
+
+// network is a variant of the shipped conflist: another name, bridge and
+// subnet, and bridge keys to set; the zero value is the shipped one.
+type network struct {
+	cniVersion     string
+	name, bridge   string
+	subnet         string // its .1 is the gateway
+	bridgeKeys     map[string]any
+	portmapKeys    map[string]any
+	ipv6, gateway6 string // a second range, for dual stack
+}
+
+func (w *world) network(n network) []byte {
 	raw, err := os.ReadFile("../conf/10-docker0.conflist")
 	if err != nil {
 		w.t.Fatal(err)
@@ -71,16 +88,31 @@ func (w *world) conflist(cniVersion string) []byte {
 	if err := json.Unmarshal(raw, &conf); err != nil {
 		w.t.Fatal(err)
 	}
-	if cniVersion != "" {
-		conf["cniVersion"] = cniVersion
+	if n.cniVersion != "" {
+		conf["cniVersion"] = n.cniVersion
 	}
 	bridge := conf["plugins"].([]any)[0].(map[string]any)
-	bridge["ipam"].(map[string]any)["dataDir"] = w.ipamDir()
+	ipam := bridge["ipam"].(map[string]any)
+	ipam["dataDir"] = w.ipamDir()
+	if n.name != "" {
+		conf["name"], bridge["bridge"] = n.name, n.bridge
+		gw := strings.TrimSuffix(n.subnet, ".0/16") + ".1"
+		ipam["ranges"] = []any{[]any{map[string]any{"subnet": n.subnet, "gateway": gw}}}
+	}
+	if n.ipv6 != "" {
+		ipam["ranges"] = append(ipam["ranges"].([]any), []any{map[string]any{"subnet": n.ipv6, "gateway": n.gateway6}})
+	}
 	bridge["ipMasqBackend"] = w.backend
 	bridge["stateDir"] = w.stateDir()
+	for k, v := range n.bridgeKeys {
+		bridge[k] = v
+	}
 	portmap := conf["plugins"].([]any)[1].(map[string]any)
 	portmap["backend"] = w.backend
 	portmap["stateDir"] = w.stateDir()
+	for k, v := range n.portmapKeys {
+		portmap[k] = v
+	}
 	out, _ := json.MarshalIndent(conf, "", "  ")
 	return out
 }
@@ -134,11 +166,16 @@ type libcniDriver struct {
 }
 
 func (w *world) libcni(cniVersion string) *libcniDriver {
-	list, err := libcni.ConfListFromBytes(w.conflist(cniVersion))
+	return w.libcniFor(w.conflist(cniVersion))
+}
+
+// libcniFor drives the plugins with conflist, as libcni would.
+func (w *world) libcniFor(conflist []byte) *libcniDriver {
+	list, err := libcni.ConfListFromBytes(conflist)
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	cni := libcni.NewCNIConfigWithCacheDir([]string{w.bin}, filepath.Join(w.dir, "cache"), &testenv.NetnsExec{NS: w.host.Name})
+	cni := libcni.NewCNIConfigWithCacheDir([]string{w.bin}, filepath.Join(w.dir, "cache"), &testenv.NetnsExec{NS: w.host.Name, Env: w.env})
 	return &libcniDriver{w: w, cni: cni, list: list}
 }
 
@@ -192,8 +229,8 @@ func cnitoolPath() string {
 func (d *cnitoolDriver) run(cmd string, c *container, ms []mapping) (string, error) {
 	capArgs, _ := json.Marshal(map[string]any{"portMappings": ms})
 	abs, _ := filepath.Abs(cnitoolPath())
-	out, err := d.w.host.Run("env", "CNI_PATH="+d.w.bin, "NETCONFPATH="+d.confDir, "CAP_ARGS="+string(capArgs),
-		abs, cmd, netName, c.ns.Path())
+	env := append([]string{"env", "CNI_PATH=" + d.w.bin, "NETCONFPATH=" + d.confDir, "CAP_ARGS=" + string(capArgs)}, d.w.env...)
+	out, err := d.w.host.Run(append(env, abs, cmd, netName, c.ns.Path())...)
 	if err != nil {
 		return out, fmt.Errorf("cnitool %s: %v: %s", cmd, err, out)
 	}
@@ -276,7 +313,7 @@ func (w *world) netState(from *testenv.NS) string {
 		fmt.Fprintf(&b, "--- %s: %s (err %v)\n%s\n", ns.Name, strings.Join(args, " "), err, out)
 	}
 	show(w.host, "nft", "list", "ruleset")
-	show(w.host, "iptables-save", "-t", "nat")
+	show(w.host, w.iptables+"-save")
 	show(w.host, "conntrack", "-L")
 	show(w.host, "ip", "neigh")
 	show(from, "ip", "neigh")
@@ -316,7 +353,7 @@ func containerIP(t *testing.T, c *container) string {
 // natRules is the host netns's nat table as iptables-save prints it, and
 // the nftables ruleset (which includes our map and set elements).
 func (w *world) natRules() string {
-	return w.host.MustRun("iptables-save", "-t", "nat") + w.host.MustRun("nft", "list", "ruleset")
+	return w.host.MustRun(w.iptables+"-save", "-t", "nat") + w.host.MustRun("nft", "list", "ruleset")
 }
 
 // assertGone checks nothing of c is left in the host netns (item 7).

@@ -64,6 +64,9 @@ func (b *fakeBackend) CheckPortMappings(s netfilter.PortMapSpec) error {
 func (b *fakeBackend) AddMasquerade(s netfilter.MasqSpec) error   { return b.call("add-masq", s.IP) }
 func (b *fakeBackend) DelMasquerade(s netfilter.MasqSpec) error   { return b.call("del-masq", s.IP) }
 func (b *fakeBackend) CheckMasquerade(s netfilter.MasqSpec) error { return b.call("check-masq", s.IP) }
+func (b *fakeBackend) AddForward(s netfilter.ForwardSpec) error   { return b.call("add-fwd", s.IP) }
+func (b *fakeBackend) DelForward(s netfilter.ForwardSpec) error   { return b.call("del-fwd", s.IP) }
+func (b *fakeBackend) CheckForward(s netfilter.ForwardSpec) error { return b.call("check-fwd", s.IP) }
 
 var owner = netfilter.Owner{Network: "net", ContainerID: "c1", IfName: "eth0"}
 

@@ -31,3 +31,13 @@ var PortMappings = Kind[netfilter.PortMapSpec]{
 	},
 	Check: netfilter.Backend.CheckPortMappings,
 }
+
+// Forwarding is bridge's filter half: what may be forwarded to and from
+// each container address (direct-routing protection, isolation, icc).
+var Forwarding = Kind[netfilter.ForwardSpec]{
+	Name:   "forward",
+	Plugin: "bridge: forwarding rules",
+	Add:    netfilter.Backend.AddForward,
+	Del:    netfilter.Backend.DelForward,
+	Check:  netfilter.Backend.CheckForward,
+}

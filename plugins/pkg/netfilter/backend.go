@@ -64,6 +64,17 @@ type MasqSpec struct {
 	Bridge string // traffic leaving through this interface is not masqueraded
 }
 
+// ForwardSpec is the filter half of one attachment: what may be forwarded
+// to and from one container address on its bridge.
+type ForwardSpec struct {
+	Owner   Owner
+	IP      net.IP // the container's address
+	Bridge  string
+	Protect bool // drop what reaches the address from outside the bridge, unless DNATed to a published port
+	Isolate bool // drop what comes from another isolated network, unless DNATed
+	NoICC   bool // drop what comes from another container of the same bridge, unless DNATed
+}
+
 // Backend installs and removes rules for one address family.
 type Backend interface {
 	Name() string
@@ -79,6 +90,10 @@ type Backend interface {
 	AddMasquerade(spec MasqSpec) error
 	DelMasquerade(spec MasqSpec) error
 	CheckMasquerade(spec MasqSpec) error
+
+	AddForward(spec ForwardSpec) error
+	DelForward(spec ForwardSpec) error
+	CheckForward(spec ForwardSpec) error
 }
 
 // Backend names.
@@ -137,7 +152,7 @@ func New(name string, f Family, opts Options) (Backend, error) {
 	case NameIPTables:
 		return newIPTables(f, opts)
 	case NameNFTables:
-		return newNFTables(f)
+		return newNFTables(f, opts)
 	case "":
 		return New(Resolve("", false), f, opts)
 	}
@@ -161,3 +176,6 @@ func (s PortMapSpec) Family() Family { return FamilyOf(s.ContainerIP) }
 
 // Family of a spec: that of the container address it is for.
 func (s MasqSpec) Family() Family { return FamilyOf(s.IP) }
+
+// Family of a spec: that of the container address it is for.
+func (s ForwardSpec) Family() Family { return FamilyOf(s.IP) }

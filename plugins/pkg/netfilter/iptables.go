@@ -64,17 +64,17 @@ func ProbeIPTables(f Family) error {
 func (b *ipTables) Name() string   { return "iptables" }
 func (b *ipTables) Family() Family { return b.family }
 
-func (b *ipTables) snapshot() (*natSnapshot, error) {
+func (b *ipTables) snapshot(table string) (*tableSnapshot, error) {
 	var out, stderr bytes.Buffer
-	cmd := exec.Command(b.save, "-t", "nat")
+	cmd := exec.Command(b.save, "-t", table)
 	cmd.Stdout, cmd.Stderr = &out, &stderr
 	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("%s -t nat: %v: %s", b.save, err, strings.TrimSpace(stderr.String()))
+		return nil, fmt.Errorf("%s -t %s: %v: %s", b.save, table, err, strings.TrimSpace(stderr.String()))
 	}
-	return parseNATSnapshot(out.String()), nil
+	return parseSnapshot(out.String(), table), nil
 }
 
-func (b *ipTables) apply(txn *natTxn) error {
+func (b *ipTables) apply(txn *ruleTxn) error {
 	if txn.empty() {
 		return nil
 	}
@@ -95,24 +95,29 @@ func (b *ipTables) apply(txn *natTxn) error {
 // flushed table) it applies what slow builds from a fresh snapshot.
 // iptables-save prints every rule, so it is the one step that grows with
 // the number of containers, and the fast path exists to avoid it.
-func (b *ipTables) edit(fast func(txn *natTxn), slow func(txn *natTxn, snap *natSnapshot) error) error {
+func (b *ipTables) edit(fast func(txn *ruleTxn), slow func(txn *ruleTxn, snap *tableSnapshot) error) error {
+	return b.editTable("nat", fast, slow)
+}
+
+// editTable is edit for any table.
+func (b *ipTables) editTable(table string, fast func(txn *ruleTxn), slow func(txn *ruleTxn, snap *tableSnapshot) error) error {
 	lk, err := filelock.Acquire(b.lockPath)
 	if err != nil {
 		return err
 	}
 	defer lk.Release()
 	if fast != nil {
-		txn := &natTxn{}
+		txn := &ruleTxn{table: table}
 		fast(txn)
 		if b.apply(txn) == nil {
 			return nil
 		}
 	}
-	snap, err := b.snapshot()
+	snap, err := b.snapshot(table)
 	if err != nil {
 		return err
 	}
-	txn := &natTxn{}
+	txn := &ruleTxn{table: table}
 	if err := slow(txn, snap); err != nil {
 		return err
 	}
@@ -121,18 +126,18 @@ func (b *ipTables) edit(fast func(txn *natTxn), slow func(txn *natTxn, snap *nat
 
 // dropOwnedPortRules deletes owner's entry rules from DNET-HOSTPORTS; its
 // DNAT chain is flushed or removed by the caller.
-func dropOwnedPortRules(txn *natTxn, snap *natSnapshot, o Owner) {
+func dropOwnedPortRules(txn *ruleTxn, snap *tableSnapshot, o Owner) {
 	for _, r := range snap.owned(chainHostPorts, o) {
 		txn.deleteSaved(chainHostPorts, r)
 	}
 }
 
 func (b *ipTables) AddPortMappings(spec PortMapSpec) error {
-	fast := func(txn *natTxn) {
+	fast := func(txn *ruleTxn) {
 		b.requireBase(txn, portmapBase(spec))
 		portmapAddFast(txn, spec, b.family)
 	}
-	return b.edit(fast, func(txn *natTxn, snap *natSnapshot) error {
+	return b.edit(fast, func(txn *ruleTxn, snap *tableSnapshot) error {
 		ensureBase(txn, snap, portmapBase(spec))
 		// Re-ADD replaces: old entry rules go, the DNAT chain is re-declared (flushed).
 		dropOwnedPortRules(txn, snap, spec.Owner)
@@ -143,11 +148,11 @@ func (b *ipTables) AddPortMappings(spec PortMapSpec) error {
 
 func (b *ipTables) DelPortMappings(spec PortMapSpec) error {
 	o := spec.Owner
-	var fast func(*natTxn)
+	var fast func(*ruleTxn)
 	if spec.ContainerIP != nil { // else no record: find the owner's rules by tag
-		fast = func(txn *natTxn) { portmapDelFast(txn, spec, b.family) }
+		fast = func(txn *ruleTxn) { portmapDelFast(txn, spec, b.family) }
 	}
-	return b.edit(fast, func(txn *natTxn, snap *natSnapshot) error {
+	return b.edit(fast, func(txn *ruleTxn, snap *tableSnapshot) error {
 		dropOwnedPortRules(txn, snap, o)
 		if chain := dnatChain(o); snap.chains[chain] {
 			txn.declareChain(chain) // flushes it, so it can be deleted
@@ -158,7 +163,7 @@ func (b *ipTables) DelPortMappings(spec PortMapSpec) error {
 }
 
 func (b *ipTables) CheckPortMappings(spec PortMapSpec) error {
-	snap, err := b.snapshot()
+	snap, err := b.snapshot("nat")
 	if err != nil {
 		return err
 	}
@@ -188,11 +193,11 @@ func (b *ipTables) CheckPortMappings(spec PortMapSpec) error {
 func (b *ipTables) AddMasquerade(spec MasqSpec) error {
 	// The fast path cannot see an old rule of this owner; the bridge
 	// removes the previous record's rules before a re-ADD.
-	fast := func(txn *natTxn) {
+	fast := func(txn *ruleTxn) {
 		b.requireBase(txn, masqBase())
 		txn.add(chainMasq, masqRule(spec, b.family)...)
 	}
-	return b.edit(fast, func(txn *natTxn, snap *natSnapshot) error {
+	return b.edit(fast, func(txn *ruleTxn, snap *tableSnapshot) error {
 		ensureBase(txn, snap, masqBase())
 		for _, r := range snap.owned(chainMasq, spec.Owner) {
 			txn.deleteSaved(chainMasq, r)
@@ -204,11 +209,11 @@ func (b *ipTables) AddMasquerade(spec MasqSpec) error {
 
 func (b *ipTables) DelMasquerade(spec MasqSpec) error {
 	o := spec.Owner
-	var fast func(*natTxn)
+	var fast func(*ruleTxn)
 	if spec.IP != nil {
-		fast = func(txn *natTxn) { txn.del(chainMasq, masqRule(spec, b.family)...) }
+		fast = func(txn *ruleTxn) { txn.del(chainMasq, masqRule(spec, b.family)...) }
 	}
-	return b.edit(fast, func(txn *natTxn, snap *natSnapshot) error {
+	return b.edit(fast, func(txn *ruleTxn, snap *tableSnapshot) error {
 		for _, r := range snap.owned(chainMasq, o) {
 			txn.deleteSaved(chainMasq, r)
 		}
@@ -217,7 +222,7 @@ func (b *ipTables) DelMasquerade(spec MasqSpec) error {
 }
 
 func (b *ipTables) CheckMasquerade(spec MasqSpec) error {
-	snap, err := b.snapshot()
+	snap, err := b.snapshot("nat")
 	if err != nil {
 		return err
 	}

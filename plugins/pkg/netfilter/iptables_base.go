@@ -60,7 +60,7 @@ func (nb natBase) rules() []baseRule {
 }
 
 // missing lists what of the base snap lacks: chains first, then rules.
-func (nb natBase) missing(snap *natSnapshot) (chains []string, rules []baseRule) {
+func (nb natBase) missing(snap *tableSnapshot) (chains []string, rules []baseRule) {
 	for _, j := range nb.jumps {
 		if !snap.chains[j.to] && !slices.Contains(chains, j.to) {
 			chains = append(chains, j.to)
@@ -75,7 +75,7 @@ func (nb natBase) missing(snap *natSnapshot) (chains []string, rules []baseRule)
 }
 
 // ensureBase adds to txn whatever of the base snap lacks.
-func ensureBase(txn *natTxn, snap *natSnapshot, nb natBase) {
+func ensureBase(txn *ruleTxn, snap *tableSnapshot, nb natBase) {
 	chains, rules := nb.missing(snap)
 	for _, c := range chains {
 		txn.declareChain(c)
@@ -104,7 +104,7 @@ func markMasqRule(bit int) []string {
 }
 
 // checkBase reports the first part of the base that snap lacks.
-func checkBase(snap *natSnapshot, nb natBase, f Family) error {
+func checkBase(snap *tableSnapshot, nb natBase, f Family) error {
 	chains, rules := nb.missing(snap)
 	if len(chains) > 0 {
 		return fmt.Errorf("%s: chain %s is missing from the nat table", f, chains[0])
@@ -119,7 +119,7 @@ func checkBase(snap *natSnapshot, nb natBase, f Family) error {
 // only with the base in place: unless the nf_tables probe finds the base,
 // txn gets a -C line per base rule, which refuses the whole restore when
 // the rule is missing.
-func (b *ipTables) requireBase(txn *natTxn, nb natBase) {
+func (b *ipTables) requireBase(txn *ruleTxn, nb natBase) {
 	if b.nftBacked && nftHasBase(b.family, nb) {
 		return
 	}

@@ -131,7 +131,7 @@ func ownerRules(spec PortMapSpec, f Family) (chain [][]string, entries [][]strin
 
 // portmapRules writes spec's rules into txn: the owner's DNAT chain
 // (declared, so emptied if it exists) and its entry rules.
-func portmapRules(txn *natTxn, spec PortMapSpec, f Family) {
+func portmapRules(txn *ruleTxn, spec PortMapSpec, f Family) {
 	txn.declareChain(dnatChain(spec.Owner))
 	appendOwnerRules(txn, spec, f)
 }
@@ -140,13 +140,13 @@ func portmapRules(txn *natTxn, spec PortMapSpec, f Family) {
 // required the base (requireBase). It commits only if the owner
 // has no chain yet (-N fails otherwise, so a re-ADD never duplicates entry
 // rules); else nothing changes and the caller falls back to a snapshot.
-func portmapAddFast(txn *natTxn, spec PortMapSpec, f Family) {
+func portmapAddFast(txn *ruleTxn, spec PortMapSpec, f Family) {
 	txn.newChain(dnatChain(spec.Owner))
 	appendOwnerRules(txn, spec, f)
 }
 
 // appendOwnerRules appends the rules of ownerRules to their chains.
-func appendOwnerRules(txn *natTxn, spec PortMapSpec, f Family) {
+func appendOwnerRules(txn *ruleTxn, spec PortMapSpec, f Family) {
 	chain, entries := ownerRules(spec, f)
 	for _, r := range chain {
 		txn.add(dnatChain(spec.Owner), r...)
@@ -159,7 +159,7 @@ func appendOwnerRules(txn *natTxn, spec PortMapSpec, f Family) {
 // portmapDelFast is DEL from the record alone: it deletes the entry rules
 // exactly as ADD wrote them, then the owner's chain. Any rule or chain not
 // there makes it fail without a change, and the caller falls back.
-func portmapDelFast(txn *natTxn, spec PortMapSpec, f Family) {
+func portmapDelFast(txn *ruleTxn, spec PortMapSpec, f Family) {
 	_, entries := ownerRules(spec, f)
 	for _, r := range entries {
 		txn.del(chainHostPorts, r...)

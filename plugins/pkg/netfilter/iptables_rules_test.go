@@ -54,8 +54,8 @@ func TestPortmapRulesGolden(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			txn := &natTxn{}
-			ensureBase(txn, parseNATSnapshot(""), portmapBase(c.spec))
+			txn := &ruleTxn{table: "nat"}
+			ensureBase(txn, parseSnapshot("", "nat"), portmapBase(c.spec))
 			portmapRules(txn, c.spec, c.f)
 			golden.Check(t, "portmap-"+c.name, txn.render())
 		})
@@ -63,8 +63,8 @@ func TestPortmapRulesGolden(t *testing.T) {
 }
 
 func TestMasqRuleGolden(t *testing.T) {
-	txn := &natTxn{}
-	ensureBase(txn, parseNATSnapshot(""), masqBase())
+	txn := &ruleTxn{table: "nat"}
+	ensureBase(txn, parseSnapshot("", "nat"), masqBase())
 	txn.add(chainMasq, masqRule(MasqSpec{Owner: testOwner, IP: net.ParseIP("172.17.0.2"), Bridge: "docker0"}, IPv4)...)
 	txn.add(chainMasq, masqRule(MasqSpec{Owner: testOwner, IP: net.ParseIP("fd00::2"), Bridge: "docker0"}, IPv6)...)
 	golden.Check(t, "masq", txn.render())
@@ -89,11 +89,11 @@ func TestSnapshotDrivenEdits(t *testing.T) {
 -A DNET-HOSTPORTS -p tcp -m comment --comment "dnet:0123456789abcdef net=docker0 id=other if=eth0" -m multiport --dports 81 -j DNET-DN-0123456789abcdef
 COMMIT
 `
-	snap := parseNATSnapshot(saved)
+	snap := parseSnapshot(saved, "nat")
 	if !snap.chains["DNET-DN-"+testOwner.Tag()] || len(snap.rules["DNET-HOSTPORTS"]) != 2 {
 		t.Fatalf("parse: %+v", snap)
 	}
-	txn := &natTxn{}
+	txn := &ruleTxn{table: "nat"}
 	spec := PortMapSpec{Owner: testOwner, ContainerIP: net.ParseIP("172.17.0.3"), ContainerNet: cidr("172.17.0.0/16"),
 		SNAT: true, MarkBit: DefaultMarkBit, Mappings: []PortMapping{{HostPort: 80, ContainerPort: 80, Protocol: "tcp"}}}
 	ensureBase(txn, snap, portmapBase(spec))

@@ -5,28 +5,28 @@ import (
 	"strings"
 )
 
-// natSnapshot is one `iptables-save -t nat`: the chains and, per chain, the
+// tableSnapshot is one `iptables-save -t <table>`: the chains and, per chain, the
 // rule lines exactly as printed (without the leading "-A CHAIN "). Lines as
 // printed by iptables-save are valid input for iptables-restore, which is
 // how owned rules are deleted without re-deriving their exact spelling.
-type natSnapshot struct {
+type tableSnapshot struct {
 	chains map[string]bool
 	rules  map[string][]string
 }
 
-func parseNATSnapshot(out string) *natSnapshot {
-	s := &natSnapshot{chains: map[string]bool{}, rules: map[string][]string{}}
-	inNAT := false
+func parseSnapshot(out, table string) *tableSnapshot {
+	s := &tableSnapshot{chains: map[string]bool{}, rules: map[string][]string{}}
+	inTable := false
 	sc := bufio.NewScanner(strings.NewReader(out))
 	sc.Buffer(make([]byte, 1<<20), 1<<24)
 	for sc.Scan() {
 		line := sc.Text()
 		switch {
-		case line == "*nat":
-			inNAT = true
+		case line == "*"+table:
+			inTable = true
 		case line == "COMMIT":
-			inNAT = false
-		case !inNAT:
+			inTable = false
+		case !inTable:
 		case strings.HasPrefix(line, ":"):
 			if name, _, ok := strings.Cut(line[1:], " "); ok {
 				s.chains[name] = true
@@ -40,12 +40,12 @@ func parseNATSnapshot(out string) *natSnapshot {
 }
 
 // hasRule reports whether chain has a rule containing every fragment.
-func (s *natSnapshot) hasRule(chain string, fragments ...string) bool {
+func (s *tableSnapshot) hasRule(chain string, fragments ...string) bool {
 	return len(s.matching(chain, fragments...)) > 0
 }
 
 // matching returns the rules of chain that contain every fragment.
-func (s *natSnapshot) matching(chain string, fragments ...string) []string {
+func (s *tableSnapshot) matching(chain string, fragments ...string) []string {
 	var out []string
 next:
 	for _, r := range s.rules[chain] {
@@ -60,6 +60,6 @@ next:
 }
 
 // owned returns the rules of chain carrying owner's tag.
-func (s *natSnapshot) owned(chain string, o Owner) []string {
+func (s *tableSnapshot) owned(chain string, o Owner) []string {
 	return s.matching(chain, tagPrefix+o.Tag()+" ")
 }

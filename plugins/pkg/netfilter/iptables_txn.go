@@ -4,53 +4,59 @@ import (
 	"strings"
 )
 
-// natTxn collects the changes of one ADD or DEL for the nat table; it is
+// ruleTxn collects the changes of one ADD or DEL for one table; it is
 // applied by a single `iptables-restore --noflush`, which the kernel commits
 // atomically: either every line lands or none does.
-type natTxn struct {
+type ruleTxn struct {
+	table   string
 	declare []string // chains to create, or to flush when they exist
 	lines   []string
 }
 
 // declareChain creates chain, or empties it if it exists.
-func (t *natTxn) declareChain(chain string) { t.declare = append(t.declare, chain) }
+func (t *ruleTxn) declareChain(chain string) { t.declare = append(t.declare, chain) }
 
 // add appends a rule; args are tokens as given to iptables.
-func (t *natTxn) add(chain string, args ...string) {
+func (t *ruleTxn) add(chain string, args ...string) {
 	t.lines = append(t.lines, "-A "+chain+" "+joinArgs(args))
 }
 
+// insert puts a rule at the top of chain.
+func (t *ruleTxn) insert(chain string, args ...string) {
+	t.lines = append(t.lines, "-I "+chain+" 1 "+joinArgs(args))
+}
+
 // deleteSaved removes a rule given as printed by iptables-save.
-func (t *natTxn) deleteSaved(chain, saved string) {
+func (t *ruleTxn) deleteSaved(chain, saved string) {
 	t.lines = append(t.lines, "-D "+chain+" "+saved)
 }
 
 // del removes the rule given by args exactly as add wrote it; the whole
 // transaction fails if there is no such rule.
-func (t *natTxn) del(chain string, args ...string) {
+func (t *ruleTxn) del(chain string, args ...string) {
 	t.lines = append(t.lines, "-D "+chain+" "+joinArgs(args))
 }
 
 // check makes the whole transaction fail unless chain has this rule.
-func (t *natTxn) check(chain string, args ...string) {
+func (t *ruleTxn) check(chain string, args ...string) {
 	t.lines = append(t.lines, "-C "+chain+" "+joinArgs(args))
 }
 
 // newChain creates chain and makes the transaction fail if it exists.
-func (t *natTxn) newChain(chain string) { t.lines = append(t.lines, "-N "+chain) }
+func (t *ruleTxn) newChain(chain string) { t.lines = append(t.lines, "-N "+chain) }
 
 // flushChain empties chain.
-func (t *natTxn) flushChain(chain string) { t.lines = append(t.lines, "-F "+chain) }
+func (t *ruleTxn) flushChain(chain string) { t.lines = append(t.lines, "-F "+chain) }
 
 // deleteChain removes an (already emptied or declared) chain.
-func (t *natTxn) deleteChain(chain string) { t.lines = append(t.lines, "-X "+chain) }
+func (t *ruleTxn) deleteChain(chain string) { t.lines = append(t.lines, "-X "+chain) }
 
-func (t *natTxn) empty() bool { return len(t.declare) == 0 && len(t.lines) == 0 }
+func (t *ruleTxn) empty() bool { return len(t.declare) == 0 && len(t.lines) == 0 }
 
 // render returns iptables-restore input.
-func (t *natTxn) render() string {
+func (t *ruleTxn) render() string {
 	var b strings.Builder
-	b.WriteString("*nat\n")
+	b.WriteString("*" + t.table + "\n")
 	for _, c := range t.declare {
 		b.WriteString(":" + c + " - [0:0]\n")
 	}

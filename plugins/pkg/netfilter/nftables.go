@@ -12,7 +12,10 @@ package netfilter
 //	  set masq_all        { type ipv4_addr }         containers whose published ports are always masqueraded (masqAll)
 //	  set masq_ips        { type ipv4_addr }         bridge ipMasq: container sources ...
 //	  set masq_local      { type ipv4_addr . ifname }  ... and the bridge they are not masqueraded on
-//	  chain prerouting  { type nat hook prerouting priority dstnat; fib daddr type local jump hostports }
+//	  chain prerouting  { type nat hook prerouting priority dstnat;
+//	    ip daddr 127.0.0.0/8 drop                    (ip6: ::1) loopback from outside: see loopbackDrop
+//	    fib daddr type local jump hostports
+//	  }
 //	  chain output      { type nat hook output priority dstnat; fib daddr type local jump hostports }
 //	  chain hostports {
 //	    iifname @hairpin_ifs meta mark set meta mark | 0x2000          hairpin: from a container
@@ -25,7 +28,24 @@ package netfilter
 //	    ct status dnat ip daddr @masq_all masquerade
 //	    ip saddr @masq_ips ip saddr . oifname != @masq_local ip daddr != 224.0.0.0/4 masquerade
 //	  }
+//	  set fwd_members  { type ipv4_addr . ifname }  every container address and its bridge
+//	  set fwd_protect  { type ipv4_addr . ifname }  ... of networks with direct-routing protection
+//	  set fwd_isolate  { type ipv4_addr . ifname }  ... of networks isolated from each other
+//	  set fwd_noicc    { type ipv4_addr . ifname }  ... of networks without container-to-container traffic
+//	  chain forward { type filter hook forward priority filter; policy accept;
+//	    ct direction original ct status & dnat == 0 ip daddr . oifname @fwd_protect
+//	        ip daddr . iifname != @fwd_members drop                             direct routing from outside the bridge
+//	    ct status & dnat == 0 ip saddr . iifname @fwd_isolate ip daddr . oifname @fwd_isolate
+//	        ip daddr . iifname != @fwd_members drop                             another isolated network
+//	    ct status & dnat == 0 ip saddr . iifname @fwd_noicc ip daddr . oifname @fwd_noicc
+//	        ip daddr . iifname @fwd_members drop                                the same bridge, icc off
+//	  }
 //	}
+//
+// The forward chain only drops: an accept in this table could not override
+// a drop in another table on the same hook (iptables' FORWARD policy, for
+// one). Where an iptables filter table exists, a few per-network accept
+// rules go there too (see iptables_forward.go).
 //
 // The input interface is unknown in postrouting, so hairpin connections are
 // recognised where it is known (the hostports chain) and marked with bit 13,
@@ -58,6 +78,11 @@ const (
 	setMasqAll        = "masq_all"
 	setMasqIPs        = "masq_ips"
 	setMasqLocal      = "masq_local"
+	setFwdMembers     = "fwd_members"
+	setFwdProtect     = "fwd_protect"
+	setFwdIsolate     = "fwd_isolate"
+	setFwdNoICC       = "fwd_noicc"
+	chainFwd          = "forward"
 	chainPre          = "prerouting"
 	chainOut          = "output"
 	chainHP           = "hostports"
@@ -68,6 +93,7 @@ const (
 
 type nfTables struct {
 	family Family
+	opts   Options // for the accept rules it adds to iptables
 }
 
 // NFTablesAvailable reports whether the kernel answers nf_tables netlink.
@@ -82,11 +108,11 @@ var NFTablesAvailable = sync.OnceValue(func() bool {
 	return err == nil
 })
 
-func newNFTables(f Family) (*nfTables, error) {
+func newNFTables(f Family, opts Options) (*nfTables, error) {
 	if !NFTablesAvailable() {
 		return nil, errors.New("nftables backend unavailable: the kernel does not answer nf_tables netlink requests")
 	}
-	return &nfTables{family: f}, nil
+	return &nfTables{family: f, opts: opts}, nil
 }
 
 func (b *nfTables) Name() string   { return "nftables" }
@@ -97,6 +123,7 @@ type layout struct {
 	f                                                               Family
 	table                                                           *nftables.Table
 	hostPorts, hostPortsBound, hairpin, masqAll, masqIPs, masqLocal *nftables.Set
+	fwdMembers, fwdProtect, fwdIsolate, fwdNoICC                    *nftables.Set
 	addrType                                                        nftables.SetDatatype
 	addrLen                                                         uint32 // bytes of an address
 }
@@ -117,13 +144,19 @@ func newLayout(f Family) *layout {
 	l.hairpin = &nftables.Set{Table: l.table, Name: setHairpinIfs, KeyType: nftables.TypeIFName, KeyByteOrder: binaryutil.NativeEndian}
 	l.masqAll = &nftables.Set{Table: l.table, Name: setMasqAll, KeyType: l.addrType}
 	l.masqIPs = &nftables.Set{Table: l.table, Name: setMasqIPs, KeyType: l.addrType}
-	l.masqLocal = &nftables.Set{Table: l.table, Name: setMasqLocal, Concatenation: true,
-		KeyType: nftables.MustConcatSetType(l.addrType, nftables.TypeIFName)}
+	addrIf := func(name string) *nftables.Set {
+		return &nftables.Set{Table: l.table, Name: name, Concatenation: true,
+			KeyType: nftables.MustConcatSetType(l.addrType, nftables.TypeIFName)}
+	}
+	l.masqLocal = addrIf(setMasqLocal)
+	l.fwdMembers, l.fwdProtect = addrIf(setFwdMembers), addrIf(setFwdProtect)
+	l.fwdIsolate, l.fwdNoICC = addrIf(setFwdIsolate), addrIf(setFwdNoICC)
 	return l
 }
 
 func (l *layout) sets() []*nftables.Set {
-	return []*nftables.Set{l.hostPorts, l.hostPortsBound, l.hairpin, l.masqAll, l.masqIPs, l.masqLocal}
+	return []*nftables.Set{l.hostPorts, l.hostPortsBound, l.hairpin, l.masqAll, l.masqIPs, l.masqLocal,
+		l.fwdMembers, l.fwdProtect, l.fwdIsolate, l.fwdNoICC}
 }
 
 // 32-bit register n (NFT_REG32_00 is 8); register 1 is the same memory as reg32(0).
@@ -158,6 +191,16 @@ func ctDNAT() []expr.Any {
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
 			Mask: binaryutil.NativeEndian.PutUint32(ipsDstNAT), Xor: binaryutil.NativeEndian.PutUint32(0)},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
+	}
+}
+
+// notDNAT matches a connection no DNAT rule rewrote.
+func notDNAT() []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(ipsDstNAT), Xor: binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
 	}
 }
 
@@ -223,10 +266,61 @@ func (l *layout) rules() map[string][][]expr.Any {
 		}, append(l.notMulticast(), &expr.Masq{})...),
 	)
 	return map[string][][]expr.Any{
-		chainPre:  {fibLocalJump()},
+		chainPre:  {l.loopbackDrop(), fibLocalJump()},
 		chainOut:  {fibLocalJump()},
 		chainHP:   hostports,
 		chainPost: post,
+		chainFwd:  l.forwardRules(),
+	}
+}
+
+// loopbackDrop drops what arrives from outside addressed to 127.0.0.0/8
+// (::1): without it, a neighbour routing such packets here would reach a
+// port published on 127.0.0.1, and a container (its bridge has
+// route_localnet for that mapping) the host's loopback services.
+// Prerouting never sees the host's own packets.
+func (l *layout) loopbackDrop() []expr.Any {
+	drop := &expr.Verdict{Kind: expr.VerdictDrop}
+	if l.f == IPv4 {
+		return []expr.Any{l.daddr(1),
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: []byte{255, 0, 0, 0}, Xor: []byte{0, 0, 0, 0}},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{127, 0, 0, 0}}, drop}
+	}
+	return []expr.Any{l.daddr(1), &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: net.IPv6loopback}, drop}
+}
+
+// forwardRules are the forward chain's drops, in order.
+func (l *layout) forwardRules() [][]expr.Any {
+	drop := &expr.Verdict{Kind: expr.VerdictDrop}
+	words := l.addrLen / 4
+	// in looks addr . ifname up in set (or, inverted, requires it absent).
+	in := func(addr func(uint32) expr.Any, ifKey expr.MetaKey, set *nftables.Set, invert bool) []expr.Any {
+		return []expr.Any{addr(1), &expr.Meta{Key: ifKey, Register: reg32(words)},
+			&expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID, Invert: invert}}
+	}
+	rule := func(parts ...[]expr.Any) []expr.Any {
+		var out []expr.Any
+		for _, p := range parts {
+			out = append(out, p...)
+		}
+		return append(out, drop)
+	}
+	original := []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeyDIRECTION},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0}},
+	}
+	return [][]expr.Any{
+		rule(original, notDNAT(),
+			in(l.daddr, expr.MetaKeyOIFNAME, l.fwdProtect, false),
+			in(l.daddr, expr.MetaKeyIIFNAME, l.fwdMembers, true)),
+		rule(notDNAT(),
+			in(l.saddr, expr.MetaKeyIIFNAME, l.fwdIsolate, false),
+			in(l.daddr, expr.MetaKeyOIFNAME, l.fwdIsolate, false),
+			in(l.daddr, expr.MetaKeyIIFNAME, l.fwdMembers, true)),
+		rule(notDNAT(),
+			in(l.saddr, expr.MetaKeyIIFNAME, l.fwdNoICC, false),
+			in(l.daddr, expr.MetaKeyOIFNAME, l.fwdNoICC, false),
+			in(l.daddr, expr.MetaKeyIIFNAME, l.fwdMembers, false)),
 	}
 }
 
@@ -246,16 +340,18 @@ func (l *layout) notMulticast() []expr.Any {
 
 type chainSpec struct {
 	name     string
+	kind     nftables.ChainType
 	hook     *nftables.ChainHook
 	priority *nftables.ChainPriority
 }
 
 func baseChains() []chainSpec {
 	return []chainSpec{
-		{chainPre, nftables.ChainHookPrerouting, nftables.ChainPriorityNATDest},
-		{chainOut, nftables.ChainHookOutput, nftables.ChainPriorityNATDest},
-		{chainHP, nil, nil},
-		{chainPost, nftables.ChainHookPostrouting, nftables.ChainPriorityNATSource},
+		{chainPre, nftables.ChainTypeNAT, nftables.ChainHookPrerouting, nftables.ChainPriorityNATDest},
+		{chainOut, nftables.ChainTypeNAT, nftables.ChainHookOutput, nftables.ChainPriorityNATDest},
+		{chainHP, "", nil, nil},
+		{chainPost, nftables.ChainTypeNAT, nftables.ChainHookPostrouting, nftables.ChainPriorityNATSource},
+		{chainFwd, nftables.ChainTypeFilter, nftables.ChainHookForward, nftables.ChainPriorityFilter},
 	}
 }
 
@@ -291,7 +387,7 @@ func (l *layout) ensureBase(c *nftables.Conn) error {
 	for _, ch := range baseChains() {
 		chain := &nftables.Chain{Name: ch.name, Table: l.table}
 		if ch.hook != nil {
-			chain.Type, chain.Hooknum, chain.Priority = nftables.ChainTypeNAT, ch.hook, ch.priority
+			chain.Type, chain.Hooknum, chain.Priority = ch.kind, ch.hook, ch.priority
 		}
 		chains[ch.name] = c.AddChain(chain)
 		c.FlushChain(chain)
@@ -375,6 +471,23 @@ func (l *layout) masqElems(spec MasqSpec) []elem {
 		{l.masqIPs, nftables.SetElement{Key: a, Comment: comment}},
 		{l.masqLocal, nftables.SetElement{Key: append(append([]byte{}, a...), ifname(spec.Bridge)...), Comment: comment}},
 	}
+}
+
+// forwardElems are spec's elements: its address on its bridge in the
+// members set, and in the set of each protection its network has.
+func (l *layout) forwardElems(spec ForwardSpec) []elem {
+	comment := spec.Owner.Comment()
+	key := append(append([]byte{}, l.addrBytes(spec.IP)...), ifname(spec.Bridge)...)
+	out := []elem{{l.fwdMembers, nftables.SetElement{Key: key, Comment: comment}}}
+	for _, on := range []struct {
+		yes bool
+		set *nftables.Set
+	}{{spec.Protect, l.fwdProtect}, {spec.Isolate, l.fwdIsolate}, {spec.NoICC, l.fwdNoICC}} {
+		if on.yes {
+			out = append(out, elem{on.set, nftables.SetElement{Key: key, Comment: comment}})
+		}
+	}
+	return out
 }
 
 func queueAdd(c *nftables.Conn, elems []elem) error {
@@ -610,4 +723,35 @@ func (b *nfTables) CheckPortMappings(spec PortMapSpec) error {
 func (b *nfTables) CheckMasquerade(spec MasqSpec) error {
 	l := newLayout(b.family)
 	return b.check(l, l.masqElems(spec), "masquerade")
+}
+
+func (b *nfTables) AddForward(spec ForwardSpec) error {
+	l := newLayout(b.family)
+	if err := b.add(l, l.forwardElems(spec)); err != nil {
+		return fmt.Errorf("%s nftables: forwarding rules for container %s: %w", b.family, spec.Owner.ContainerID, err)
+	}
+	return acceptInIPTables(b.family, spec.Bridge, b.opts)
+}
+
+// DelForward removes the attachment's elements; the per-network accept
+// rules in iptables stay, as the bridge does.
+func (b *nfTables) DelForward(spec ForwardSpec) error {
+	l := newLayout(b.family)
+	var elems []elem
+	if spec.IP != nil {
+		elems = l.forwardElems(spec)
+	}
+	err := b.del(l, spec.Owner, elems, []*nftables.Set{l.fwdMembers, l.fwdProtect, l.fwdIsolate, l.fwdNoICC})
+	if err != nil {
+		return fmt.Errorf("%s nftables: remove forwarding rules of container %s: %w", b.family, spec.Owner.ContainerID, err)
+	}
+	return nil
+}
+
+func (b *nfTables) CheckForward(spec ForwardSpec) error {
+	l := newLayout(b.family)
+	if err := b.check(l, l.forwardElems(spec), "forwarding"); err != nil {
+		return err
+	}
+	return checkAcceptInIPTables(b.family, spec.Bridge, b.opts)
 }

@@ -25,7 +25,7 @@ func TestNFTablesLayout(t *testing.T) {
 		},
 	}
 	err := ns.WithNetNSPath(host.Path(), func(ns.NetNS) error {
-		b, err := newNFTables(IPv4)
+		b, err := newNFTables(IPv4, Options{})
 		if err != nil {
 			return err
 		}

@@ -57,10 +57,13 @@ func runInNS(ctx context.Context, nsName, path string, stdin []byte, env []strin
 // NetnsExec is a libcni invoke.Exec that runs every plugin inside one
 // namespace, which plays the host. libcni itself is what containerd and
 // CRI-O use, so tests through it see what those runtimes would.
-type NetnsExec struct{ NS string }
+type NetnsExec struct {
+	NS  string
+	Env []string // added to each plugin's environment, overriding (PATH, say)
+}
 
 func (e *NetnsExec) ExecPlugin(ctx context.Context, pluginPath string, stdinData []byte, environ []string) ([]byte, error) {
-	return runInNS(ctx, e.NS, pluginPath, stdinData, environ)
+	return runInNS(ctx, e.NS, pluginPath, stdinData, append(environ, e.Env...))
 }
 
 func (e *NetnsExec) FindInPath(plugin string, paths []string) (string, error) {

@@ -14,7 +14,7 @@ import (
 )
 
 // Check verifies what ADD made is still in place: the interfaces, the
-// addresses, the routes and the masquerade rule.
+// addresses, the routes, the masquerade and the forwarding rules.
 func Check(args *skel.CmdArgs) error {
 	n, err := LoadConfig(args.StdinData, args.Args)
 	if err != nil {
@@ -79,7 +79,12 @@ func Check(args *skel.CmdArgs) error {
 	}
 
 	if n.IPMasq {
-		return checkMasquerade(n, o, prev.IPs)
+		if err := checkMasquerade(n, o, prev.IPs); err != nil {
+			return err
+		}
+	}
+	if n.isLayer3() {
+		return checkForwarding(n, o, prev.IPs)
 	}
 	return nil
 }

@@ -38,6 +38,18 @@ type NetConf struct {
 	// DisableContainerInterface leaves the container's interface down and unaddressed.
 	DisableContainerInterface bool `json:"disableContainerInterface,omitempty"`
 
+	// The filter half (extensions, Docker's defaults): see forward.go.
+	// GatewayMode "nat" drops what is routed to a container from outside
+	// its bridge unless it was DNATed to a published port;
+	// "nat-unprotected" lets it through (what Kubernetes needs).
+	GatewayMode string `json:"gatewayMode,omitempty"`
+	// IsolateNetworks drops traffic between containers of different
+	// isolated networks, unless DNATed to a published port.
+	IsolateNetworks *bool `json:"isolateNetworks,omitempty"`
+	// ICC false (Docker's enable_icc=false) blocks container-to-container
+	// traffic on the bridge, except through published ports.
+	ICC *bool `json:"icc,omitempty"`
+
 	// Reference keys not implemented yet: rejected when set, never ignored.
 	Vlan                int               `json:"vlan,omitempty"`
 	VlanTrunk           []json.RawMessage `json:"vlanTrunk,omitempty"`
@@ -83,7 +95,26 @@ func LoadConfig(stdin []byte, envArgs string) (*NetConf, error) {
 	case n.MacSpoofChk:
 		return nil, cnierr.Config("bridge: macspoofchk is not supported yet; remove it from network %q", n.Name)
 	}
-	if n.IPMasq {
+	switch n.GatewayMode {
+	case "":
+		n.GatewayMode = GatewayModeNAT
+	case GatewayModeNAT, GatewayModeNATUnprotected:
+	default:
+		return nil, cnierr.Config("bridge: gatewayMode %q is not supported: use %q (the default) or %q", n.GatewayMode, GatewayModeNAT, GatewayModeNATUnprotected)
+	}
+	yes := true
+	if n.IsolateNetworks == nil {
+		n.IsolateNetworks = &yes
+	}
+	if n.ICC == nil {
+		n.ICC = &yes
+	}
+	if !*n.ICC {
+		// Bridged frames never reach netfilter (without br_netfilter):
+		// isolated ports are what stops them.
+		n.PortIsolation = true
+	}
+	if n.IPMasq || n.isLayer3() {
 		if err := netfilter.ValidateBackendName(n.IPMasqBackend); err != nil {
 			return nil, cnierr.Config("bridge: ipMasqBackend: %v", err)
 		}

@@ -106,6 +106,9 @@ func Add(args *skel.CmdArgs) (err error) {
 				return err
 			}
 		}
+		if err := addForwarding(n, o, result, &undo); err != nil {
+			return err
+		}
 	} else if !n.DisableContainerInterface {
 		if err := netns.Do(func(ns.NetNS) error { skipDAD(n, args.IfName); return linkUp(args.IfName) }); err != nil {
 			return cnierr.Wrap(err, "bridge")
@@ -265,6 +268,7 @@ func Del(args *skel.CmdArgs) error {
 			return nil
 		},
 		func() error { return delMasquerade(n, o) },
+		func() error { return delForwarding(n, o) },
 	}
 	if n.isLayer3() {
 		parts = append(parts, func() error {

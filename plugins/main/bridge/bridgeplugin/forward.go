@@ -1,0 +1,52 @@
+package bridgeplugin
+
+import (
+	current "github.com/containernetworking/cni/pkg/types/100"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/attachment"
+	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+)
+
+// Docker's gateway modes this plugin implements.
+const (
+	GatewayModeNAT            = "nat"             // published ports only: direct routing from outside is dropped
+	GatewayModeNATUnprotected = "nat-unprotected" // any port of a container is reachable by routing to it
+)
+
+func forwardSpecs(n *NetConf, o netfilter.Owner, ips []*current.IPConfig) []netfilter.ForwardSpec {
+	specs := make([]netfilter.ForwardSpec, 0, len(ips))
+	for _, ipc := range ips {
+		specs = append(specs, netfilter.ForwardSpec{
+			Owner: o, IP: ipc.Address.IP, Bridge: n.BrName,
+			Protect: n.GatewayMode == GatewayModeNAT,
+			Isolate: *n.IsolateNetworks,
+			NoICC:   !*n.ICC,
+		})
+	}
+	return specs
+}
+
+// addForwarding installs the attachment's forwarding rules; undo removes them.
+func addForwarding(n *NetConf, o netfilter.Owner, result *current.Result, undo *undoStack) error {
+	rec := attachment.Record[netfilter.ForwardSpec]{Backend: netfilter.Resolve(n.IPMasqBackend, false), Specs: forwardSpecs(n, o, result.IPs)}
+	if err := attachment.Forwarding.Install(attachment.HostEnv(n.StateDir), o, rec); err != nil {
+		return err
+	}
+	undo.push(func() { _ = delForwarding(n, o) })
+	return nil
+}
+
+// delForwarding removes o's forwarding rules; without a record they are
+// searched for by tag.
+func delForwarding(n *NetConf, o netfilter.Owner) error {
+	var families []netfilter.Family
+	if n.isLayer3() {
+		families = delFamilies(n)
+	}
+	return attachment.Forwarding.Remove(attachment.HostEnv(n.StateDir), o, netfilter.ForwardSpec{Owner: o}, families)
+}
+
+// checkForwarding verifies the forwarding rules of each address in ips.
+func checkForwarding(n *NetConf, o netfilter.Owner, ips []*current.IPConfig) error {
+	return attachment.Forwarding.CheckInstalled(attachment.HostEnv(n.StateDir), o, forwardSpecs(n, o, ips), netfilter.Resolve(n.IPMasqBackend, false))
+}

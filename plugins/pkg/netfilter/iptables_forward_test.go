@@ -1,0 +1,121 @@
+package netfilter
+
+import (
+	"net"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/containernetworking/plugins/pkg/ns"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/testenv"
+	"github.com/dockernet/cni-plugins/plugins/pkg/testenv/golden"
+)
+
+func fwdSpec(bridge, ip string, protect, isolate, noICC bool) ForwardSpec {
+	return ForwardSpec{Owner: Owner{Network: bridge, ContainerID: "c-" + ip, IfName: "eth0"},
+		IP: net.ParseIP(ip), Bridge: bridge, Protect: protect, Isolate: isolate, NoICC: noICC}
+}
+
+// savedFilter is the filter table without counters and header comments.
+func savedFilter(t *testing.T, host *testenv.NS, flavour string) string {
+	out := host.MustRun("iptables-"+flavour+"-save", "-t", "filter")
+	var keep []string
+	for _, l := range strings.Split(out, "\n") {
+		if !strings.HasPrefix(l, "#") {
+			keep = append(keep, regexp.MustCompile(` \[\d+:\d+\]$`).ReplaceAllString(l, ""))
+		}
+	}
+	return strings.Join(keep, "\n")
+}
+
+// The iptables backend's filter half, in both flavours: per-network rules
+// after the host's own, idempotent, replaced when a network's settings
+// change, and CHECK names a missing rule.
+func TestForwardIPTables(t *testing.T) {
+	testenv.RequireRoot(t)
+	for _, fl := range flavours() {
+		t.Run(fl.name, func(t *testing.T) {
+			host := testenv.NewNS(t, testenv.Prefix()+"-host")
+			// A host rule and a DROP policy that must stay first and untouched.
+			host.MustRun("iptables-"+fl.binary, "-P", "FORWARD", "DROP")
+			host.MustRun("iptables-"+fl.binary, "-A", "FORWARD", "-i", "eth9", "-j", "ACCEPT")
+			err := ns.WithNetNSPath(host.Path(), func(ns.NetNS) error {
+				b, err := flavourTables(fl, IPv4, Options{LockPath: t.TempDir() + "/lock"})
+				if err != nil {
+					return err
+				}
+				for _, s := range []ForwardSpec{
+					fwdSpec("br0", "10.1.0.2", true, true, false),
+					fwdSpec("br0", "10.1.0.3", true, true, false), // same network: nothing new
+					fwdSpec("br1", "10.2.0.2", false, true, true),
+				} {
+					if err := b.AddForward(s); err != nil {
+						return err
+					}
+				}
+				golden.Check(t, "forward-iptables-"+fl.name, savedFilter(t, host, fl.binary))
+				if err := b.CheckForward(fwdSpec("br1", "10.2.0.2", false, true, true)); err != nil {
+					t.Errorf("CHECK after ADD: %v", err)
+				}
+				// Settings changed: the network's rules are replaced, not added to.
+				if err := b.AddForward(fwdSpec("br1", "10.2.0.2", true, false, false)); err != nil {
+					return err
+				}
+				saved := savedFilter(t, host, fl.binary)
+				if strings.Contains(saved, "br=br1 drops=isolate,noicc") || !strings.Contains(saved, "br=br1 drops=protect") {
+					t.Errorf("br1's rules were not replaced:\n%s", saved)
+				}
+				host.MustRun("iptables-"+fl.binary, "-F", chainIsolate)
+				err = b.CheckForward(fwdSpec("br0", "10.1.0.2", true, true, false))
+				if err == nil || !strings.Contains(err.Error(), "missing from chain "+chainIsolate) {
+					t.Errorf("CHECK with DNET-ISOLATE flushed: %v", err)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// The nftables backend adds accept rules to an iptables flavour only
+// where that flavour's filter table exists.
+func TestForwardNFTablesAcceptsInIPTables(t *testing.T) {
+	testenv.RequireRoot(t)
+	for _, fl := range flavours() {
+		t.Run(fl.name, func(t *testing.T) {
+			host := testenv.NewNS(t, testenv.Prefix()+"-host")
+			spec := fwdSpec("br0", "10.1.0.2", true, true, false)
+			err := ns.WithNetNSPath(host.Path(), func(ns.NetNS) error {
+				b, err := newNFTables(IPv4, Options{LockPath: t.TempDir() + "/lock"})
+				if err != nil {
+					return err
+				}
+				if err := b.AddForward(spec); err != nil {
+					return err
+				}
+				if fl.present(IPv4) {
+					t.Errorf("ADD on a host without an iptables filter table created one (%s)", fl.name)
+				}
+				host.MustRun("iptables-"+fl.binary, "-P", "FORWARD", "DROP")
+				if err := b.AddForward(spec); err != nil {
+					return err
+				}
+				if err := b.CheckForward(spec); err != nil {
+					t.Errorf("CHECK: %v\n%s", err, host.MustRun("nft", "list", "table", "ip", "dnet"))
+				}
+				golden.Check(t, "forward-accepts-"+fl.name, savedFilter(t, host, fl.binary))
+				host.MustRun("iptables-"+fl.binary, "-F", chainForward)
+				if err := b.CheckForward(spec); err == nil {
+					t.Error("CHECK passed with DNET-FORWARD flushed")
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
