@@ -122,6 +122,19 @@ func testPublishedPorts(t *testing.T, w *world, d driver) {
 	w.mustReach(w.client, "udp", hostAddr, portSibling)
 	w.mustNotReach(w.client, "tcp", hostAddr, portAll)
 
+	// CHECK notices missing forwarding rules too.
+	if err := d.check(c2, both(portSibling, "")); err != nil {
+		t.Fatalf("CHECK c2: %v", err)
+	}
+	if w.backend == "iptables" {
+		w.host.MustRun(w.iptables, "-F", "DNET-ISOLATE")
+	} else {
+		w.host.MustRun("nft", "delete", "element", "ip", "dnet", "fwd_members", fmt.Sprintf("{ %s . \"%s\" }", ip2, netName))
+	}
+	if err := d.check(c2, both(portSibling, "")); err == nil || !strings.Contains(err.Error(), "forwarding") {
+		t.Errorf("CHECK with c2's forwarding rules removed: %v", err)
+	}
+
 	// DEL after the container's netns is gone still cleans up.
 	testDelWithoutNetns(t, w, d, c2, ip2)
 }

@@ -109,11 +109,6 @@ func LoadConfig(stdin []byte, envArgs string) (*NetConf, error) {
 	if n.ICC == nil {
 		n.ICC = &yes
 	}
-	if !*n.ICC {
-		// Bridged frames never reach netfilter (without br_netfilter):
-		// isolated ports are what stops them.
-		n.PortIsolation = true
-	}
 	if n.IPMasq || n.isLayer3() {
 		if err := netfilter.ValidateBackendName(n.IPMasqBackend); err != nil {
 			return nil, cnierr.Config("bridge: ipMasqBackend: %v", err)

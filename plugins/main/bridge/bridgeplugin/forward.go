@@ -1,6 +1,9 @@
 package bridgeplugin
 
 import (
+	"os"
+	"strings"
+
 	current "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/attachment"
@@ -49,4 +52,15 @@ func delForwarding(n *NetConf, o netfilter.Owner) error {
 // checkForwarding verifies the forwarding rules of each address in ips.
 func checkForwarding(n *NetConf, o netfilter.Owner, ips []*current.IPConfig) error {
 	return attachment.Forwarding.CheckInstalled(attachment.HostEnv(n.StateDir), o, forwardSpecs(n, o, ips), netfilter.Resolve(n.IPMasqBackend, false))
+}
+
+// brNetfilter reports whether bridged IPv4 frames pass through the IP
+// hooks here (br_netfilter with bridge-nf-call-iptables, as on most
+// Kubernetes nodes). Then the forward rules see traffic between two
+// containers of a bridge, and the DNATed hairpin is itself bridged from
+// port to port; otherwise only isolated bridge ports can stop the former,
+// and they leave the routed hairpin alone.
+func brNetfilter() bool {
+	v, err := os.ReadFile("/proc/sys/net/bridge/bridge-nf-call-iptables")
+	return err == nil && strings.TrimSpace(string(v)) == "1"
 }

@@ -151,7 +151,7 @@ func setupVeth(n *NetConf, args *skel.CmdArgs, o netfilter.Owner, netns, hostNS 
 	if err == nil && n.HairpinMode {
 		err = netlink.LinkSetHairpin(hostLink, true)
 	}
-	if err == nil && n.PortIsolation {
+	if err == nil && (n.PortIsolation || (!*n.ICC && !brNetfilter())) {
 		err = netlink.LinkSetIsolated(hostLink, true)
 	}
 	if err == nil {

@@ -1,0 +1,154 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"regexp"
+	"testing"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/testenv"
+)
+
+// The neighbour: another machine on a second host link, which routes the
+// container subnets, and 127.0.0.1, via this host.
+const (
+	hostAddrNbr = "198.51.100.1" // TEST-NET-2, routed nowhere
+	nbrAddr     = "198.51.100.2"
+)
+
+// newNeighbour links a neighbour netns to the host. Its loopback has no
+// address, so it sends 127.0.0.1 over the link and accepts replies from
+// it (route_localnet lets it), as moby#45610's attacker does.
+func (w *world) newNeighbour() *testenv.NS {
+	nbr := testenv.NewNS(w.t, w.prefix+"-nbr")
+	testenv.Link(w.t, w.host, "eth1", hostAddrNbr+"/24", nbr, "eth0", nbrAddr+"/24")
+	for _, cmd := range [][]string{
+		{"ip", "route", "add", "172.16.0.0/12", "via", hostAddrNbr},
+		{"ip", "addr", "flush", "dev", "lo"},
+		{"ip", "link", "set", "lo", "down"},
+		{"sysctl", "-qw", "net.ipv4.conf.eth0.route_localnet=1"},
+		{"ip", "route", "add", "127.0.0.1/32", "via", hostAddrNbr, "dev", "eth0"},
+	} {
+		nbr.MustRun(cmd...)
+	}
+	return nbr
+}
+
+// addTo attaches c to the network conflist describes and waits for its server.
+func (w *world) addTo(conflist []byte, c *container, ms []mapping) string {
+	w.t.Helper()
+	if _, err := w.libcniFor(conflist).add(c, ms); err != nil {
+		w.t.Fatalf("ADD %s: %v", c.ns.Name, err)
+	}
+	ip := containerIP(w.t, c)
+	w.waitServing(c, ip)
+	return ip
+}
+
+// TestProtections probes what Docker 28 blocks by default, each probe with
+// a control showing the path exists where the protection is off:
+//   - a neighbour routing to a container's address reaches no unpublished
+//     port (gatewayMode nat); the control is a nat-unprotected network;
+//   - a container of another isolated network reaches no container
+//     address, but does reach published ports through the host address;
+//     the control is a network with isolateNetworks off;
+//   - a neighbour sending to 127.0.0.1 reaches no 127.0.0.1-bound
+//     mapping; the control removes the one rule that stops it.
+func TestProtections(t *testing.T) {
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			testProtections(t, newWorld(t, backend))
+		})
+	}
+}
+
+func testProtections(t *testing.T, w *world) {
+	nbr := w.newNeighbour()
+	unprotected := map[string]any{"gatewayMode": "nat-unprotected"}
+	netB := w.network(network{name: "netb", bridge: "dnetb", subnet: "172.18.0.0/16", bridgeKeys: unprotected})
+	netI := w.network(network{name: "neti", bridge: "dneti", subnet: "172.20.0.0/16", bridgeKeys: unprotected})
+	netU := w.network(network{name: "netu", bridge: "dnetu", subnet: "172.19.0.0/16",
+		bridgeKeys: map[string]any{"gatewayMode": "nat-unprotected", "isolateNetworks": false}})
+
+	c1 := w.newContainer("c1")
+	ip1 := w.addTo(w.conflist(""), c1, c1Mappings())
+	cB, cI, cU := w.newContainer("cb"), w.newContainer("ci"), w.newContainer("cu")
+	w.addTo(netB, cB, nil)
+	ipI := w.addTo(netI, cI, nil)
+	ipU := w.addTo(netU, cU, nil)
+
+	// Direct routing from a neighbour.
+	w.mustNotReach(nbr, "tcp", ip1, helloPort)
+	w.mustReach(nbr, "tcp", ipU, helloPort)
+	w.mustReach(nbr, "tcp", hostAddrNbr, portAll) // published: still reachable
+
+	// Another network.
+	w.mustNotReach(cB.ns, "tcp", ipI, helloPort)
+	w.mustNotReach(cB.ns, "udp", ipI, helloPort)
+	w.mustNotReach(cB.ns, "tcp", ip1, helloPort)
+	w.mustReach(cU.ns, "tcp", ipI, helloPort)
+	w.mustReach(cU.ns, "udp", ipI, helloPort)
+	w.mustReach(cB.ns, "tcp", hostAddr, portAll)
+
+	// 127.0.0.1 from a neighbour, then the control.
+	w.mustNotReach(nbr, "tcp", "127.0.0.1", portLocal)
+	w.dropLoopbackRule()
+	w.mustReach(nbr, "tcp", "127.0.0.1", portLocal)
+}
+
+// dropLoopbackRule deletes the one rule that keeps 127.0.0.0/8 from
+// outside away from containers.
+func (w *world) dropLoopbackRule() {
+	if w.backend == "iptables" {
+		w.host.MustRun(w.iptables, "-D", "DNET-FILTER", "-m", "conntrack", "--ctorigdst", "127.0.0.0/8", "-m", "comment", "--comment", "dnet:base", "-j", "DROP")
+		return
+	}
+	out := w.host.MustRun("nft", "-a", "list", "chain", "ip", "dnet", "prerouting")
+	m := regexp.MustCompile(`ip daddr 127\.0\.0\.0/8 drop # handle (\d+)`).FindStringSubmatch(out)
+	if m == nil {
+		w.t.Fatalf("no loopback drop in prerouting:\n%s", out)
+	}
+	w.host.MustRun("nft", "delete", "rule", "ip", "dnet", "prerouting", "handle", m[1])
+}
+
+// TestICC: with icc off, containers of one bridge reach each other only
+// through published ports, whether or not br_netfilter passes bridged
+// frames through the IP hooks (the two cases block them differently).
+// The control is a network with icc on.
+func TestICC(t *testing.T) {
+	modes := []string{"0"}
+	if _, err := os.Stat("/proc/sys/net/bridge/bridge-nf-call-iptables"); err == nil {
+		modes = append(modes, "1")
+	} else {
+		t.Log("no br_netfilter in this kernel: only the case without it runs")
+	}
+	for _, backend := range backends {
+		for _, brnf := range modes {
+			t.Run(backend+"/bridge-nf-call-iptables="+brnf, func(t *testing.T) {
+				t.Parallel()
+				w := newWorld(t, backend)
+				if _, err := os.Stat("/proc/sys/net/bridge"); err == nil {
+					w.host.MustRun("sysctl", "-qw", "net.bridge.bridge-nf-call-iptables="+brnf)
+				}
+				for _, icc := range []bool{false, true} {
+					name := fmt.Sprintf("icc%v", icc)
+					conf := w.network(network{name: name, bridge: "dnet" + name, subnet: map[bool]string{false: "172.21.0.0/16", true: "172.22.0.0/16"}[icc],
+						bridgeKeys: map[string]any{"icc": icc}})
+					n1, n2 := w.newContainer(name+"a"), w.newContainer(name+"b")
+					w.addTo(conf, n1, nil)
+					port := map[bool]int{false: 8091, true: 8092}[icc]
+					ip2 := w.addTo(conf, n2, both(port, ""))
+					for _, proto := range []string{"tcp", "udp"} {
+						if icc {
+							w.mustReach(n1.ns, proto, ip2, helloPort)
+						} else {
+							w.mustNotReach(n1.ns, proto, ip2, helloPort)
+						}
+						w.mustReach(n1.ns, proto, hostAddr, port)
+					}
+				}
+			})
+		}
+	}
+}
