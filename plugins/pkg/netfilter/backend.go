@@ -43,6 +43,18 @@ func (m PortMapping) String() string {
 	return fmt.Sprintf("%s:%d/%s -> %d", host, m.HostPort, m.Protocol, m.ContainerPort)
 }
 
+// HostIPFor returns the host address a mapping binds in family f, whether the
+// mapping applies to f at all, and "" for every local address.
+func HostIPFor(m PortMapping, f Family) (string, bool) {
+	if m.HostIP == nil || m.HostIP.IsUnspecified() {
+		return "", true
+	}
+	if FamilyOf(m.HostIP) != f {
+		return "", false
+	}
+	return m.HostIP.String(), true
+}
+
 // PortMapSpec is everything portmap installs for one attachment and family.
 type PortMapSpec struct {
 	Owner        Owner

@@ -175,7 +175,7 @@ func (b *ipTables) CheckPortMappings(spec PortMapSpec) error {
 		return fmt.Errorf("%s: chain %s for container %s is missing", b.family, chain, spec.Owner.ContainerID)
 	}
 	for _, m := range spec.Mappings {
-		if _, ok := hostIPFor(m, b.family); !ok {
+		if _, ok := HostIPFor(m, b.family); !ok {
 			continue
 		}
 		dport := fmt.Sprintf("--dport %d ", m.HostPort)

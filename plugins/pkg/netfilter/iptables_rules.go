@@ -38,18 +38,6 @@ func markValue(bit int) string {
 	return fmt.Sprintf("0x%x/0x%x", v, v)
 }
 
-// hostIPFor returns the host address a mapping binds in family f, whether the
-// mapping applies to f at all, and "" for every local address.
-func hostIPFor(m PortMapping, f Family) (string, bool) {
-	if m.HostIP == nil || m.HostIP.IsUnspecified() {
-		return "", true
-	}
-	if FamilyOf(m.HostIP) != f {
-		return "", false
-	}
-	return m.HostIP.String(), true
-}
-
 func hostPrefix(f Family) string {
 	if f == IPv4 {
 		return "/32"
@@ -72,7 +60,7 @@ func ownerRules(spec PortMapSpec, f Family) (chain [][]string, entries [][]strin
 	portsByProto := map[string][]int{}
 	seen := map[string]bool{}
 	for _, m := range spec.Mappings {
-		hostIP, ok := hostIPFor(m, f)
+		hostIP, ok := HostIPFor(m, f)
 		if !ok {
 			continue
 		}

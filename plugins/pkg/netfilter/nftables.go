@@ -445,7 +445,7 @@ func (l *layout) portElems(spec PortMapSpec) []elem {
 	var out []elem
 	comment := spec.Owner.Comment()
 	for _, m := range spec.Mappings {
-		hostIP, ok := hostIPFor(m, l.f)
+		hostIP, ok := HostIPFor(m, l.f)
 		if !ok {
 			continue
 		}
@@ -560,7 +560,7 @@ func (b *nfTables) conflict(spec PortMapSpec) error {
 			for _, h := range have {
 				if string(h.Key) == string(want.e.Key) && h.Comment != want.e.Comment {
 					m := describeKey(want.set.Name, h.Key, l)
-					return fmt.Errorf("host port %s is already published by %s: unpublish it there or pick another hostPort", m, ownerFromComment(h.Comment))
+					return fmt.Errorf("host port %s is already published by %s: unpublish it there or pick another hostPort", m, DescribeOwner(h.Comment))
 				}
 			}
 		}
@@ -579,21 +579,6 @@ func describeKey(set string, key []byte, l *layout) string {
 	}
 	proto := map[byte]string{unix.IPPROTO_TCP: "tcp", unix.IPPROTO_UDP: "udp", unix.IPPROTO_SCTP: "sctp"}[key[0]]
 	return fmt.Sprintf("%d/%s on %s", int(key[4])<<8|int(key[5]), proto, host)
-}
-
-func ownerFromComment(c string) string {
-	// "dnet:<tag> net=N id=I if=F"
-	fields := map[string]string{}
-	for _, f := range strings.Fields(c) {
-		if k, v, ok := strings.Cut(f, "="); ok {
-			fields[k] = v
-		}
-	}
-	id := fields["id"]
-	if len(id) > 12 {
-		id = id[:12] + "…"
-	}
-	return fmt.Sprintf("container %s (network %s)", id, fields["net"])
 }
 
 // del removes elems (or, with none known, every element of owner in sets).

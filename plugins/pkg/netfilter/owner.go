@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"strings"
 )
 
 // Owner identifies one attachment: a container's interface on one network.
@@ -34,3 +35,19 @@ func (o Owner) Comment() string {
 
 // tagPrefix marks comments written by this project.
 const tagPrefix = "dnet:"
+
+// DescribeOwner names the container and network of an owner's comment
+// ("dnet:<tag> net=N id=I if=F") for error messages.
+func DescribeOwner(c string) string {
+	fields := map[string]string{}
+	for _, f := range strings.Fields(c) {
+		if k, v, ok := strings.Cut(f, "="); ok {
+			fields[k] = v
+		}
+	}
+	id := fields["id"]
+	if len(id) > 12 {
+		id = id[:12] + "…"
+	}
+	return fmt.Sprintf("container %s (network %s)", id, fields["net"])
+}

@@ -35,7 +35,12 @@ type PortMapConf struct {
 	MasqAll              bool      `json:"masqAll,omitempty"`
 	MarkMasqBit          *int      `json:"markMasqBit"`
 	ExternalSetMarkChain *string   `json:"externalSetMarkChain"`
-	RuntimeConfig        struct {
+	// CheckHostListeners (extension) refuses a mapping whose host port a
+	// host process already listens on (TCP) or is bound to (UDP), as
+	// Docker does. Off by default: Podman binds every published port
+	// itself around the time the plugins run.
+	CheckHostListeners bool `json:"checkHostListeners,omitempty"`
+	RuntimeConfig      struct {
 		PortMaps []PortMapEntry `json:"portMappings,omitempty"`
 	} `json:"runtimeConfig,omitempty"`
 

@@ -148,8 +148,8 @@ func testPortmapBinary(t *testing.T, p pm) {
 	})
 }
 
-// With nftables a host port has one owner: a second container asking for it
-// gets an error naming the first, and is left with nothing installed.
+// A host port has one owner: a second container asking for it gets an
+// error naming the first, and is left with nothing installed or claimed.
 func TestNFTablesHostPortConflict(t *testing.T) {
 	testenv.RequireRoot(t)
 	p := pm{"nftables", t.TempDir()}
@@ -172,11 +172,19 @@ func TestNFTablesHostPortConflict(t *testing.T) {
 	if strings.Contains(rules, "id=second") || strings.Contains(rules, "9000") {
 		t.Errorf("the refused ADD left elements:\n%s", rules)
 	}
-	if recs, _ := filepath.Glob(filepath.Join(p.stateDir, "*", "*.json")); len(recs) != 1 {
+	if recs, _ := filepath.Glob(filepath.Join(p.stateDir, "portmap", "*.json")); len(recs) != 1 {
 		t.Errorf("records after the refused ADD: %v, want only the first container's", recs)
 	}
-	// The same port on another protocol or bound to another address is no conflict.
-	if err := call("ADD", "third", "10.66.0.4", `[{"hostPort":8080,"containerPort":80,"protocol":"udp"},{"hostPort":8080,"containerPort":80,"protocol":"tcp","hostIP":"127.0.0.1"}]`); err != nil {
+	if claims, _ := filepath.Glob(filepath.Join(p.stateDir, "hostports", "*.json")); len(claims) != 1 {
+		t.Errorf("claims after the refused ADD: %v, want only 8080/tcp", claims)
+	}
+	// The same port bound to one address overlaps it too.
+	err = call("ADD", "local", "10.66.0.5", `[{"hostPort":8080,"containerPort":80,"protocol":"tcp","hostIP":"127.0.0.1"}]`)
+	if err == nil || !strings.Contains(err.Error(), "8080/tcp on 127.0.0.1 overlaps 8080/tcp on 0.0.0.0") {
+		t.Fatalf("ADD of the port on 127.0.0.1: %v", err)
+	}
+	// The same port on another protocol is no conflict.
+	if err := call("ADD", "third", "10.66.0.4", `[{"hostPort":8080,"containerPort":80,"protocol":"udp"}]`); err != nil {
 		t.Fatalf("non-conflicting ADD: %v", err)
 	}
 }

@@ -3,7 +3,9 @@
 package portmapplugin
 
 import (
+	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 
@@ -14,6 +16,7 @@ import (
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/attachment"
 	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
+	"github.com/dockernet/cni-plugins/plugins/pkg/hostports"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
 	"github.com/dockernet/cni-plugins/plugins/pkg/procsys"
 )
@@ -103,7 +106,34 @@ func Add(args *skel.CmdArgs) error {
 			rec.Specs = append(rec.Specs, spec)
 		}
 	}
-	if err := attachment.PortMappings.Install(attachment.HostEnv(c.StateDir), ownerOf(c, args), rec); err != nil {
+	o := ownerOf(c, args)
+	var families []netfilter.Family
+	claims := map[hostports.Key][]hostports.Claim{}
+	for _, spec := range rec.Specs {
+		families = append(families, spec.Family())
+		maps.Copy(claims, hostports.Wanted(o, spec.Family(), c.mappings))
+	}
+	if c.CheckHostListeners {
+		for _, m := range c.mappings {
+			busy, err := hostListener(m, families)
+			if err != nil {
+				return cnierr.Wrap(err, "portmap: checkHostListeners")
+			}
+			if busy != "" {
+				return cnierr.Config("portmap: host port %s is already in use on this host by %s: publishing it would hide that service behind the container; pick another hostPort, or stop the service", m, busy)
+			}
+		}
+	}
+	ledger := hostports.New(c.StateDir)
+	if err := ledger.Claim(o, claims); err != nil {
+		var conflict *hostports.ConflictError
+		if errors.As(err, &conflict) {
+			return cnierr.Config("portmap: %v", err)
+		}
+		return cnierr.IO("portmap: host port claims: %v", err)
+	}
+	if err := attachment.PortMappings.Install(attachment.HostEnv(c.StateDir), o, rec); err != nil {
+		_ = ledger.Release(o)
 		return err
 	}
 	return types.PrintResult(prev, c.CNIVersion)
@@ -146,7 +176,13 @@ func Del(args *skel.CmdArgs) error {
 	}
 	// The mappings let a search by tag flush their UDP conntrack entries too.
 	byTag := netfilter.PortMapSpec{Owner: o, Mappings: c.mappings}
-	return attachment.PortMappings.Remove(attachment.HostEnv(c.StateDir), o, byTag, families)
+	if err := attachment.PortMappings.Remove(attachment.HostEnv(c.StateDir), o, byTag, families); err != nil {
+		return err
+	}
+	if err := hostports.New(c.StateDir).Release(o); err != nil {
+		return cnierr.IO("portmap: host port claims: %v", err)
+	}
+	return nil
 }
 
 // Check verifies every mapping's rules are in place.
