@@ -11,6 +11,7 @@ export PATH := $(PATH):/usr/local/go/bin:/usr/sbin:/sbin
 GO        ?= go
 BIN       := $(CURDIR)/bin
 TOOLS     := $(CURDIR)/.tools/bin
+REF_TOOLS := $(CURDIR)/.tools/ref
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X github.com/dockernet/cni-plugins/plugins/pkg/buildinfo.Version=$(VERSION)
 PLUGINS   := plugins/main/bridge plugins/ipam/host-local plugins/meta/portmap
@@ -32,11 +33,16 @@ build:
 	@$(GOBUILD) -o $(BIN)/ $(MAINS)
 	@echo "built: $$(ls $(BIN) | tr '\n' ' ')"
 
-# cnitool drives the plugins in the demo and the end-to-end tests.
-tools: $(TOOLS)/cnitool
+# cnitool drives the plugins in the demo and the end-to-end tests; the
+# reference firewall plugin is chained after ours in one of them, as
+# Podman's default conflist does.
+tools: $(TOOLS)/cnitool $(REF_TOOLS)/firewall
 $(TOOLS)/cnitool:
 	@mkdir -p $(TOOLS)
 	GOBIN=$(TOOLS) $(GO) install github.com/containernetworking/cni/cnitool@$(CNITOOL_VERSION)
+$(REF_TOOLS)/firewall:
+	@mkdir -p $(REF_TOOLS)
+	CGO_ENABLED=0 GOBIN=$(REF_TOOLS) $(GO) install -trimpath $(REF_PKG)/meta/firewall@$(REF_VERSION)
 
 install: build
 	install -d $(CNI_BIN_DIR) $(CNI_CONF_DIR)
@@ -44,7 +50,7 @@ install: build
 	install -m 0644 conf/*.conflist $(CNI_CONF_DIR)/
 
 # Tests run the built binaries: DNET_BIN and CNITOOL tell them where.
-TEST_ENV := DNET_BIN=$(BIN) CNITOOL=$(TOOLS)/cnitool
+TEST_ENV := DNET_BIN=$(BIN) CNITOOL=$(TOOLS)/cnitool REF_FIREWALL=$(REF_TOOLS)/firewall
 GOTEST   := $(GO) test -count=1
 
 unit:

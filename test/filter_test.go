@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -75,7 +76,8 @@ func (w *world) dockerHost(flavour string) func() string {
 			out := w.host.MustRun(ipt+"-"+flavour+"-save", "-t", "filter")
 			for _, l := range strings.Split(out, "\n") {
 				if strings.Contains(l, "DOCKER") || strings.HasPrefix(l, ":FORWARD") {
-					keep = append(keep, ipt+": "+l)
+					// Policy counters count what the policy dropped, not a change.
+					keep = append(keep, ipt+": "+regexp.MustCompile(` \[\d+:\d+\]$`).ReplaceAllString(l, ""))
 				}
 			}
 		}
@@ -83,10 +85,10 @@ func (w *world) dockerHost(flavour string) func() string {
 	}
 }
 
-// TestForwardPolicyDrop is the whole port path on a host whose FORWARD
-// policy is DROP, with Docker's chains in place, for each backend and
-// iptables flavour: everything must still work, and Docker's chains and
-// the policy must be exactly as before.
+// TestForwardPolicyDrop is the whole port path, IPv6 and IPv4, on a host
+// whose FORWARD policies are DROP, with Docker's chains in place, for each
+// backend and iptables flavour: everything must still work, and Docker's
+// chains and the policies must be exactly as before.
 func TestForwardPolicyDrop(t *testing.T) {
 	for _, backend := range backends {
 		for _, flavour := range flavours {
@@ -94,8 +96,10 @@ func TestForwardPolicyDrop(t *testing.T) {
 				t.Parallel()
 				w := newWorld(t, backend)
 				w.useFlavour(flavour)
+				w.dualStack()
 				docker := w.dockerHost(flavour)
 				before := docker()
+				testPublishedPortsIPv6(t, w, w.libcni(""))
 				testPublishedPorts(t, w, w.libcni(""))
 				after := docker()
 				if before != after {
@@ -107,5 +111,29 @@ func TestForwardPolicyDrop(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestWithReferenceFirewall chains the reference firewall plugin after
+// ours, as Podman's default conflist does, on a host whose FORWARD policy
+// is DROP: the whole port path still works, and DEL leaves nothing of ours.
+func TestWithReferenceFirewall(t *testing.T) {
+	fw := os.Getenv("REF_FIREWALL")
+	if fw == "" {
+		fw = "../.tools/ref/firewall"
+	}
+	if _, err := os.Stat(fw); err != nil {
+		t.Fatalf("reference firewall plugin: %v (make tools installs it)", err)
+	}
+	abs, _ := filepath.Abs(fw)
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t, backend)
+			w.cniPath = append(w.cniPath, filepath.Dir(abs))
+			w.host.MustRun("iptables", "-P", "FORWARD", "DROP")
+			d := w.libcniFor(w.network(network{chained: []map[string]any{{"type": "firewall", "backend": "iptables"}}}))
+			testPublishedPorts(t, w, d)
+		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha512"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -46,6 +47,8 @@ type world struct {
 	dir      string
 	env      []string // added to the plugins' environment
 	iptables string   // the iptables command of the flavour the host uses
+	cniPath  []string // where plugins are found: ours, then others chained after them
+	ipv6     bool     // dual stack: host, client and the default network have IPv6 too
 }
 
 // backends are the netfilter backends every end-to-end test runs with.
@@ -54,6 +57,8 @@ var backends = []string{"iptables", "nftables"}
 func newWorld(t *testing.T, backend string) *world {
 	testenv.RequireRoot(t)
 	w := &world{t: t, backend: backend, prefix: testenv.Prefix(), bin: testenv.Bin(t), dir: t.TempDir(), iptables: "iptables"}
+	w.cniPath = []string{w.bin}
+	w.cniPath = []string{w.bin}
 	w.host = testenv.NewNS(t, w.prefix+"-host")
 	w.client = testenv.NewNS(t, w.prefix+"-client")
 	testenv.Link(t, w.host, "eth0", hostAddr+"/24", w.client, "eth0", clientAddr+"/24")
@@ -65,7 +70,30 @@ func newWorld(t *testing.T, backend string) *world {
 // and state directories moved into the test's temp dir, the backend chosen
 // and the cniVersion set.
 func (w *world) conflist(cniVersion string) []byte {
-	return w.network(network{cniVersion: cniVersion})
+	n := network{cniVersion: cniVersion}
+	if w.ipv6 {
+		n.ipv6, n.gateway6 = subnet6, gateway6
+	}
+	return w.network(n)
+}
+
+// The IPv6 side of a dual-stack world: 2001:db8::/32 is documentation
+// space, fd00:17::/64 a unique local range; neither is routed anywhere.
+const (
+	hostAddr6   = "2001:db8:1::1"
+	hostAddr6b  = "2001:db8:1::3" // a second host address, for hostIP-bound mappings
+	clientAddr6 = "2001:db8:1::2"
+	subnet6     = "fd00:17::/64"
+	gateway6    = "fd00:17::1"
+)
+
+// dualStack gives the host and the client IPv6 addresses, and the default
+// network an IPv6 range.
+func (w *world) dualStack() {
+	w.ipv6 = true
+	w.host.MustRun("ip", "addr", "add", hostAddr6+"/64", "dev", "eth0", "nodad")
+	w.host.MustRun("ip", "addr", "add", hostAddr6b+"/64", "dev", "eth0", "nodad")
+	w.client.MustRun("ip", "addr", "add", clientAddr6+"/64", "dev", "eth0", "nodad")
 }
 
 // network is a variant of the shipped conflist: another name, bridge and
@@ -76,7 +104,8 @@ type network struct {
 	subnet         string // its .1 is the gateway
 	bridgeKeys     map[string]any
 	portmapKeys    map[string]any
-	ipv6, gateway6 string // a second range, for dual stack
+	ipv6, gateway6 string           // a second range, for dual stack
+	chained        []map[string]any // plugins after portmap
 }
 
 func (w *world) network(n network) []byte {
@@ -112,6 +141,9 @@ func (w *world) network(n network) []byte {
 	portmap["stateDir"] = w.stateDir()
 	for k, v := range n.portmapKeys {
 		portmap[k] = v
+	}
+	for _, p := range n.chained {
+		conf["plugins"] = append(conf["plugins"].([]any), p)
 	}
 	out, _ := json.MarshalIndent(conf, "", "  ")
 	return out
@@ -175,7 +207,7 @@ func (w *world) libcniFor(conflist []byte) *libcniDriver {
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	cni := libcni.NewCNIConfigWithCacheDir([]string{w.bin}, filepath.Join(w.dir, "cache"), &testenv.NetnsExec{NS: w.host.Name, Env: w.env})
+	cni := libcni.NewCNIConfigWithCacheDir(w.cniPath, filepath.Join(w.dir, "cache"), &testenv.NetnsExec{NS: w.host.Name, Env: w.env})
 	return &libcniDriver{w: w, cni: cni, list: list}
 }
 
@@ -265,7 +297,7 @@ type reply struct{ peer string }
 // request asks hello at addr:port over proto from inside ns.
 func (w *world) request(from *testenv.NS, proto, addr string, port int) (reply, error) {
 	hello := filepath.Join(w.bin, "hello")
-	target := fmt.Sprintf("%s:%d", addr, port)
+	target := net.JoinHostPort(addr, fmt.Sprint(port))
 	var out string
 	var err error
 	if proto == "tcp" {
@@ -338,22 +370,31 @@ func (w *world) waitServing(c *container, ip string) {
 }
 
 // containerIP reads the container's eth0 IPv4 address.
-func containerIP(t *testing.T, c *container) string {
-	out := c.ns.MustRun("ip", "-4", "-o", "addr", "show", "dev", "eth0")
+func containerIP(t *testing.T, c *container) string { return containerAddr(t, c, "-4") }
+
+// containerIP6 reads the container's eth0 global IPv6 address.
+func containerIP6(t *testing.T, c *container) string { return containerAddr(t, c, "-6") }
+
+func containerAddr(t *testing.T, c *container, family string) string {
+	out := c.ns.MustRun("ip", family, "-o", "addr", "show", "dev", "eth0", "scope", "global")
 	f := strings.Fields(out)
 	for i, s := range f {
-		if s == "inet" && i+1 < len(f) {
+		if (s == "inet" || s == "inet6") && i+1 < len(f) {
 			return strings.Split(f[i+1], "/")[0]
 		}
 	}
-	t.Fatalf("no IPv4 address on eth0 in %s: %s", c.ns.Name, out)
+	t.Fatalf("no %s address on eth0 in %s: %s", family, c.ns.Name, out)
 	return ""
 }
 
 // natRules is the host netns's nat table as iptables-save prints it, and
 // the nftables ruleset (which includes our map and set elements).
 func (w *world) natRules() string {
-	return w.host.MustRun(w.iptables+"-save", "-t", "nat") + w.host.MustRun("nft", "list", "ruleset")
+	rules := w.host.MustRun(w.iptables+"-save", "-t", "nat") + w.host.MustRun("nft", "list", "ruleset")
+	if w.ipv6 {
+		rules += w.host.MustRun(strings.Replace(w.iptables, "iptables", "ip6tables", 1)+"-save", "-t", "nat")
+	}
+	return rules
 }
 
 // assertGone checks nothing of c is left in the host netns (item 7).
