@@ -152,3 +152,27 @@ func TestICC(t *testing.T) {
 		}
 	}
 }
+
+// TestKubernetesConflist: conf/kubernetes turns direct-routing protection
+// off, because Kubernetes needs pods reachable by address from other nodes
+// (and Service traffic DNATed on another node arrives that way too); its
+// host ports still work, and a host listener is still not taken over.
+func TestKubernetesConflist(t *testing.T) {
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t, backend)
+			node := w.newNeighbour() // another node: it routes the pod CIDR via this one
+			node.MustRun("ip", "route", "add", "10.244.0.0/24", "via", hostAddrNbr)
+			conf := w.network(network{file: "kubernetes/10-dockernet.conflist"})
+			pod := w.newContainer("pod")
+			ip := w.addTo(conf, pod, both(8080, ""))
+			if peer := w.mustReach(node, "tcp", ip, helloPort); peer != nbrAddr {
+				t.Errorf("pod saw %s, want the other node's own %s", peer, nbrAddr)
+			}
+			w.mustReach(node, "udp", ip, helloPort)
+			w.mustReach(w.client, "tcp", hostAddr, 8080)
+			w.mustReach(pod.ns, "tcp", hostAddr, 8080)
+		})
+	}
+}

@@ -99,6 +99,7 @@ func (w *world) dualStack() {
 // network is a variant of the shipped conflist: another name, bridge and
 // subnet, and bridge keys to set; the zero value is the shipped one.
 type network struct {
+	file           string // under conf/; 10-docker0.conflist when empty
 	cniVersion     string
 	name, bridge   string
 	subnet         string // its .1 is the gateway
@@ -109,7 +110,10 @@ type network struct {
 }
 
 func (w *world) network(n network) []byte {
-	raw, err := os.ReadFile("../conf/10-docker0.conflist")
+	if n.file == "" {
+		n.file = "10-docker0.conflist"
+	}
+	raw, err := os.ReadFile(filepath.Join("../conf", n.file))
 	if err != nil {
 		w.t.Fatal(err)
 	}

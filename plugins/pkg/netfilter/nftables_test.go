@@ -11,7 +11,8 @@ import (
 )
 
 // TestNFTablesLayout pins the nftables table (chains, maps, sets,
-// priorities, rules) after one portmap ADD to testdata/nft-ip-dnet.golden.
+// priorities, rules) after one portmap ADD, one masquerade and the
+// forwarding elements of two networks to testdata/nft-ip-dnet.golden.
 func TestNFTablesLayout(t *testing.T) {
 	testenv.RequireRoot(t)
 	host := testenv.NewNS(t, testenv.Prefix()+"-host")
@@ -29,7 +30,17 @@ func TestNFTablesLayout(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		return b.AddPortMappings(spec)
+		if err := b.AddPortMappings(spec); err != nil {
+			return err
+		}
+		if err := b.AddMasquerade(MasqSpec{Owner: spec.Owner, IP: spec.ContainerIP, Bridge: "br0"}); err != nil {
+			return err
+		}
+		if err := b.AddForward(ForwardSpec{Owner: spec.Owner, IP: spec.ContainerIP, Bridge: "br0", Protect: true, Isolate: true}); err != nil {
+			return err
+		}
+		other := Owner{Network: "net2", ContainerID: "golden", IfName: "eth0"}
+		return b.AddForward(ForwardSpec{Owner: other, IP: net.ParseIP("10.67.0.2"), Bridge: "br1", NoICC: true})
 	})
 	if err != nil {
 		t.Fatal(err)
