@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"testing"
 
@@ -53,7 +54,8 @@ func (w *world) addTo(conflist []byte, c *container, ms []mapping) string {
 //     address, but does reach published ports through the host address;
 //     the control is a network with isolateNetworks off;
 //   - a neighbour sending to 127.0.0.1 reaches no 127.0.0.1-bound
-//     mapping; the control removes the one rule that stops it.
+//     mapping, and a container no loopback-only host service; the
+//     control removes the one rule that stops both.
 func TestProtections(t *testing.T) {
 	for _, backend := range backends {
 		t.Run(backend, func(t *testing.T) {
@@ -91,17 +93,34 @@ func testProtections(t *testing.T, w *world) {
 	w.mustReach(cU.ns, "udp", ipI, helloPort)
 	w.mustReach(cB.ns, "tcp", hostAddr, portAll)
 
-	// 127.0.0.1 from a neighbour, then the control.
+	// A container sending to the host's 127.0.0.1 (its bridge has
+	// route_localnet, for c1's 127.0.0.1 mapping) reaches no loopback-only
+	// host service.
+	w.host.Start(filepath.Join(w.bin, "hello"), "serve", "-bind", "127.0.0.1", "-port", "7500")
+	w.mustReach(w.host, "tcp", "127.0.0.1", 7500)
+	c2 := w.newContainer("c2")
+	w.addTo(w.conflist(""), c2, nil)
+	for _, cmd := range [][]string{
+		{"ip", "addr", "flush", "dev", "lo"},
+		{"sysctl", "-qw", "net.ipv4.conf.eth0.route_localnet=1"},
+		{"ip", "route", "add", "127.0.0.1/32", "via", gatewayIP, "dev", "eth0"},
+	} {
+		c2.ns.MustRun(cmd...)
+	}
+
+	// 127.0.0.1 from a neighbour and from a container, then the control.
 	w.mustNotReach(nbr, "tcp", "127.0.0.1", portLocal)
+	w.mustNotReach(c2.ns, "tcp", "127.0.0.1", 7500)
 	w.dropLoopbackRule()
 	w.mustReach(nbr, "tcp", "127.0.0.1", portLocal)
+	w.mustReach(c2.ns, "tcp", "127.0.0.1", 7500)
 }
 
 // dropLoopbackRule deletes the one rule that keeps 127.0.0.0/8 from
 // outside away from containers.
 func (w *world) dropLoopbackRule() {
 	if w.backend == "iptables" {
-		w.host.MustRun(w.iptables, "-D", "DNET-FILTER", "-m", "conntrack", "--ctorigdst", "127.0.0.0/8", "-m", "comment", "--comment", "dnet:base", "-j", "DROP")
+		w.host.MustRun(w.iptables, "-t", "raw", "-D", "PREROUTING", "-d", "127.0.0.0/8", "!", "-i", "lo", "-m", "comment", "--comment", "dnet:base", "-j", "DROP")
 		return
 	}
 	out := w.host.MustRun("nft", "-a", "list", "chain", "ip", "dnet", "prerouting")

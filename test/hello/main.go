@@ -28,8 +28,9 @@ func main() {
 	case "serve":
 		fs := flag.NewFlagSet("serve", flag.ExitOnError)
 		port := fs.Int("port", 5000, "TCP and UDP port")
+		bind := fs.String("bind", "", "address to listen on (every address when empty)")
 		_ = fs.Parse(os.Args[2:])
-		serve(*port)
+		serve(*bind, *port)
 	case "sink":
 		fs := flag.NewFlagSet("sink", flag.ExitOnError)
 		port := fs.Int("port", 5000, "TCP port")
@@ -51,7 +52,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: hello serve [-port N] | hello sink [-port N] | hello get URL | hello udp HOST:PORT")
+	fmt.Fprintln(os.Stderr, "usage: hello serve [-bind ADDR] [-port N] | hello sink [-port N] | hello get URL | hello udp HOST:PORT")
 	os.Exit(2)
 }
 
@@ -65,8 +66,8 @@ func exitOn(err error) {
 // Reply is what the server says: "Hello" and the client address it saw.
 func Reply(peer string) string { return "Hello\npeer=" + peer + "\n" }
 
-func serve(port int) {
-	addr := ":" + strconv.Itoa(port)
+func serve(bind string, port int) {
+	addr := net.JoinHostPort(bind, strconv.Itoa(port))
 	pc, err := net.ListenPacket("udp", addr)
 	exitOn(err)
 	go func() {

@@ -74,11 +74,18 @@ func (b *ipTables) snapshot(table string) (*tableSnapshot, error) {
 	return parseSnapshot(out.String(), table), nil
 }
 
-func (b *ipTables) apply(txn *ruleTxn) error {
-	if txn.empty() {
+// apply runs txns, one table section each, in one iptables-restore.
+func (b *ipTables) apply(txns ...*ruleTxn) error {
+	var in strings.Builder
+	for _, txn := range txns {
+		if !txn.empty() {
+			in.WriteString(txn.render())
+		}
+	}
+	if in.Len() == 0 {
 		return nil
 	}
-	input := txn.render()
+	input := in.String()
 	var stderr bytes.Buffer
 	cmd := exec.Command(b.restore, "--noflush", "--wait")
 	cmd.Stdin, cmd.Stderr = strings.NewReader(input), &stderr

@@ -7,11 +7,16 @@ package netfilter
 //	DNET-FORWARD  -m comment --comment dnet:base -j DNET-FILTER           first; iptables backend only
 //	              -i br -j ACCEPT                                         leaving the bridge (to anywhere, the bridge too)
 //	              -o br -m conntrack --ctstate RELATED,ESTABLISHED,DNAT -j ACCEPT   replies, published ports
-//	DNET-FILTER   -m conntrack --ctorigdst 127.0.0.0/8 -j DROP            (ip6: ::1) loopback is never forwarded
-//	              -o br ! -i br -m conntrack --ctdir ORIGINAL ! --ctstate DNAT -j DROP   direct routing
+//	DNET-FILTER   -o br ! -i br -m conntrack --ctdir ORIGINAL ! --ctstate DNAT -j DROP   direct routing
 //	              -i br ! -o br -j DNET-ISOLATE                           isolation, stage 1
 //	              -i br -o br -m conntrack ! --ctstate DNAT -j DROP       icc off
 //	DNET-ISOLATE  -o br -m conntrack ! --ctstate DNAT -j DROP             isolation, stage 2
+//	raw PREROUTING -d 127.0.0.0/8 ! -i lo -m comment --comment dnet:base -j DROP   (ip6: ::1)
+//
+// The raw rule is the nftables backend's prerouting drop: what arrives from
+// outside addressed to loopback is dropped before DNAT, so a neighbour
+// cannot reach a port published on 127.0.0.1, nor a container (its bridge
+// has route_localnet for such mappings) the host's loopback services.
 //
 // The iptables backend installs all of it. The nftables backend drops in
 // its own table and installs here only the base jump and the accepts, in
@@ -28,7 +33,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 
 	"github.com/google/nftables"
@@ -46,7 +50,15 @@ const (
 type filterRule struct {
 	chain  string
 	args   []string
-	insert bool // at the top of its chain (base rules that must come first)
+	insert bool   // at the top of its chain (base rules that must come first)
+	table  string // "" for filter
+}
+
+func (r filterRule) in() string {
+	if r.table == "" {
+		return "filter"
+	}
+	return r.table
 }
 
 // forwardComment names a network's rules and the settings they implement.
@@ -69,15 +81,15 @@ func forwardComment(spec ForwardSpec, drops bool) string {
 
 // forwardBase is what every network's rules rely on.
 func forwardBase(f Family, drops bool) []filterRule {
-	base := []filterRule{{"FORWARD", []string{"-m", "comment", "--comment", commentBase, "-j", chainForward}, false}}
+	base := []filterRule{{chain: "FORWARD", args: []string{"-m", "comment", "--comment", commentBase, "-j", chainForward}}}
 	if drops {
 		loop := "127.0.0.0/8"
 		if f == IPv6 {
 			loop = "::1/128"
 		}
 		base = append(base,
-			filterRule{chainForward, []string{"-m", "comment", "--comment", commentBase, "-j", chainFilter}, true},
-			filterRule{chainFilter, []string{"-m", "conntrack", "--ctorigdst", loop, "-m", "comment", "--comment", commentBase, "-j", "DROP"}, true})
+			filterRule{chain: chainForward, args: []string{"-m", "comment", "--comment", commentBase, "-j", chainFilter}, insert: true},
+			filterRule{chain: "PREROUTING", table: "raw", args: []string{"-d", loop, "!", "-i", "lo", "-m", "comment", "--comment", commentBase, "-j", "DROP"}})
 	}
 	return base
 }
@@ -89,22 +101,22 @@ func forwardNetRules(spec ForwardSpec, drops bool) []filterRule {
 		return append(append([]string{}, args[:len(args)-2]...), append(c, args[len(args)-2:]...)...)
 	}
 	rules := []filterRule{
-		{chainForward, with("-i", br, "-j", "ACCEPT"), false},
-		{chainForward, with("-o", br, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED,DNAT", "-j", "ACCEPT"), false},
+		{chain: chainForward, args: with("-i", br, "-j", "ACCEPT")},
+		{chain: chainForward, args: with("-o", br, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED,DNAT", "-j", "ACCEPT")},
 	}
 	if !drops {
 		return rules
 	}
 	if spec.Protect {
-		rules = append(rules, filterRule{chainFilter, with("-o", br, "!", "-i", br, "-m", "conntrack", "--ctdir", "ORIGINAL", "!", "--ctstate", "DNAT", "-j", "DROP"), false})
+		rules = append(rules, filterRule{chain: chainFilter, args: with("-o", br, "!", "-i", br, "-m", "conntrack", "--ctdir", "ORIGINAL", "!", "--ctstate", "DNAT", "-j", "DROP")})
 	}
 	if spec.Isolate {
 		rules = append(rules,
-			filterRule{chainFilter, with("-i", br, "!", "-o", br, "-j", chainIsolate), false},
-			filterRule{chainIsolate, with("-o", br, "-m", "conntrack", "!", "--ctstate", "DNAT", "-j", "DROP"), false})
+			filterRule{chain: chainFilter, args: with("-i", br, "!", "-o", br, "-j", chainIsolate)},
+			filterRule{chain: chainIsolate, args: with("-o", br, "-m", "conntrack", "!", "--ctstate", "DNAT", "-j", "DROP")})
 	}
 	if spec.NoICC {
-		rules = append(rules, filterRule{chainFilter, with("-i", br, "-o", br, "-m", "conntrack", "!", "--ctstate", "DNAT", "-j", "DROP"), false})
+		rules = append(rules, filterRule{chain: chainFilter, args: with("-i", br, "-o", br, "-m", "conntrack", "!", "--ctstate", "DNAT", "-j", "DROP")})
 	}
 	return rules
 }
@@ -118,71 +130,85 @@ func forwardChains(drops bool) []string {
 }
 
 // ensureForward installs spec's network rules (and the base) unless they
-// are all in place already: a -C transaction changes nothing and fails if
-// one is missing, and only then is the filter table read and rewritten.
+// are all in place already: one iptables-restore of -C lines changes
+// nothing and fails if one is missing, and only then are the tables read
+// and rewritten.
 func (b *ipTables) ensureForward(spec ForwardSpec, drops bool) error {
 	want := append(forwardBase(b.family, drops), forwardNetRules(spec, drops)...)
-	fast := func(txn *ruleTxn) {
-		for _, r := range want {
-			txn.check(r.chain, r.args...)
-		}
+	if b.checkAll(want) == nil {
+		return nil
 	}
-	return b.editTable("filter", fast, func(txn *ruleTxn, snap *tableSnapshot) error {
-		for _, c := range forwardChains(drops) {
-			if !snap.chains[c] {
-				txn.declareChain(c)
-				snap.chains[c] = true
+	for _, table := range []string{"raw", "filter"} {
+		err := b.editTable(table, nil, func(txn *ruleTxn, snap *tableSnapshot) error {
+			if table == "filter" {
+				for _, c := range forwardChains(drops) {
+					if !snap.chains[c] {
+						txn.declareChain(c)
+						snap.chains[c] = true
+					}
+				}
 			}
-		}
-		for _, r := range forwardBase(b.family, drops) {
-			if snap.hasRule(r.chain, commentBase, "-j "+r.args[len(r.args)-1]+" ") {
-				continue
+			for _, r := range forwardBase(b.family, drops) {
+				if r.in() != table || snap.hasRule(r.chain, commentBase, "-j "+r.args[len(r.args)-1]+" ") {
+					continue
+				}
+				if r.insert {
+					txn.insert(r.chain, r.args...)
+				} else {
+					txn.add(r.chain, r.args...)
+				}
 			}
-			if r.insert {
-				txn.insert(r.chain, r.args...)
-			} else {
+			if table != "filter" {
+				return nil
+			}
+			prefix := `"` + tagPrefix + "fwd br=" + spec.Bridge + " "
+			for _, c := range forwardChains(true) {
+				for _, r := range snap.matching(c, prefix) {
+					txn.deleteSaved(c, r)
+				}
+			}
+			for _, r := range forwardNetRules(spec, drops) {
 				txn.add(r.chain, r.args...)
 			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
-		prefix := `"` + tagPrefix + "fwd br=" + spec.Bridge + " "
-		for _, c := range forwardChains(true) {
-			for _, r := range snap.matching(c, prefix) {
-				txn.deleteSaved(c, r)
-			}
+	}
+	return nil
+}
+
+// checkAll runs one iptables-restore that fails unless every rule exists.
+func (b *ipTables) checkAll(rules []filterRule) error {
+	txns := map[string]*ruleTxn{}
+	var order []*ruleTxn
+	for _, r := range rules {
+		txn := txns[r.in()]
+		if txn == nil {
+			txn = &ruleTxn{table: r.in()}
+			txns[r.in()] = txn
+			order = append(order, txn)
 		}
-		for _, r := range forwardNetRules(spec, drops) {
-			txn.add(r.chain, r.args...)
-		}
-		return nil
-	})
+		txn.check(r.chain, r.args...)
+	}
+	return b.apply(order...)
 }
 
 // checkForward reports the first of spec's rules that is missing.
 func (b *ipTables) checkForward(spec ForwardSpec, drops bool) error {
 	want := append(forwardBase(b.family, drops), forwardNetRules(spec, drops)...)
-	txn := &ruleTxn{table: "filter"}
-	for _, r := range want {
-		txn.check(r.chain, r.args...)
-	}
-	err := b.apply(txn)
+	err := b.checkAll(want)
 	if err == nil {
 		return nil
 	}
-	// iptables-restore names the failing line; the first is "*filter".
-	if n := failedLine(err.Error()); n >= 2 && n-2 < len(want) {
-		r := want[n-2]
-		return fmt.Errorf("%s %s: filter rule %q is missing from chain %s", b.family, b.restore, joinArgs(r.args), r.chain)
+	// Which one: a restore per rule, on this failure path only.
+	for _, r := range want {
+		if b.checkAll([]filterRule{r}) != nil {
+			return fmt.Errorf("%s: %s rule %q is missing from chain %s", b.family, r.in(), joinArgs(r.args), r.chain)
+		}
 	}
-	return fmt.Errorf("%s: forwarding rules of bridge %s are missing: %v", b.family, spec.Bridge, err)
-}
-
-func failedLine(msg string) int {
-	_, rest, ok := strings.Cut(msg, "line ")
-	if !ok {
-		return 0
-	}
-	n, _ := strconv.Atoi(strings.Fields(rest + " ")[0])
-	return n
+	return fmt.Errorf("%s: forwarding rules of bridge %s: %v", b.family, spec.Bridge, err)
 }
 
 func (b *ipTables) AddForward(spec ForwardSpec) error { return b.ensureForward(spec, true) }

@@ -19,7 +19,11 @@ func fwdSpec(bridge, ip string, protect, isolate, noICC bool) ForwardSpec {
 
 // savedFilter is the filter table without counters and header comments.
 func savedFilter(t *testing.T, host *testenv.NS, flavour string) string {
-	out := host.MustRun("iptables-"+flavour+"-save", "-t", "filter")
+	return savedTable(t, host, flavour, "filter")
+}
+
+func savedTable(t *testing.T, host *testenv.NS, flavour, table string) string {
+	out := host.MustRun("iptables-"+flavour+"-save", "-t", table)
 	var keep []string
 	for _, l := range strings.Split(out, "\n") {
 		if !strings.HasPrefix(l, "#") {
@@ -54,7 +58,7 @@ func TestForwardIPTables(t *testing.T) {
 						return err
 					}
 				}
-				golden.Check(t, "forward-iptables-"+fl.name, savedFilter(t, host, fl.binary))
+				golden.Check(t, "forward-iptables-"+fl.name, savedTable(t, host, fl.binary, "raw")+savedFilter(t, host, fl.binary))
 				if err := b.CheckForward(fwdSpec("br1", "10.2.0.2", false, true, true)); err != nil {
 					t.Errorf("CHECK after ADD: %v", err)
 				}
