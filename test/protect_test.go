@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"testing"
+	"time"
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/testenv"
 )
@@ -97,7 +98,10 @@ func testProtections(t *testing.T, w *world) {
 	// route_localnet, for c1's 127.0.0.1 mapping) reaches no loopback-only
 	// host service.
 	w.host.Start(filepath.Join(w.bin, "hello"), "serve", "-bind", "127.0.0.1", "-port", "7500")
-	w.mustReach(w.host, "tcp", "127.0.0.1", 7500)
+	testenv.Eventually(w.t, 10*time.Second, "loopback-only host service", func() error {
+		_, err := w.request(w.host, "tcp", "127.0.0.1", 7500)
+		return err
+	})
 	c2 := w.newContainer("c2")
 	w.addTo(w.conflist(""), c2, nil)
 	for _, cmd := range [][]string{

@@ -250,8 +250,14 @@ func reportNFT(t table, r *results, _ []variant) {
 	t.row("netlink in-process, our backend (github.com/google/nftables)", fmtMS(r.nft.netlink))
 }
 
-// reportTargets compares our best backend with the reference's best.
+// reportTargets compares our best backend with the reference's best; a
+// run of -variants without both sides has no targets.
 func reportTargets(t table, r *results, variants []variant) {
+	if !slices.ContainsFunc(variants, func(v variant) bool { return strings.HasPrefix(v.name, "ours") }) ||
+		!slices.ContainsFunc(variants, func(v variant) bool { return strings.HasPrefix(v.name, "ref") }) {
+		t.w("\n### Targets\n\nNot computed: this run measured only %d of the variants.\n", len(variants))
+		return
+	}
 	t.w("\n### Targets (our best backend vs the reference's best)\n\n")
 	t.header("target", "ours", "reference", "ratio", "goal", "")
 	v := func(n string) *variantResults { return r.variants[n] }

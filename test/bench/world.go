@@ -96,6 +96,9 @@ func newWorld(v variant, tag string) (w *world, err error) {
 	if w.client, err = ns.GetNS(w.clientNS.Path()); err != nil {
 		return nil, err
 	}
+	// gatewayMode nat-unprotected lets the direct baseline's client route
+	// to the containers; every packet still crosses the same forward rules,
+	// and only a packet that was not DNATed reaches the set lookup it skips.
 	conf := map[string]any{
 		"cniVersion": "1.0.0",
 		"name":       "bench",
@@ -103,6 +106,7 @@ func newWorld(v variant, tag string) (w *world, err error) {
 			map[string]any{
 				"type": "bridge", "bridge": "docker0", "isGateway": true, "isDefaultGateway": true,
 				"ipMasq": true, "hairpinMode": true, "ipMasqBackend": v.backend, "stateDir": filepath.Join(w.dir, "state"),
+				"gatewayMode": "nat-unprotected",
 				"ipam": map[string]any{"type": "host-local", "dataDir": filepath.Join(w.dir, "ipam"),
 					"ranges": []any{[]any{map[string]any{"subnet": "172.17.0.0/16", "gateway": "172.17.0.1"}}}},
 			},

@@ -18,7 +18,10 @@
 package hostports
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"slices"
 
@@ -143,6 +146,10 @@ func (l Ledger) Claim(o netfilter.Owner, want map[Key][]Claim) error {
 
 // Release drops every claim of o.
 func (l Ledger) Release(o netfilter.Owner) error {
+	// Most DELs are of attachments that publish nothing: no owner file, no lock.
+	if _, err := os.Stat(filepath.Join(l.store.Dir, "owners", o.Tag()+".json")); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
 	lk, err := filelock.Acquire(filepath.Join(l.store.Dir, ".lock"))
 	if err != nil {
 		return err

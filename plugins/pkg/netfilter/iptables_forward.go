@@ -322,10 +322,11 @@ func nftFilterPresent(f Family) bool {
 	if !NFTablesAvailable() {
 		return false
 	}
-	c, err := nftables.New()
+	c, done, err := nftConn()
 	if err != nil {
 		return false
 	}
+	defer done(nil)
 	_, err = c.ListChain(&nftables.Table{Name: "filter", Family: nftFamily(f)}, "FORWARD")
 	return err == nil
 }
@@ -335,10 +336,11 @@ func nftFilterPresent(f Family) bool {
 // rules with the network's comment. Only a shortcut for ADD; CHECK asks
 // iptables itself.
 func nftHasAccepts(f Family, spec ForwardSpec) bool {
-	c, err := nftables.New()
+	c, done, err := nftConn()
 	if err != nil {
 		return false
 	}
+	defer done(nil)
 	table := &nftables.Table{Name: "filter", Family: nftFamily(f)}
 	fwd, err := c.GetRules(table, &nftables.Chain{Name: "FORWARD", Table: table})
 	if err != nil || !anyRule(fwd, func(r *nftables.Rule) bool { return jumpsTo(r, chainForward) }) {

@@ -36,10 +36,11 @@ func nftBacked(restore string) bool {
 // masquerade (the MASQUERADE target or native masq), which is how
 // iptables-nft translates -m mark --mark bit/bit -j MASQUERADE.
 func nftHasBase(f Family, nb natBase) bool {
-	c, err := nftables.New()
+	c, done, err := nftConn()
 	if err != nil {
 		return false
 	}
+	defer done(nil)
 	fam := nftables.TableFamilyIPv4
 	if f == IPv6 {
 		fam = nftables.TableFamilyIPv6

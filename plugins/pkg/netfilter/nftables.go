@@ -100,11 +100,12 @@ type nfTables struct {
 // Asked once per process: a plugin run is short, and the answer is the same
 // for backend selection, each family's backend and the DEL fallback.
 var NFTablesAvailable = sync.OnceValue(func() bool {
-	c, err := nftables.New()
+	c, done, err := nftConn()
 	if err != nil {
 		return false
 	}
 	_, err = c.ListTablesOfFamily(nftables.TableFamilyIPv4)
+	done(err)
 	return err == nil
 })
 
@@ -185,22 +186,19 @@ func (l *layout) nfproto() uint32 {
 	return unix.NFPROTO_IPV4
 }
 
-func ctDNAT() []expr.Any {
-	return []expr.Any{
-		&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
-			Mask: binaryutil.NativeEndian.PutUint32(ipsDstNAT), Xor: binaryutil.NativeEndian.PutUint32(0)},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
-	}
-}
+// ctDNAT matches a connection a DNAT rule rewrote.
+func ctDNAT() []expr.Any { return ctStatusDNAT(expr.CmpOpNeq) }
 
 // notDNAT matches a connection no DNAT rule rewrote.
-func notDNAT() []expr.Any {
+func notDNAT() []expr.Any { return ctStatusDNAT(expr.CmpOpEq) }
+
+// ctStatusDNAT compares the connection's DST_NAT status bit with zero.
+func ctStatusDNAT(op expr.CmpOp) []expr.Any {
 	return []expr.Any{
 		&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
 			Mask: binaryutil.NativeEndian.PutUint32(ipsDstNAT), Xor: binaryutil.NativeEndian.PutUint32(0)},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Cmp{Op: op, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
 	}
 }
 
@@ -514,20 +512,27 @@ func queueDelete(c *nftables.Conn, elems []elem) error {
 }
 
 // add commits the base (when incomplete) and elems of l's sets in one batch.
-func (b *nfTables) add(l *layout, elems []elem) error {
-	c, err := nftables.New()
+func (b *nfTables) add(l *layout, elems []elem) (err error) {
+	c, done, err := nftConn()
 	if err != nil {
 		return err
 	}
-	if l.missing(c) != "" {
-		if err := l.ensureBase(c); err != nil {
+	defer func() { done(err) }()
+	if !c.baseOK[l.f] && l.missing(c.Conn) != "" {
+		if err := l.ensureBase(c.Conn); err != nil {
 			return err
 		}
 	}
-	if err := queueAdd(c, elems); err != nil {
+	if err := queueAdd(c.Conn, elems); err != nil {
 		return err
 	}
-	return c.Flush()
+	if !c.batching {
+		if err := c.Flush(); err != nil {
+			return err
+		}
+	}
+	c.baseOK[l.f] = true
+	return nil
 }
 
 func (b *nfTables) AddPortMappings(spec PortMapSpec) error {
@@ -549,8 +554,9 @@ func (b *nfTables) AddPortMappings(spec PortMapSpec) error {
 
 // conflict names the owner of a host port this spec wanted.
 func (b *nfTables) conflict(spec PortMapSpec) error {
-	c, err := nftables.New()
+	c, done, err := nftConn()
 	if err == nil {
+		defer func() { done(nil) }()
 		l := newLayout(b.family)
 		for _, want := range l.portElems(spec) {
 			have, err := c.GetSetElements(want.set)
@@ -582,32 +588,38 @@ func describeKey(set string, key []byte, l *layout) string {
 }
 
 // del removes elems (or, with none known, every element of owner in sets).
-func (b *nfTables) del(l *layout, o Owner, elems []elem, sets []*nftables.Set) error {
-	c, err := nftables.New()
+func (b *nfTables) del(l *layout, o Owner, elems []elem, sets []*nftables.Set) (err error) {
+	c, done, err := nftConn()
 	if err != nil {
 		return err
 	}
+	defer func() { done(err) }()
 	if _, err := c.ListTableOfFamily(nftTable, l.table.Family); err != nil {
 		return nil // no table: nothing of ours can be installed
 	}
 	if len(elems) > 0 {
-		if err := queueDelete(c, elems); err != nil {
+		if err := queueDelete(c.Conn, elems); err != nil {
 			return err
+		}
+		if c.batching {
+			return nil
 		}
 		if err := c.Flush(); err == nil {
 			return nil
 		}
-		// An element now holds other data (or a set is gone): fall back to the comments.
+		// An element now holds other data (or a set is gone): fall back to
+		// the comments, on a fresh connection.
+		done(errors.New("batch refused"))
+		if c, done, err = nftConn(); err != nil {
+			done = func(error) {}
+			return err
+		}
 	}
-	return b.delByComment(o, sets)
+	return b.delByComment(c, o, sets)
 }
 
 // delByComment dumps sets and deletes the elements tagged with owner.
-func (b *nfTables) delByComment(o Owner, sets []*nftables.Set) error {
-	c, err := nftables.New()
-	if err != nil {
-		return err
-	}
+func (b *nfTables) delByComment(c nftSession, o Owner, sets []*nftables.Set) error {
 	prefix := tagPrefix + o.Tag() + " "
 	found := 0
 	for _, s := range sets {
@@ -628,7 +640,7 @@ func (b *nfTables) delByComment(o Owner, sets []*nftables.Set) error {
 			}
 		}
 	}
-	if found == 0 {
+	if found == 0 || c.batching {
 		return nil
 	}
 	return c.Flush()
@@ -669,12 +681,13 @@ func (b *nfTables) DelMasquerade(spec MasqSpec) error {
 }
 
 // check verifies the base and that each element of l's sets is present with its data.
-func (b *nfTables) check(l *layout, elems []elem, what string) error {
-	c, err := nftables.New()
+func (b *nfTables) check(l *layout, elems []elem, what string) (err error) {
+	c, done, err := nftConn()
 	if err != nil {
 		return err
 	}
-	if what := l.missing(c); what != "" {
+	defer func() { done(nil) }()
+	if what := l.missing(c.Conn); what != "" {
 		return fmt.Errorf("%s nftables: table %s is incomplete: %s is missing or changed", b.family, nftTable, what)
 	}
 	cache := map[string][]nftables.SetElement{}

@@ -18,7 +18,18 @@ func TestLoadConfig(t *testing.T) {
 			if n.BrName != "cni0" || n.IsGW || n.IPMasq {
 				t.Errorf("defaults: %+v", n)
 			}
+			// Docker's filter half, on by default.
+			if n.GatewayMode != GatewayModeNAT || !*n.IsolateNetworks || !*n.ICC {
+				t.Errorf("filter defaults: gatewayMode %q isolateNetworks %v icc %v", n.GatewayMode, *n.IsolateNetworks, *n.ICC)
+			}
 		}},
+		{name: "filter keys off", conf: `{"name":"n","gatewayMode":"nat-unprotected","isolateNetworks":false,"icc":false}`, check: func(t *testing.T, n *NetConf) {
+			if n.GatewayMode != GatewayModeNATUnprotected || *n.IsolateNetworks || *n.ICC {
+				t.Errorf("filter keys: gatewayMode %q isolateNetworks %v icc %v", n.GatewayMode, *n.IsolateNetworks, *n.ICC)
+			}
+		}},
+		{name: "unknown gateway mode", conf: `{"name":"n","gatewayMode":"routed"}`, code: 7, msg: `gatewayMode "routed" is not supported`},
+		{name: "unknown backend without ipMasq", conf: `{"name":"n","ipMasqBackend":"pf","ipam":{"type":"host-local"}}`, code: 7, msg: "unknown netfilter backend"},
 		{name: "default gateway implies gateway", conf: `{"name":"n","isDefaultGateway":true}`, check: func(t *testing.T, n *NetConf) {
 			if !n.IsGW {
 				t.Error("isDefaultGateway did not set isGateway")

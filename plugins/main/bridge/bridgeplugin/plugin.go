@@ -101,12 +101,16 @@ func Add(args *skel.CmdArgs) (err error) {
 		if err := configureL3(n, args, result, netns, br); err != nil {
 			return err
 		}
-		if n.IPMasq {
-			if err := addMasquerade(n, o, result, &undo); err != nil {
-				return err
+		// One nftables transaction for both (see netfilter.Batch).
+		err = netfilter.Batch(func() error {
+			if n.IPMasq {
+				if err := addMasquerade(n, o, result, &undo); err != nil {
+					return err
+				}
 			}
-		}
-		if err := addForwarding(n, o, result, &undo); err != nil {
+			return addForwarding(n, o, result, &undo)
+		})
+		if err != nil {
 			return err
 		}
 	} else if !n.DisableContainerInterface {
@@ -251,9 +255,14 @@ func delContainerLink(netnsPath, ifName string) error {
 	return err
 }
 
-// Del undoes ADD; it succeeds when there is nothing left to undo. Its three
-// parts are independent and run at once, so DEL takes as long as the
-// slowest of them (the kernel's veth deletion) rather than their sum.
+// Del undoes ADD; it succeeds when there is nothing left to undo. Its
+// three parts are independent and run at once, so DEL takes as long as
+// the slowest of them (the kernel's veth deletion) rather than their sum.
+// The netfilter part is one nftables transaction (see netfilter.Batch),
+// whose socket stays open until the process exits: a socket closing after
+// a deletion holds nf_tables' commit mutex until the kernel has freed the
+// transaction (an RCU grace period), and deleting the veth needs that
+// mutex too.
 func Del(args *skel.CmdArgs) error {
 	n, err := LoadConfig(args.StdinData, args.Args)
 	if err != nil {
@@ -267,8 +276,9 @@ func Del(args *skel.CmdArgs) error {
 			}
 			return nil
 		},
-		func() error { return delMasquerade(n, o) },
-		func() error { return delForwarding(n, o) },
+		func() error {
+			return netfilter.Batch(func() error { return errors.Join(delMasquerade(n, o), delForwarding(n, o)) })
+		},
 	}
 	if n.isLayer3() {
 		parts = append(parts, func() error {
