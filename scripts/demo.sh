@@ -128,6 +128,16 @@ echo "\$ ip route get $ctrip"; nsx "$hostns" ip route get "$ctrip" | head -n1
 echo "\$ ip link show master $bridge"; nsx "$hostns" ip -br link show master "$bridge"
 echo "container side:"; nsx "$ctrns" ip -br addr show eth0; nsx "$ctrns" ip route
 
+step "Hop 2b - FORWARD: only drops here; a packet from outside $bridge reaches $ctrip only if it was DNATed to a published port"
+if [ "$backend" = nftables ]; then
+	nsx "$hostns" nft list chain ip dnet forward
+	nsx "$hostns" nft list set ip dnet fwd_protect
+else
+	nsx "$hostns" iptables -L DNET-FORWARD -n -v
+	nsx "$hostns" iptables -L DNET-FILTER -n -v
+fi
+echo "(Docker 28's default; gatewayMode nat-unprotected turns it off, as Kubernetes needs)"
+
 step "Hop 3 - the way back: conntrack rewrites the reply (src $ctrip:5000 -> 192.0.2.1:8080)"
 nsx "$hostns" conntrack -L -p tcp --orig-port-dst 8080 2>/dev/null || true
 echo "and traffic the container starts is MASQUERADEd to the host's address:"
