@@ -130,6 +130,19 @@ func LoadConfig(stdin []byte, envArgs string) (*NetConf, error) {
 	return n, nil
 }
 
+// validateForAdd refuses the key pairs the reference's ADD refuses. DEL
+// and CHECK accept them, so an attachment made by a plugin that allowed
+// them can still be removed.
+func (n *NetConf) validateForAdd() error {
+	switch {
+	case n.HairpinMode && n.PromiscMode:
+		return cnierr.Config("bridge: hairpinMode and promiscMode exclude each other (as in the reference plugin): keep one in network %q", n.Name)
+	case n.isLayer3() && n.DisableContainerInterface:
+		return cnierr.Config("bridge: disableContainerInterface leaves the interface unaddressed, so network %q cannot have an ipam section (as in the reference plugin): remove one", n.Name)
+	}
+	return nil
+}
+
 // isLayer3 reports whether the network assigns addresses (has an IPAM plugin).
 func (n *NetConf) isLayer3() bool { return n.IPAM.Type != "" }
 

@@ -66,3 +66,38 @@ func TestLoadConfig(t *testing.T) {
 		})
 	}
 }
+
+// The key pairs the reference's ADD refuses, each alone accepted.
+func TestRefusedPairs(t *testing.T) {
+	ipam := `"ipam":{"type":"host-local"}`
+	cases := []struct {
+		name, keys string
+		msg        string // "" when ADD accepts it
+	}{
+		{"hairpinMode alone", `"hairpinMode":true`, ""},
+		{"promiscMode alone", `"promiscMode":true`, ""},
+		{"hairpinMode and promiscMode", `"hairpinMode":true,"promiscMode":true`, "hairpinMode and promiscMode exclude each other"},
+		{"disableContainerInterface alone", `"disableContainerInterface":true`, ""},
+		{"ipam alone", ipam, ""},
+		{"ipam and disableContainerInterface", ipam + `,"disableContainerInterface":true`, "cannot have an ipam section"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			n, err := LoadConfig([]byte(`{"name":"n",`+c.keys+`}`), "")
+			if err != nil {
+				t.Fatalf("LoadConfig (DEL and CHECK must accept it): %v", err)
+			}
+			err = n.validateForAdd()
+			if c.msg == "" {
+				if err != nil {
+					t.Fatalf("ADD refused: %v", err)
+				}
+				return
+			}
+			e, ok := err.(*types.Error)
+			if !ok || e.Code != 7 || !strings.Contains(e.Msg, c.msg) {
+				t.Fatalf("got %v, want error 7 containing %q", err, c.msg)
+			}
+		})
+	}
+}

@@ -44,6 +44,9 @@ func Add(args *skel.CmdArgs) (err error) {
 	if err != nil {
 		return err
 	}
+	if err := n.validateForAdd(); err != nil {
+		return err
+	}
 	netns, err := ns.GetNS(args.Netns)
 	if err != nil {
 		return cnierr.Env("bridge: cannot open container netns %q: %v", args.Netns, err)
