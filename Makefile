@@ -19,7 +19,7 @@ CNI_BIN_DIR  ?= /opt/cni/bin
 CNI_CONF_DIR ?= /etc/cni/net.d
 CNITOOL_VERSION ?= v1.3.1
 
-.PHONY: all build tools install test unit integration e2e demo bench bench-publish bench-readme clean
+.PHONY: all build tools install test unit integration e2e fuzz demo bench bench-publish bench-readme clean
 
 all: build
 
@@ -66,6 +66,28 @@ e2e: build tools
 test: build tools
 	$(TEST_ENV) $(GOTEST) -timeout 20m ./...
 	cd test/bench && $(GOTEST) ./...
+	$(MAKE) --no-print-directory fuzz
+
+# Every parser of runtime or on-disk input, fuzzed for a few seconds each
+# (a count of inputs, about 3 s here: a time limit can end a run that is
+# still minimising with a spurious "context deadline exceeded"). The seeds
+# are real inputs, in the targets; FUZZ_SCALE multiplies the counts.
+FUZZ_SCALE ?= 1
+FUZZ_TARGETS := \
+	./plugins/main/bridge/bridgeplugin:FuzzLoadConfig:100000 \
+	./plugins/meta/portmap/portmapplugin:FuzzLoadConfig:60000 \
+	./plugins/ipam/host-local/hostlocal:FuzzLoadConfig:100000 \
+	./plugins/ipam/host-local/hostlocal:FuzzReservationContent:150000 \
+	./plugins/pkg/attachment:FuzzRecord:2000
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; rest=$${t#*:}; name=$${rest%%:*}; n=$$(( $${rest#*:} * $(FUZZ_SCALE) )); \
+		log=$$(mktemp); \
+		$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$${n}x $$pkg >$$log 2>&1 \
+			&& echo "fuzz: $$name in $$pkg: $$n inputs, ok" \
+			|| { cat $$log; rm -f $$log; exit 1; }; \
+		rm -f $$log; \
+	done
 
 demo: build tools
 	bash scripts/demo.sh
