@@ -13,6 +13,7 @@ func main() {
 		Add:    hostlocal.Add,
 		Check:  hostlocal.Check,
 		Del:    hostlocal.Del,
+		GC:     hostlocal.GC,
 		Status: hostlocal.Status,
 	}, buildinfo.Versions, buildinfo.About("host-local"))
 }

@@ -13,6 +13,7 @@ func main() {
 		Add:    bridgeplugin.Add,
 		Check:  bridgeplugin.Check,
 		Del:    bridgeplugin.Del,
+		GC:     bridgeplugin.GC,
 		Status: bridgeplugin.Status,
 	}, buildinfo.Versions, buildinfo.About("bridge"))
 }

@@ -13,6 +13,7 @@ func main() {
 		Add:    portmapplugin.Add,
 		Check:  portmapplugin.Check,
 		Del:    portmapplugin.Del,
+		GC:     portmapplugin.GC,
 		Status: portmapplugin.Status,
 	}, buildinfo.Versions, buildinfo.About("portmap"))
 }

@@ -19,6 +19,8 @@
 package attachment
 
 import (
+	"errors"
+
 	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
 	"github.com/dockernet/cni-plugins/plugins/pkg/state"
@@ -204,4 +206,39 @@ func (k Kind[S]) load(env Env, o netfilter.Owner) (Record[S], bool, error) {
 		return rec, false, cnierr.IO("%s: %v", k.Plugin, err)
 	}
 	return rec, found, nil
+}
+
+// Collect removes the state of this kind of every attachment of network
+// whose owner tag is not in keep (CNI GC), through each record. A record
+// that does not load is reported, never guessed at.
+func (k Kind[S]) Collect(env Env, network string, keep map[string]bool, owner func(S) netfilter.Owner) error {
+	tags, err := env.Store.List(k.Name)
+	if err != nil {
+		return cnierr.IO("%s: %v", k.Plugin, err)
+	}
+	var errs []error
+	for _, tag := range tags {
+		if keep[tag] {
+			continue
+		}
+		var rec Record[S]
+		if _, err := env.Store.Load(k.Name, tag, &rec); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if len(rec.Specs) == 0 {
+			continue
+		}
+		o := owner(rec.Specs[0])
+		if o.Network != network || o.Tag() != tag {
+			continue // another network's, or not a record of ours
+		}
+		if err := k.Remove(env, o, rec.Specs[0], nil); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return cnierr.IO("%s: GC: %v", k.Plugin, err)
+	}
+	return nil
 }

@@ -24,6 +24,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/filelock"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
@@ -158,9 +159,11 @@ func (l Ledger) Release(o netfilter.Owner) error {
 	return l.release(o)
 }
 
-func (l Ledger) release(o netfilter.Owner) error {
+func (l Ledger) release(o netfilter.Owner) error { return l.releaseTag(o.Tag()) }
+
+func (l Ledger) releaseTag(tag string) error {
 	var keys []Key
-	found, err := l.store.Load("owners", o.Tag(), &keys)
+	found, err := l.store.Load("owners", tag, &keys)
 	if err != nil || !found {
 		return err
 	}
@@ -169,7 +172,7 @@ func (l Ledger) release(o netfilter.Owner) error {
 		if err != nil {
 			return err
 		}
-		kept := slices.DeleteFunc(have, func(c Claim) bool { return c.Tag == o.Tag() })
+		kept := slices.DeleteFunc(have, func(c Claim) bool { return c.Tag == tag })
 		if len(kept) == 0 {
 			err = l.store.Remove("", k.file())
 		} else {
@@ -179,7 +182,42 @@ func (l Ledger) release(o netfilter.Owner) error {
 			return err
 		}
 	}
-	return l.store.Remove("owners", o.Tag())
+	return l.store.Remove("owners", tag)
+}
+
+// GC drops the claims of every attachment of network whose tag is not in
+// keep; the network is read from the claims' owner comments.
+func (l Ledger) GC(network string, keep map[string]bool) error {
+	lk, err := filelock.Acquire(filepath.Join(l.store.Dir, ".lock"))
+	if err != nil {
+		return err
+	}
+	defer lk.Release()
+	tags, err := l.store.List("owners")
+	if err != nil {
+		return err
+	}
+	for _, tag := range tags {
+		if keep[tag] {
+			continue
+		}
+		var keys []Key
+		if _, err := l.store.Load("owners", tag, &keys); err != nil || len(keys) == 0 {
+			continue
+		}
+		have, err := l.load(keys[0])
+		if err != nil {
+			return err
+		}
+		i := slices.IndexFunc(have, func(c Claim) bool { return c.Tag == tag })
+		if i < 0 || !strings.Contains(have[i].Owner+" ", " net="+network+" ") {
+			continue
+		}
+		if err := l.releaseTag(tag); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (l Ledger) load(k Key) ([]Claim, error) {

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // DefaultDir is used when a config sets no stateDir.
@@ -73,4 +74,22 @@ func (s Store) Remove(kind, tag string) error {
 		return fmt.Errorf("remove state: %w", err)
 	}
 	return nil
+}
+
+// List returns the tags that have a record of kind.
+func (s Store) List(kind string) ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(s.Dir, kind))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list state: %w", err)
+	}
+	var tags []string
+	for _, e := range entries {
+		if tag, ok := strings.CutSuffix(e.Name(), ".json"); ok && e.Type().IsRegular() {
+			tags = append(tags, tag)
+		}
+	}
+	return tags, nil
 }

@@ -114,8 +114,30 @@ func Check(args *skel.CmdArgs) error {
 	return nil
 }
 
-// Status reports readiness: host-local is ready whenever its config parses.
+// Status reports whether an ADD could succeed now: the config parses,
+// the store can be locked and written, and every range set has a free
+// address. Otherwise error 50 says which.
 func Status(args *skel.CmdArgs) error {
-	_, _, err := LoadConfig(args.StdinData, args.Args)
-	return err
+	conf, _, err := LoadConfig(args.StdinData, args.Args)
+	if err != nil {
+		return err
+	}
+	store, err := OpenStore(conf.DataDir, conf.Name)
+	if err != nil {
+		return cnierr.Unavailable("host-local: %v", err)
+	}
+	defer store.Close()
+	if err := store.writable(); err != nil {
+		return cnierr.Unavailable("host-local: the reservation store cannot be written: %v", err)
+	}
+	for i, set := range conf.Ranges {
+		free, err := store.hasFree(set)
+		if err != nil {
+			return cnierr.Unavailable("host-local: %v", err)
+		}
+		if !free {
+			return cnierr.Unavailable("host-local: range set %d (%s) of network %q is exhausted: every address is reserved; release some or add a range", i, set, conf.Name)
+		}
+	}
+	return nil
 }

@@ -224,3 +224,22 @@ func Status(args *skel.CmdArgs) error {
 	}
 	return nil
 }
+
+// GC removes the host ports of every attachment of this network that is
+// not in cni.dev/valid-attachments (CNI 1.1), by record, and their claims.
+func GC(args *skel.CmdArgs) error {
+	c, err := LoadConfig(args.StdinData)
+	if err != nil {
+		return err
+	}
+	keep := map[string]bool{}
+	for _, a := range c.ValidAttachments {
+		keep[netfilter.Owner{Network: c.Name, ContainerID: a.ContainerID, IfName: a.IfName}.Tag()] = true
+	}
+	env := attachment.HostEnv(c.StateDir)
+	err = attachment.PortMappings.Collect(env, c.Name, keep, func(s netfilter.PortMapSpec) netfilter.Owner { return s.Owner })
+	if lerr := hostports.New(c.StateDir).GC(c.Name, keep); lerr != nil {
+		err = errors.Join(err, cnierr.IO("portmap: GC of host port claims: %v", lerr))
+	}
+	return err
+}

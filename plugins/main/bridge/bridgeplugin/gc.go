@@ -1,0 +1,74 @@
+package bridgeplugin
+
+import (
+	"context"
+	"errors"
+	"regexp"
+
+	"github.com/containernetworking/cni/pkg/invoke"
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/vishvananda/netlink"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/attachment"
+	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
+	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+)
+
+// hostVethShape is the name hostVethName gives.
+var hostVethShape = regexp.MustCompile(`^veth[0-9a-f]{10}$`)
+
+// GC removes what this network holds for attachments not in
+// cni.dev/valid-attachments (CNI 1.1): their masquerade and forwarding
+// state (by record), their host veths on the bridge, and, through the
+// IPAM plugin's own GC, their addresses. Nothing of another network.
+func GC(args *skel.CmdArgs) error {
+	n, err := LoadConfig(args.StdinData, args.Args)
+	if err != nil {
+		return err
+	}
+	keep, veths := map[string]bool{}, map[string]bool{}
+	for _, a := range n.ValidAttachments {
+		o := netfilter.Owner{Network: n.Name, ContainerID: a.ContainerID, IfName: a.IfName}
+		keep[o.Tag()], veths[hostVethName(o)] = true, true
+	}
+	env := attachment.HostEnv(n.StateDir)
+	errs := []error{netfilter.Batch(func() error {
+		return errors.Join(
+			attachment.Masquerade.Collect(env, n.Name, keep, func(s netfilter.MasqSpec) netfilter.Owner { return s.Owner }),
+			attachment.Forwarding.Collect(env, n.Name, keep, func(s netfilter.ForwardSpec) netfilter.Owner { return s.Owner }))
+	})}
+	errs = append(errs, gcVeths(n.BrName, veths))
+	if n.isLayer3() {
+		if err := invoke.DelegateGC(context.Background(), n.IPAM.Type, args.StdinData, nil); err != nil {
+			errs = append(errs, cnierr.Wrap(err, "bridge: IPAM plugin "+n.IPAM.Type+" GC"))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// gcVeths deletes the host veths on bridge, named as this plugin names
+// them, that belong to no valid attachment.
+func gcVeths(bridge string, keep map[string]bool) error {
+	br, err := netlink.LinkByName(bridge)
+	if err != nil {
+		return nil // no bridge: no veths
+	}
+	links, err := netlink.LinkList()
+	if err != nil {
+		return cnierr.Wrap(err, "bridge: GC: list links")
+	}
+	var errs []error
+	for _, l := range links {
+		a := l.Attrs()
+		if a.MasterIndex != br.Attrs().Index || !hostVethShape.MatchString(a.Name) || keep[a.Name] {
+			continue
+		}
+		if err := netlink.LinkDel(l); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return cnierr.Wrap(err, "bridge: GC: delete veths")
+	}
+	return nil
+}
