@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/containernetworking/cni/libcni"
@@ -58,6 +59,33 @@ func TestGC(t *testing.T) {
 			again := w.newContainer("again")
 			w.addTo(w.conflist(""), again, both(8301, ""))
 			w.mustReach(w.client, "tcp", hostAddr, 8301)
+		})
+	}
+}
+
+// TestAfterFlush: after the firewall is flushed behind the plugins' back
+// (nft flush ruleset, which takes iptables-nft's tables too), CHECK says
+// what is missing and DEL still succeeds and leaves nothing.
+func TestAfterFlush(t *testing.T) {
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t, backend)
+			d := w.libcni("")
+			c := w.newContainer("c")
+			if _, err := d.add(c, both(8400, "")); err != nil {
+				t.Fatal(err)
+			}
+			ip := containerIP(t, c)
+			w.host.MustRun("nft", "flush", "ruleset")
+			err := d.check(c, both(8400, ""))
+			if err == nil || !strings.Contains(err.Error(), "missing") {
+				t.Errorf("CHECK after a flush: %v, want it to name what is missing", err)
+			}
+			if err := d.del(c, both(8400, "")); err != nil {
+				t.Fatalf("DEL after a flush: %v", err)
+			}
+			w.assertGone(c, ip, []int{8400})
 		})
 	}
 }
