@@ -17,6 +17,7 @@ LDFLAGS   := -s -w -X github.com/dockernet/cni-plugins/plugins/pkg/buildinfo.Ver
 PLUGINS   := plugins/main/bridge plugins/ipam/host-local plugins/meta/portmap
 CNI_BIN_DIR  ?= /opt/cni/bin
 CNI_CONF_DIR ?= /etc/cni/net.d
+BIN_DIR      ?= /usr/local/sbin
 CNITOOL_VERSION ?= v1.3.1
 
 .PHONY: all build tools install test unit integration e2e fuzz demo bench bench-publish bench-readme clean
@@ -26,7 +27,7 @@ all: build
 # One go command for every binary: it compiles each package once and links
 # the binaries in parallel. Same flags for all, so they share the build cache.
 GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
-MAINS   := $(addprefix ./,$(PLUGINS)) ./test/hello
+MAINS   := $(addprefix ./,$(PLUGINS)) ./plugins/dnetctl ./test/hello
 
 build:
 	@mkdir -p $(BIN)
@@ -48,6 +49,7 @@ install: build
 	install -d $(CNI_BIN_DIR) $(CNI_CONF_DIR)
 	install -m 0755 $(BIN)/bridge $(BIN)/host-local $(BIN)/portmap $(CNI_BIN_DIR)/
 	install -m 0644 conf/*.conflist $(CNI_CONF_DIR)/
+	install -d $(BIN_DIR) && install -m 0755 $(BIN)/dnetctl $(BIN_DIR)/
 
 # Tests run the built binaries: DNET_BIN and CNITOOL tell them where.
 TEST_ENV := DNET_BIN=$(BIN) CNITOOL=$(TOOLS)/cnitool REF_FIREWALL=$(REF_TOOLS)/firewall

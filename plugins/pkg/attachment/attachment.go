@@ -187,16 +187,7 @@ func (k Kind[S]) CheckInstalled(env Env, o netfilter.Owner, specs []S, backend s
 	if found {
 		backend = rec.Backend
 	}
-	for _, spec := range specs {
-		be, err := env.Backends.New(backend, spec.Family())
-		if err != nil {
-			return cnierr.Config("%s: %v", k.Plugin, err)
-		}
-		if err := k.Check(be, spec); err != nil {
-			return cnierr.Drift("%s: %v", k.Plugin, err)
-		}
-	}
-	return nil
+	return k.Verify(env, Record[S]{Backend: backend, Specs: specs})
 }
 
 func (k Kind[S]) load(env Env, o netfilter.Owner) (Record[S], bool, error) {

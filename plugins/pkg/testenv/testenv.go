@@ -179,7 +179,7 @@ var (
 	buildErr  error
 )
 
-// Bin returns the directory holding the built plugins and hello: $DNET_BIN
+// Bin returns the directory holding the built plugins, dnetctl and hello: $DNET_BIN
 // (set by the Makefile), or a one-off build of this checkout.
 func Bin(t testing.TB) string {
 	t.Helper()
@@ -193,7 +193,7 @@ func Bin(t testing.TB) string {
 		if buildErr != nil {
 			return
 		}
-		for _, p := range []string{"plugins/main/bridge", "plugins/ipam/host-local", "plugins/meta/portmap", "test/hello"} {
+		for _, p := range []string{"plugins/main/bridge", "plugins/ipam/host-local", "plugins/meta/portmap", "plugins/dnetctl", "test/hello"} {
 			cmd := exec.Command("go", "build", "-o", filepath.Join(buildDir, filepath.Base(p)), "./"+p)
 			cmd.Dir = root
 			if out, err := cmd.CombinedOutput(); err != nil {

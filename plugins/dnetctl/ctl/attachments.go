@@ -1,0 +1,161 @@
+// Package ctl is the operator's command: what the plugins installed, as
+// their records say, compared with the kernel, and put back after a
+// firewall flush, with no runtime involved.
+package ctl
+
+import (
+	"net"
+	"slices"
+	"sort"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/attachment"
+	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+)
+
+// Attachment is what the records hold for one container interface on one
+// network.
+type Attachment struct {
+	Tag         string   `json:"tag"`
+	Network     string   `json:"network"`
+	ContainerID string   `json:"containerID"`
+	IfName      string   `json:"ifname"`
+	Addresses   []string `json:"addresses"`
+	Ports       []string `json:"ports,omitempty"`
+	Backends    []string `json:"backends"` // kind=backend
+	Problems    []string `json:"problems,omitempty"`
+
+	masq    *attachment.Record[netfilter.MasqSpec]
+	forward *attachment.Record[netfilter.ForwardSpec]
+	portmap *attachment.Record[netfilter.PortMapSpec]
+}
+
+// Load reads every record in env's store and groups them by attachment,
+// sorted by network, then container.
+func Load(env attachment.Env) ([]*Attachment, error) {
+	byTag := map[string]*Attachment{}
+	get := func(tag string, o netfilter.Owner) *Attachment {
+		a := byTag[tag]
+		if a == nil {
+			a = &Attachment{Tag: tag, Network: o.Network, ContainerID: o.ContainerID, IfName: o.IfName}
+			byTag[tag] = a
+		}
+		return a
+	}
+	addAddr := func(a *Attachment, ip net.IP) {
+		if ip != nil && !slices.Contains(a.Addresses, ip.String()) {
+			a.Addresses = append(a.Addresses, ip.String())
+		}
+	}
+	masq, err := attachment.Masquerade.Records(env)
+	if err != nil {
+		return nil, err
+	}
+	for tag, rec := range masq {
+		if len(rec.Specs) == 0 {
+			continue
+		}
+		a := get(tag, rec.Specs[0].Owner)
+		a.masq = &rec
+		a.Backends = append(a.Backends, attachment.Masquerade.Name+"="+rec.Backend)
+		for _, s := range rec.Specs {
+			addAddr(a, s.IP)
+		}
+	}
+	fwd, err := attachment.Forwarding.Records(env)
+	if err != nil {
+		return nil, err
+	}
+	for tag, rec := range fwd {
+		if len(rec.Specs) == 0 {
+			continue
+		}
+		a := get(tag, rec.Specs[0].Owner)
+		a.forward = &rec
+		a.Backends = append(a.Backends, attachment.Forwarding.Name+"="+rec.Backend)
+		for _, s := range rec.Specs {
+			addAddr(a, s.IP)
+		}
+	}
+	pm, err := attachment.PortMappings.Records(env)
+	if err != nil {
+		return nil, err
+	}
+	for tag, rec := range pm {
+		if len(rec.Specs) == 0 {
+			continue
+		}
+		a := get(tag, rec.Specs[0].Owner)
+		a.portmap = &rec
+		a.Backends = append(a.Backends, attachment.PortMappings.Name+"="+rec.Backend)
+		for _, s := range rec.Specs {
+			addAddr(a, s.ContainerIP)
+			for _, m := range s.Mappings {
+				if d := m.String(); !slices.Contains(a.Ports, d) {
+					a.Ports = append(a.Ports, d)
+				}
+			}
+		}
+	}
+	out := make([]*Attachment, 0, len(byTag))
+	for _, a := range byTag {
+		sort.Strings(a.Backends)
+		out = append(out, a)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Network != out[j].Network {
+			return out[i].Network < out[j].Network
+		}
+		return out[i].ContainerID+out[i].IfName < out[j].ContainerID+out[j].IfName
+	})
+	return out, nil
+}
+
+// Check fills each attachment's Problems with what the kernel lacks.
+func Check(env attachment.Env, as []*Attachment) {
+	for _, a := range as {
+		a.Problems = nil
+		if a.masq != nil {
+			if err := attachment.Masquerade.Verify(env, *a.masq); err != nil {
+				a.Problems = append(a.Problems, err.Error())
+			}
+		}
+		if a.forward != nil {
+			if err := attachment.Forwarding.Verify(env, *a.forward); err != nil {
+				a.Problems = append(a.Problems, err.Error())
+			}
+		}
+		if a.portmap != nil {
+			if err := attachment.PortMappings.Verify(env, *a.portmap); err != nil {
+				a.Problems = append(a.Problems, err.Error())
+			}
+		}
+	}
+}
+
+// Restore installs again whatever the records say and the kernel lacks;
+// what is in place stays as it is. The nftables changes of each
+// attachment are one transaction.
+func Restore(env attachment.Env, as []*Attachment) error {
+	for _, a := range as {
+		err := netfilter.Batch(func() error {
+			if a.masq != nil {
+				if err := attachment.Masquerade.Reapply(env, *a.masq); err != nil {
+					return err
+				}
+			}
+			if a.forward != nil {
+				if err := attachment.Forwarding.Reapply(env, *a.forward); err != nil {
+					return err
+				}
+			}
+			if a.portmap != nil {
+				return attachment.PortMappings.Reapply(env, *a.portmap)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,158 @@
+package ctl
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/attachment"
+	"github.com/dockernet/cni-plugins/plugins/pkg/state"
+)
+
+const usage = `usage: dnetctl [-state-dir DIR] COMMAND [-json]
+
+  list      every attachment the records hold: network, container, interface,
+            addresses, published ports, backends
+  check     the same, compared with the kernel; exit status 1 when something is missing
+  restore   install again whatever a firewall flush or reload removed
+  gc        -conflist FILE [-cni-path DIR] [-cache-dir DIR] [-valid ID/IFNAME ...]:
+            CNI GC of that network (a DEL for each cached attachment not listed,
+            then every plugin's GC), keeping only the attachments listed
+`
+
+// Main runs the command line args and returns the exit status.
+func Main(args []string, stdout, stderr io.Writer) int {
+	global := flag.NewFlagSet("dnetctl", flag.ContinueOnError)
+	global.SetOutput(stderr)
+	stateDir := global.String("state-dir", state.DefaultDir, "the plugins' stateDir")
+	global.Usage = func() { fmt.Fprint(stderr, usage) }
+	if err := global.Parse(args); err != nil || global.NArg() == 0 {
+		global.Usage()
+		return 2
+	}
+	cmd, rest := global.Arg(0), global.Args()[1:]
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	asJSON := fs.Bool("json", false, "print JSON")
+	conflist := fs.String("conflist", "", "gc: the network's conflist")
+	cniPath := fs.String("cni-path", "/opt/cni/bin", "gc: where the plugins are")
+	cacheDir := fs.String("cache-dir", "", "gc: libcni's cache of attachments (default its own, /var/lib/cni)")
+	var valid validList
+	fs.Var(&valid, "valid", "gc: a live attachment, ID/IFNAME (repeat)")
+	if err := fs.Parse(rest); err != nil {
+		return 2
+	}
+	env := attachment.HostEnv(*stateDir)
+	fail := func(err error) int { fmt.Fprintln(stderr, "dnetctl:", err); return 1 }
+
+	switch cmd {
+	case "list", "check", "restore":
+		as, err := Load(env)
+		if err != nil {
+			return fail(err)
+		}
+		if cmd == "restore" {
+			if err := Restore(env, as); err != nil {
+				return fail(err)
+			}
+		}
+		if cmd != "list" {
+			Check(env, as)
+		}
+		if err := print(stdout, as, cmd != "list", *asJSON); err != nil {
+			return fail(err)
+		}
+		for _, a := range as {
+			if len(a.Problems) > 0 {
+				return 1
+			}
+		}
+		return 0
+	case "gc":
+		if *conflist == "" {
+			return fail(errors.New("gc needs -conflist, the network's conflist"))
+		}
+		list, err := libcni.ConfListFromFile(*conflist)
+		if err != nil {
+			return fail(err)
+		}
+		cni := libcni.NewCNIConfigWithCacheDir(strings.Split(*cniPath, ":"), *cacheDir, nil)
+		if err := cni.GCNetworkList(context.Background(), list, &libcni.GCArgs{ValidAttachments: valid}); err != nil {
+			return fail(err)
+		}
+		fmt.Fprintf(stdout, "gc: network %s now holds only the %d attachments listed\n", list.Name, len(valid))
+		return 0
+	}
+	global.Usage()
+	return 2
+}
+
+type validList []types.GCAttachment
+
+func (v *validList) String() string { return fmt.Sprint(*v) }
+func (v *validList) Set(s string) error {
+	id, ifname, ok := strings.Cut(s, "/")
+	if !ok || id == "" || ifname == "" {
+		return fmt.Errorf("%q is not ID/IFNAME", s)
+	}
+	*v = append(*v, types.GCAttachment{ContainerID: id, IfName: ifname})
+	return nil
+}
+
+// print writes as for a terminal (one line per attachment, problems
+// indented under it) or as JSON.
+func print(w io.Writer, as []*Attachment, withStatus, asJSON bool) error {
+	if asJSON {
+		if as == nil {
+			as = []*Attachment{}
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(as)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	header := "NETWORK\tCONTAINER\tIF\tADDRESSES\tPORTS\tBACKENDS"
+	if withStatus {
+		header += "\tSTATUS"
+	}
+	fmt.Fprintln(tw, header)
+	for _, a := range as {
+		id := a.ContainerID
+		if len(id) > 12 {
+			id = id[:12]
+		}
+		ports := strings.Join(a.Ports, ", ")
+		if ports == "" {
+			ports = "-"
+		}
+		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", a.Network, id, a.IfName, strings.Join(a.Addresses, ","), ports, strings.Join(a.Backends, ","))
+		if withStatus {
+			status := "ok"
+			if len(a.Problems) > 0 {
+				status = "MISSING"
+			}
+			line += "\t" + status
+		}
+		fmt.Fprintln(tw, line)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, a := range as {
+		for _, p := range a.Problems {
+			fmt.Fprintf(w, "%s %s/%s: %s\n", a.Network, a.ContainerID, a.IfName, p)
+		}
+	}
+	if len(as) == 0 {
+		fmt.Fprintln(w, "(no attachment recorded)")
+	}
+	return nil
+}

@@ -1,0 +1,11 @@
+// Command dnetctl is the operator's view of what the plugins installed:
+// list, check, restore after a firewall flush, and GC. See package ctl.
+package main
+
+import (
+	"os"
+
+	"github.com/dockernet/cni-plugins/plugins/dnetctl/ctl"
+)
+
+func main() { os.Exit(ctl.Main(os.Args[1:], os.Stdout, os.Stderr)) }

@@ -1,0 +1,96 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// dnetctl runs the operator's command in the host netns.
+func (w *world) dnetctl(args ...string) (string, error) {
+	return w.host.Run(append([]string{filepath.Join(w.bin, "dnetctl"), "-state-dir", w.stateDir()}, args...)...)
+}
+
+// TestOperatorCommand: list shows what the records hold; check finds
+// everything in place, then, after nft flush ruleset, what is missing;
+// restore puts it back with no runtime involved, and traffic flows again;
+// gc keeps only the attachments it is told are live.
+func TestOperatorCommand(t *testing.T) {
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t, backend)
+			d := w.libcni("")
+			c1, c2 := w.newContainer("c1"), w.newContainer("c2")
+			if _, err := d.add(c1, both(8500, "")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := d.add(c2, nil); err != nil {
+				t.Fatal(err)
+			}
+			ip1, ip2 := containerIP(t, c1), containerIP(t, c2)
+			w.waitServing(c1, ip1)
+
+			out, err := w.dnetctl("list")
+			if err != nil || !strings.Contains(out, c1.id[:12]) || !strings.Contains(out, ip2) || !strings.Contains(out, "8500/tcp") {
+				t.Fatalf("list: %v\n%s", err, out)
+			}
+			t.Logf("dnetctl list:\n%s", out)
+			raw, err := w.dnetctl("list", "-json")
+			var as []struct {
+				ContainerID string
+				Ports       []string
+				Addresses   []string
+			}
+			if err != nil || json.Unmarshal([]byte(raw), &as) != nil || len(as) != 2 {
+				t.Fatalf("list -json: %v\n%s", err, raw)
+			}
+			if out, err := w.dnetctl("check"); err != nil || strings.Contains(out, "MISSING") {
+				t.Fatalf("check right after ADD: %v\n%s", err, out)
+			}
+
+			w.host.MustRun("nft", "flush", "ruleset")
+			out, err = w.dnetctl("check")
+			if err == nil || !strings.Contains(out, "MISSING") || !strings.Contains(out, "missing") {
+				t.Fatalf("check after a flush: %v\n%s", err, out)
+			}
+			t.Logf("dnetctl check after nft flush ruleset:\n%s", out)
+			if out, err := w.dnetctl("restore"); err != nil || strings.Contains(out, "MISSING") {
+				t.Fatalf("restore: %v\n%s", err, out)
+			}
+			if out, err := w.dnetctl("restore"); err != nil {
+				t.Fatalf("a second restore: %v\n%s", err, out)
+			}
+			for _, proto := range []string{"tcp", "udp"} {
+				if peer := w.mustReach(w.client, proto, hostAddr, 8500); peer != clientAddr {
+					t.Errorf("after restore the container saw %s", peer)
+				}
+				w.mustReach(c2.ns, proto, hostAddr, 8500)
+			}
+			if err := d.check(c1, both(8500, "")); err != nil {
+				t.Errorf("CHECK after restore: %v", err)
+			}
+			saved := w.host.MustRun(w.iptables+"-save", "-t", "nat") + w.host.MustRun(w.iptables+"-save", "-t", "filter")
+			seen := map[string]bool{}
+			for _, l := range strings.Split(saved, "\n") {
+				if strings.HasPrefix(l, "-A ") && seen[l] {
+					t.Errorf("restore doubled a rule: %s", l)
+				}
+				seen[l] = true
+			}
+
+			conf := filepath.Join(w.dir, "docker0.conflist")
+			if err := os.WriteFile(conf, w.conflist(""), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, err = w.dnetctl("gc", "-conflist", conf, "-cni-path", w.bin, "-cache-dir", t.TempDir(), "-valid", c1.id+"/eth0")
+			if err != nil {
+				t.Fatalf("gc: %v\n%s", err, out)
+			}
+			w.assertGone(c2, ip2, nil)
+			w.mustReach(w.client, "tcp", hostAddr, 8500)
+		})
+	}
+}
