@@ -52,8 +52,8 @@ func TestGC(t *testing.T) {
 			// The valid attachment and the other network's are intact.
 			w.mustReach(w.client, "tcp", hostAddr, 8300)
 			w.mustReach(w.client, "tcp", hostAddr, 8302)
-			if recs, _ := filepath.Glob(filepath.Join(w.stateDir(), "*", keep.owner().Tag()+".json")); len(recs) != 3 {
-				t.Errorf("records of the valid attachment after GC: %v, want masq, forward and portmap", recs)
+			if recs, _ := filepath.Glob(filepath.Join(w.stateDir(), "*", keep.owner().Tag()+".json")); len(recs) != 4 {
+				t.Errorf("records of the valid attachment after GC: %v, want link, masq, forward and portmap", recs)
 			}
 			// The stale attachment's port is free again.
 			again := w.newContainer("again")

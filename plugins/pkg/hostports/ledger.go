@@ -9,7 +9,7 @@
 // Layout, under the state directory:
 //
 //	hostports/<family>-<proto>-<port>.json   the claims on that port: [{Tag, Owner, HostIP}]
-//	hostports/owners/<tag>.json              the ports an attachment claims: [{Family, Proto, Port}]
+//	hostports/owners/<tag>.json              an attachment's network and the ports it claims
 //	hostports/.lock                          serialises every change
 //
 // An attachment's claims are replaced as a whole by its next ADD and
@@ -24,7 +24,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/filelock"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
@@ -39,6 +38,12 @@ type Key struct {
 }
 
 func (k Key) file() string { return fmt.Sprintf("%d-%s-%d", int(k.Family), k.Proto, k.Port) }
+
+// ownerFile lists what one attachment claims.
+type ownerFile struct {
+	Network string
+	Keys    []Key
+}
 
 // Claim is one attachment's use of a Key.
 type Claim struct {
@@ -128,7 +133,18 @@ func (l Ledger) Claim(o netfilter.Owner, want map[Key][]Claim) error {
 	if err := l.release(o); err != nil {
 		return err
 	}
+	if len(want) == 0 {
+		return nil
+	}
 	keys := make([]Key, 0, len(want))
+	for k := range want {
+		keys = append(keys, k)
+	}
+	// Intent first: the owner file names every key before any claim is
+	// written, so a crash in between leaves nothing Release cannot find.
+	if err := l.store.Save("owners", o.Tag(), ownerFile{Network: o.Network, Keys: keys}); err != nil {
+		return err
+	}
 	for k, claims := range want {
 		have, err := l.load(k)
 		if err != nil {
@@ -137,12 +153,8 @@ func (l Ledger) Claim(o netfilter.Owner, want map[Key][]Claim) error {
 		if err := l.store.Save("", k.file(), append(have, claims...)); err != nil {
 			return err
 		}
-		keys = append(keys, k)
 	}
-	if len(keys) == 0 {
-		return nil
-	}
-	return l.store.Save("owners", o.Tag(), keys)
+	return nil
 }
 
 // Release drops every claim of o.
@@ -162,12 +174,12 @@ func (l Ledger) Release(o netfilter.Owner) error {
 func (l Ledger) release(o netfilter.Owner) error { return l.releaseTag(o.Tag()) }
 
 func (l Ledger) releaseTag(tag string) error {
-	var keys []Key
-	found, err := l.store.Load("owners", tag, &keys)
+	var of ownerFile
+	found, err := l.store.Load("owners", tag, &of)
 	if err != nil || !found {
 		return err
 	}
-	for _, k := range keys {
+	for _, k := range of.Keys {
 		have, err := l.load(k)
 		if err != nil {
 			return err
@@ -186,7 +198,7 @@ func (l Ledger) releaseTag(tag string) error {
 }
 
 // GC drops the claims of every attachment of network whose tag is not in
-// keep; the network is read from the claims' owner comments.
+// keep.
 func (l Ledger) GC(network string, keep map[string]bool) error {
 	lk, err := filelock.Acquire(filepath.Join(l.store.Dir, ".lock"))
 	if err != nil {
@@ -201,16 +213,8 @@ func (l Ledger) GC(network string, keep map[string]bool) error {
 		if keep[tag] {
 			continue
 		}
-		var keys []Key
-		if _, err := l.store.Load("owners", tag, &keys); err != nil || len(keys) == 0 {
-			continue
-		}
-		have, err := l.load(keys[0])
-		if err != nil {
-			return err
-		}
-		i := slices.IndexFunc(have, func(c Claim) bool { return c.Tag == tag })
-		if i < 0 || !strings.Contains(have[i].Owner+" ", " net="+network+" ") {
+		var of ownerFile
+		if _, err := l.store.Load("owners", tag, &of); err != nil || of.Network != network {
 			continue
 		}
 		if err := l.releaseTag(tag); err != nil {

@@ -72,7 +72,8 @@ func (s *Store) GC(valid []types.GCAttachment) error {
 		return err
 	}
 	for _, e := range entries {
-		if e.Name() == indexComplete || indexes[e.Name()] {
+		base := strings.TrimSuffix(strings.TrimSuffix(e.Name(), tmpSuffix), reserveSuffix)
+		if e.Name() == indexComplete || indexes[base] {
 			continue
 		}
 		if err := os.Remove(filepath.Join(s.dir, indexDirName, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -36,6 +36,8 @@ const (
 	lockFileName       = "lock"
 	indexDirName       = ".attachments"
 	indexComplete      = "complete"
+	tmpSuffix          = ".new" // an index being replaced
+	reserveSuffix      = ".res" // a reservation being written, before it is linked into place
 )
 
 // Store is the reservation directory of one network.
@@ -68,13 +70,35 @@ func (s *Store) indexed(id, ifname string) (addrs []net.IP, hasIndex bool) {
 	return addrs, true
 }
 
-// writeIndex records addrs as id/ifname's reservations.
+// writeIndex records addrs as id/ifname's reservations, atomically: a
+// crash leaves the old index or the new one, never half of it.
 func (s *Store) writeIndex(id, ifname string, addrs []net.IP) error {
 	var b strings.Builder
 	for _, a := range addrs {
 		b.WriteString(a.String() + "\n")
 	}
-	return os.WriteFile(s.indexPath(id, ifname), []byte(b.String()), 0o644)
+	return writeAtomic(s.indexPath(id, ifname), b.String())
+}
+
+// indexAdd adds addr to id/ifname's index.
+func (s *Store) indexAdd(id, ifname string, addr net.IP) error {
+	var addrs []net.IP
+	if data, err := os.ReadFile(s.indexPath(id, ifname)); err == nil {
+		for _, f := range strings.Fields(string(data)) {
+			if a := net.ParseIP(f); a != nil && !a.Equal(addr) {
+				addrs = append(addrs, a)
+			}
+		}
+	}
+	return s.writeIndex(id, ifname, append(addrs, addr))
+}
+
+func writeAtomic(path, content string) error {
+	tmp := path + tmpSuffix
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 // complete reports whether every reservation in the directory is indexed,
@@ -110,21 +134,30 @@ func OpenStore(dataDir, network string) (*Store, error) {
 // Close releases the lock.
 func (s *Store) Close() { s.lock.Release() }
 
-// Reserve records addr for the attachment; false when it is already taken.
+// Reserve records addr for the attachment; false when it is already
+// taken. Intent first: the index names addr before the reservation
+// exists, and the reservation appears whole (written aside, then linked
+// into place, which fails if the address is taken), so a crash at any
+// point leaves nothing a DEL of the attachment cannot find.
 func (s *Store) Reserve(id, ifname string, addr net.IP, rangeSet int) (bool, error) {
 	path := filepath.Join(s.dir, addr.String())
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if _, err := os.Lstat(path); err == nil {
+		return false, nil
+	}
+	if err := s.indexAdd(id, ifname, addr); err != nil {
+		return false, fmt.Errorf("index %s: %w", addr, err)
+	}
+	tmp := s.indexPath(id, ifname) + reserveSuffix
+	if err := os.WriteFile(tmp, []byte(strings.TrimSpace(id)+lineBreak+ifname), 0o644); err != nil {
+		return false, fmt.Errorf("write reservation %s: %w", tmp, err)
+	}
+	err := os.Link(tmp, path)
+	_ = os.Remove(tmp)
 	if errors.Is(err, os.ErrExist) {
 		return false, nil
 	}
 	if err != nil {
 		return false, fmt.Errorf("reserve %s: %w", addr, err)
-	}
-	_, werr := f.WriteString(strings.TrimSpace(id) + lineBreak + ifname)
-	cerr := f.Close()
-	if werr != nil || cerr != nil {
-		_ = os.Remove(path)
-		return false, fmt.Errorf("write reservation %s: %v", path, errors.Join(werr, cerr))
 	}
 	last := filepath.Join(s.dir, fmt.Sprintf("%s%d", lastReservedPrefix, rangeSet))
 	if err := os.WriteFile(last, []byte(addr.String()), 0o644); err != nil {
@@ -207,8 +240,10 @@ func (s *Store) Release(id, ifname string) error {
 				return fmt.Errorf("release %s: %w", a, err)
 			}
 		}
-		if err := os.Remove(s.indexPath(id, ifname)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("remove index: %w", err)
+		for _, p := range []string{s.indexPath(id, ifname), s.indexPath(id, ifname) + tmpSuffix, s.indexPath(id, ifname) + reserveSuffix} {
+			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("remove index: %w", err)
+			}
 		}
 		return nil
 	}

@@ -37,7 +37,7 @@ func GC(args *skel.CmdArgs) error {
 			attachment.Masquerade.Collect(env, n.Name, keep, func(s netfilter.MasqSpec) netfilter.Owner { return s.Owner }),
 			attachment.Forwarding.Collect(env, n.Name, keep, func(s netfilter.ForwardSpec) netfilter.Owner { return s.Owner }))
 	})}
-	errs = append(errs, gcVeths(n.BrName, veths))
+	errs = append(errs, gcLinks(n, keep), gcVeths(n.BrName, veths))
 	if n.isLayer3() {
 		if err := invoke.DelegateGC(context.Background(), n.IPAM.Type, args.StdinData, nil); err != nil {
 			errs = append(errs, cnierr.Wrap(err, "bridge: IPAM plugin "+n.IPAM.Type+" GC"))

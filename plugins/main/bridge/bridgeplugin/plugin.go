@@ -73,6 +73,10 @@ func Add(args *skel.CmdArgs) (err error) {
 		return cnierr.Wrap(err, "bridge")
 	}
 	o := owner(n, args)
+	if err := recordLink(n, o); err != nil {
+		return err
+	}
+	undo.push(func() { _ = forgetLink(n, o) })
 	hostIf, contIf, err := setupVeth(n, args, o, netns, hostNS, br)
 	if err != nil {
 		return err
@@ -277,7 +281,7 @@ func Del(args *skel.CmdArgs) error {
 			if err := delLinks(o, args); err != nil {
 				return cnierr.Wrap(err, "bridge: delete "+args.IfName)
 			}
-			return nil
+			return forgetLink(n, o)
 		},
 		func() error {
 			return netfilter.Batch(func() error { return errors.Join(delMasquerade(n, o), delForwarding(n, o)) })

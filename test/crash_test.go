@@ -1,0 +1,130 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/containernetworking/cni/libcni"
+)
+
+// crashSyscalls are the calls through which a plugin changes the kernel
+// (netlink, execs of iptables-restore) or the disk (records,
+// reservations, claims, locks).
+const crashSyscalls = "sendto,sendmsg,write,openat,renameat,renameat2,rename,unlinkat,unlink,mkdirat,mkdir,execve"
+
+// crashBin is a copy of the plugin directory where plugin runs under
+// strace, which SIGKILLs it at the Nth of crashSyscalls that a thread of
+// it makes during ADD (N from DNET_CRASH_AT): no hook in the plugins.
+func (w *world) crashBin(plugin string) string {
+	dir := filepath.Join(w.dir, "crash-"+plugin)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		w.t.Fatal(err)
+	}
+	for _, p := range []string{"bridge", "host-local", "portmap"} {
+		target := filepath.Join(w.bin, p)
+		if p != plugin {
+			if err := os.Symlink(target, filepath.Join(dir, p)); err != nil {
+				w.t.Fatal(err)
+			}
+			continue
+		}
+		script := fmt.Sprintf(`#!/bin/sh
+if [ "$CNI_COMMAND" = ADD ] && [ -n "$DNET_CRASH_AT" ]; then
+	exec strace -f -qq -o /dev/null --inject=%s:signal=KILL:when=$DNET_CRASH_AT %s
+fi
+exec %s
+`, crashSyscalls, target, target)
+		if err := os.WriteFile(filepath.Join(dir, p), []byte(script), 0o755); err != nil {
+			w.t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// TestCrashInjection kills each plugin of the chain at every point of its
+// ADD where it changes the kernel or the disk, and checks that the
+// runtime's following DEL, and separately a GC, leave nothing: no
+// reservation, record, claim, rule or element, link, or interface in the
+// container's netns.
+func TestCrashInjection(t *testing.T) {
+	for _, backend := range backends {
+		for _, plugin := range []string{"bridge", "host-local", "portmap"} {
+			t.Run(backend+"/"+plugin, func(t *testing.T) {
+				t.Parallel()
+				w := newWorld(t, backend)
+				w.cniPath = []string{w.crashBin(plugin)}
+				env := w.env
+				crashes, quiet := 0, 0
+				for n := 1; quiet < 5 && n <= 400; n++ {
+					w.env = append(append([]string{}, env...), fmt.Sprintf("DNET_CRASH_AT=%d", n))
+					d := w.libcni("")
+					c := w.newContainer(fmt.Sprintf("k%d", n))
+					ms := both(8600, "")
+					_, err := d.add(c, ms)
+					if err == nil {
+						quiet++ // no thread of the plugin reached its Nth such call
+					} else {
+						crashes, quiet = crashes+1, 0
+					}
+					w.env = env
+					d = w.libcni("")
+					if n%2 == 1 {
+						if err := d.del(c, ms); err != nil {
+							t.Fatalf("crash at %d: the runtime's DEL: %v", n, err)
+						}
+					} else {
+						_ = os.RemoveAll(filepath.Join(w.dir, "cache"))
+						if err := d.cni.GCNetworkList(context.Background(), d.list, &libcni.GCArgs{}); err != nil {
+							t.Fatalf("crash at %d: GC: %v", n, err)
+						}
+					}
+					w.assertNothingOf(c, fmt.Sprintf("crash at %d, then %s", n, map[bool]string{true: "DEL", false: "GC"}[n%2 == 1]))
+					if t.Failed() {
+						return
+					}
+				}
+				if crashes == 0 {
+					t.Fatalf("no ADD of %s was killed", plugin)
+				}
+				t.Logf("%s/%s: %d ADDs killed, each followed by DEL or GC, nothing left", backend, plugin, crashes)
+			})
+		}
+	}
+}
+
+// assertNothingOf checks that nothing of c is left anywhere, without
+// knowing which address it was given.
+func (w *world) assertNothingOf(c *container, when string) {
+	w.t.Helper()
+	rules := w.natRules() + w.host.MustRun(w.iptables+"-save", "-t", "filter")
+	for _, needle := range []string{c.id, c.owner().Tag()} {
+		if strings.Contains(rules, needle) {
+			w.t.Errorf("%s: the rules still mention %q:\n%s", when, needle, rules)
+		}
+	}
+	entries, _ := os.ReadDir(filepath.Join(w.ipamDir(), netName))
+	for _, e := range entries {
+		data, _ := os.ReadFile(filepath.Join(w.ipamDir(), netName, e.Name()))
+		if strings.Contains(string(data), c.id) {
+			w.t.Errorf("%s: reservation %s remains", when, e.Name())
+		}
+	}
+	for _, glob := range []string{"*/" + c.owner().Tag() + ".json", "hostports/owners/" + c.owner().Tag() + ".json"} {
+		if left, _ := filepath.Glob(filepath.Join(w.stateDir(), glob)); len(left) > 0 {
+			w.t.Errorf("%s: %v remain", when, left)
+		}
+	}
+	if claims, _ := filepath.Glob(filepath.Join(w.stateDir(), "hostports", "*.json")); len(claims) > 0 {
+		w.t.Errorf("%s: claims %v remain", when, claims)
+	}
+	if out, err := w.host.Run("ip", "link", "show", "veth"+c.owner().Tag()[:10]); err == nil {
+		w.t.Errorf("%s: host veth remains: %s", when, out)
+	}
+	if out, err := c.ns.Run("ip", "link", "show", "eth0"); err == nil {
+		w.t.Errorf("%s: eth0 remains in the container: %s", when, out)
+	}
+}
