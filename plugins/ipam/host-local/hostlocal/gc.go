@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
@@ -39,8 +40,9 @@ func GC(args *skel.CmdArgs) error {
 }
 
 // GC releases the reservations of attachments not in valid, and their
-// indexes. A reservation whose content names no container (empty, or
-// written by something else) is left alone: it cannot be told stale.
+// indexes. A reservation whose content names no container (empty,
+// binary, written by something else) is left alone: it cannot be told
+// stale.
 func (s *Store) GC(valid []types.GCAttachment) error {
 	keep := map[types.GCAttachment]bool{}
 	ids := map[string]bool{} // for reservations written without an ifname
@@ -52,10 +54,10 @@ func (s *Store) GC(valid []types.GCAttachment) error {
 	}
 	err := s.reservations(func(_ net.IP, path, content string) error {
 		content = strings.TrimSpace(content)
-		if content == "" {
-			return nil
-		}
 		id, ifname, hasIf := strings.Cut(content, lineBreak)
+		if !printable(id) || !printable(ifname) || id == "" {
+			return nil // not an attachment's: leave it be
+		}
 		if hasIf && keep[types.GCAttachment{ContainerID: id, IfName: ifname}] || !hasIf && ids[id] {
 			return nil
 		}
@@ -114,4 +116,15 @@ func (s *Store) hasFree(set RangeSet) (bool, error) {
 		return nil
 	})
 	return used < size.Int64(), err
+}
+
+// printable reports whether s holds no control character: container IDs
+// and interface names never do.
+func printable(s string) bool {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
+			return false
+		}
+	}
+	return true
 }

@@ -75,3 +75,41 @@ func TestStatusExhausted(t *testing.T) {
 		t.Errorf("writable: %v", err)
 	}
 }
+
+// Hostile store contents (a directory named like an address, a symlink
+// pointing elsewhere, garbage) are never handed out, never released for
+// someone else, and never followed.
+func TestHostileStoreContents(t *testing.T) {
+	dir := t.TempDir()
+	c := config(t, dir, `{"type":"host-local","ranges":[[{"subnet":"10.2.0.0/29"}]]}`) // .2-.6
+	netDir := filepath.Join(dir, "net1")
+	target := filepath.Join(t.TempDir(), "elsewhere")
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(filepath.Join(netDir, "10.2.0.2"), 0o755))
+	must(os.WriteFile(target, []byte("victim\r\neth0"), 0o644))
+	must(os.Symlink(target, filepath.Join(netDir, "10.2.0.3")))
+	must(os.WriteFile(filepath.Join(netDir, "10.2.0.4"), []byte("\x00\xff garbage"), 0o644))
+	res, err := Allocate(c, "c", "eth0")
+	must(err)
+	if got := res.IPs[0].Address.IP.String(); got != "10.2.0.5" {
+		t.Fatalf("allocated %s, want 10.2.0.5, the first address nothing occupies", got)
+	}
+	s, err := OpenStore(dir, "net1")
+	must(err)
+	must(s.Release("victim", "eth0"))
+	must(s.GC([]types.GCAttachment{{ContainerID: "c", IfName: "eth0"}}))
+	s.Close()
+	if _, err := os.Stat(target); err != nil {
+		t.Errorf("a symlink's target was removed: %v", err)
+	}
+	for _, name := range []string{"10.2.0.2", "10.2.0.3", "10.2.0.4", "10.2.0.5"} {
+		if _, err := os.Lstat(filepath.Join(netDir, name)); err != nil {
+			t.Errorf("%s was removed: %v", name, err)
+		}
+	}
+}

@@ -8,6 +8,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/filelock"
@@ -42,8 +44,9 @@ const (
 
 // Store is the reservation directory of one network.
 type Store struct {
-	dir  string
-	lock *filelock.Lock
+	dir   string
+	lock  *filelock.Lock
+	whole bool // every reservation is indexed (see complete)
 }
 
 func (s *Store) indexPath(id, ifname string) string {
@@ -102,10 +105,42 @@ func writeAtomic(path, content string) error {
 }
 
 // complete reports whether every reservation in the directory is indexed,
-// so an attachment without an index holds nothing.
-func (s *Store) complete() bool {
-	_, err := os.Stat(filepath.Join(s.dir, indexDirName, indexComplete))
-	return err == nil
+// so an attachment without an index holds nothing. A directory we made
+// is complete until something else changes it: the marker holds the
+// directory's modification time after our last change, and the reference
+// plugin, which shares the lock but keeps no index, changes that time
+// whenever it reserves or releases. From then on the directory is read
+// whole when an attachment has no index.
+func (s *Store) complete() bool { return s.whole }
+
+func (s *Store) markerPath() string { return filepath.Join(s.dir, indexDirName, indexComplete) }
+
+// dirStamp identifies the directory's state: its modification time (coarse:
+// a clock tick), its number of entries, and where each range's round
+// robin stopped, which every reference ADD rewrites.
+func (s *Store) dirStamp() string {
+	st, err := os.Stat(s.dir)
+	if err != nil {
+		return ""
+	}
+	d, err := os.Open(s.dir)
+	if err != nil {
+		return ""
+	}
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return ""
+	}
+	sort.Strings(names)
+	stamp := strconv.FormatInt(st.ModTime().UnixNano(), 10) + " " + strconv.Itoa(len(names))
+	for _, n := range names {
+		if strings.HasPrefix(n, lastReservedPrefix) {
+			last, _ := os.ReadFile(filepath.Join(s.dir, n))
+			stamp += " " + n + "=" + string(last)
+		}
+	}
+	return stamp
 }
 
 // OpenStore creates the network's directory if needed and takes its lock;
@@ -124,15 +159,25 @@ func OpenStore(dataDir, network string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if fresh {
-		// Made by us: every reservation in it will have an index.
-		_ = os.WriteFile(filepath.Join(dir, indexDirName, indexComplete), nil, 0o644)
+	s := &Store{dir: dir, lock: lk, whole: fresh}
+	if !fresh {
+		stamp, err := os.ReadFile(s.markerPath())
+		s.whole = err == nil && string(stamp) == s.dirStamp()
+		if err == nil && !s.whole {
+			_ = os.Remove(s.markerPath()) // changed by another: never complete again
+		}
 	}
-	return &Store{dir: dir, lock: lk}, nil
+	return s, nil
 }
 
-// Close releases the lock.
-func (s *Store) Close() { s.lock.Release() }
+// Close stamps the marker of a complete directory with its state after
+// our changes, and releases the lock.
+func (s *Store) Close() {
+	if s.whole {
+		_ = writeAtomic(s.markerPath(), s.dirStamp())
+	}
+	s.lock.Release()
+}
 
 // Reserve records addr for the attachment; false when it is already
 // taken. Intent first: the index names addr before the reservation
