@@ -36,15 +36,17 @@ build:
 
 # cnitool drives the plugins in the demo and the end-to-end tests; the
 # reference firewall plugin is chained after ours in one of them, as
-# Podman's default conflist does, and the reference host-local shares a
-# store with ours in another.
-tools: $(TOOLS)/cnitool $(REF_TOOLS)/firewall $(REF_TOOLS)/host-local
+# Podman's default conflist does; the reference host-local shares a store
+# with ours in another, and the reference chain sets up containers that
+# ours then deletes.
+REF_TOOL_PKGS := firewall=meta/firewall host-local=ipam/host-local bridge=main/bridge portmap=meta/portmap
+tools: $(TOOLS)/cnitool $(addprefix $(REF_TOOLS)/,firewall host-local bridge portmap)
 $(TOOLS)/cnitool:
 	@mkdir -p $(TOOLS)
 	GOBIN=$(TOOLS) $(GO) install github.com/containernetworking/cni/cnitool@$(CNITOOL_VERSION)
-$(REF_TOOLS)/firewall $(REF_TOOLS)/host-local:
+$(REF_TOOLS)/%:
 	@mkdir -p $(REF_TOOLS)
-	CGO_ENABLED=0 GOBIN=$(REF_TOOLS) $(GO) install -trimpath $(REF_PKG)/$(if $(findstring firewall,$@),meta/firewall,ipam/host-local)@$(REF_VERSION)
+	CGO_ENABLED=0 GOBIN=$(REF_TOOLS) $(GO) install -trimpath $(REF_PKG)/$(patsubst $*=%,%,$(filter $*=%,$(REF_TOOL_PKGS)))@$(REF_VERSION)
 
 install: build
 	install -d $(CNI_BIN_DIR) $(CNI_CONF_DIR)
@@ -53,7 +55,7 @@ install: build
 	install -d $(BIN_DIR) && install -m 0755 $(BIN)/dnetctl $(BIN_DIR)/
 
 # Tests run the built binaries: DNET_BIN and CNITOOL tell them where.
-TEST_ENV := DNET_BIN=$(BIN) CNITOOL=$(TOOLS)/cnitool REF_FIREWALL=$(REF_TOOLS)/firewall REF_HOSTLOCAL=$(REF_TOOLS)/host-local
+TEST_ENV := DNET_BIN=$(BIN) CNITOOL=$(TOOLS)/cnitool REF_FIREWALL=$(REF_TOOLS)/firewall REF_HOSTLOCAL=$(REF_TOOLS)/host-local REF_BIN=$(REF_TOOLS)
 GOTEST   := $(GO) test -count=1
 
 unit:

@@ -290,7 +290,10 @@ func checkAcceptInIPTables(f Family, bridge string, opts Options) error {
 }
 
 // legacyFilterPresent reads the legacy tables this netns has loaded.
-func legacyFilterPresent(f Family) bool {
+func legacyFilterPresent(f Family) bool { return legacyTablePresent(f, "filter") }
+
+// legacyTablePresent reports whether iptables-legacy's table is loaded here.
+func legacyTablePresent(f Family, table string) bool {
 	name := "/proc/thread-self/net/ip_tables_names" // the calling thread's netns
 	if f == IPv6 {
 		name = "/proc/thread-self/net/ip6_tables_names"
@@ -302,7 +305,7 @@ func legacyFilterPresent(f Family) bool {
 	defer file.Close()
 	sc := bufio.NewScanner(file)
 	for sc.Scan() {
-		if strings.TrimSpace(sc.Text()) == "filter" {
+		if strings.TrimSpace(sc.Text()) == table {
 			return true
 		}
 	}

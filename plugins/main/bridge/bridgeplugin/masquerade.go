@@ -1,12 +1,16 @@
 package bridgeplugin
 
 import (
+	"errors"
 	"fmt"
 	"os"
+
+	"github.com/containernetworking/cni/pkg/skel"
 
 	current "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/attachment"
+	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
 )
 
@@ -45,4 +49,20 @@ func delMasquerade(n *NetConf, o netfilter.Owner) error {
 // checkMasquerade verifies the masquerade of each address in ips.
 func checkMasquerade(n *NetConf, o netfilter.Owner, ips []*current.IPConfig) error {
 	return attachment.Masquerade.CheckInstalled(attachment.HostEnv(n.StateDir), o, masqSpecs(n, o, ips), netfilter.Resolve(n.IPMasqBackend, false))
+}
+
+// delReferenceMasq removes the reference bridge's masquerade of an
+// attachment it set up before the node switched to this plugin.
+func delReferenceMasq(n *NetConf, args *skel.CmdArgs) error {
+	if !n.IPMasq {
+		return nil
+	}
+	var errs []error
+	for _, f := range netfilter.BothFamilies {
+		errs = append(errs, netfilter.RemoveReferenceMasq(f, n.Name, args.ContainerID, args.IfName, netfilter.Options{}))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return cnierr.Wrap(err, "bridge: the reference plugin's masquerade")
+	}
+	return nil
 }

@@ -284,7 +284,9 @@ func Del(args *skel.CmdArgs) error {
 			return forgetLink(n, o)
 		},
 		func() error {
-			return netfilter.Batch(func() error { return errors.Join(delMasquerade(n, o), delForwarding(n, o)) })
+			return netfilter.Batch(func() error {
+				return errors.Join(delMasquerade(n, o), delForwarding(n, o), delReferenceMasq(n, args))
+			})
 		},
 	}
 	if n.isLayer3() {

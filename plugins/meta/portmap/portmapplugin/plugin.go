@@ -182,6 +182,12 @@ func Del(args *skel.CmdArgs) error {
 	if err := hostports.New(c.StateDir).Release(o); err != nil {
 		return cnierr.IO("portmap: host port claims: %v", err)
 	}
+	// An attachment the reference portmap set up before the node switched.
+	for _, f := range netfilter.BothFamilies {
+		if err := netfilter.RemoveReferencePorts(f, c.Name, args.ContainerID, netfilter.Options{}); err != nil {
+			return cnierr.Wrap(err, "portmap: the reference plugin's rules")
+		}
+	}
 	return nil
 }
 

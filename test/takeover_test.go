@@ -1,0 +1,78 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// refBin is the reference plugins v1.10.0, installed by make tools.
+func refBin(t *testing.T) string {
+	d := os.Getenv("REF_BIN")
+	if d == "" {
+		d = "../.tools/ref"
+	}
+	abs, _ := filepath.Abs(d)
+	for _, p := range []string{"bridge", "host-local", "portmap"} {
+		if _, err := os.Stat(filepath.Join(abs, p)); err != nil {
+			t.Fatalf("reference %s: %v (make tools installs it)", p, err)
+		}
+	}
+	return abs
+}
+
+// TestTakeOverFromReference: containers set up by the reference plugins
+// (v1.10.0, each of its backends), then the binaries swapped for ours, as
+// a DaemonSet upgrade does with pods running. Our DEL of one container
+// removes the reference's DNAT and masquerade for it and its address,
+// and nothing of the other container, which keeps answering; the freed
+// host port then works for a container of ours.
+func TestTakeOverFromReference(t *testing.T) {
+	ref := refBin(t)
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t, backend)
+			ours := w.cniPath
+			w.cniPath = []string{ref}
+			d := w.libcni("")
+			c1, c2 := w.newContainer("r1"), w.newContainer("r2")
+			for i, c := range []*container{c1, c2} {
+				if _, err := d.add(c, both(8700+i, "")); err != nil {
+					t.Fatalf("reference ADD %s: %v", c.ns.Name, err)
+				}
+			}
+			ip1, ip2 := containerIP(t, c1), containerIP(t, c2)
+			w.waitServing(c1, ip1)
+			w.mustReach(w.client, "tcp", hostAddr, 8700)
+			before := w.natRules()
+			if !strings.Contains(before, c1.id) {
+				t.Fatalf("the reference's rules do not mention %s:\n%s", c1.id, before)
+			}
+
+			w.cniPath = ours
+			d = w.libcni("")
+			if err := d.del(c1, both(8700, "")); err != nil {
+				t.Fatalf("our DEL of a reference container: %v", err)
+			}
+			after := w.natRules()
+			if strings.Contains(after, c1.id) || strings.Contains(after, ip1+":") || strings.Contains(after, ip1+" ") {
+				t.Errorf("after our DEL the reference's state for %s remains:\n%s", c1.id, after)
+			}
+			if !strings.Contains(after, c2.id) {
+				t.Errorf("our DEL removed the other container's reference state:\n%s", after)
+			}
+			w.mustReach(w.client, "tcp", hostAddr, 8701)
+			w.assertGone(c1, ip1, []int{8700})
+
+			// The port is free for a container of ours.
+			c3 := w.newContainer("o3")
+			w.addTo(w.conflist(""), c3, both(8700, ""))
+			if peer := w.mustReach(w.client, "tcp", hostAddr, 8700); peer != clientAddr {
+				t.Errorf("the new container saw %s", peer)
+			}
+			_ = ip2
+		})
+	}
+}
