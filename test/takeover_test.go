@@ -1,10 +1,14 @@
 package e2e
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/types"
 )
 
 // refBin is the reference plugins v1.10.0, installed by make tools.
@@ -27,7 +31,8 @@ func refBin(t *testing.T) string {
 // a DaemonSet upgrade does with pods running. Our DEL of one container
 // removes the reference's DNAT and masquerade for it and its address,
 // and nothing of the other container, which keeps answering; the freed
-// host port then works for a container of ours.
+// host port then works for a container of ours; and a GC that is not told
+// of the other reference container removes it too.
 func TestTakeOverFromReference(t *testing.T) {
 	ref := refBin(t)
 	for _, backend := range backends {
@@ -72,7 +77,21 @@ func TestTakeOverFromReference(t *testing.T) {
 			if peer := w.mustReach(w.client, "tcp", hostAddr, 8700); peer != clientAddr {
 				t.Errorf("the new container saw %s", peer)
 			}
-			_ = ip2
+
+			// GC, with libcni's cache lost, finds the other reference
+			// container by its rules' comments and removes it; ours stays.
+			if err := os.RemoveAll(filepath.Join(w.dir, "cache")); err != nil {
+				t.Fatal(err)
+			}
+			valid := &libcni.GCArgs{ValidAttachments: []types.GCAttachment{{ContainerID: c3.id, IfName: "eth0"}}}
+			if err := d.cni.GCNetworkList(context.Background(), d.list, valid); err != nil {
+				t.Fatalf("GC: %v", err)
+			}
+			if rules := w.natRules(); strings.Contains(rules, c2.id) {
+				t.Errorf("after GC the reference's state for %s remains:\n%s", c2.id, rules)
+			}
+			w.assertGone(c2, ip2, []int{8701})
+			w.mustReach(w.client, "tcp", hostAddr, 8700)
 		})
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"crypto/sha512"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -170,4 +171,83 @@ func nftHasAnyChain(f Family, table string, chains []string) bool {
 		}
 	}
 	return false
+}
+
+// ReferenceAttachment is a container the reference plugins set up on a
+// network, as found in their rules' comments.
+type ReferenceAttachment struct{ ContainerID, IfName string }
+
+var (
+	refIPTComment = regexp.MustCompile(`--comment "(?:dnat )?name: \\"([^"\\]*)\\" id: \\"([^"\\]*)\\""`)
+	refNFTComment = regexp.MustCompile(`, net: (.*), if: (.*), id: (.*)$`)
+)
+
+// ReferenceAttachments lists the containers of network whose state the
+// reference plugins left in family f: from the iptables nat table's
+// comments (network and ID) and the nftables masquerade comments
+// (network, interface and ID). The reference's nftables port rules name
+// only the container, so a container it set up with nftables and without
+// ipMasq cannot be told apart from another network's and is not listed.
+// Reading the iptables table grows with it: this is for GC, not DEL.
+func ReferenceAttachments(f Family, network string, opts Options) ([]ReferenceAttachment, error) {
+	seen := map[ReferenceAttachment]bool{}
+	var out []ReferenceAttachment
+	add := func(a ReferenceAttachment) {
+		if !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	if ipt, err := newIPTables(f, opts); err == nil {
+		snap, err := ipt.snapshot("nat")
+		if err != nil {
+			return nil, err
+		}
+		for _, rules := range snap.rules {
+			for _, r := range rules {
+				if m := refIPTComment.FindStringSubmatch(r); m != nil && m[1] == network {
+					add(ReferenceAttachment{ContainerID: m[2]})
+				}
+			}
+		}
+	}
+	if f == IPv4 && NFTablesAvailable() {
+		c, done, err := nftConn()
+		if err != nil {
+			return nil, err
+		}
+		t := &nftables.Table{Name: "cni_plugins_masquerade", Family: nftables.TableFamilyINet}
+		rules, _ := c.GetRules(t, &nftables.Chain{Name: "masq_checks", Table: t})
+		done(nil)
+		for _, r := range rules {
+			if m := refNFTComment.FindStringSubmatch(ruleComment(r)); m != nil && m[1] == network {
+				add(ReferenceAttachment{ContainerID: m[3], IfName: m[2]})
+			}
+		}
+	}
+	return out, nil
+}
+
+// CollectReference removes the reference's state (ports and masquerade)
+// of every container of network it set up that is not in live. Both
+// bridge's and portmap's GC call it: whichever runs first removes the
+// comments the other would find the container by.
+func CollectReference(network string, live map[string]bool, opts Options) error {
+	var errs []error
+	for _, f := range BothFamilies {
+		refs, err := ReferenceAttachments(f, network, opts)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, a := range refs {
+			if live[a.ContainerID] {
+				continue
+			}
+			errs = append(errs,
+				RemoveReferencePorts(f, network, a.ContainerID, opts),
+				RemoveReferenceMasq(f, network, a.ContainerID, a.IfName, opts))
+		}
+	}
+	return errors.Join(errs...)
 }

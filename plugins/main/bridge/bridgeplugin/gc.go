@@ -26,10 +26,10 @@ func GC(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	keep, veths := map[string]bool{}, map[string]bool{}
+	keep, veths, live := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	for _, a := range n.ValidAttachments {
 		o := netfilter.Owner{Network: n.Name, ContainerID: a.ContainerID, IfName: a.IfName}
-		keep[o.Tag()], veths[hostVethName(o)] = true, true
+		keep[o.Tag()], veths[hostVethName(o)], live[a.ContainerID] = true, true, true
 	}
 	env := attachment.HostEnv(n.StateDir)
 	errs := []error{netfilter.Batch(func() error {
@@ -38,6 +38,11 @@ func GC(args *skel.CmdArgs) error {
 			attachment.Forwarding.Collect(env, n.Name, keep, func(s netfilter.ForwardSpec) netfilter.Owner { return s.Owner }))
 	})}
 	errs = append(errs, gcLinks(n, keep), gcVeths(n.BrName, veths))
+	if n.IPMasq { // what the reference set up before the node switched
+		if err := netfilter.CollectReference(n.Name, live, netfilter.Options{}); err != nil {
+			errs = append(errs, cnierr.Wrap(err, "bridge: GC of the reference plugin's masquerade"))
+		}
+	}
 	if n.isLayer3() {
 		if err := invoke.DelegateGC(context.Background(), n.IPAM.Type, args.StdinData, nil); err != nil {
 			errs = append(errs, cnierr.Wrap(err, "bridge: IPAM plugin "+n.IPAM.Type+" GC"))

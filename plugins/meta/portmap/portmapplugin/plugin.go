@@ -238,14 +238,19 @@ func GC(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	keep := map[string]bool{}
+	keep, live := map[string]bool{}, map[string]bool{}
 	for _, a := range c.ValidAttachments {
 		keep[netfilter.Owner{Network: c.Name, ContainerID: a.ContainerID, IfName: a.IfName}.Tag()] = true
+		live[a.ContainerID] = true
 	}
 	env := attachment.HostEnv(c.StateDir)
 	err = attachment.PortMappings.Collect(env, c.Name, keep, func(s netfilter.PortMapSpec) netfilter.Owner { return s.Owner })
 	if lerr := hostports.New(c.StateDir).GC(c.Name, keep); lerr != nil {
 		err = errors.Join(err, cnierr.IO("portmap: GC of host port claims: %v", lerr))
+	}
+	// What the reference portmap set up before the node switched.
+	if rerr := netfilter.CollectReference(c.Name, live, netfilter.Options{}); rerr != nil {
+		err = errors.Join(err, cnierr.Wrap(rerr, "portmap: GC of the reference plugin's rules"))
 	}
 	return err
 }
