@@ -56,6 +56,11 @@ func TestTakeOverFromReference(t *testing.T) {
 				t.Fatalf("the reference's rules do not mention %s:\n%s", c1.id, before)
 			}
 
+			out, err := w.dnetctl("check")
+			if err == nil || !strings.Contains(out, "foreign: the reference plugins' rules for container "+c1.id) || !strings.Contains(out, c2.id) {
+				t.Errorf("dnetctl check with the reference's containers: %v\n%s", err, out)
+			}
+
 			w.cniPath = ours
 			d = w.libcni("")
 			if err := d.del(c1, both(8700, "")); err != nil {
@@ -92,6 +97,9 @@ func TestTakeOverFromReference(t *testing.T) {
 			}
 			w.assertGone(c2, ip2, []int{8701})
 			w.mustReach(w.client, "tcp", hostAddr, 8700)
+			if out, err := w.dnetctl("check"); err != nil || strings.Contains(out, "foreign") {
+				t.Errorf("dnetctl check after the takeover: %v\n%s", err, out)
+			}
 		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/attachment"
+	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
 	"github.com/dockernet/cni-plugins/plugins/pkg/state"
 )
 
@@ -21,7 +23,8 @@ const usage = `usage: dnetctl [-state-dir DIR] COMMAND [-json]
 
   list      every attachment the records hold: network, container, interface,
             addresses, published ports, backends
-  check     the same, compared with the kernel; exit status 1 when something is missing
+  check     the same, compared with the kernel, and any state the reference
+            plugins left; exit status 1 when something is missing or foreign
   restore   install again whatever a firewall flush or reload removed
   gc        -conflist FILE [-cni-path DIR] [-cache-dir DIR] [-valid ID/IFNAME ...]:
             CNI GC of that network (a DEL for each cached attachment not listed,
@@ -64,16 +67,23 @@ func Main(args []string, stdout, stderr io.Writer) int {
 				return fail(err)
 			}
 		}
+		var foreign []netfilter.ReferenceAttachment
 		if cmd != "list" {
 			Check(env, as)
+			if foreign, err = Foreign(); err != nil {
+				return fail(err)
+			}
 		}
-		if err := print(stdout, as, cmd != "list", *asJSON); err != nil {
+		if err := print(stdout, as, foreign, cmd != "list", *asJSON); err != nil {
 			return fail(err)
 		}
 		for _, a := range as {
 			if len(a.Problems) > 0 {
 				return 1
 			}
+		}
+		if len(foreign) > 0 {
+			return 1
 		}
 		return 0
 	case "gc":
@@ -107,16 +117,40 @@ func (v *validList) Set(s string) error {
 	return nil
 }
 
+// Foreign lists what the reference plugins left on this host: state no
+// record of ours covers, which our DEL and GC of those containers remove.
+func Foreign() ([]netfilter.ReferenceAttachment, error) {
+	var out []netfilter.ReferenceAttachment
+	for _, f := range netfilter.BothFamilies {
+		refs, err := netfilter.ReferenceAttachments(f, "", netfilter.Options{})
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range refs {
+			if !slices.Contains(out, r) {
+				out = append(out, r)
+			}
+		}
+	}
+	return out, nil
+}
+
 // print writes as for a terminal (one line per attachment, problems
-// indented under it) or as JSON.
-func print(w io.Writer, as []*Attachment, withStatus, asJSON bool) error {
+// under the table, then foreign state) or as JSON.
+func print(w io.Writer, as []*Attachment, foreign []netfilter.ReferenceAttachment, withStatus, asJSON bool) error {
 	if asJSON {
 		if as == nil {
 			as = []*Attachment{}
 		}
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		return enc.Encode(as)
+		if !withStatus {
+			return enc.Encode(as)
+		}
+		return enc.Encode(struct {
+			Attachments []*Attachment                   `json:"attachments"`
+			Foreign     []netfilter.ReferenceAttachment `json:"foreign"`
+		}{as, foreign})
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	header := "NETWORK\tCONTAINER\tIF\tADDRESSES\tPORTS\tBACKENDS"
@@ -153,6 +187,9 @@ func print(w io.Writer, as []*Attachment, withStatus, asJSON bool) error {
 	}
 	if len(as) == 0 {
 		fmt.Fprintln(w, "(no attachment recorded)")
+	}
+	for _, r := range foreign {
+		fmt.Fprintf(w, "foreign: the reference plugins' rules for container %s on network %s (no record of ours; our DEL or GC of it removes them)\n", r.ContainerID, r.Network)
 	}
 	return nil
 }

@@ -175,15 +175,15 @@ func nftHasAnyChain(f Family, table string, chains []string) bool {
 
 // ReferenceAttachment is a container the reference plugins set up on a
 // network, as found in their rules' comments.
-type ReferenceAttachment struct{ ContainerID, IfName string }
+type ReferenceAttachment struct{ Network, ContainerID, IfName string }
 
 var (
 	refIPTComment = regexp.MustCompile(`--comment "(?:dnat )?name: \\"([^"\\]*)\\" id: \\"([^"\\]*)\\""`)
 	refNFTComment = regexp.MustCompile(`, net: (.*), if: (.*), id: (.*)$`)
 )
 
-// ReferenceAttachments lists the containers of network whose state the
-// reference plugins left in family f: from the iptables nat table's
+// ReferenceAttachments lists the containers of network ("" for any)
+// whose state the reference plugins left in family f: from the iptables nat table's
 // comments (network and ID) and the nftables masquerade comments
 // (network, interface and ID). The reference's nftables port rules name
 // only the container, so a container it set up with nftables and without
@@ -205,8 +205,8 @@ func ReferenceAttachments(f Family, network string, opts Options) ([]ReferenceAt
 		}
 		for _, rules := range snap.rules {
 			for _, r := range rules {
-				if m := refIPTComment.FindStringSubmatch(r); m != nil && m[1] == network {
-					add(ReferenceAttachment{ContainerID: m[2]})
+				if m := refIPTComment.FindStringSubmatch(r); m != nil && (network == "" || m[1] == network) {
+					add(ReferenceAttachment{Network: m[1], ContainerID: m[2]})
 				}
 			}
 		}
@@ -220,8 +220,8 @@ func ReferenceAttachments(f Family, network string, opts Options) ([]ReferenceAt
 		rules, _ := c.GetRules(t, &nftables.Chain{Name: "masq_checks", Table: t})
 		done(nil)
 		for _, r := range rules {
-			if m := refNFTComment.FindStringSubmatch(ruleComment(r)); m != nil && m[1] == network {
-				add(ReferenceAttachment{ContainerID: m[3], IfName: m[2]})
+			if m := refNFTComment.FindStringSubmatch(ruleComment(r)); m != nil && (network == "" || m[1] == network) {
+				add(ReferenceAttachment{Network: m[1], ContainerID: m[3], IfName: m[2]})
 			}
 		}
 	}
