@@ -19,6 +19,7 @@ const (
 	InvalidConfig       = types.ErrInvalidNetworkConfig        // 7
 	TryAgainLater       = types.ErrTryAgainLater               // 11
 	PluginNotAvailable  = types.ErrPluginNotAvailable          // 50
+	LimitedConnectivity = types.ErrLimitedConnectivity         // 51
 	Internal            = types.ErrInternal                    // 999
 )
 
@@ -46,6 +47,13 @@ func TryAgain(format string, args ...any) *types.Error { return newf(TryAgainLat
 // such as a netfilter backend that does not run (code 50).
 func Unavailable(format string, args ...any) *types.Error {
 	return newf(PluginNotAvailable, format, args...)
+}
+
+// Limited is STATUS's answer when, besides, containers already attached
+// depend on what does not work (code 51): their rules cannot be repaired
+// or removed.
+func Limited(format string, args ...any) *types.Error {
+	return newf(LimitedConnectivity, format, args...)
 }
 
 // Drift is CHECK's answer when an attachment differs from what ADD made: a

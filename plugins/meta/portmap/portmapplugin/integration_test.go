@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -232,3 +233,38 @@ func hostWithBridge(t *testing.T) *testenv.NS {
 }
 
 func TestMain(m *testing.M) { testenv.Main(m) }
+
+// STATUS answers 50 when the configured backend cannot run, and 51 when,
+// besides, attachments' published ports depend on it.
+func TestStatusCodes(t *testing.T) {
+	testenv.RequireRoot(t)
+	p := pm{"iptables", t.TempDir()}
+	bin := testenv.Bin(t)
+	host := testenv.NewNS(t, testenv.Prefix()+"-host")
+	status := func() error {
+		_, err := host.Exec(bin, "portmap", testenv.Call{Command: "STATUS", Conf: p.conf("net1", "", "[]")})
+		return err
+	}
+	if err := status(); err != nil {
+		t.Fatalf("STATUS with iptables present: %v", err)
+	}
+	// A PATH where ip is the only tool: no iptables for the plugin.
+	ipPath, err := exec.LookPath("ip")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.Symlink(ipPath, filepath.Join(dir, "ip")); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir)
+	testenv.WantCode(t, status(), 50, "iptables-save not found")
+	rec := filepath.Join(p.stateDir, "portmap", "0123456789abcdef.json")
+	if err := os.MkdirAll(filepath.Dir(rec), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(rec, []byte(`{"Backend":"iptables","Specs":[]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WantCode(t, status(), 51, "1 attachments' published ports depend on it")
+}

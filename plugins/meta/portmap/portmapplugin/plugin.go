@@ -226,6 +226,10 @@ func Status(args *skel.CmdArgs) error {
 		err = netfilter.ProbeIPTables(netfilter.IPv4)
 	}
 	if err != nil {
+		// Published ports already installed depend on the backend too.
+		if recs, _ := attachment.PortMappings.Records(attachment.HostEnv(c.StateDir)); len(recs) > 0 {
+			return cnierr.Limited("portmap: %v; %d attachments' published ports depend on it", err, len(recs))
+		}
 		return cnierr.Unavailable("portmap: %v", err)
 	}
 	return nil
