@@ -4,6 +4,7 @@
 package ctl
 
 import (
+	"errors"
 	"net"
 	"slices"
 	"sort"
@@ -33,68 +34,24 @@ type Attachment struct {
 // sorted by network, then container.
 func Load(env attachment.Env) ([]*Attachment, error) {
 	byTag := map[string]*Attachment{}
-	get := func(tag string, o netfilter.Owner) *Attachment {
-		a := byTag[tag]
-		if a == nil {
-			a = &Attachment{Tag: tag, Network: o.Network, ContainerID: o.ContainerID, IfName: o.IfName}
-			byTag[tag] = a
-		}
-		return a
-	}
-	addAddr := func(a *Attachment, ip net.IP) {
-		if ip != nil && !slices.Contains(a.Addresses, ip.String()) {
-			a.Addresses = append(a.Addresses, ip.String())
-		}
-	}
-	masq, err := attachment.Masquerade.Records(env)
+	err := errors.Join(
+		gather(env, byTag, attachment.Masquerade, func(a *Attachment, rec *attachment.Record[netfilter.MasqSpec]) {
+			a.masq = rec
+		}, func(s netfilter.MasqSpec) (netfilter.Owner, net.IP, []netfilter.PortMapping) {
+			return s.Owner, s.IP, nil
+		}),
+		gather(env, byTag, attachment.Forwarding, func(a *Attachment, rec *attachment.Record[netfilter.ForwardSpec]) {
+			a.forward = rec
+		}, func(s netfilter.ForwardSpec) (netfilter.Owner, net.IP, []netfilter.PortMapping) {
+			return s.Owner, s.IP, nil
+		}),
+		gather(env, byTag, attachment.PortMappings, func(a *Attachment, rec *attachment.Record[netfilter.PortMapSpec]) {
+			a.portmap = rec
+		}, func(s netfilter.PortMapSpec) (netfilter.Owner, net.IP, []netfilter.PortMapping) {
+			return s.Owner, s.ContainerIP, s.Mappings
+		}))
 	if err != nil {
 		return nil, err
-	}
-	for tag, rec := range masq {
-		if len(rec.Specs) == 0 {
-			continue
-		}
-		a := get(tag, rec.Specs[0].Owner)
-		a.masq = &rec
-		a.Backends = append(a.Backends, attachment.Masquerade.Name+"="+rec.Backend)
-		for _, s := range rec.Specs {
-			addAddr(a, s.IP)
-		}
-	}
-	fwd, err := attachment.Forwarding.Records(env)
-	if err != nil {
-		return nil, err
-	}
-	for tag, rec := range fwd {
-		if len(rec.Specs) == 0 {
-			continue
-		}
-		a := get(tag, rec.Specs[0].Owner)
-		a.forward = &rec
-		a.Backends = append(a.Backends, attachment.Forwarding.Name+"="+rec.Backend)
-		for _, s := range rec.Specs {
-			addAddr(a, s.IP)
-		}
-	}
-	pm, err := attachment.PortMappings.Records(env)
-	if err != nil {
-		return nil, err
-	}
-	for tag, rec := range pm {
-		if len(rec.Specs) == 0 {
-			continue
-		}
-		a := get(tag, rec.Specs[0].Owner)
-		a.portmap = &rec
-		a.Backends = append(a.Backends, attachment.PortMappings.Name+"="+rec.Backend)
-		for _, s := range rec.Specs {
-			addAddr(a, s.ContainerIP)
-			for _, m := range s.Mappings {
-				if d := m.String(); !slices.Contains(a.Ports, d) {
-					a.Ports = append(a.Ports, d)
-				}
-			}
-		}
 	}
 	out := make([]*Attachment, 0, len(byTag))
 	for _, a := range byTag {
@@ -108,6 +65,41 @@ func Load(env attachment.Env) ([]*Attachment, error) {
 		return out[i].ContainerID+out[i].IfName < out[j].ContainerID+out[j].IfName
 	})
 	return out, nil
+}
+
+// gather adds kind's records to byTag: keep stores the record on its
+// attachment, and parts says what a spec holds (owner, address, ports).
+func gather[S attachment.Spec](env attachment.Env, byTag map[string]*Attachment, kind attachment.Kind[S],
+	keep func(*Attachment, *attachment.Record[S]), parts func(S) (netfilter.Owner, net.IP, []netfilter.PortMapping)) error {
+	recs, err := kind.Records(env)
+	if err != nil {
+		return err
+	}
+	for tag, rec := range recs {
+		if len(rec.Specs) == 0 {
+			continue
+		}
+		o, _, _ := parts(rec.Specs[0])
+		a := byTag[tag]
+		if a == nil {
+			a = &Attachment{Tag: tag, Network: o.Network, ContainerID: o.ContainerID, IfName: o.IfName}
+			byTag[tag] = a
+		}
+		keep(a, &rec)
+		a.Backends = append(a.Backends, kind.Name+"="+rec.Backend)
+		for _, s := range rec.Specs {
+			_, ip, mappings := parts(s)
+			if ip != nil && !slices.Contains(a.Addresses, ip.String()) {
+				a.Addresses = append(a.Addresses, ip.String())
+			}
+			for _, m := range mappings {
+				if d := m.String(); !slices.Contains(a.Ports, d) {
+					a.Ports = append(a.Ports, d)
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // Check fills each attachment's Problems with what the kernel lacks.
