@@ -14,7 +14,7 @@ TOOLS     := $(CURDIR)/.tools/bin
 REF_TOOLS := $(CURDIR)/.tools/ref
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X github.com/dockernet/cni-plugins/plugins/pkg/buildinfo.Version=$(VERSION)
-PLUGINS   := plugins/main/bridge plugins/ipam/host-local plugins/meta/portmap
+PLUGINS   := plugins/main/bridge plugins/main/loopback plugins/ipam/host-local plugins/meta/portmap
 CNI_BIN_DIR  ?= /opt/cni/bin
 CNI_CONF_DIR ?= /etc/cni/net.d
 BIN_DIR      ?= /usr/local/sbin
@@ -50,7 +50,7 @@ $(REF_TOOLS)/%:
 
 install: build
 	install -d $(CNI_BIN_DIR) $(CNI_CONF_DIR)
-	install -m 0755 $(BIN)/bridge $(BIN)/host-local $(BIN)/portmap $(CNI_BIN_DIR)/
+	install -m 0755 $(BIN)/bridge $(BIN)/loopback $(BIN)/host-local $(BIN)/portmap $(CNI_BIN_DIR)/
 	install -m 0644 conf/*.conflist $(CNI_CONF_DIR)/
 	install -d $(BIN_DIR) && install -m 0755 $(BIN)/dnetctl $(BIN_DIR)/
 

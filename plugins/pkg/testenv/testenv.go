@@ -193,7 +193,7 @@ func Bin(t testing.TB) string {
 		if buildErr != nil {
 			return
 		}
-		for _, p := range []string{"plugins/main/bridge", "plugins/ipam/host-local", "plugins/meta/portmap", "plugins/dnetctl", "test/hello"} {
+		for _, p := range []string{"plugins/main/bridge", "plugins/main/loopback", "plugins/ipam/host-local", "plugins/meta/portmap", "plugins/dnetctl", "test/hello"} {
 			cmd := exec.Command("go", "build", "-o", filepath.Join(buildDir, filepath.Base(p)), "./"+p)
 			cmd.Dir = root
 			if out, err := cmd.CombinedOutput(); err != nil {

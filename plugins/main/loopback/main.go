@@ -1,0 +1,19 @@
+// Command loopback is the loopback plugin.
+package main
+
+import (
+	"github.com/containernetworking/cni/pkg/skel"
+
+	"github.com/dockernet/cni-plugins/plugins/main/loopback/loopbackplugin"
+	"github.com/dockernet/cni-plugins/plugins/pkg/buildinfo"
+)
+
+func main() {
+	skel.PluginMainFuncs(skel.CNIFuncs{
+		Add:    loopbackplugin.Add,
+		Check:  loopbackplugin.Check,
+		Del:    loopbackplugin.Del,
+		GC:     func(*skel.CmdArgs) error { return nil },
+		Status: loopbackplugin.Status,
+	}, buildinfo.Versions, buildinfo.About("loopback"))
+}
