@@ -72,19 +72,18 @@ func newWorld(t *testing.T, backend string) *world {
 func (w *world) conflist(cniVersion string) []byte {
 	n := network{cniVersion: cniVersion}
 	if w.ipv6 {
-		n.ipv6, n.gateway6 = subnet6, gateway6
+		n.file = "dual-stack/10-docker0.conflist"
 	}
 	return w.network(n)
 }
 
 // The IPv6 side of a dual-stack world: 2001:db8::/32 is documentation
-// space, fd00:17::/64 a unique local range; neither is routed anywhere.
+// space, fd00:17::/64 a unique local range (that of
+// conf/dual-stack/10-docker0.conflist); neither is routed anywhere.
 const (
 	hostAddr6   = "2001:db8:1::1"
 	hostAddr6b  = "2001:db8:1::3" // a second host address, for hostIP-bound mappings
 	clientAddr6 = "2001:db8:1::2"
-	subnet6     = "fd00:17::/64"
-	gateway6    = "fd00:17::1"
 )
 
 // dualStack gives the host and the client IPv6 addresses, and the default
@@ -99,14 +98,13 @@ func (w *world) dualStack() {
 // network is a variant of the shipped conflist: another name, bridge and
 // subnet, and bridge keys to set; the zero value is the shipped one.
 type network struct {
-	file           string // under conf/; 10-docker0.conflist when empty
-	cniVersion     string
-	name, bridge   string
-	subnet         string // its .1 is the gateway
-	bridgeKeys     map[string]any
-	portmapKeys    map[string]any
-	ipv6, gateway6 string           // a second range, for dual stack
-	chained        []map[string]any // plugins after portmap
+	file         string // under conf/; 10-docker0.conflist when empty
+	cniVersion   string
+	name, bridge string
+	subnet       string // its .1 is the gateway
+	bridgeKeys   map[string]any
+	portmapKeys  map[string]any
+	chained      []map[string]any // plugins after portmap
 }
 
 func (w *world) network(n network) []byte {
@@ -131,9 +129,6 @@ func (w *world) network(n network) []byte {
 		conf["name"], bridge["bridge"] = n.name, n.bridge
 		gw := strings.TrimSuffix(n.subnet, ".0/16") + ".1"
 		ipam["ranges"] = []any{[]any{map[string]any{"subnet": n.subnet, "gateway": gw}}}
-	}
-	if n.ipv6 != "" {
-		ipam["ranges"] = append(ipam["ranges"].([]any), []any{map[string]any{"subnet": n.ipv6, "gateway": n.gateway6}})
 	}
 	bridge["ipMasqBackend"] = w.backend
 	bridge["stateDir"] = w.stateDir()
