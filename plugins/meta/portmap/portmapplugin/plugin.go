@@ -114,13 +114,13 @@ func Add(args *skel.CmdArgs) error {
 		maps.Copy(claims, hostports.Wanted(o, spec.Family(), c.mappings))
 	}
 	if c.CheckHostListeners {
-		for _, m := range c.mappings {
-			busy, err := hostListener(m, families)
-			if err != nil {
-				return cnierr.Wrap(err, "portmap: checkHostListeners")
-			}
-			if busy != "" {
-				return cnierr.Config("portmap: host port %s is already in use on this host by %s: publishing it would hide that service behind the container; pick another hostPort, or stop the service", m, busy)
+		busy, err := hostListeners(c.mappings, families)
+		if err != nil {
+			return cnierr.Wrap(err, "portmap: checkHostListeners")
+		}
+		for i, m := range c.mappings {
+			if busy[i] != "" {
+				return cnierr.Config("portmap: host port %s is already in use on this host by %s: publishing it would hide that service behind the container; pick another hostPort, or stop the service", m, busy[i])
 			}
 		}
 	}
