@@ -61,10 +61,6 @@ func Allocate(conf *IPAMConfig, id, ifname string) (*current.Result, error) {
 		reserved = append(reserved, ipc.Address.IP)
 		result.IPs = append(result.IPs, ipc)
 	}
-	if err := store.writeIndex(id, ifname, reserved); err != nil {
-		undo()
-		return nil, cnierr.IO("host-local: %v", err)
-	}
 	if conf.ResolvConf != "" {
 		dns, err := parseResolvConf(conf.ResolvConf)
 		if err != nil {

@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -107,40 +106,31 @@ func writeAtomic(path, content string) error {
 // complete reports whether every reservation in the directory is indexed,
 // so an attachment without an index holds nothing. A directory we made
 // is complete until something else changes it: the marker holds the
-// directory's modification time after our last change, and the reference
-// plugin, which shares the lock but keeps no index, changes that time
-// whenever it reserves or releases. From then on the directory is read
+// directory's state after our last change (see dirStamp), which the
+// reference plugin, sharing the lock but keeping no index, changes
+// whenever it reserves. From then on the directory is read
 // whole when an attachment has no index.
 func (s *Store) complete() bool { return s.whole }
 
 func (s *Store) markerPath() string { return filepath.Join(s.dir, indexDirName, indexComplete) }
 
-// dirStamp identifies the directory's state: its modification time (coarse:
-// a clock tick), its number of entries, and where each range's round
-// robin stopped, which every reference ADD rewrites.
+// dirStamp identifies the directory's state without listing it: its
+// modification time and where each range's round robin stopped, which
+// every reference ADD rewrites. (A change that only removes reservations
+// may go unseen within one clock tick; it cannot leave one unindexed.)
 func (s *Store) dirStamp() string {
 	st, err := os.Stat(s.dir)
 	if err != nil {
 		return ""
 	}
-	d, err := os.Open(s.dir)
-	if err != nil {
-		return ""
-	}
-	names, err := d.Readdirnames(-1)
-	d.Close()
-	if err != nil {
-		return ""
-	}
-	sort.Strings(names)
-	stamp := strconv.FormatInt(st.ModTime().UnixNano(), 10) + " " + strconv.Itoa(len(names))
-	for _, n := range names {
-		if strings.HasPrefix(n, lastReservedPrefix) {
-			last, _ := os.ReadFile(filepath.Join(s.dir, n))
-			stamp += " " + n + "=" + string(last)
+	stamp := strconv.FormatInt(st.ModTime().UnixNano(), 10)
+	for i := 0; ; i++ {
+		last, err := os.ReadFile(filepath.Join(s.dir, fmt.Sprintf("%s%d", lastReservedPrefix, i)))
+		if err != nil {
+			return stamp
 		}
+		stamp += " " + string(last)
 	}
-	return stamp
 }
 
 // OpenStore creates the network's directory if needed and takes its lock;
