@@ -224,9 +224,11 @@ func (k Kind[S]) Collect(env Env, network string, keep map[string]bool, owner fu
 		if o.Network != network || o.Tag() != tag {
 			continue // another network's, or not a record of ours
 		}
-		if err := k.Remove(env, o, rec.Specs[0], nil); err != nil {
+		if err := k.removeRecorded(env, rec); err != nil {
 			errs = append(errs, err)
+			continue
 		}
+		errs = append(errs, env.Store.Remove(k.Name, tag))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return cnierr.IO("%s: GC: %v", k.Plugin, err)

@@ -76,8 +76,11 @@ func forwardComment(spec ForwardSpec, drops bool) string {
 		}
 		settings = "drops=" + strings.Join(on, ",")
 	}
-	return tagPrefix + "fwd br=" + spec.Bridge + " " + settings
+	return forwardTag(spec.Bridge) + settings
 }
+
+// forwardTag starts the comment of every rule of bridge's network.
+func forwardTag(bridge string) string { return tagPrefix + "fwd br=" + bridge + " " }
 
 // forwardBase is what every network's rules rely on.
 func forwardBase(f Family, drops bool) []filterRule {
@@ -138,7 +141,11 @@ func (b *ipTables) ensureForward(spec ForwardSpec, drops bool) error {
 	if b.checkAll(want) == nil {
 		return nil
 	}
-	for _, table := range []string{"raw", "filter"} {
+	tables := []string{"filter"}
+	if drops {
+		tables = append(tables, "raw") // the loopback drop
+	}
+	for _, table := range tables {
 		err := b.editTable(table, nil, func(txn *ruleTxn, snap *tableSnapshot) error {
 			if table == "filter" {
 				for _, c := range forwardChains(drops) {
@@ -161,7 +168,7 @@ func (b *ipTables) ensureForward(spec ForwardSpec, drops bool) error {
 			if table != "filter" {
 				return nil
 			}
-			prefix := `"` + tagPrefix + "fwd br=" + spec.Bridge + " "
+			prefix := `"` + forwardTag(spec.Bridge)
 			for _, c := range forwardChains(true) {
 				for _, r := range snap.matching(c, prefix) {
 					txn.deleteSaved(c, r)
