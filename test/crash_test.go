@@ -61,7 +61,7 @@ func TestCrashInjection(t *testing.T) {
 				crashes, quiet := 0, 0
 				for n := 1; quiet < 5 && n <= 400; n++ {
 					w.env = append(append([]string{}, env...), fmt.Sprintf("DNET_CRASH_AT=%d", n))
-					d := w.libcni("")
+					d := w.libcni(gcVersion)
 					c := w.newContainer(fmt.Sprintf("k%d", n))
 					ms := both(8600, "")
 					_, err := d.add(c, ms)
@@ -71,7 +71,7 @@ func TestCrashInjection(t *testing.T) {
 						crashes, quiet = crashes+1, 0
 					}
 					w.env = env
-					d = w.libcni("")
+					d = w.libcni(gcVersion)
 					if n%2 == 1 {
 						if err := d.del(c, ms); err != nil {
 							t.Fatalf("crash at %d: the runtime's DEL: %v", n, err)

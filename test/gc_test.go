@@ -21,7 +21,7 @@ func TestGC(t *testing.T) {
 		t.Run(backend, func(t *testing.T) {
 			t.Parallel()
 			w := newWorld(t, backend)
-			d := w.libcni("")
+			d := w.libcni(gcVersion)
 			other := w.libcniFor(w.network(network{name: "other", bridge: "dnetother", subnet: "172.23.0.0/16"}))
 			keep, stale, quiet, elsewhere := w.newContainer("keep"), w.newContainer("stale"), w.newContainer("quiet"), w.newContainer("elsewhere")
 			for _, c := range []struct {
@@ -57,7 +57,7 @@ func TestGC(t *testing.T) {
 			}
 			// The stale attachment's port is free again.
 			again := w.newContainer("again")
-			w.addTo(w.conflist(""), again, both(8301, ""))
+			w.addTo(w.conflist(gcVersion), again, both(8301, ""))
 			w.mustReach(w.client, "tcp", hostAddr, 8301)
 		})
 	}
@@ -71,7 +71,7 @@ func TestAfterFlush(t *testing.T) {
 		t.Run(backend, func(t *testing.T) {
 			t.Parallel()
 			w := newWorld(t, backend)
-			d := w.libcni("")
+			d := w.libcni(gcVersion)
 			c := w.newContainer("c")
 			if _, err := d.add(c, both(8400, "")); err != nil {
 				t.Fatal(err)

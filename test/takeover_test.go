@@ -41,7 +41,7 @@ func TestTakeOverFromReference(t *testing.T) {
 			w := newWorld(t, backend)
 			ours := w.cniPath
 			w.cniPath = []string{ref}
-			d := w.libcni("")
+			d := w.libcni(gcVersion)
 			c1, c2 := w.newContainer("r1"), w.newContainer("r2")
 			for i, c := range []*container{c1, c2} {
 				if _, err := d.add(c, both(8700+i, "")); err != nil {
@@ -62,7 +62,7 @@ func TestTakeOverFromReference(t *testing.T) {
 			}
 
 			w.cniPath = ours
-			d = w.libcni("")
+			d = w.libcni(gcVersion)
 			if err := d.del(c1, both(8700, "")); err != nil {
 				t.Fatalf("our DEL of a reference container: %v", err)
 			}
@@ -78,7 +78,7 @@ func TestTakeOverFromReference(t *testing.T) {
 
 			// The port is free for a container of ours.
 			c3 := w.newContainer("o3")
-			w.addTo(w.conflist(""), c3, both(8700, ""))
+			w.addTo(w.conflist(gcVersion), c3, both(8700, ""))
 			if peer := w.mustReach(w.client, "tcp", hostAddr, 8700); peer != clientAddr {
 				t.Errorf("the new container saw %s", peer)
 			}

@@ -51,6 +51,11 @@ type world struct {
 	ipv6     bool     // dual stack: host, client and the default network have IPv6 too
 }
 
+// gcVersion is the cniVersion of the tests that run CNI GC: libcni runs it
+// only from 1.1.0, and the shipped conflists say 1.0.0 so that runtimes
+// with an older libcni (containerd 1.6 and 1.7, Podman 4) can read results.
+const gcVersion = "1.1.0"
+
 // backends are the netfilter backends every end-to-end test runs with.
 var backends = []string{"iptables", "nftables"}
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/attachment"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
@@ -93,6 +94,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		list, err := libcni.ConfListFromFile(*conflist)
 		if err != nil {
 			return fail(err)
+		}
+		// The shipped conflists say 1.0.0, which runtimes with a libcni
+		// older than 1.2 require, and libcni runs GC only for 1.1.0 and
+		// later. Our plugins take 1.1.0 whatever the file says.
+		if gcOK, _ := version.GreaterThanOrEqualTo(list.CNIVersion, "1.1.0"); !gcOK {
+			list.CNIVersion = "1.1.0"
 		}
 		cni := libcni.NewCNIConfigWithCacheDir(strings.Split(*cniPath, ":"), *cacheDir, nil)
 		if err := cni.GCNetworkList(context.Background(), list, &libcni.GCArgs{ValidAttachments: valid}); err != nil {
