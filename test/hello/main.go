@@ -7,6 +7,7 @@
 //	hello get   URL                   prints the HTTP body
 //	hello udp   HOST:PORT             sends one datagram, prints the reply
 //	hello sink  [-port 5000]          TCP: reads each connection to EOF, then closes it (benchmarks)
+//	hello pause                       waits for SIGTERM or SIGINT (a pod sandbox's process)
 package main
 
 import (
@@ -16,7 +17,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"strconv"
+	"syscall"
 	"time"
 )
 
@@ -36,6 +39,12 @@ func main() {
 		port := fs.Int("port", 5000, "TCP port")
 		_ = fs.Parse(os.Args[2:])
 		sink(*port)
+	case "pause":
+		// The pod sandbox image of the CRI tests is this binary: no registry
+		// is reachable, so there is no registry.k8s.io/pause to pull.
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+		<-sig
 	case "get":
 		if len(os.Args) != 3 {
 			usage()
@@ -52,7 +61,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: hello serve [-bind ADDR] [-port N] | hello sink [-port N] | hello get URL | hello udp HOST:PORT")
+	fmt.Fprintln(os.Stderr, "usage: hello serve [-bind ADDR] [-port N] | hello sink [-port N] | hello pause | hello get URL | hello udp HOST:PORT")
 	os.Exit(2)
 }
 
