@@ -2,6 +2,7 @@
 #   make            build the plugins and the hello workload into bin/
 #   make install    copy the plugins to /opt/cni/bin and conf/ to /etc/cni/net.d
 #   make test       every test: unit, per-plugin integration (root) and end-to-end (root)
+#   make test-clients  Podman, containerd CRI (crictl), ctr and cnitool driving the plugins (root)
 #   make demo       one packet through `docker run -p`, in private network namespaces (root)
 #   make bench      ours vs the reference plugins, side by side (root; its run time is in the README)
 #   make bench-publish  the same into test/bench/results, and the README's table from it
@@ -19,8 +20,9 @@ CNI_BIN_DIR  ?= /opt/cni/bin
 CNI_CONF_DIR ?= /etc/cni/net.d
 BIN_DIR      ?= /usr/local/sbin
 CNITOOL_VERSION ?= v1.3.1
+CRICTL_VERSION  ?= v1.37.0
 
-.PHONY: all build tools install test unit integration e2e fuzz demo bench bench-publish bench-readme clean
+.PHONY: all build tools install test test-clients unit integration e2e fuzz demo bench bench-publish bench-readme clean
 
 all: build
 
@@ -34,16 +36,20 @@ build:
 	@$(GOBUILD) -o $(BIN)/ $(MAINS)
 	@echo "built: $$(ls $(BIN) | tr '\n' ' ')"
 
-# cnitool drives the plugins in the demo and the end-to-end tests; the
+# cnitool drives the plugins in the demo and the end-to-end tests, crictl
+# containerd's CRI in the client tests; the
 # reference firewall plugin is chained after ours in one of them, as
 # Podman's default conflist does; the reference host-local shares a store
 # with ours in another, and the reference chain sets up containers that
 # ours then deletes.
-REF_TOOL_PKGS := firewall=meta/firewall host-local=ipam/host-local bridge=main/bridge portmap=meta/portmap
-tools: $(TOOLS)/cnitool $(addprefix $(REF_TOOLS)/,firewall host-local bridge portmap)
+REF_TOOL_PKGS := firewall=meta/firewall tuning=meta/tuning host-local=ipam/host-local bridge=main/bridge portmap=meta/portmap
+tools: $(TOOLS)/cnitool $(TOOLS)/crictl $(addprefix $(REF_TOOLS)/,firewall tuning host-local bridge portmap)
 $(TOOLS)/cnitool:
 	@mkdir -p $(TOOLS)
 	GOBIN=$(TOOLS) $(GO) install github.com/containernetworking/cni/cnitool@$(CNITOOL_VERSION)
+$(TOOLS)/crictl:
+	@mkdir -p $(TOOLS)
+	GOBIN=$(TOOLS) $(GO) install sigs.k8s.io/cri-tools/cmd/crictl@$(CRICTL_VERSION)
 $(REF_TOOLS)/%:
 	@mkdir -p $(REF_TOOLS)
 	CGO_ENABLED=0 GOBIN=$(REF_TOOLS) $(GO) install -trimpath $(REF_PKG)/$(patsubst $*=%,%,$(filter $*=%,$(REF_TOOL_PKGS)))@$(REF_VERSION)
@@ -55,8 +61,14 @@ install: build
 	install -d $(BIN_DIR) && install -m 0755 $(BIN)/dnetctl $(BIN_DIR)/
 
 # Tests run the built binaries: DNET_BIN and CNITOOL tell them where.
-TEST_ENV := DNET_BIN=$(BIN) CNITOOL=$(TOOLS)/cnitool REF_FIREWALL=$(REF_TOOLS)/firewall REF_HOSTLOCAL=$(REF_TOOLS)/host-local REF_BIN=$(REF_TOOLS)
+TEST_ENV := DNET_BIN=$(BIN) CNITOOL=$(TOOLS)/cnitool CRICTL=$(TOOLS)/crictl REF_FIREWALL=$(REF_TOOLS)/firewall REF_HOSTLOCAL=$(REF_TOOLS)/host-local REF_BIN=$(REF_TOOLS)
 GOTEST   := $(GO) test -count=1
+
+# The real clients alone (Podman, containerd's CRI via crictl, ctr,
+# cnitool), each printing what it ran and its count of checks; `make test`
+# runs them too.
+test-clients: build tools
+	$(TEST_ENV) $(GOTEST) -v -timeout 10m -run '^TestClient' ./test
 
 unit:
 	$(GOTEST) ./plugins/...

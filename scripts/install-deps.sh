@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the demo, the tests and the benchmarks need on a fresh
 # Debian/Ubuntu machine, and nothing when it is all there already.
-#   Debian packages: iptables nftables iproute2 conntrack socat make git
+#   Debian packages: iptables nftables iproute2 conntrack socat make git,
+#   strace (crash injection), and the real clients the tests drive:
+#   podman runc containerd
 #   Go >= 1.21 (apt), which then fetches the exact toolchain go.mod names
 #   from the Go module proxy (GOTOOLCHAIN=auto).
 set -euo pipefail
@@ -13,7 +15,8 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 missing=()
-for pair in iptables:iptables nft:nftables ip:iproute2 conntrack:conntrack socat:socat make:make git:git; do
+for pair in iptables:iptables nft:nftables ip:iproute2 conntrack:conntrack socat:socat make:make git:git \
+	strace:strace podman:podman runc:runc containerd:containerd ctr:containerd nsenter:util-linux; do
 	command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 [ -e /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)

@@ -431,4 +431,4 @@ func (w *world) assertGone(c *container, ip string, udpPorts []int) {
 	}
 }
 
-func TestMain(m *testing.M) { testenv.Main(m) }
+func TestMain(m *testing.M) { testenv.Main(m, removeMadeDirs) }

@@ -209,9 +209,13 @@ func Bin(t testing.TB) string {
 }
 
 // Main runs a package's tests and then removes Bin's one-off build, which
-// outlives every single test. Packages calling Bin use it as their TestMain.
-func Main(m *testing.M) {
+// outlives every single test, and runs after: what else outlives them.
+// Packages calling Bin use it as their TestMain.
+func Main(m *testing.M, after ...func()) {
 	code := m.Run()
+	for _, f := range after {
+		f()
+	}
 	if buildDir != "" {
 		_ = os.RemoveAll(buildDir)
 	}

@@ -1,0 +1,232 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// podCIDR is this test node's pod CIDR, as a Node object's spec.podCIDRs
+// gives it to the installer.
+const podCIDR = "10.244.1.0/24"
+
+// TestClientCRI: pods with hostPorts, as kubelet asks containerd 1.6's CRI
+// for them, with crictl in kubelet's place, on conf/kubernetes's conflist
+// with the node's pod CIDR. containerd needs a loopback plugin beside ours
+// (ours), sends the mappings with capitalised keys and an empty HostIP,
+// and deletes twice: at stopp with the netns, at rmp without netns or
+// prevResult.
+func TestClientCRI(t *testing.T) {
+	h := newClientHost(t, "containerd CRI", "containerd", "ctr", "runc")
+	crictl := toolPath(t, "CRICTL", "../.tools/bin/crictl")
+	writeFile(t, filepath.Join(h.netD, "10-dockernet.conflist"), kubernetesConflist(t, podCIDR))
+	c := h.startContainerd("k8s.io")
+	cfg := filepath.Join(c.dir, "crictl.yaml")
+	writeFile(t, cfg, fmt.Sprintf("runtime-endpoint: unix://%[1]s\nimage-endpoint: unix://%[1]s\ntimeout: 30\n", c.sock))
+	cri := func(args ...string) (string, error) {
+		out, err := h.run(append([]string{crictl, "--config", cfg}, args...)...)
+		return strings.TrimSpace(out), err
+	}
+	t.Cleanup(func() {
+		pods, _ := cri("pods", "-q")
+		for _, p := range strings.Fields(pods) {
+			_, _ = cri("stopp", p)
+			_, _ = cri("rmp", p)
+		}
+	})
+
+	// What kubelet sends for a pod with hostPorts: TCP and UDP, on every
+	// address and on one.
+	web := podSandbox{Name: "web", Ports: []criPort{
+		{Protocol: criTCP, ContainerPort: helloPort, HostPort: 8080},
+		{Protocol: criUDP, ContainerPort: helloPort, HostPort: 8053},
+		{Protocol: criTCP, ContainerPort: helloPort, HostPort: 8081, HostIP: "127.0.0.1"},
+		{Protocol: criTCP, ContainerPort: helloPort, HostPort: 8082, HostIP: hostAddr2},
+	}}
+	webConf := web.write(t, c.dir)
+	webID, err := cri("runp", webConf)
+	if !h.check("crictl runp with port_mappings", err) {
+		t.FailNow()
+	}
+	ctrConf := filepath.Join(c.dir, "hello-container.json")
+	writeJSON(t, ctrConf, map[string]any{
+		"metadata": map[string]any{"name": "hello"},
+		"image":    map[string]any{"image": podmanImage},
+		"command":  []string{"/hello", "serve"},
+		"log_path": "hello.log",
+	})
+	ctrID, err := cri("create", webID, ctrConf, webConf)
+	if err == nil {
+		_, err = cri("start", ctrID)
+	}
+	h.check("crictl create and start the hello container", err)
+	ip := h.podIP(cri, webID)
+	_, cidr, _ := net.ParseCIDR(podCIDR)
+	if !h.check("pod address "+ip+" in the node's pod CIDR "+podCIDR, errUnless(cidr.Contains(net.ParseIP(ip)), "not in it")) {
+		t.FailNow()
+	}
+	h.waitServing(&container{ns: h.host}, ip)
+	h.reach(h.client, "tcp", hostAddr, 8080)
+	h.reach(h.client, "udp", hostAddr, 8053)
+	h.reach(h.client, "tcp", hostAddr2, 8082)
+	h.reach(h.host, "tcp", hostAddr, 8080)
+	h.reach(h.host, "tcp", "127.0.0.1", 8081)
+	_, err = h.request(h.client, "tcp", hostAddr, 8082)
+	h.check("tcp 192.0.2.1:8082 from the client is refused: published on 192.0.2.3 only", errUnless(err != nil, "it answered"))
+
+	// A second pod, nothing published: kubelet's ordinary pod.
+	peerID, err := cri("runp", podSandbox{Name: "peer"}.write(t, c.dir))
+	h.check("crictl runp without port_mappings", err)
+	peerNetns := h.podNetns(cri, peerID)
+	hello := filepath.Join(h.bin, "hello")
+	for _, target := range []string{"http://" + hostAddr + ":8080/", "http://" + ip + ":5000/"} {
+		out, err := h.run("nsenter", "--net="+peerNetns, hello, "get", target)
+		if err == nil && !strings.HasPrefix(out, "Hello\n") {
+			err = fmt.Errorf("unexpected answer %q", out)
+		}
+		h.check("tcp "+target+" from the second pod", err)
+	}
+	h.check("dnetctl check while running", h.dnetctlCheck())
+
+	// kubelet's teardown: stop (DEL with the netns), then remove (DEL
+	// again, without netns and prevResult).
+	_, err = cri("stopp", webID)
+	h.check("crictl stopp", err)
+	_, err = h.request(h.client, "tcp", hostAddr, 8080)
+	h.check("the host port is closed after stopp", errUnless(err != nil, "it still answers"))
+	_, err = cri("rmp", webID)
+	h.check("crictl rmp", err)
+	_, err = cri("stopp", peerID)
+	if err == nil {
+		_, err = cri("rmp", peerID)
+	}
+	h.check("crictl stopp and rmp the second pod", err)
+	h.check("nothing left after stopp and rmp", h.leftovers("cni0", ip))
+	h.check("dnetctl check after rmp", h.dnetctlCheck())
+}
+
+// podSandbox is a pod sandbox config as crictl takes it (the CRI
+// PodSandboxConfig in protobuf's JSON).
+type podSandbox struct {
+	Name  string
+	Ports []criPort
+}
+
+// The CRI's Protocol enum, which crictl reads as a number.
+const (
+	criTCP = 0
+	criUDP = 1
+)
+
+type criPort struct {
+	Protocol      int    `json:"protocol"`
+	ContainerPort int    `json:"container_port"`
+	HostPort      int    `json:"host_port"`
+	HostIP        string `json:"host_ip,omitempty"`
+}
+
+func (p podSandbox) write(t *testing.T, dir string) string {
+	path := filepath.Join(dir, "pod-"+p.Name+".json")
+	writeJSON(t, path, map[string]any{
+		"metadata":      map[string]any{"name": p.Name, "namespace": "default", "uid": "uid-" + p.Name, "attempt": 0},
+		"hostname":      p.Name,
+		"log_directory": filepath.Join(dir, "logs", p.Name),
+		"port_mappings": p.Ports,
+		"linux":         map[string]any{},
+	})
+	return path
+}
+
+// podStatus is what crictl inspectp says of a sandbox, in part.
+type podStatus struct {
+	Status struct {
+		Network struct {
+			IP string `json:"ip"`
+		} `json:"network"`
+	} `json:"status"`
+	Info struct {
+		RuntimeSpec struct {
+			Linux struct {
+				Namespaces []struct {
+					Type string `json:"type"`
+					Path string `json:"path"`
+				} `json:"namespaces"`
+			} `json:"linux"`
+		} `json:"runtimeSpec"`
+	} `json:"info"`
+}
+
+func (h *clientHost) inspectPod(cri func(...string) (string, error), id string) podStatus {
+	h.t.Helper()
+	out, err := cri("inspectp", "-o", "json", id)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var s podStatus
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		h.t.Fatalf("crictl inspectp: %v", err)
+	}
+	return s
+}
+
+func (h *clientHost) podIP(cri func(...string) (string, error), id string) string {
+	return h.inspectPod(cri, id).Status.Network.IP
+}
+
+func (h *clientHost) podNetns(cri func(...string) (string, error), id string) string {
+	h.t.Helper()
+	for _, ns := range h.inspectPod(cri, id).Info.RuntimeSpec.Linux.Namespaces {
+		if ns.Type == "network" {
+			return ns.Path
+		}
+	}
+	h.t.Fatalf("pod %s has no network namespace path", id)
+	return ""
+}
+
+// kubernetesConflist is conf/kubernetes/10-dockernet.conflist with the
+// node's pod CIDR, as the installer writes it.
+func kubernetesConflist(t *testing.T, cidr string) string {
+	raw, err := os.ReadFile("../conf/kubernetes/10-dockernet.conflist")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Replace(string(raw), "10.244.0.0/24", cidr, 1)
+}
+
+func writeJSON(t *testing.T, path string, v any) {
+	t.Helper()
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, path, string(data))
+}
+
+func errUnless(ok bool, msg string) error {
+	if ok {
+		return nil
+	}
+	return fmt.Errorf("%s", msg)
+}
+
+// toolPath is a tool the Makefile installs (env wins, then .tools/).
+func toolPath(t *testing.T, env, def string) string {
+	t.Helper()
+	p := os.Getenv(env)
+	if p == "" {
+		p = def
+	}
+	abs, _ := filepath.Abs(p)
+	if _, err := os.Stat(abs); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s not found at %s (make tools installs it)", env, abs)
+		}
+		t.Skipf("%s not found at %s (make tools installs it)", env, abs)
+	}
+	return abs
+}

@@ -1,0 +1,306 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/testenv"
+)
+
+// The client suites (TestClient*, `make test-clients`): each real runtime
+// that drives CNI plugins — Podman, containerd's CRI through crictl, ctr
+// and cnitool — runs against the built plugins in a host of its own, sends
+// what it sends in production, and must leave nothing behind.
+
+// clientHost is a world (host and client netns, see world_test.go) plus a
+// private mount namespace in which the paths every CNI runtime defaults to
+// are the test's own directories:
+//
+//	/etc/cni/net.d  conflists           /opt/cni/bin  plugins
+//	/var/lib/cni    libcni's cache, host-local's store, our records
+//	/dev/shm        Podman's locks
+//
+// A client run there (nsenter into that mount namespace and the host netns)
+// neither reads the machine's CNI configuration nor leaves state in it. The
+// namespace is a slave: netns mounts that tests make later still show in
+// it, and nothing mounted in it shows outside.
+type clientHost struct {
+	*world
+	suite  string
+	holder *exec.Cmd // `sleep` that keeps the mount namespace alive
+	netD   string    // the private /etc/cni/net.d
+	cniBin string    // the private /opt/cni/bin
+	varLib string    // the private /var/lib/cni
+	env    []string  // for every client command
+	pass   int
+	failed []string
+}
+
+// clientPlugins are ours that every client finds in /opt/cni/bin.
+var clientPlugins = []string{"bridge", "host-local", "portmap", "loopback"}
+
+func newClientHost(t *testing.T, suite string, tools ...string) *clientHost {
+	requireTools(t, append([]string{"unshare", "nsenter"}, tools...)...)
+	w := newWorld(t, "nftables")
+	h := &clientHost{world: w, suite: suite,
+		netD: filepath.Join(w.dir, "net.d"), cniBin: filepath.Join(w.dir, "cni-bin"), varLib: filepath.Join(w.dir, "var-lib-cni")}
+	for _, d := range []string{h.netD, h.cniBin, h.varLib} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range clientPlugins {
+		h.addPlugin(filepath.Join(w.bin, p))
+	}
+	// The holder says when it is in its own mount namespace: entering its
+	// namespace before that would mount over the machine's directories.
+	h.holder = exec.Command("unshare", "--mount", "--propagation", "slave", "sh", "-c", "echo ready; exec sleep infinity")
+	ready, err := h.holder.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.holder.Start(); err != nil {
+		t.Fatalf("unshare --mount: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = h.holder.Process.Kill()
+		_ = h.holder.Wait()
+	})
+	line, _ := bufio.NewReader(ready).ReadString('\n')
+	own, _ := os.Readlink("/proc/self/ns/mnt")
+	theirs, _ := os.Readlink("/proc/" + strconv.Itoa(h.holder.Process.Pid) + "/ns/mnt")
+	if line != "ready\n" || theirs == "" || theirs == own {
+		t.Fatalf("no private mount namespace (holder said %q; its namespace %q, ours %q)", line, theirs, own)
+	}
+	mounts := [][]string{
+		{"--bind", h.netD, "/etc/cni/net.d"},
+		{"--bind", h.cniBin, "/opt/cni/bin"},
+		{"--bind", h.varLib, "/var/lib/cni"},
+		{"-t", "tmpfs", "tmpfs", "/dev/shm"},
+	}
+	for _, m := range mounts {
+		target := m[len(m)-1]
+		ensureMountPoint(t, target)
+		if out, err := h.nsenterMount(append([]string{"mount"}, m...)...).CombinedOutput(); err != nil {
+			t.Fatalf("mount %v in the private mount namespace: %v: %s", m, err, out)
+		}
+	}
+	t.Cleanup(func() {
+		t.Logf("%s: %d checks: %d passed, %d failed %v", suite, h.pass+len(h.failed), h.pass, len(h.failed), h.failed)
+	})
+	return h
+}
+
+// addPlugin copies a plugin binary into the private /opt/cni/bin.
+func (h *clientHost) addPlugin(src string) {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		h.t.Fatalf("plugin %s: %v", src, err)
+	}
+	if err := os.WriteFile(filepath.Join(h.cniBin, filepath.Base(src)), data, 0o755); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// addReferencePlugin installs a reference plugin (firewall, tuning) that a
+// client's own conflist chains after ours.
+func (h *clientHost) addReferencePlugin(name string) {
+	dir := os.Getenv("REF_BIN")
+	if dir == "" {
+		dir = "../.tools/ref"
+	}
+	h.addPlugin(filepath.Join(dir, name))
+}
+
+func (h *clientHost) nsenterMount(args ...string) *exec.Cmd {
+	return exec.Command("nsenter", append([]string{"--mount=/proc/" + strconv.Itoa(h.holder.Process.Pid) + "/ns/mnt", "--"}, args...)...)
+}
+
+// command is args run as the client runs: in the private mount namespace
+// and the host netns.
+func (h *clientHost) command(args ...string) *exec.Cmd {
+	cmd := exec.Command("nsenter", append([]string{
+		"--mount=/proc/" + strconv.Itoa(h.holder.Process.Pid) + "/ns/mnt", "--net=" + h.host.Path(), "--"}, args...)...)
+	cmd.Env = append(os.Environ(), h.env...)
+	return cmd
+}
+
+// run runs a client command, logging it and all it printed (the suite
+// prints what it ran); it returns what the command wrote to stdout.
+func (h *clientHost) run(args ...string) (string, error) {
+	h.t.Helper()
+	var stdout, stderr bytes.Buffer
+	cmd := h.command(args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	h.t.Logf("$ %s%s", strings.Join(args, " "), indentOutput(append(stdout.Bytes(), stderr.Bytes()...), err))
+	if err != nil {
+		return stdout.String(), fmt.Errorf("%s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()+stdout.String()))
+	}
+	return stdout.String(), nil
+}
+
+// mustRun is run for a setup step: a failure there ends the suite.
+func (h *clientHost) mustRun(args ...string) string {
+	h.t.Helper()
+	out, err := h.run(args...)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return out
+}
+
+func indentOutput(out []byte, err error) string {
+	s := strings.TrimSpace(string(out))
+	if len(s) > 600 {
+		s = s[:600] + "…"
+	}
+	if err != nil {
+		s += fmt.Sprintf(" (%v)", err)
+	}
+	if s == "" {
+		return ""
+	}
+	return "\n    " + strings.ReplaceAll(s, "\n", "\n    ")
+}
+
+// check counts one acceptance check of the suite.
+func (h *clientHost) check(what string, err error) bool {
+	h.t.Helper()
+	if err != nil {
+		h.failed = append(h.failed, what)
+		h.t.Errorf("FAIL %s: %v", what, err)
+		return false
+	}
+	h.pass++
+	h.t.Logf("ok   %s", what)
+	return true
+}
+
+// reach is a request that must be answered, from a netns of the world.
+func (h *clientHost) reach(from *testenv.NS, proto, addr string, port int) {
+	h.t.Helper()
+	_, err := h.request(from, proto, addr, port)
+	h.check(fmt.Sprintf("%s %s from the %s", proto, net.JoinHostPort(addr, strconv.Itoa(port)), strings.TrimPrefix(from.Name, h.prefix+"-")), err)
+}
+
+// leftovers names what the removed containers left in the host netns and
+// the private /var/lib/cni: veths on the bridge, rules or elements naming
+// their addresses, reservations, records, host-port claims or libcni
+// cache entries. Lock files and host-local's bookkeeping may stay.
+func (h *clientHost) leftovers(bridge string, ips ...string) error {
+	var found []string
+	if out, err := h.host.Run("ip", "-o", "link", "show", "master", bridge); err == nil && strings.TrimSpace(out) != "" {
+		found = append(found, "veths on "+bridge+": "+strings.TrimSpace(out))
+	}
+	rules, _ := h.host.Run("nft", "list", "ruleset")
+	for _, ip := range ips {
+		if strings.Contains(rules, ip+" ") || strings.Contains(rules, ip+"\n") || strings.Contains(rules, ip+",") || strings.Contains(rules, ip+" .") {
+			found = append(found, "the ruleset still names "+ip)
+		}
+	}
+	keep := map[string]bool{"lock": true, ".lock": true, "complete": true}
+	_ = filepath.WalkDir(h.varLib, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || keep[d.Name()] || strings.HasPrefix(d.Name(), "last_reserved_ip.") {
+			return nil
+		}
+		rel, _ := filepath.Rel(h.varLib, p)
+		found = append(found, "/var/lib/cni/"+rel)
+		return nil
+	})
+	if len(found) > 0 {
+		sort.Strings(found)
+		return fmt.Errorf("left behind: %s", strings.Join(found, "; "))
+	}
+	return nil
+}
+
+// dnetctlCheck runs the operator's check in the client's host: it must
+// find every recorded attachment complete and nothing foreign.
+func (h *clientHost) dnetctlCheck() error {
+	_, err := h.run(filepath.Join(h.bin, "dnetctl"), "check")
+	return err
+}
+
+// requireTools fails under CI, and skips elsewhere, when a client is not
+// installed (scripts/install-deps.sh installs them all).
+func requireTools(t *testing.T, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("%s is not installed; scripts/install-deps.sh installs it", tool)
+			}
+			t.Skipf("%s is not installed (scripts/install-deps.sh installs it)", tool)
+		}
+	}
+}
+
+// Mount points the machine lacks (/opt/cni/bin on a host without CNI) are
+// made for the run and removed after the last test, innermost first, if
+// still empty: removing one while another suite's namespace uses it would
+// detach that suite's mount.
+var (
+	madeDirsMu sync.Mutex
+	madeDirs   []string
+)
+
+func ensureMountPoint(t *testing.T, dir string) {
+	madeDirsMu.Lock()
+	defer madeDirsMu.Unlock()
+	var missing []string
+	for d := dir; d != "/"; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil {
+			break
+		}
+		missing = append(missing, d)
+	}
+	for i := len(missing) - 1; i >= 0; i-- {
+		if err := os.Mkdir(missing[i], 0o755); err != nil {
+			t.Fatal(err)
+		}
+		madeDirs = append(madeDirs, missing[i])
+	}
+}
+
+func removeMadeDirs() {
+	madeDirsMu.Lock()
+	defer madeDirsMu.Unlock()
+	for i := len(madeDirs) - 1; i >= 0; i-- {
+		_ = os.Remove(madeDirs[i])
+	}
+	madeDirs = nil
+}
+
+// killProcessesMentioning kills, by PID, processes whose command line
+// contains marker: the shims a test's containerd started, which outlive it
+// when a suite failed half-way. The marker is a path in the test's temp
+// dir, so only processes this test started match.
+func killProcessesMentioning(marker string) {
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && bytes.Contains(cmdline, []byte(marker)) {
+			if p, err := os.FindProcess(pid); err == nil {
+				_ = p.Kill()
+			}
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+}
