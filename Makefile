@@ -54,10 +54,11 @@ $(REF_TOOLS)/%:
 	@mkdir -p $(REF_TOOLS)
 	CGO_ENABLED=0 GOBIN=$(REF_TOOLS) $(GO) install -trimpath $(REF_PKG)/$(patsubst $*=%,%,$(filter $*=%,$(REF_TOOL_PKGS)))@$(REF_VERSION)
 
+# dnetctl install writes each file atomically and, on a host where Docker
+# (or anything else) already has docker0 or 172.17.0.0/16, installs the
+# network on a free bridge and subnet and says so.
 install: build
-	install -d $(CNI_BIN_DIR) $(CNI_CONF_DIR)
-	install -m 0755 $(BIN)/bridge $(BIN)/loopback $(BIN)/host-local $(BIN)/portmap $(CNI_BIN_DIR)/
-	install -m 0644 conf/*.conflist $(CNI_CONF_DIR)/
+	$(BIN)/dnetctl install -bin-src $(BIN) -bin-dir $(CNI_BIN_DIR) -conf-dir $(CNI_CONF_DIR) -conflist conf/10-docker0.conflist
 	install -d $(BIN_DIR) && install -m 0755 $(BIN)/dnetctl $(BIN_DIR)/
 
 # Tests run the built binaries: DNET_BIN and CNITOOL tell them where.

@@ -120,6 +120,11 @@ func (w *world) network(n network) []byte {
 	if err != nil {
 		w.t.Fatal(err)
 	}
+	return w.networkFrom(raw, n)
+}
+
+// networkFrom is network with raw in place of a file of conf/.
+func (w *world) networkFrom(raw []byte, n network) []byte {
 	var conf map[string]any
 	if err := json.Unmarshal(raw, &conf); err != nil {
 		w.t.Fatal(err)

@@ -30,6 +30,10 @@ const usage = `usage: dnetctl [-state-dir DIR] COMMAND [-json]
   gc        -conflist FILE [-cni-path DIR] [-cache-dir DIR] [-valid ID/IFNAME ...]:
             CNI GC of that network (a DEL for each cached attachment not listed,
             then every plugin's GC), keeping only the attachments listed
+  install   -conflist FILE [-bin-src DIR] [-bin-dir DIR] [-conf-dir DIR]
+            [-subnet CIDR] [-bridge NAME]: the plugins and the conflist, each
+            written atomically; a bridge name or subnet this host already uses
+            (Docker's docker0, 172.17.0.0/16) is replaced by a free one
 `
 
 // Main runs the command line args and returns the exit status.
@@ -43,6 +47,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cmd, rest := global.Arg(0), global.Args()[1:]
+	if cmd == "install" {
+		return runInstall(rest, stdout, stderr)
+	}
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	asJSON := fs.Bool("json", false, "print JSON")

@@ -1,0 +1,204 @@
+// Package install puts the plugins and a conflist on a node, for
+// `make install` (through dnetctl install) and for the cluster installer
+// image: binaries and the conflist are each written beside their target
+// and renamed into place, so a runtime never reads half a file, and a
+// second run that would change nothing writes nothing.
+package install
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+)
+
+// Options says what to install where.
+type Options struct {
+	SrcBin   string   // the built plugins
+	Plugins  []string // their names, copied into BinDir
+	BinDir   string   // the runtime's plugin directory (/opt/cni/bin)
+	ConfDir  string   // the runtime's conflist directory (/etc/cni/net.d)
+	Template []byte   // the conflist to install (one of conf/)
+	FileName string   // its name in ConfDir
+
+	// Subnet, when set, is the network's subnet (a node's pod CIDR): it is
+	// used as given, and an overlap with the host's addresses is an error.
+	// Empty keeps the template's, or picks a free one if the host uses it.
+	Subnet string
+	// Bridge, when set, is the bridge's name, used as given.
+	Bridge string
+
+	Log io.Writer // what was chosen and why
+}
+
+// Result is what was installed.
+type Result struct {
+	Network, Bridge, Subnet string
+	Written                 []string // files changed; empty when all was in place
+}
+
+// Run installs per o, looking at host for the names and subnets in use.
+func Run(o Options, host Host) (Result, error) {
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	conf, err := parseConflist(o.Template)
+	if err != nil {
+		return Result{}, fmt.Errorf("conflist template %s: %w", o.FileName, err)
+	}
+	target := filepath.Join(o.ConfDir, o.FileName)
+	choice, err := choose(o, conf, target, host)
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{Network: conf.name, Bridge: choice.bridge, Subnet: choice.subnet}
+	rendered, err := conf.render(choice.bridge, choice.subnet)
+	if err != nil {
+		return res, err
+	}
+	for _, p := range o.Plugins {
+		data, err := os.ReadFile(filepath.Join(o.SrcBin, p))
+		if err != nil {
+			return res, fmt.Errorf("plugin %s: %w (build it first: make build)", p, err)
+		}
+		changed, err := writeAtomic(filepath.Join(o.BinDir, p), data, 0o755)
+		if err != nil {
+			return res, err
+		}
+		if changed {
+			res.Written = append(res.Written, filepath.Join(o.BinDir, p))
+		}
+	}
+	changed, err := writeAtomic(target, rendered, 0o644)
+	if err != nil {
+		return res, err
+	}
+	if changed {
+		res.Written = append(res.Written, target)
+	}
+	return res, nil
+}
+
+// writeAtomic puts data at path through a temporary file in the same
+// directory and a rename; it reports false, and writes nothing, when path
+// already holds exactly data with that mode.
+func writeAtomic(path string, data []byte, mode os.FileMode) (bool, error) {
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
+		if st, err := os.Stat(path); err == nil && st.Mode().Perm() == mode {
+			return false, nil
+		}
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return false, err
+	}
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-")
+	if err != nil {
+		return false, err
+	}
+	defer os.Remove(tmp.Name()) // after a successful rename, a no-op
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return false, err
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return false, err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return false, err
+	}
+	if err := tmp.Close(); err != nil {
+		return false, err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return false, err
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return true, nil
+}
+
+// conflist is the template, with where its bridge and subnet are.
+type conflist struct {
+	raw    map[string]any
+	name   string
+	bridge string
+	subnet string
+}
+
+func parseConflist(data []byte) (*conflist, error) {
+	var raw map[string]any
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return nil, err
+	}
+	c := &conflist{raw: raw}
+	c.name, _ = raw["name"].(string)
+	br := c.bridgePlugin()
+	if br == nil {
+		return nil, errors.New(`no "bridge" plugin in "plugins"`)
+	}
+	c.bridge, _ = br["bridge"].(string)
+	if c.bridge == "" {
+		c.bridge = "cni0" // the bridge plugin's default
+	}
+	r := c.firstRange()
+	if r == nil {
+		return nil, errors.New(`the bridge's ipam has no "ranges"`)
+	}
+	c.subnet, _ = r["subnet"].(string)
+	if _, _, err := net.ParseCIDR(c.subnet); err != nil {
+		return nil, fmt.Errorf("the first range's subnet %q: %w", c.subnet, err)
+	}
+	return c, nil
+}
+
+func (c *conflist) bridgePlugin() map[string]any {
+	plugins, _ := c.raw["plugins"].([]any)
+	for _, p := range plugins {
+		if m, ok := p.(map[string]any); ok && m["type"] == "bridge" {
+			return m
+		}
+	}
+	return nil
+}
+
+func (c *conflist) firstRange() map[string]any {
+	ipam, _ := c.bridgePlugin()["ipam"].(map[string]any)
+	ranges, _ := ipam["ranges"].([]any)
+	if len(ranges) == 0 {
+		return nil
+	}
+	set, _ := ranges[0].([]any)
+	if len(set) == 0 {
+		return nil
+	}
+	r, _ := set[0].(map[string]any)
+	return r
+}
+
+// render is the template with bridge and subnet; a subnet that changed
+// loses the template's gateway and range bounds, which belonged to the
+// old one (host-local then takes the subnet's first address).
+func (c *conflist) render(bridge, subnet string) ([]byte, error) {
+	c.bridgePlugin()["bridge"] = bridge
+	if subnet != c.subnet {
+		r := c.firstRange()
+		for k := range r {
+			delete(r, k)
+		}
+		r["subnet"] = subnet
+	}
+	out, err := json.MarshalIndent(c.raw, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(out, '\n'), nil
+}
