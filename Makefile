@@ -1,6 +1,7 @@
 # Build, install and test the dockernet CNI plugins.
 #   make            build the plugins and the hello workload into bin/
 #   make install    copy the plugins to /opt/cni/bin and conf/ to /etc/cni/net.d
+#   make installer-image  the cluster installer image (podman), for conf/kubernetes/dnet-installer.yaml
 #   make test       every test: unit, per-plugin integration (root) and end-to-end (root)
 #   make test-clients  Podman, containerd CRI (crictl), ctr and cnitool driving the plugins (root)
 #   make demo       one packet through `docker run -p`, in private network namespaces (root)
@@ -22,7 +23,7 @@ BIN_DIR      ?= /usr/local/sbin
 CNITOOL_VERSION ?= v1.3.1
 CRICTL_VERSION  ?= v1.37.0
 
-.PHONY: all build tools install test test-clients unit integration e2e fuzz demo bench bench-publish bench-readme clean
+.PHONY: all build tools install installer installer-image test test-clients unit integration e2e fuzz demo bench bench-publish bench-readme clean
 
 all: build
 
@@ -54,6 +55,16 @@ $(REF_TOOLS)/%:
 	@mkdir -p $(REF_TOOLS)
 	CGO_ENABLED=0 GOBIN=$(REF_TOOLS) $(GO) install -trimpath $(REF_PKG)/$(patsubst $*=%,%,$(filter $*=%,$(REF_TOOL_PKGS)))@$(REF_VERSION)
 
+# The cluster installer (conf/kubernetes/) is a module of its own: it needs
+# client-go, whose first build takes a minute that no plugin should pay.
+INSTALLER_IMAGE ?= localhost/dnet-installer:latest
+installer:
+	@mkdir -p $(BIN)
+	@cd plugins/installer && $(GOBUILD) -o $(BIN)/dnet-installer .
+
+installer-image: build installer
+	bash scripts/installer-image.sh $(BIN) $(INSTALLER_IMAGE)
+
 # dnetctl install writes each file atomically and, on a host where Docker
 # (or anything else) already has docker0 or 172.17.0.0/16, installs the
 # network on a free bridge and subnet and says so.
@@ -68,7 +79,7 @@ GOTEST   := $(GO) test -count=1
 # The real clients alone (Podman, containerd's CRI via crictl, ctr,
 # cnitool), each printing what it ran and its count of checks; `make test`
 # runs them too.
-test-clients: build tools
+test-clients: build tools installer
 	$(TEST_ENV) $(GOTEST) -v -timeout 10m -run '^TestClient' ./test
 
 unit:
@@ -81,9 +92,10 @@ e2e: build tools
 	$(TEST_ENV) $(GOTEST) -timeout 15m ./test/...
 
 # The bench is a module of its own (test/bench): its unit tests run there.
-test: build tools
+test: build tools installer
 	$(TEST_ENV) $(GOTEST) -timeout 20m ./...
 	cd test/bench && $(GOTEST) ./...
+	cd plugins/installer && $(GOTEST) ./...
 	$(MAKE) --no-print-directory fuzz
 
 # Every parser of runtime or on-disk input, fuzzed for a few seconds each

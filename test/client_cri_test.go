@@ -23,7 +23,7 @@ const podCIDR = "10.244.1.0/24"
 func TestClientCRI(t *testing.T) {
 	h := newClientHost(t, "containerd CRI", "containerd", "ctr", "runc")
 	crictl := toolPath(t, "CRICTL", "../.tools/bin/crictl")
-	writeFile(t, filepath.Join(h.netD, "10-dockernet.conflist"), kubernetesConflist(t, podCIDR))
+	writeFile(t, filepath.Join(h.netD, "10-dockernet.conflist"), string(renderKubernetes(t, podCIDR)))
 	c := h.startContainerd("k8s.io")
 	cfg := filepath.Join(c.dir, "crictl.yaml")
 	writeFile(t, cfg, fmt.Sprintf("runtime-endpoint: unix://%[1]s\nimage-endpoint: unix://%[1]s\ntimeout: 30\n", c.sock))
@@ -186,16 +186,6 @@ func (h *clientHost) podNetns(cri func(...string) (string, error), id string) st
 	}
 	h.t.Fatalf("pod %s has no network namespace path", id)
 	return ""
-}
-
-// kubernetesConflist is conf/kubernetes/10-dockernet.conflist with the
-// node's pod CIDR, as the installer writes it.
-func kubernetesConflist(t *testing.T, cidr string) string {
-	raw, err := os.ReadFile("../conf/kubernetes/10-dockernet.conflist")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.Replace(string(raw), "10.244.0.0/24", cidr, 1)
 }
 
 func writeJSON(t *testing.T, path string, v any) {

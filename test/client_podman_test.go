@@ -50,14 +50,7 @@ func TestClientPodman(t *testing.T) {
 	h := newClientHost(t, "podman", "podman", "runc", "conmon")
 	h.addReferencePlugin("firewall")
 	h.addReferencePlugin("tuning")
-	dir := filepath.Join(h.dir, "podman")
-	writeFile(t, filepath.Join(dir, "containers.conf"), fmt.Sprintf(podmanContainersConf, dir))
-	writeFile(t, filepath.Join(dir, "storage.conf"), fmt.Sprintf(podmanStorageConf, dir))
-	writeFile(t, filepath.Join(dir, "registries.conf"), "")
-	h.env = append(h.env, "CONTAINERS_CONF="+filepath.Join(dir, "containers.conf"),
-		"CONTAINERS_STORAGE_CONF="+filepath.Join(dir, "storage.conf"),
-		"CONTAINERS_REGISTRIES_CONF="+filepath.Join(dir, "registries.conf"))
-	t.Cleanup(func() { _, _ = h.run("podman", "rm", "-a", "-f", "-t", "0") })
+	dir := h.podmanSetup()
 
 	ctx := filepath.Join(dir, "image")
 	copyFile(t, filepath.Join(h.bin, "hello"), filepath.Join(ctx, "hello"), 0o755)
@@ -94,6 +87,21 @@ func TestClientPodman(t *testing.T) {
 	_, err = h.run("podman", "rm", "-f", "-t", "0", "web2")
 	h.check("podman rm -f on docker0", err)
 	h.check("nothing left on docker0", h.leftovers("docker0", ip2))
+}
+
+// podmanSetup gives Podman its configuration and storage in the test's
+// dir, removes every container at cleanup, and returns that dir.
+func (h *clientHost) podmanSetup() string {
+	t := h.t
+	dir := filepath.Join(h.dir, "podman")
+	writeFile(t, filepath.Join(dir, "containers.conf"), fmt.Sprintf(podmanContainersConf, dir))
+	writeFile(t, filepath.Join(dir, "storage.conf"), fmt.Sprintf(podmanStorageConf, dir))
+	writeFile(t, filepath.Join(dir, "registries.conf"), "")
+	h.env = append(h.env, "CONTAINERS_CONF="+filepath.Join(dir, "containers.conf"),
+		"CONTAINERS_STORAGE_CONF="+filepath.Join(dir, "storage.conf"),
+		"CONTAINERS_REGISTRIES_CONF="+filepath.Join(dir, "registries.conf"))
+	t.Cleanup(func() { _, _ = h.run("podman", "rm", "-a", "-f", "-t", "0") })
+	return dir
 }
 
 // podmanGet runs the hello client in a throwaway container.

@@ -1,0 +1,103 @@
+// Command dnet-installer is the cluster installer's entrypoint: on every
+// node (a DaemonSet, conf/kubernetes/dnet-installer.yaml) it copies the
+// plugins into the node's /opt/cni/bin and writes the conflist, with the
+// node's pod CIDR, into its /etc/cni/net.d, each atomically; then it waits,
+// so that the pod stays up and a restart installs again.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/dockernet/cni-plugins/plugins/dnetctl/ctl"
+	"github.com/dockernet/cni-plugins/plugins/installer/node"
+	"github.com/dockernet/cni-plugins/plugins/pkg/install"
+)
+
+// Where the DaemonSet mounts the node's directories.
+const (
+	nodeBinDir  = "/host/opt/cni/bin"
+	nodeConfDir = "/host/etc/cni/net.d"
+)
+
+type options struct {
+	src, binDir, confDir, conflist, podCIDR string
+	wait                                    bool
+}
+
+func parseFlags(args []string) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("dnet-installer", flag.ContinueOnError)
+	fs.StringVar(&o.src, "src", "/opt/dnet", "the image's plugins (bin/) and conflist")
+	fs.StringVar(&o.binDir, "bin-dir", nodeBinDir, "the node's plugin directory, mounted")
+	fs.StringVar(&o.confDir, "conf-dir", nodeConfDir, "the node's conflist directory, mounted")
+	fs.StringVar(&o.conflist, "conflist", "10-dockernet.conflist", "the conflist under -src")
+	fs.StringVar(&o.podCIDR, "pod-cidr", "", "the node's pod CIDR (default: the Node object's spec.podCIDRs, for node $NODE_NAME)")
+	fs.BoolVar(&o.wait, "wait", false, "after installing, wait for SIGTERM (a DaemonSet's container)")
+	err := fs.Parse(args)
+	if err == nil && fs.NArg() > 0 {
+		err = fmt.Errorf("unexpected arguments %v", fs.Args())
+	}
+	return o, err
+}
+
+func main() {
+	o, err := parseFlags(os.Args[1:])
+	if err != nil {
+		os.Exit(2)
+	}
+	if err := run(o.src, o.binDir, o.confDir, o.conflist, o.podCIDR); err != nil {
+		fmt.Fprintln(os.Stderr, "dnet-installer:", err)
+		os.Exit(1)
+	}
+	if o.wait {
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+		<-sig
+	}
+}
+
+func run(src, binDir, confDir, conflist, podCIDR string) error {
+	if podCIDR == "" {
+		name := os.Getenv("NODE_NAME")
+		if name == "" {
+			return fmt.Errorf("no -pod-cidr and no NODE_NAME to read it from")
+		}
+		cfg, err := rest.InClusterConfig()
+		if err != nil {
+			return fmt.Errorf("no -pod-cidr, and not in a cluster: %w", err)
+		}
+		client, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if podCIDR, err = node.PodCIDR(ctx, client, name, 2*time.Second); err != nil {
+			return err
+		}
+		fmt.Printf("dnet-installer: node %s has pod CIDR %s\n", name, podCIDR)
+	}
+	tmpl, err := os.ReadFile(filepath.Join(src, conflist))
+	if err != nil {
+		return err
+	}
+	res, err := install.Run(install.Options{
+		SrcBin: filepath.Join(src, "bin"), Plugins: ctl.Plugins, BinDir: binDir, ConfDir: confDir,
+		Template: tmpl, FileName: filepath.Base(conflist), Subnet: podCIDR, Log: os.Stdout,
+	}, install.NetlinkHost{})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("dnet-installer: network %s on bridge %s, %s: %d files written\n", res.Network, res.Bridge, res.Subnet, len(res.Written))
+	return nil
+}

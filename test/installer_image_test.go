@@ -1,0 +1,91 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/install"
+)
+
+// TestInstallerImage builds the cluster installer image from
+// conf/kubernetes/Containerfile with podman, offline, and runs it as the
+// DaemonSet would, with host network and temporary directories in place of
+// the node's /opt/cni/bin and /etc/cni/net.d: it installs the plugins and
+// the conflist with the given pod CIDR, a rerun writes nothing, and on a
+// node where another CNI already has cni0 it picks another bridge.
+func TestInstallerImage(t *testing.T) {
+	h := newClientHost(t, "installer image", "podman", "runc", "conmon")
+	if _, err := os.Stat(filepath.Join(h.bin, "dnet-installer")); err != nil {
+		t.Fatalf("%s/dnet-installer is missing: make installer builds it", h.bin)
+	}
+	h.podmanSetup()
+	const image = "localhost/dnet-installer:test"
+	script, _ := filepath.Abs("../scripts/installer-image.sh")
+	h.mustRun("bash", script, h.bin, image)
+
+	// A node's two directories, made as the DaemonSet's hostPath
+	// volumes (DirectoryOrCreate) make them.
+	node := func() (binDir, confDir string) {
+		d := t.TempDir()
+		binDir, confDir = filepath.Join(d, "opt-cni-bin"), filepath.Join(d, "etc-cni-net.d")
+		for _, dir := range []string{binDir, confDir} {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return binDir, confDir
+	}
+	runInstaller := func(binDir, confDir string, args ...string) (string, error) {
+		return h.run(append([]string{"podman", "run", "--rm", "--network", "host",
+			"-v", binDir + ":/host/opt/cni/bin", "-v", confDir + ":/host/etc/cni/net.d", image}, args...)...)
+	}
+	binDir, confDir := node()
+	out, err := runInstaller(binDir, confDir, "-pod-cidr", "10.244.5.0/24")
+	h.check("the installer runs with -pod-cidr", err)
+	h.check("it reports what it wrote", errUnless(strings.Contains(out, "network dockernet on bridge cni0, 10.244.5.0/24: 5 files written"), out))
+	for _, p := range []string{"bridge", "host-local", "portmap", "loopback"} {
+		got, _ := os.ReadFile(filepath.Join(binDir, p))
+		want, _ := os.ReadFile(filepath.Join(h.bin, p))
+		h.check("plugin "+p+" is the one built", errUnless(len(got) > 0 && bytes.Equal(got, want), "differs or is missing"))
+	}
+	written, _ := os.ReadFile(filepath.Join(confDir, "10-dockernet.conflist"))
+	want := renderKubernetes(t, "10.244.5.0/24")
+	h.check("the conflist has the node's pod CIDR", errUnless(bytes.Equal(written, want), string(written)))
+	entries, _ := os.ReadDir(confDir)
+	h.check("nothing but the conflist in net.d", errUnless(len(entries) == 1, "found more"))
+
+	out, err = runInstaller(binDir, confDir, "-pod-cidr", "10.244.5.0/24")
+	h.check("a rerun writes nothing", errUnless(err == nil && strings.Contains(out, ": 0 files written"), out))
+
+	_, err = runInstaller(binDir, confDir)
+	h.check("without -pod-cidr or a cluster it stops with the reason", errUnless(err != nil && strings.Contains(err.Error(), "no -pod-cidr and no NODE_NAME"), "it did not"))
+
+	// Another CNI's bridge already on the node.
+	h.host.MustRun("ip", "link", "add", "cni0", "type", "bridge")
+	binDir, confDir = node()
+	out, err = runInstaller(binDir, confDir, "-pod-cidr", "10.244.5.0/24")
+	h.check("beside another cni0 it installs on dnet0", errUnless(err == nil && strings.Contains(out, "network dockernet on bridge dnet0, 10.244.5.0/24"), fmt.Sprint(out, err)))
+}
+
+// renderKubernetes is conf/kubernetes's conflist as the installer renders
+// it for a node's pod CIDR.
+func renderKubernetes(t *testing.T, cidr string) []byte {
+	t.Helper()
+	dir := t.TempDir()
+	_, err := install.Run(install.Options{Template: []byte(readFile(t, "../conf/kubernetes/10-dockernet.conflist")),
+		FileName: "10-dockernet.conflist", ConfDir: dir, Subnet: cidr}, emptyHost{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []byte(readFile(t, filepath.Join(dir, "10-dockernet.conflist")))
+}
+
+// emptyHost is a host with nothing on it, for rendering only.
+type emptyHost struct{}
+
+func (emptyHost) LinkExists(string) bool           { return false }
+func (emptyHost) InUse() ([]install.Prefix, error) { return nil, nil }
