@@ -94,3 +94,53 @@ func TestOperatorCommand(t *testing.T) {
 		})
 	}
 }
+
+// TestExplain: dnetctl explain follows a published port through the live
+// kernel: the DNAT element or rule with its counter, the route, the bridge
+// port learnt from the container's MAC, the veth pair, the forwarding and
+// masquerade state, and the connections conntrack holds now.
+func TestExplain(t *testing.T) {
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t, backend)
+			c1 := w.newContainer("c1")
+			if _, err := w.libcni("").add(c1, both(8600, "")); err != nil {
+				t.Fatal(err)
+			}
+			ip := containerIP(t, c1)
+			w.waitServing(c1, ip)
+			w.mustReach(w.client, "tcp", hostAddr, 8600)
+			w.mustReach(w.client, "udp", hostAddr, 8600)
+
+			out, err := w.dnetctl("explain", "-proto", "udp", "8600")
+			t.Logf("dnetctl explain -proto udp 8600:\n%s", out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			veth := "veth" + c1.owner().Tag()[:10]
+			counter := map[string]string{"nftables": "counter packets ", "iptables": "["}[backend]
+			for _, want := range []string{
+				"8600/udp on every local address -> " + ip + ":5000",
+				"network " + netName + " (backend " + backend + ")",
+				counter,
+				ip + " dev docker0 src " + gatewayIP,
+				"learnt on port " + veth,
+				veth + " (host side",
+				"<-> eth0 in the container's netns",
+				"udp " + clientAddr + ":",
+				"-> " + hostAddr + ":8600, reply " + ip + ":5000",
+			} {
+				if !strings.Contains(out, want) {
+					t.Errorf("explain lacks %q", want)
+				}
+			}
+			if strings.Contains(out, "MISSING") || strings.Contains(out, "8600/tcp") {
+				t.Errorf("explain -proto udp shows a missing DNAT or the tcp mapping")
+			}
+			if out, err := w.dnetctl("explain", "8601"); err == nil || !strings.Contains(out, "not published by any recorded attachment") {
+				t.Errorf("explain of an unpublished port: %v\n%s", err, out)
+			}
+		})
+	}
+}

@@ -30,6 +30,10 @@ const usage = `usage: dnetctl [-state-dir DIR] COMMAND [-json]
   gc        -conflist FILE [-cni-path DIR] [-cache-dir DIR] [-valid ID/IFNAME ...]:
             CNI GC of that network (a DEL for each cached attachment not listed,
             then every plugin's GC), keeping only the attachments listed
+  explain   [-proto tcp|udp|sctp] [-addr IP] PORT: the path a packet to that
+            published host port takes now, hop by hop: the DNAT element or rule,
+            route, bridge port, veth, forwarding and masquerade rules with their
+            counters, and the connections conntrack tracks
   install   -conflist FILE [-bin-src DIR] [-bin-dir DIR] [-conf-dir DIR]
             [-subnet CIDR] [-bridge NAME]: the plugins and the conflist, each
             written atomically; a bridge name or subnet this host already uses
@@ -47,8 +51,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cmd, rest := global.Arg(0), global.Args()[1:]
-	if cmd == "install" {
+	switch cmd {
+	case "install":
 		return runInstall(rest, stdout, stderr)
+	case "explain":
+		return runExplain(attachment.HostEnv(*stateDir), rest, stdout, stderr)
 	}
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)

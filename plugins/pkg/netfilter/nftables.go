@@ -214,8 +214,11 @@ func fibLocalJump() []expr.Any {
 func (l *layout) rules() map[string][][]expr.Any {
 	words := l.addrLen / 4 // 32-bit registers an address fills
 	dnat := func(set *nftables.Set, key ...expr.Any) []expr.Any {
+		// The counter is what dnetctl explain shows: connections DNATed
+		// through the map (nat chains see a connection's first packet only).
 		return append(key,
 			&expr.Lookup{SourceRegister: 1, DestRegister: 1, IsDestRegSet: true, SetName: set.Name, SetID: set.ID},
+			&expr.Counter{},
 			&expr.NAT{Type: expr.NATTypeDestNAT, Family: l.nfproto(), RegAddrMin: 1, RegProtoMin: reg32(words)})
 	}
 	mark := uint32(1) << nftMarkBit

@@ -1,0 +1,410 @@
+package ctl
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/attachment"
+	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+)
+
+// Query is a published port to explain: the host port, and optionally its
+// protocol and host address.
+type Query struct {
+	Port  int
+	Proto string // "" for every protocol
+	Addr  net.IP // nil for every address
+}
+
+// published is one mapping of one attachment that answers a Query.
+type published struct {
+	a       *Attachment
+	spec    netfilter.PortMapSpec
+	m       netfilter.PortMapping
+	backend string
+}
+
+// Explain prints the path a packet to the published port takes on this
+// host now, hop by hop, from the records and the live kernel state: the
+// seed's walk-through of `docker run -p`, for the live system.
+func Explain(w io.Writer, env attachment.Env, q Query) error {
+	as, err := Load(env)
+	if err != nil {
+		return err
+	}
+	var found []published
+	for _, a := range as {
+		if a.portmap == nil {
+			continue
+		}
+		for _, spec := range a.portmap.Specs {
+			for _, m := range spec.Mappings {
+				if m.HostPort != q.Port || (q.Proto != "" && m.Protocol != q.Proto) {
+					continue
+				}
+				if q.Addr != nil && m.HostIP != nil && !m.HostIP.IsUnspecified() && !m.HostIP.Equal(q.Addr) {
+					continue
+				}
+				found = append(found, published{a: a, spec: spec, m: m, backend: a.portmap.Backend})
+			}
+		}
+	}
+	if len(found) == 0 {
+		what := strconv.Itoa(q.Port)
+		if q.Proto != "" {
+			what += "/" + q.Proto
+		}
+		return fmt.Errorf("host port %s is not published by any recorded attachment (dnetctl list shows what is; -state-dir if the network sets stateDir)", what)
+	}
+	for i, p := range found {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		p.explain(w)
+	}
+	return nil
+}
+
+func (p published) explain(w io.Writer) {
+	m, spec, o := p.m, p.spec, p.spec.Owner
+	v6 := spec.ContainerIP.To4() == nil
+	host := "every local address"
+	if m.HostIP != nil && !m.HostIP.IsUnspecified() {
+		host = m.HostIP.String()
+	}
+	dst := net.JoinHostPort(spec.ContainerIP.String(), strconv.Itoa(m.ContainerPort))
+	fmt.Fprintf(w, "%d/%s on %s -> %s: container %s, interface %s, network %s (backend %s)\n",
+		m.HostPort, m.Protocol, host, dst, shortID(o.ContainerID), o.IfName, o.Network, p.backend)
+
+	hop := func(n int, title string) { fmt.Fprintf(w, "\n%d. %s\n", n, title) }
+	hop(1, "DNAT: nat PREROUTING (from outside) and OUTPUT (from this host) send a packet to a local address to the published ports")
+	for _, line := range p.dnatState(v6) {
+		fmt.Fprintf(w, "   %s\n", line)
+	}
+	fmt.Fprintf(w, "   => the destination becomes %s\n", dst)
+
+	hop(2, "Routing after DNAT")
+	bridge := spec.HairpinIf
+	if routes, err := netlink.RouteGet(spec.ContainerIP); err == nil && len(routes) > 0 {
+		dev := linkName(routes[0].LinkIndex)
+		fmt.Fprintf(w, "   %s dev %s src %s\n", spec.ContainerIP, dev, routes[0].Src)
+		if bridge == "" {
+			bridge = dev
+		}
+	} else {
+		fmt.Fprintf(w, "   no route to %s: %v\n", spec.ContainerIP, err)
+	}
+
+	hop(3, "The bridge hands it to the container's port")
+	veth := p.bridgePort(w, bridge)
+
+	hop(4, "The veth pair into the container")
+	if l, err := netlink.LinkByName(veth); err == nil {
+		fmt.Fprintf(w, "   %s (host side, ifindex %d, on %s) <-> %s in the container's netns (its ifindex %d, netns id %d)\n",
+			veth, l.Attrs().Index, linkName(l.Attrs().MasterIndex), o.IfName, l.Attrs().ParentIndex, l.Attrs().NetNsID)
+	} else {
+		fmt.Fprintf(w, "   host veth %s: %v\n", veth, err)
+	}
+
+	hop(5, "FORWARD: what the filter half lets through")
+	for _, line := range p.forwardState(v6, bridge) {
+		fmt.Fprintf(w, "   %s\n", line)
+	}
+
+	hop(6, "The way back: conntrack undoes the DNAT on replies; masquerade where the reply would otherwise miss it")
+	switch {
+	case spec.MasqAll:
+		fmt.Fprintln(w, "   every connection to this port is masqueraded (masqAll): the container sees the host's address")
+	case spec.SNAT:
+		fmt.Fprintf(w, "   connections from the host itself (127.0.0.1) and hairpin connections from %s are masqueraded; others keep their source\n", bridge)
+	default:
+		fmt.Fprintln(w, "   snat is off: no masquerade for hairpin or localhost connections")
+	}
+	for _, line := range p.masqState(v6) {
+		fmt.Fprintf(w, "   %s\n", line)
+	}
+
+	hop(7, "Connections now (conntrack)")
+	p.conntrack(w, v6)
+}
+
+// dnatState is the kernel's DNAT state for this mapping, as nft or
+// iptables-save print it, counters included.
+func (p published) dnatState(v6 bool) []string {
+	tag := p.spec.Owner.Tag()
+	port := strconv.Itoa(p.m.HostPort)
+	if p.backend == "nftables" {
+		fam := nftFamily(v6)
+		set := "hostports"
+		if p.m.HostIP != nil && !p.m.HostIP.IsUnspecified() {
+			set = "hostports_bound"
+		}
+		var out []string
+		for _, l := range grepLines(run("nft", "list", "map", fam, "dnet", set), tag) {
+			if strings.Contains(l, p.m.Protocol+" . "+port+" ") {
+				out = append(out, fmt.Sprintf("table %s dnet, map %s: %s", fam, set, l))
+			}
+		}
+		for _, l := range grepLines(run("nft", "list", "chain", fam, "dnet", "hostports"), "map @"+set) {
+			out = append(out, fmt.Sprintf("table %s dnet, chain hostports: %s", fam, l))
+		}
+		return orMissing(out)
+	}
+	// The jump from DNET-HOSTPORTS into the container's chain, and the
+	// DNAT there, for this protocol.
+	var out []string
+	for _, l := range grepLines(run(iptablesSave(v6), "-c", "-t", "nat"), tag) {
+		if !strings.Contains(l, "-p "+p.m.Protocol+" ") {
+			continue
+		}
+		if (strings.Contains(l, "--dport "+port+" ") && strings.Contains(l, "-j DNAT")) ||
+			(strings.Contains(l, "-A DNET-HOSTPORTS ") && slices.Contains(strings.Split(dportsOf(l), ","), port)) {
+			out = append(out, l)
+		}
+	}
+	return orMissing(out)
+}
+
+func (p published) forwardState(v6 bool, bridge string) []string {
+	tag := p.spec.Owner.Tag()
+	if p.backend == "nftables" {
+		fam := nftFamily(v6)
+		out := []string{fmt.Sprintf("table %s dnet, chain forward only drops; a DNATed connection (ct status dnat) is never among them:", fam)}
+		for _, l := range grepLines(run("nft", "list", "chain", fam, "dnet", "forward"), "") {
+			if strings.Contains(l, "drop") || strings.Contains(l, "accept") {
+				out = append(out, "  "+l)
+			}
+		}
+		for _, set := range []string{"fwd_members", "fwd_protect", "fwd_isolate", "fwd_noicc"} {
+			for _, l := range grepLines(run("nft", "list", "set", fam, "dnet", set), tag) {
+				out = append(out, fmt.Sprintf("set %s: %s", set, l))
+			}
+		}
+		return append(out, p.iptablesAccepts(v6, bridge)...)
+	}
+	return append([]string{"filter FORWARD jumps to DNET-FORWARD at its end:"}, p.iptablesAccepts(v6, bridge)...)
+}
+
+// iptablesAccepts are the ACCEPTs for the bridge that any iptables
+// FORWARD policy of DROP needs, whichever backend installed them.
+func (p published) iptablesAccepts(v6 bool, bridge string) []string {
+	var out []string
+	for _, l := range grepLines(run(iptablesSave(v6), "-c", "-t", "filter"), bridge) {
+		if strings.HasPrefix(l, "[") && strings.Contains(l, "DNET-") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func (p published) masqState(v6 bool) []string {
+	tag := p.spec.Owner.Tag()
+	if p.backend == "nftables" {
+		fam := nftFamily(v6)
+		var out []string
+		for _, set := range []string{"masq_ips", "masq_local", "masq_all"} {
+			for _, l := range grepLines(run("nft", "list", "set", fam, "dnet", set), tag) {
+				out = append(out, fmt.Sprintf("set %s (outbound masquerade): %s", set, l))
+			}
+		}
+		for _, l := range grepLines(run("nft", "list", "chain", fam, "dnet", "postrouting"), "masquerade") {
+			out = append(out, "chain postrouting: "+l)
+		}
+		return out
+	}
+	// The container's outbound masquerade, its hairpin and localhost
+	// marks for this port, and the masquerade of what is marked.
+	var out []string
+	for _, l := range grepLines(run(iptablesSave(v6), "-c", "-t", "nat"), "") {
+		mine := strings.Contains(l, tag+" ") && (strings.Contains(l, "-j MASQUERADE") ||
+			(strings.Contains(l, "-j MARK") && strings.Contains(l, "-p "+p.m.Protocol+" ") && strings.Contains(l, "--dport "+strconv.Itoa(p.m.HostPort)+" ")))
+		if mine || (strings.HasPrefix(l, "[") && strings.Contains(l, "DNET") && strings.Contains(l, "--mark") && strings.Contains(l, "-j MASQUERADE")) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// dportsOf is the list after --dports in an iptables rule.
+func dportsOf(rule string) string {
+	f := strings.Fields(rule)
+	for i := range f {
+		if f[i] == "--dports" && i+1 < len(f) {
+			return f[i+1]
+		}
+	}
+	return ""
+}
+
+// bridgePort finds the bridge port behind which the container's address
+// is: its neighbour entry gives the MAC, the bridge's forwarding database
+// the port. Without a neighbour entry (no traffic lately) the recorded
+// veth name stands in. It returns the host veth's name.
+func (p published) bridgePort(w io.Writer, bridge string) string {
+	byRecord := "veth" + p.spec.Owner.Tag()[:10]
+	br, err := netlink.LinkByName(bridge)
+	if err != nil {
+		fmt.Fprintf(w, "   bridge %s: %v\n", bridge, err)
+		return byRecord
+	}
+	family := netlink.FAMILY_V4
+	if p.spec.ContainerIP.To4() == nil {
+		family = netlink.FAMILY_V6
+	}
+	neighs, _ := netlink.NeighList(br.Attrs().Index, family)
+	var mac net.HardwareAddr
+	for _, n := range neighs {
+		if n.IP.Equal(p.spec.ContainerIP) && len(n.HardwareAddr) > 0 {
+			mac = n.HardwareAddr
+		}
+	}
+	if mac == nil {
+		fmt.Fprintf(w, "   %s: no neighbour entry for %s yet (no traffic lately); its port by record: %s\n", bridge, p.spec.ContainerIP, byRecord)
+		return byRecord
+	}
+	fdb, _ := netlink.NeighList(0, unix.AF_BRIDGE)
+	for _, e := range fdb {
+		if e.MasterIndex == br.Attrs().Index && e.HardwareAddr.String() == mac.String() {
+			port := linkName(e.LinkIndex)
+			fmt.Fprintf(w, "   %s: %s is at %s (neighbour table), learnt on port %s (forwarding database)\n", bridge, p.spec.ContainerIP, mac, port)
+			return port
+		}
+	}
+	fmt.Fprintf(w, "   %s: %s is at %s; no forwarding entry for it yet; its port by record: %s\n", bridge, p.spec.ContainerIP, mac, byRecord)
+	return byRecord
+}
+
+// conntrack prints the connections to this published port that are
+// tracked now, as conntrack -L would.
+func (p published) conntrack(w io.Writer, v6 bool) {
+	family := netlink.InetFamily(unix.AF_INET)
+	if v6 {
+		family = netlink.InetFamily(unix.AF_INET6)
+	}
+	flows, err := netlink.ConntrackTableList(netlink.ConntrackTable, family)
+	if err != nil {
+		fmt.Fprintf(w, "   conntrack: %v\n", err)
+		return
+	}
+	proto := map[string]uint8{"tcp": unix.IPPROTO_TCP, "udp": unix.IPPROTO_UDP, "sctp": unix.IPPROTO_SCTP}[p.m.Protocol]
+	n := 0
+	for _, f := range flows {
+		if f.Forward.Protocol != proto || f.Forward.DstPort != uint16(p.m.HostPort) ||
+			!f.Reverse.SrcIP.Equal(p.spec.ContainerIP) || f.Reverse.SrcPort != uint16(p.m.ContainerPort) {
+			continue
+		}
+		n++
+		if n <= 10 {
+			fmt.Fprintf(w, "   %s %s:%d -> %s:%d, reply %s:%d -> %s:%d, %d s left\n", p.m.Protocol,
+				f.Forward.SrcIP, f.Forward.SrcPort, f.Forward.DstIP, f.Forward.DstPort,
+				f.Reverse.SrcIP, f.Reverse.SrcPort, f.Reverse.DstIP, f.Reverse.DstPort, f.TimeOut)
+		}
+	}
+	switch {
+	case n == 0:
+		fmt.Fprintln(w, "   none")
+	case n > 10:
+		fmt.Fprintf(w, "   … %d in all\n", n)
+	}
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+func nftFamily(v6 bool) string {
+	if v6 {
+		return "ip6"
+	}
+	return "ip"
+}
+
+func iptablesSave(v6 bool) string {
+	if v6 {
+		return "ip6tables-save"
+	}
+	return "iptables-save"
+}
+
+func linkName(index int) string {
+	if l, err := netlink.LinkByIndex(index); err == nil {
+		return l.Attrs().Name
+	}
+	return "ifindex " + strconv.Itoa(index)
+}
+
+// run is a tool's output, or the reason there is none.
+func run(name string, args ...string) string {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		var exit *exec.ExitError
+		if errors.As(err, &exit) || errors.Is(err, exec.ErrNotFound) {
+			return ""
+		}
+	}
+	return string(out)
+}
+
+// grepLines are the trimmed lines of text that contain needle; a set
+// element loses nft's "elements = {" and its trailing "," or "}".
+func grepLines(text, needle string) []string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		l = strings.TrimSpace(l)
+		if strings.Contains(l, "comment \"") {
+			l = strings.TrimSpace(strings.TrimSuffix(strings.TrimSuffix(strings.TrimPrefix(l, "elements = {"), ","), "}"))
+		}
+		if l != "" && strings.Contains(l, needle) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func orMissing(lines []string) []string {
+	if len(lines) == 0 {
+		return []string{"MISSING: nothing in the kernel DNATs this port (dnetctl restore puts it back)"}
+	}
+	return lines
+}
+
+// runExplain is `dnetctl explain [-proto P] [-addr IP] PORT`.
+func runExplain(env attachment.Env, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("explain", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	proto := fs.String("proto", "", "tcp, udp or sctp (default: each that is published)")
+	addr := fs.String("addr", "", "the host address the packet is sent to (default: any)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	port, err := strconv.Atoi(fs.Arg(0))
+	if fs.NArg() != 1 || err != nil || port < 1 || port > 65535 {
+		fmt.Fprintln(stderr, "usage: dnetctl explain [-proto tcp|udp|sctp] [-addr IP] PORT")
+		return 2
+	}
+	q := Query{Port: port, Proto: *proto}
+	if *addr != "" {
+		if q.Addr = net.ParseIP(*addr); q.Addr == nil {
+			fmt.Fprintf(stderr, "dnetctl explain: -addr %q is not an IP address\n", *addr)
+			return 2
+		}
+	}
+	if err := Explain(stdout, env, q); err != nil {
+		fmt.Fprintln(stderr, "dnetctl explain:", err)
+		return 1
+	}
+	return 0
+}
