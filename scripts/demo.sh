@@ -161,6 +161,9 @@ cat <<HOPS
   reply: container eth0 -> default via $gateway -> host, conntrack un-DNAT -> host eth0 -> client
 HOPS
 
+step "The same walk for the live system, in one command: dnetctl explain 8080"
+nsx "$hostns" "$bin/dnetctl" -state-dir "$work/state" explain 8080
+
 step "5. Tear down: cnitool del, then the namespaces"
 cni del
 added=

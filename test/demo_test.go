@@ -47,7 +47,7 @@ func TestDemo(t *testing.T) {
 			if !strings.Contains(text, "\nHello\n") {
 				t.Errorf("demo did not print Hello:\n%s", text)
 			}
-			for _, want := range []string{"peer=192.0.2.2:", "dnat", "masquerade", "peer=192.0.2.1:"} {
+			for _, want := range []string{"peer=192.0.2.2:", "dnat", "masquerade", "peer=192.0.2.1:", "8080/tcp on every local address -> ", "learnt on port veth", "connections now (conntrack)"} {
 				if !strings.Contains(strings.ToLower(text), want) {
 					t.Errorf("demo output lacks %q:\n%s", want, text)
 				}
