@@ -181,7 +181,7 @@ func (p published) forwardState(v6 bool, bridge string) []string {
 		fam := nftFamily(v6)
 		out := []string{fmt.Sprintf("table %s dnet, chain forward only drops; a DNATed connection (ct status dnat) is never among them:", fam)}
 		for _, l := range grepLines(run("nft", "list", "chain", fam, "dnet", "forward"), "") {
-			if strings.Contains(l, "drop") || strings.Contains(l, "accept") {
+			if !strings.HasPrefix(l, "type ") && (strings.Contains(l, "drop") || strings.Contains(l, "accept")) {
 				out = append(out, "  "+l)
 			}
 		}
