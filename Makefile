@@ -23,7 +23,7 @@ BIN_DIR      ?= /usr/local/sbin
 CNITOOL_VERSION ?= v1.3.1
 CRICTL_VERSION  ?= v1.37.0
 
-.PHONY: all build tools install installer installer-image test test-clients unit integration e2e fuzz demo bench bench-publish bench-readme clean
+.PHONY: all build tools deps install installer installer-image test test-clients unit integration e2e fuzz demo bench bench-publish bench-readme clean
 
 all: build
 
@@ -79,8 +79,12 @@ GOTEST   := $(GO) test -count=1
 # The real clients alone (Podman, containerd's CRI via crictl, ctr,
 # cnitool), each printing what it ran and its count of checks; `make test`
 # runs them too.
-test-clients: build tools installer
-	$(TEST_ENV) $(GOTEST) -v -timeout 10m -run '^TestClient' ./test
+test-clients: deps build tools installer
+	$(TEST_ENV) $(GOTEST) -v -timeout 10m -run '^(TestClient|TestInstallerImage)' ./test
+
+# As root, install what is missing (podman, containerd, runc, …) first.
+deps:
+	@if [ "$$(id -u)" = 0 ]; then bash scripts/install-deps.sh; else echo "deps: not root, installing nothing"; fi
 
 unit:
 	$(GOTEST) ./plugins/...

@@ -19,9 +19,7 @@ import (
 // node where another CNI already has cni0 it picks another bridge.
 func TestInstallerImage(t *testing.T) {
 	h := newClientHost(t, "installer image", "podman", "runc", "conmon")
-	if _, err := os.Stat(filepath.Join(h.bin, "dnet-installer")); err != nil {
-		t.Fatalf("%s/dnet-installer is missing: make installer builds it", h.bin)
-	}
+	toolPath(t, "DNET_INSTALLER", filepath.Join(h.bin, "dnet-installer"))
 	h.podmanSetup()
 	const image = "localhost/dnet-installer:test"
 	script, _ := filepath.Abs("../scripts/installer-image.sh")
