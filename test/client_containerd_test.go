@@ -55,6 +55,7 @@ type containerd struct {
 func (h *clientHost) startContainerd(ns string) *containerd {
 	h.t.Helper()
 	c := &containerd{h: h, dir: filepath.Join(h.dir, "containerd")}
+	h.ownCgroups(ns)
 	c.sock = filepath.Join(c.dir, "containerd.sock")
 	writeFile(h.t, filepath.Join(c.dir, "config.toml"), fmt.Sprintf(containerdConfig, c.dir, podmanImage))
 	log, err := os.Create(filepath.Join(c.dir, "containerd.log"))

@@ -94,6 +94,7 @@ func TestClientPodman(t *testing.T) {
 func (h *clientHost) podmanSetup() string {
 	t := h.t
 	dir := filepath.Join(h.dir, "podman")
+	h.ownCgroups("libpod_parent")
 	writeFile(t, filepath.Join(dir, "containers.conf"), fmt.Sprintf(podmanContainersConf, dir))
 	writeFile(t, filepath.Join(dir, "storage.conf"), fmt.Sprintf(podmanStorageConf, dir))
 	writeFile(t, filepath.Join(dir, "registries.conf"), "")

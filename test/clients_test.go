@@ -30,7 +30,8 @@ import (
 //
 //	/etc/cni/net.d  conflists           /opt/cni/bin  plugins
 //	/var/lib/cni    libcni's cache, host-local's store, our records
-//	/dev/shm        Podman's locks
+//	/dev/shm        Podman's locks      /var/lib/containers  Podman's cache
+//	/run/runc, /run/containerd          runc's and the shims' state
 //
 // A client run there (nsenter into that mount namespace and the host netns)
 // neither reads the machine's CNI configuration nor leaves state in it. The
@@ -89,6 +90,9 @@ func newClientHost(t *testing.T, suite string, tools ...string) *clientHost {
 		{"--bind", h.cniBin, "/opt/cni/bin"},
 		{"--bind", h.varLib, "/var/lib/cni"},
 		{"-t", "tmpfs", "tmpfs", "/dev/shm"},
+		{"-t", "tmpfs", "tmpfs", "/run/runc"},           // Podman's runc state
+		{"-t", "tmpfs", "tmpfs", "/run/containerd"},     // the shims' sockets, runc state
+		{"-t", "tmpfs", "tmpfs", "/var/lib/containers"}, // Podman's blob cache
 	}
 	for _, m := range mounts {
 		target := m[len(m)-1]
@@ -303,4 +307,38 @@ func killProcessesMentioning(marker string) {
 		}
 	}
 	time.Sleep(100 * time.Millisecond)
+}
+
+// ownCgroups removes, at cleanup, the cgroups named name (in every
+// hierarchy) that the client creates and leaves behind empty: Podman's
+// libpod_parent, containerd's one per namespace. Those that existed before
+// the suite are left alone, and rmdir removes only empty cgroups, so no
+// process is touched.
+func (h *clientHost) ownCgroups(names ...string) {
+	var made []string
+	roots, _ := filepath.Glob("/sys/fs/cgroup/*")
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		roots = []string{"/sys/fs/cgroup"} // cgroup v2 alone
+	}
+	for _, root := range roots {
+		for _, name := range names {
+			if _, err := os.Stat(filepath.Join(root, name)); os.IsNotExist(err) {
+				made = append(made, filepath.Join(root, name))
+			}
+		}
+	}
+	h.t.Cleanup(func() {
+		for _, top := range made {
+			var dirs []string
+			_ = filepath.WalkDir(top, func(p string, d fs.DirEntry, err error) error {
+				if err == nil && d.IsDir() {
+					dirs = append(dirs, p)
+				}
+				return nil
+			})
+			for i := len(dirs) - 1; i >= 0; i-- {
+				_ = os.Remove(dirs[i])
+			}
+		}
+	})
 }
