@@ -78,17 +78,30 @@ func TestClientCRI(t *testing.T) {
 	_, err = h.request(h.client, "tcp", hostAddr, 8082)
 	h.check("tcp 192.0.2.1:8082 from the client is refused: published on 192.0.2.3 only", errUnless(err != nil, "it answered"))
 
-	// A second pod, nothing published: kubelet's ordinary pod.
-	peerID, err := cri("runp", podSandbox{Name: "peer"}.write(t, c.dir))
+	// A second pod, nothing published: kubelet's ordinary pod, with a
+	// container the probes run in (crictl exec, through CRI's streaming
+	// server).
+	peerConf := podSandbox{Name: "peer"}.write(t, c.dir)
+	peerID, err := cri("runp", peerConf)
 	h.check("crictl runp without port_mappings", err)
-	peerNetns := h.podNetns(cri, peerID)
-	hello := filepath.Join(h.bin, "hello")
+	probeConf := filepath.Join(c.dir, "probe-container.json")
+	writeJSON(t, probeConf, map[string]any{
+		"metadata": map[string]any{"name": "probe"},
+		"image":    map[string]any{"image": podmanImage},
+		"command":  []string{"/hello", "pause"},
+		"log_path": "probe.log",
+	})
+	probeID, err := cri("create", peerID, probeConf, peerConf)
+	if err == nil {
+		_, err = cri("start", probeID)
+	}
+	h.check("crictl create and start a container in the second pod", err)
 	for _, target := range []string{"http://" + hostAddr + ":8080/", "http://" + ip + ":5000/"} {
-		out, err := h.run("nsenter", "--net="+peerNetns, hello, "get", target)
+		out, err := cri("exec", probeID, "/hello", "get", target)
 		if err == nil && !strings.HasPrefix(out, "Hello\n") {
 			err = fmt.Errorf("unexpected answer %q", out)
 		}
-		h.check("tcp "+target+" from the second pod", err)
+		h.check("tcp "+target+" from a container of the second pod (crictl exec)", err)
 	}
 	h.check("dnetctl check while running", h.dnetctlCheck())
 
@@ -148,16 +161,6 @@ type podStatus struct {
 			IP string `json:"ip"`
 		} `json:"network"`
 	} `json:"status"`
-	Info struct {
-		RuntimeSpec struct {
-			Linux struct {
-				Namespaces []struct {
-					Type string `json:"type"`
-					Path string `json:"path"`
-				} `json:"namespaces"`
-			} `json:"linux"`
-		} `json:"runtimeSpec"`
-	} `json:"info"`
 }
 
 func (h *clientHost) inspectPod(cri func(...string) (string, error), id string) podStatus {
@@ -175,17 +178,6 @@ func (h *clientHost) inspectPod(cri func(...string) (string, error), id string) 
 
 func (h *clientHost) podIP(cri func(...string) (string, error), id string) string {
 	return h.inspectPod(cri, id).Status.Network.IP
-}
-
-func (h *clientHost) podNetns(cri func(...string) (string, error), id string) string {
-	h.t.Helper()
-	for _, ns := range h.inspectPod(cri, id).Info.RuntimeSpec.Linux.Namespaces {
-		if ns.Type == "network" {
-			return ns.Path
-		}
-	}
-	h.t.Fatalf("pod %s has no network namespace path", id)
-	return ""
 }
 
 func writeJSON(t *testing.T, path string, v any) {

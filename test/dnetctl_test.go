@@ -105,7 +105,8 @@ func TestExplain(t *testing.T) {
 			t.Parallel()
 			w := newWorld(t, backend)
 			c1 := w.newContainer("c1")
-			if _, err := w.libcni("").add(c1, both(8600, "")); err != nil {
+			bound := mapping{HostPort: 8602, ContainerPort: helloPort, Protocol: "tcp", HostIP: hostAddr2}
+			if _, err := w.libcni("").add(c1, append(both(8600, ""), bound)); err != nil {
 				t.Fatal(err)
 			}
 			ip := containerIP(t, c1)
@@ -137,6 +138,15 @@ func TestExplain(t *testing.T) {
 			}
 			if strings.Contains(out, "MISSING") || strings.Contains(out, "8600/tcp") {
 				t.Errorf("explain -proto udp shows a missing DNAT or the tcp mapping")
+			}
+			w.mustReach(w.client, "tcp", hostAddr2, 8602)
+			out, err = w.dnetctl("explain", "-addr", hostAddr2, "8602")
+			want := map[string]string{"nftables": "map hostports_bound: " + hostAddr2 + " . tcp . 8602", "iptables": "-d " + hostAddr2 + "/32"}[backend]
+			if err != nil || !strings.Contains(out, "8602/tcp on "+hostAddr2+" -> "+ip+":5000") || !strings.Contains(out, want) || strings.Contains(out, "MISSING") {
+				t.Errorf("explain -addr %s 8602 (want %q): %v\n%s", hostAddr2, want, err, out)
+			}
+			if out, err := w.dnetctl("explain", "-addr", hostAddr, "8602"); err == nil {
+				t.Errorf("explain -addr %s 8602 found a mapping bound to %s:\n%s", hostAddr, hostAddr2, out)
 			}
 			if out, err := w.dnetctl("explain", "8601"); err == nil || !strings.Contains(out, "not published by any recorded attachment") {
 				t.Errorf("explain of an unpublished port: %v\n%s", err, out)
