@@ -23,7 +23,7 @@ BIN_DIR      ?= /usr/local/sbin
 CNITOOL_VERSION ?= v1.3.1
 CRICTL_VERSION  ?= v1.37.0
 
-.PHONY: all build tools deps install installer installer-image test test-clients unit integration e2e fuzz demo bench bench-publish bench-readme clean
+.PHONY: all build tools cnitool deps install installer installer-image test test-clients unit integration e2e fuzz demo bench bench-publish bench-readme clean
 
 all: build
 
@@ -45,6 +45,7 @@ build:
 # ours then deletes.
 REF_TOOL_PKGS := firewall=meta/firewall tuning=meta/tuning host-local=ipam/host-local bridge=main/bridge portmap=meta/portmap
 tools: $(TOOLS)/cnitool $(TOOLS)/crictl $(addprefix $(REF_TOOLS)/,firewall tuning host-local bridge portmap)
+cnitool: $(TOOLS)/cnitool
 $(TOOLS)/cnitool:
 	@mkdir -p $(TOOLS)
 	GOBIN=$(TOOLS) $(GO) install github.com/containernetworking/cni/cnitool@$(CNITOOL_VERSION)
@@ -84,7 +85,7 @@ test-clients: deps build tools installer
 
 # As root, install what is missing (podman, containerd, runc, …) first.
 deps:
-	@if [ "$$(id -u)" = 0 ]; then bash scripts/install-deps.sh; else echo "deps: not root, installing nothing"; fi
+	@if [ "$$(id -u)" = 0 ]; then bash scripts/install-deps.sh --clients; else echo "deps: not root, installing nothing"; fi
 
 unit:
 	$(GOTEST) ./plugins/...
@@ -123,7 +124,7 @@ fuzz:
 		rm -f $$log; \
 	done
 
-demo: build tools
+demo: build cnitool
 	bash scripts/demo.sh
 
 # The reference plugins are installed from the Go module proxy into a

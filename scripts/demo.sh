@@ -22,7 +22,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 if [ "${DEMO_SKIP_SETUP:-}" != 1 ]; then
 	"$root/scripts/install-deps.sh"
-	make -C "$root" --no-print-directory build tools
+	make -C "$root" --no-print-directory build cnitool
 fi
 bin=${DNET_BIN:-$root/bin}
 cnitool=${CNITOOL:-$root/.tools/bin/cnitool}

@@ -2,10 +2,11 @@
 # Installs what the demo, the tests and the benchmarks need on a fresh
 # Debian/Ubuntu machine, and nothing when it is all there already.
 #   Debian packages: iptables nftables iproute2 conntrack socat make git,
-#   strace (crash injection), and the real clients the tests drive:
-#   podman runc containerd
+#   strace (crash injection), and with --clients the real clients the
+#   tests drive: podman runc containerd
 #   Go >= 1.21 (apt), which then fetches the exact toolchain go.mod names
-#   from the Go module proxy (GOTOOLCHAIN=auto).
+#   from the Go module proxy (GOTOOLCHAIN=auto); where apt's Go is older
+#   (Debian 12), that toolchain is fetched from the proxy with it.
 set -euo pipefail
 export PATH=$PATH:/usr/local/go/bin:/usr/sbin:/sbin
 
@@ -14,9 +15,12 @@ if [ "$(id -u)" != 0 ]; then
 	exit 1
 fi
 
+pairs="iptables:iptables nft:nftables ip:iproute2 conntrack:conntrack socat:socat make:make git:git strace:strace"
+if [ "${1:-}" = --clients ]; then
+	pairs="$pairs podman:podman runc:runc containerd:containerd ctr:containerd nsenter:util-linux"
+fi
 missing=()
-for pair in iptables:iptables nft:nftables ip:iproute2 conntrack:conntrack socat:socat make:make git:git \
-	strace:strace podman:podman runc:runc containerd:containerd ctr:containerd nsenter:util-linux; do
+for pair in $pairs; do
 	command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 [ -e /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
@@ -40,17 +44,31 @@ if [ ${#missing[@]} -gt 0 ]; then
 	apt_install "${missing[@]}"
 fi
 
+# The Go that go.mod names, as the go command itself would fetch it
+# (GOTOOLCHAIN): the module golang.org/toolchain from the Go module proxy,
+# downloaded with whatever older Go apt gave (Debian 12 has 1.19, which
+# cannot switch toolchains itself), and linked as /usr/local/bin/go.
+toolchain_from_proxy() {
+	local want arch tmp dir
+	want=$(awk '/^go /{print $2; exit}' "$(dirname "$0")/../go.mod")
+	case "$(uname -m)" in x86_64) arch=amd64 ;; aarch64) arch=arm64 ;; *) arch=$(uname -m) ;; esac
+	tmp=$(mktemp -d)
+	dir=$(cd "$tmp" && go mod download -json "golang.org/toolchain@v0.0.1-go$want.linux-$arch" | awk -F'"' '/"Dir"/{print $4}')
+	rm -rf "$tmp"
+	[ -n "$dir" ] && [ -f "$dir/bin/go" ] || return 1
+	# A module zip keeps no file modes; the go command marks these
+	# executable itself when it switches toolchains.
+	chmod 0555 "$dir"/bin/* "$dir"/pkg/tool/linux_"$arch"/*
+	ln -sf "$dir/bin/go" /usr/local/bin/go
+	hash -r
+}
+
 if ! go_ok; then
 	echo "install-deps: installing Go from apt"
-	apt_install golang-go || true
+	apt_install golang-go ca-certificates || true
 	if ! go_ok; then
-		# Older releases ship an old default Go; a versioned package may be newer.
-		for p in golang-1.24 golang-1.23 golang-1.22 golang-1.21; do
-			if apt-cache show "$p" >/dev/null 2>&1 && apt_install "$p"; then
-				ln -sf "/usr/lib/go-${p#golang-}/bin/go" /usr/local/bin/go
-				break
-			fi
-		done
+		echo "install-deps: apt's Go is older than 1.21; fetching the toolchain go.mod names from the Go module proxy"
+		toolchain_from_proxy || true
 	fi
 	if ! go_ok; then
 		echo "install-deps: need Go >= 1.21 (it fetches the toolchain go.mod asks for); install it and re-run" >&2

@@ -7,7 +7,7 @@ set -euo pipefail
 export PATH=$PATH:/usr/local/go/bin:/usr/sbin:/sbin
 root=$(cd "$(dirname "$0")/.." && pwd)
 if [ "$(id -u)" = 0 ]; then
-	"$root/scripts/install-deps.sh"
+	"$root/scripts/install-deps.sh" --clients
 else
 	echo "test: not root: the unit tests run, the rest skip (run as root for the full suite)"
 fi
