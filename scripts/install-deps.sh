@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the demo, the tests and the benchmarks need on a fresh
 # Debian/Ubuntu machine, and nothing when it is all there already.
-#   Debian packages: iptables nftables iproute2 conntrack socat make git,
-#   strace (crash injection), and with --clients the real clients the
+#   Debian packages: iptables nftables iproute2 conntrack socat make git
+#   procps, strace (crash injection), and with --clients the real clients the
 #   tests drive: podman runc containerd
 #   Go >= 1.21 (apt), which then fetches the exact toolchain go.mod names
 #   from the Go module proxy (GOTOOLCHAIN=auto); where apt's Go is older
@@ -15,7 +15,7 @@ if [ "$(id -u)" != 0 ]; then
 	exit 1
 fi
 
-pairs="iptables:iptables nft:nftables ip:iproute2 conntrack:conntrack socat:socat make:make git:git strace:strace"
+pairs="iptables:iptables nft:nftables ip:iproute2 conntrack:conntrack socat:socat make:make git:git strace:strace sysctl:procps"
 if [ "${1:-}" = --clients ]; then
 	pairs="$pairs podman:podman runc:runc containerd:containerd ctr:containerd nsenter:util-linux"
 fi

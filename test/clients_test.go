@@ -128,15 +128,22 @@ func (h *clientHost) addReferencePlugin(name string) {
 	h.addPlugin(filepath.Join(dir, name))
 }
 
+// nsenterMount runs args in the holder's mount namespace, with the
+// holder's root and working directory: entering a mount namespace resets
+// both to the namespace's own, which is not ours when the suite runs in a
+// chroot.
 func (h *clientHost) nsenterMount(args ...string) *exec.Cmd {
-	return exec.Command("nsenter", append([]string{"--mount=/proc/" + strconv.Itoa(h.holder.Process.Pid) + "/ns/mnt", "--"}, args...)...)
+	return exec.Command("nsenter", append(h.enterArgs(), append([]string{"--"}, args...)...)...)
+}
+
+func (h *clientHost) enterArgs() []string {
+	return []string{"--target", strconv.Itoa(h.holder.Process.Pid), "--mount", "--root", "--wd"}
 }
 
 // command is args run as the client runs: in the private mount namespace
 // and the host netns.
 func (h *clientHost) command(args ...string) *exec.Cmd {
-	cmd := exec.Command("nsenter", append([]string{
-		"--mount=/proc/" + strconv.Itoa(h.holder.Process.Pid) + "/ns/mnt", "--net=" + h.host.Path(), "--"}, args...)...)
+	cmd := exec.Command("nsenter", append(append(h.enterArgs(), "--net="+h.host.Path(), "--"), args...)...)
 	cmd.Env = append(os.Environ(), h.env...)
 	return cmd
 }
