@@ -75,9 +75,11 @@ func newClientHost(t *testing.T, suite string, tools ...string) *clientHost {
 	if err := h.holder.Start(); err != nil {
 		t.Fatalf("unshare --mount: %v", err)
 	}
+	before := netnsFiles()
 	t.Cleanup(func() {
 		_ = h.holder.Process.Kill()
 		_ = h.holder.Wait()
+		removeStrayNetnsFiles(before)
 	})
 	line, _ := bufio.NewReader(ready).ReadString('\n')
 	own, _ := os.Readlink("/proc/self/ns/mnt")
@@ -348,4 +350,36 @@ func (h *clientHost) ownCgroups(names ...string) {
 			}
 		}
 	})
+}
+
+// The runtimes name their container netns cni-… (containerd) and netns-…
+// (Podman) under /run/netns. Inside the private mount namespace the netns
+// is mounted there, but the empty file it is mounted on is created in the
+// directory the host shares; a client stopped half-way leaves that file.
+var clientNetnsPrefixes = []string{"cni-", "netns-"}
+
+func netnsFiles() map[string]bool {
+	out := map[string]bool{}
+	entries, _ := os.ReadDir("/run/netns")
+	for _, e := range entries {
+		out[e.Name()] = true
+	}
+	return out
+}
+
+// removeStrayNetnsFiles removes the runtimes' netns files that appeared
+// since before and are empty files, not a netns mounted in this namespace.
+func removeStrayNetnsFiles(before map[string]bool) {
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	for name := range netnsFiles() {
+		path := filepath.Join("/run/netns", name)
+		if before[name] || strings.Contains(string(mounts), " "+path+" ") {
+			continue
+		}
+		for _, p := range clientNetnsPrefixes {
+			if st, err := os.Stat(path); err == nil && strings.HasPrefix(name, p) && st.Mode().IsRegular() && st.Size() == 0 {
+				_ = os.Remove(path)
+			}
+		}
+	}
 }
