@@ -121,7 +121,7 @@ func (w *world) assertNothingOf(c *container, when string) {
 	if claims, _ := filepath.Glob(filepath.Join(w.stateDir(), "hostports", "*.json")); len(claims) > 0 {
 		w.t.Errorf("%s: claims %v remain", when, claims)
 	}
-	if out, err := w.host.Run("ip", "link", "show", "veth"+c.owner().Tag()[:10]); err == nil {
+	if out, err := w.host.Run("ip", "link", "show", c.owner().HostVeth()); err == nil {
 		w.t.Errorf("%s: host veth remains: %s", when, out)
 	}
 	if out, err := c.ns.Run("ip", "link", "show", "eth0"); err == nil {

@@ -119,7 +119,7 @@ func TestExplain(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			veth := "veth" + c1.owner().Tag()[:10]
+			veth := c1.owner().HostVeth()
 			counter := map[string]string{"nftables": "counter packets ", "iptables": "["}[backend]
 			for _, want := range []string{
 				"8600/udp on every local address -> " + ip + ":5000",

@@ -425,8 +425,8 @@ func (w *world) assertGone(c *container, ip string, udpPorts []int) {
 	if records, _ := filepath.Glob(filepath.Join(w.stateDir(), "*", c.owner().Tag()+".json")); len(records) > 0 {
 		w.t.Errorf("after DEL state records remain: %v", records)
 	}
-	if _, err := w.host.Run("ip", "link", "show", "veth"+c.owner().Tag()[:10]); err == nil {
-		w.t.Errorf("after DEL host veth veth%s remains", c.owner().Tag()[:10])
+	if _, err := w.host.Run("ip", "link", "show", c.owner().HostVeth()); err == nil {
+		w.t.Errorf("after DEL host veth %s remains", c.owner().HostVeth())
 	}
 	for _, p := range udpPorts {
 		out, _ := w.host.Run("conntrack", "-L", "-p", "udp", "--orig-port-dst", fmt.Sprint(p))

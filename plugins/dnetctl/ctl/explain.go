@@ -251,7 +251,7 @@ func dportsOf(rule string) string {
 // the port. Without a neighbour entry (no traffic lately) the recorded
 // veth name stands in. It returns the host veth's name.
 func (p published) bridgePort(w io.Writer, bridge string) string {
-	byRecord := "veth" + p.spec.Owner.Tag()[:10]
+	byRecord := p.spec.Owner.HostVeth()
 	br, err := netlink.LinkByName(bridge)
 	if err != nil {
 		fmt.Fprintf(w, "   bridge %s: %v\n", bridge, err)

@@ -23,6 +23,11 @@ func (o Owner) Tag() string {
 	return hex.EncodeToString(sum[:])[:16]
 }
 
+// HostVeth is the name of the attachment's host-side veth: derived from
+// the owner, so DEL, GC and dnetctl find it even when the container's
+// namespace is gone.
+func (o Owner) HostVeth() string { return "veth" + o.Tag()[:10] }
+
 // Comment is the human-readable marker put on every rule of this owner.
 // It starts with the tag, which is what the backends match on.
 func (o Owner) Comment() string {

@@ -43,9 +43,9 @@ func Check(args *skel.CmdArgs) error {
 	}
 
 	o := owner(n, args)
-	hostLink, err := netlink.LinkByName(hostVethName(o))
+	hostLink, err := netlink.LinkByName(o.HostVeth())
 	if err != nil {
-		return cnierr.Drift("bridge: host veth %s of container %s is missing: %v", hostVethName(o), args.ContainerID, err)
+		return cnierr.Drift("bridge: host veth %s of container %s is missing: %v", o.HostVeth(), args.ContainerID, err)
 	}
 	br, err := findBridge(n.BrName)
 	if err != nil {

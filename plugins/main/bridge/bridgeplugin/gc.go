@@ -14,7 +14,7 @@ import (
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
 )
 
-// hostVethShape is the name hostVethName gives.
+// hostVethShape is the name Owner.HostVeth gives.
 var hostVethShape = regexp.MustCompile(`^veth[0-9a-f]{10}$`)
 
 // GC removes what this network holds for attachments not in
@@ -29,7 +29,7 @@ func GC(args *skel.CmdArgs) error {
 	keep, veths, live := map[string]bool{}, map[string]bool{}, map[string]bool{}
 	for _, a := range n.ValidAttachments {
 		o := netfilter.Owner{Network: n.Name, ContainerID: a.ContainerID, IfName: a.IfName}
-		keep[o.Tag()], veths[hostVethName(o)], live[a.ContainerID] = true, true, true
+		keep[o.Tag()], veths[o.HostVeth()], live[a.ContainerID] = true, true, true
 	}
 	env := attachment.HostEnv(n.StateDir)
 	errs := []error{netfilter.Batch(func() error {

@@ -87,7 +87,7 @@ func (r *rig) rules() string {
 }
 
 func hostVeth() string {
-	return "veth" + netfilter.Owner{Network: "testnet", ContainerID: "ctr1", IfName: "eth0"}.Tag()[:10]
+	return netfilter.Owner{Network: "testnet", ContainerID: "ctr1", IfName: "eth0"}.HostVeth()
 }
 
 // assertNothingLeft checks a failed ADD or a DEL left no veth, rule or reservation.

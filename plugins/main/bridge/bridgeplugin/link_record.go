@@ -23,7 +23,7 @@ type linkRecord struct {
 }
 
 func recordLink(n *NetConf, o netfilter.Owner) error {
-	if err := state.New(n.StateDir).Save(linkKind, o.Tag(), linkRecord{Owner: o, HostVeth: hostVethName(o)}); err != nil {
+	if err := state.New(n.StateDir).Save(linkKind, o.Tag(), linkRecord{Owner: o, HostVeth: o.HostVeth()}); err != nil {
 		return cnierr.IO("bridge: %v", err)
 	}
 	return nil
@@ -54,7 +54,7 @@ func gcLinks(n *NetConf, keep map[string]bool) error {
 			errs = append(errs, err)
 			continue
 		}
-		if rec.Owner.Network != n.Name || rec.Owner.Tag() != tag || rec.HostVeth != hostVethName(rec.Owner) {
+		if rec.Owner.Network != n.Name || rec.Owner.Tag() != tag || rec.HostVeth != rec.Owner.HostVeth() {
 			continue
 		}
 		if err := ip.DelLinkByName(rec.HostVeth); err != nil && !errors.Is(err, ip.ErrLinkNotFound) {

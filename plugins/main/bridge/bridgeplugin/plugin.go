@@ -24,10 +24,6 @@ func owner(n *NetConf, args *skel.CmdArgs) netfilter.Owner {
 	return netfilter.Owner{Network: n.Name, ContainerID: args.ContainerID, IfName: args.IfName}
 }
 
-// hostVethName is derived from the owner, so DEL and a later GC can find a
-// host veth even when the container's namespace is gone.
-func hostVethName(o netfilter.Owner) string { return "veth" + o.Tag()[:10] }
-
 // undoStack runs cleanups in reverse when ADD fails part-way.
 type undoStack []func()
 
@@ -131,7 +127,7 @@ func Add(args *skel.CmdArgs) (err error) {
 
 // setupVeth makes the veth pair and puts its host end on the bridge.
 func setupVeth(n *NetConf, args *skel.CmdArgs, o netfilter.Owner, netns, hostNS ns.NetNS, br *netlink.Bridge) (net.Interface, net.Interface, error) {
-	name := hostVethName(o)
+	name := o.HostVeth()
 	// A host veth of this name is a leftover of a crashed ADD of the same attachment.
 	_ = ip.DelLinkByName(name)
 
@@ -319,7 +315,7 @@ func Del(args *skel.CmdArgs) error {
 // name, without entering the container; the container side is the
 // fallback for a pair whose host end was renamed or moved.
 func delLinks(o netfilter.Owner, args *skel.CmdArgs) error {
-	err := ip.DelLinkByName(hostVethName(o))
+	err := ip.DelLinkByName(o.HostVeth())
 	if err == nil {
 		return nil
 	}
