@@ -1,15 +1,11 @@
 package ctl
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
-	"os/exec"
-	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -28,7 +24,6 @@ type Query struct {
 
 // published is one mapping of one attachment that answers a Query.
 type published struct {
-	a       *Attachment
 	spec    netfilter.PortMapSpec
 	m       netfilter.PortMapping
 	backend string
@@ -55,7 +50,7 @@ func Explain(w io.Writer, env attachment.Env, q Query) error {
 				if q.Addr != nil && m.HostIP != nil && !m.HostIP.IsUnspecified() && !m.HostIP.Equal(q.Addr) {
 					continue
 				}
-				found = append(found, published{a: a, spec: spec, m: m, backend: a.portmap.Backend})
+				found = append(found, published{spec: spec, m: m, backend: a.portmap.Backend})
 			}
 		}
 	}
@@ -87,22 +82,30 @@ func (p published) explain(w io.Writer) {
 		m.HostPort, m.Protocol, host, dst, shortID(o.ContainerID), o.IfName, o.Network, p.backend)
 
 	hop := func(n int, title string) { fmt.Fprintf(w, "\n%d. %s\n", n, title) }
-	hop(1, "DNAT: nat PREROUTING (from outside) and OUTPUT (from this host) send a packet to a local address to the published ports")
-	for _, line := range p.dnatState(v6) {
-		fmt.Fprintf(w, "   %s\n", line)
+	lines := func(ls []string) {
+		for _, l := range ls {
+			fmt.Fprintf(w, "   %s\n", l)
+		}
 	}
+	routes, routeErr := netlink.RouteGet(spec.ContainerIP)
+	bridge := spec.HairpinIf
+	if bridge == "" && routeErr == nil && len(routes) > 0 {
+		bridge = linkName(routes[0].LinkIndex)
+	}
+	state := netfilter.DescribeMapping(p.backend, spec, m, bridge)
+
+	hop(1, "DNAT: nat PREROUTING (from outside) and OUTPUT (from this host) send a packet to a local address to the published ports")
+	if len(state.DNAT) == 0 {
+		state.DNAT = []string{"MISSING: nothing in the kernel DNATs this port (dnetctl restore puts it back)"}
+	}
+	lines(state.DNAT)
 	fmt.Fprintf(w, "   => the destination becomes %s\n", dst)
 
 	hop(2, "Routing after DNAT")
-	bridge := spec.HairpinIf
-	if routes, err := netlink.RouteGet(spec.ContainerIP); err == nil && len(routes) > 0 {
-		dev := linkName(routes[0].LinkIndex)
-		fmt.Fprintf(w, "   %s dev %s src %s\n", spec.ContainerIP, dev, routes[0].Src)
-		if bridge == "" {
-			bridge = dev
-		}
+	if routeErr == nil && len(routes) > 0 {
+		fmt.Fprintf(w, "   %s dev %s src %s\n", spec.ContainerIP, linkName(routes[0].LinkIndex), routes[0].Src)
 	} else {
-		fmt.Fprintf(w, "   no route to %s: %v\n", spec.ContainerIP, err)
+		fmt.Fprintf(w, "   no route to %s: %v\n", spec.ContainerIP, routeErr)
 	}
 
 	hop(3, "The bridge hands it to the container's port")
@@ -116,10 +119,8 @@ func (p published) explain(w io.Writer) {
 		fmt.Fprintf(w, "   host veth %s: %v\n", veth, err)
 	}
 
-	hop(5, "FORWARD: what the filter half lets through")
-	for _, line := range p.forwardState(v6, bridge) {
-		fmt.Fprintf(w, "   %s\n", line)
-	}
+	hop(5, "FORWARD: what the filter half lets through (its drops spare DNATed connections)")
+	lines(state.Forward)
 
 	hop(6, "The way back: conntrack undoes the DNAT on replies; masquerade where the reply would otherwise miss it")
 	switch {
@@ -130,120 +131,10 @@ func (p published) explain(w io.Writer) {
 	default:
 		fmt.Fprintln(w, "   snat is off: no masquerade for hairpin or localhost connections")
 	}
-	for _, line := range p.masqState(v6) {
-		fmt.Fprintf(w, "   %s\n", line)
-	}
+	lines(state.Masq)
 
 	hop(7, "Connections now (conntrack)")
 	p.conntrack(w, v6)
-}
-
-// dnatState is the kernel's DNAT state for this mapping, as nft or
-// iptables-save print it, counters included.
-func (p published) dnatState(v6 bool) []string {
-	tag := p.spec.Owner.Tag()
-	port := strconv.Itoa(p.m.HostPort)
-	if p.backend == "nftables" {
-		fam := nftFamily(v6)
-		set := "hostports"
-		if p.m.HostIP != nil && !p.m.HostIP.IsUnspecified() {
-			set = "hostports_bound"
-		}
-		var out []string
-		for _, l := range grepLines(run("nft", "list", "map", fam, "dnet", set), tag) {
-			if strings.Contains(l, p.m.Protocol+" . "+port+" ") {
-				out = append(out, fmt.Sprintf("table %s dnet, map %s: %s", fam, set, l))
-			}
-		}
-		for _, l := range grepLines(run("nft", "list", "chain", fam, "dnet", "hostports"), "map @"+set) {
-			out = append(out, fmt.Sprintf("table %s dnet, chain hostports: %s", fam, l))
-		}
-		return orMissing(out)
-	}
-	// The jump from DNET-HOSTPORTS into the container's chain, and the
-	// DNAT there, for this protocol.
-	var out []string
-	for _, l := range grepLines(run(iptablesSave(v6), "-c", "-t", "nat"), tag) {
-		if !strings.Contains(l, "-p "+p.m.Protocol+" ") {
-			continue
-		}
-		if (strings.Contains(l, "--dport "+port+" ") && strings.Contains(l, "-j DNAT")) ||
-			(strings.Contains(l, "-A DNET-HOSTPORTS ") && slices.Contains(strings.Split(dportsOf(l), ","), port)) {
-			out = append(out, l)
-		}
-	}
-	return orMissing(out)
-}
-
-func (p published) forwardState(v6 bool, bridge string) []string {
-	tag := p.spec.Owner.Tag()
-	if p.backend == "nftables" {
-		fam := nftFamily(v6)
-		out := []string{fmt.Sprintf("table %s dnet, chain forward only drops; a DNATed connection (ct status dnat) is never among them:", fam)}
-		for _, l := range grepLines(run("nft", "list", "chain", fam, "dnet", "forward"), "") {
-			if !strings.HasPrefix(l, "type ") && (strings.Contains(l, "drop") || strings.Contains(l, "accept")) {
-				out = append(out, "  "+l)
-			}
-		}
-		for _, set := range []string{"fwd_members", "fwd_protect", "fwd_isolate", "fwd_noicc"} {
-			for _, l := range grepLines(run("nft", "list", "set", fam, "dnet", set), tag) {
-				out = append(out, fmt.Sprintf("set %s: %s", set, l))
-			}
-		}
-		return append(out, p.iptablesAccepts(v6, bridge)...)
-	}
-	return append([]string{"filter FORWARD jumps to DNET-FORWARD at its end:"}, p.iptablesAccepts(v6, bridge)...)
-}
-
-// iptablesAccepts are the ACCEPTs for the bridge that any iptables
-// FORWARD policy of DROP needs, whichever backend installed them.
-func (p published) iptablesAccepts(v6 bool, bridge string) []string {
-	var out []string
-	for _, l := range grepLines(run(iptablesSave(v6), "-c", "-t", "filter"), bridge) {
-		if strings.HasPrefix(l, "[") && strings.Contains(l, "DNET-") {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
-func (p published) masqState(v6 bool) []string {
-	tag := p.spec.Owner.Tag()
-	if p.backend == "nftables" {
-		fam := nftFamily(v6)
-		var out []string
-		for _, set := range []string{"masq_ips", "masq_local", "masq_all"} {
-			for _, l := range grepLines(run("nft", "list", "set", fam, "dnet", set), tag) {
-				out = append(out, fmt.Sprintf("set %s (outbound masquerade): %s", set, l))
-			}
-		}
-		for _, l := range grepLines(run("nft", "list", "chain", fam, "dnet", "postrouting"), "masquerade") {
-			out = append(out, "chain postrouting: "+l)
-		}
-		return out
-	}
-	// The container's outbound masquerade, its hairpin and localhost
-	// marks for this port, and the masquerade of what is marked.
-	var out []string
-	for _, l := range grepLines(run(iptablesSave(v6), "-c", "-t", "nat"), "") {
-		mine := strings.Contains(l, tag+" ") && (strings.Contains(l, "-j MASQUERADE") ||
-			(strings.Contains(l, "-j MARK") && strings.Contains(l, "-p "+p.m.Protocol+" ") && strings.Contains(l, "--dport "+strconv.Itoa(p.m.HostPort)+" ")))
-		if mine || (strings.HasPrefix(l, "[") && strings.Contains(l, "DNET") && strings.Contains(l, "--mark") && strings.Contains(l, "-j MASQUERADE")) {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
-// dportsOf is the list after --dports in an iptables rule.
-func dportsOf(rule string) string {
-	f := strings.Fields(rule)
-	for i := range f {
-		if f[i] == "--dports" && i+1 < len(f) {
-			return f[i+1]
-		}
-	}
-	return ""
 }
 
 // bridgePort finds the bridge port behind which the container's address
@@ -325,60 +216,11 @@ func shortID(id string) string {
 	return id
 }
 
-func nftFamily(v6 bool) string {
-	if v6 {
-		return "ip6"
-	}
-	return "ip"
-}
-
-func iptablesSave(v6 bool) string {
-	if v6 {
-		return "ip6tables-save"
-	}
-	return "iptables-save"
-}
-
 func linkName(index int) string {
 	if l, err := netlink.LinkByIndex(index); err == nil {
 		return l.Attrs().Name
 	}
 	return "ifindex " + strconv.Itoa(index)
-}
-
-// run is a tool's output, or the reason there is none.
-func run(name string, args ...string) string {
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		var exit *exec.ExitError
-		if errors.As(err, &exit) || errors.Is(err, exec.ErrNotFound) {
-			return ""
-		}
-	}
-	return string(out)
-}
-
-// grepLines are the trimmed lines of text that contain needle; a set
-// element loses nft's "elements = {" and its trailing "," or "}".
-func grepLines(text, needle string) []string {
-	var out []string
-	for _, l := range strings.Split(text, "\n") {
-		l = strings.TrimSpace(l)
-		if strings.Contains(l, "comment \"") {
-			l = strings.TrimSpace(strings.TrimSuffix(strings.TrimSuffix(strings.TrimPrefix(l, "elements = {"), ","), "}"))
-		}
-		if l != "" && strings.Contains(l, needle) {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
-func orMissing(lines []string) []string {
-	if len(lines) == 0 {
-		return []string{"MISSING: nothing in the kernel DNATs this port (dnetctl restore puts it back)"}
-	}
-	return lines
 }
 
 // runExplain is `dnetctl explain [-proto P] [-addr IP] PORT`.

@@ -127,3 +127,15 @@ func TestOwnerTagSeparatesNetworksAndInterfaces(t *testing.T) {
 		t.Errorf("chain name %s is longer than iptables allows", dnatChain(a))
 	}
 }
+
+// `iptables-save -c` output parses to the same rules, and counted puts
+// each rule's counters back in front of it.
+func TestSnapshotCounters(t *testing.T) {
+	saved := "*nat\n:DNET-MASQ - [0:0]\n[3:180] -A DNET-MASQ -s 172.17.0.2/32 -j MASQUERADE\n-A DNET-MASQ -s 172.17.0.3/32 -j MASQUERADE\nCOMMIT\n"
+	snap := parseSnapshot(saved, "nat")
+	got := snap.counted(chainMasq, snap.matching(chainMasq, "-j MASQUERADE"))
+	want := []string{"[3:180] -A DNET-MASQ -s 172.17.0.2/32 -j MASQUERADE", "-A DNET-MASQ -s 172.17.0.3/32 -j MASQUERADE"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("counted:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

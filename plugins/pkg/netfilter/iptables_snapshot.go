@@ -9,9 +9,11 @@ import (
 // rule lines exactly as printed (without the leading "-A CHAIN "). Lines as
 // printed by iptables-save are valid input for iptables-restore, which is
 // how owned rules are deleted without re-deriving their exact spelling.
+// From `iptables-save -c` it also keeps each rule's "[packets:bytes]".
 type tableSnapshot struct {
-	chains map[string]bool
-	rules  map[string][]string
+	chains   map[string]bool
+	rules    map[string][]string
+	counters map[string]string // chain + "\x00" + rule
 }
 
 func parseSnapshot(out, table string) *tableSnapshot {
@@ -34,6 +36,14 @@ func parseSnapshot(out, table string) *tableSnapshot {
 		case strings.HasPrefix(line, "-A "):
 			chain, rest, _ := strings.Cut(line[3:], " ")
 			s.rules[chain] = append(s.rules[chain], rest)
+		case strings.HasPrefix(line, "[") && strings.Contains(line, "] -A "):
+			counter, rule, _ := strings.Cut(line, " -A ")
+			chain, rest, _ := strings.Cut(rule, " ")
+			s.rules[chain] = append(s.rules[chain], rest)
+			if s.counters == nil {
+				s.counters = map[string]string{}
+			}
+			s.counters[chain+"\x00"+rest] = counter
 		}
 	}
 	return s
@@ -55,6 +65,15 @@ next:
 			}
 		}
 		out = append(out, r)
+	}
+	return out
+}
+
+// counted renders rules of chain as `iptables-save -c` printed them.
+func (s *tableSnapshot) counted(chain string, rules []string) []string {
+	out := make([]string, len(rules))
+	for i, r := range rules {
+		out[i] = strings.TrimSpace(s.counters[chain+"\x00"+r] + " -A " + chain + " " + r)
 	}
 	return out
 }
