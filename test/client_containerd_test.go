@@ -57,7 +57,7 @@ func (h *clientHost) startContainerd(ns string) *containerd {
 	c := &containerd{h: h, dir: filepath.Join(h.dir, "containerd")}
 	h.ownCgroups(ns)
 	c.sock = filepath.Join(c.dir, "containerd.sock")
-	writeFile(h.t, filepath.Join(c.dir, "config.toml"), fmt.Sprintf(containerdConfig, c.dir, podmanImage))
+	writeFile(h.t, filepath.Join(c.dir, "config.toml"), fmt.Sprintf(containerdConfig, c.dir, helloImage))
 	log, err := os.Create(filepath.Join(c.dir, "containerd.log"))
 	if err != nil {
 		h.t.Fatal(err)
@@ -85,7 +85,7 @@ func (h *clientHost) startContainerd(ns string) *containerd {
 		return exec.Command("ctr", "-a", c.sock, "version").Run()
 	})
 	archive := filepath.Join(c.dir, "hello.tar")
-	img := ociImage{name: podmanImage, files: map[string]string{"/hello": filepath.Join(h.bin, "hello")}, entrypoint: []string{"/hello"}, cmd: []string{"pause"}}
+	img := ociImage{name: helloImage, files: map[string]string{"/hello": filepath.Join(h.bin, "hello")}, entrypoint: []string{"/hello"}, cmd: []string{"pause"}}
 	if err := img.writeArchive(archive); err != nil {
 		h.t.Fatal(err)
 	}

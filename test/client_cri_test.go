@@ -55,7 +55,7 @@ func TestClientCRI(t *testing.T) {
 	ctrConf := filepath.Join(c.dir, "hello-container.json")
 	writeJSON(t, ctrConf, map[string]any{
 		"metadata": map[string]any{"name": "hello"},
-		"image":    map[string]any{"image": podmanImage},
+		"image":    map[string]any{"image": helloImage},
 		"command":  []string{"/hello", "serve"},
 		"log_path": "hello.log",
 	})
@@ -87,7 +87,7 @@ func TestClientCRI(t *testing.T) {
 	probeConf := filepath.Join(c.dir, "probe-container.json")
 	writeJSON(t, probeConf, map[string]any{
 		"metadata": map[string]any{"name": "probe"},
-		"image":    map[string]any{"image": podmanImage},
+		"image":    map[string]any{"image": helloImage},
 		"command":  []string{"/hello", "pause"},
 		"log_path": "probe.log",
 	})

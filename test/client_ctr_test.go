@@ -25,7 +25,7 @@ func TestClientCtr(t *testing.T) {
 	outside := 7000
 	h.client.Start(filepath.Join(h.bin, "hello"), "serve", "-port", fmt.Sprint(outside))
 
-	run := h.command(append(ctr, "run", "--rm", "--cni", podmanImage, "web", "/hello", "serve")...)
+	run := h.command(append(ctr, "run", "--rm", "--cni", helloImage, "web", "/hello", "serve")...)
 	var out strings.Builder
 	run.Stdout, run.Stderr = &out, &out
 	t.Logf("$ %s &", strings.Join(run.Args, " "))

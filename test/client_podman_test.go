@@ -8,9 +8,10 @@ import (
 	"testing"
 )
 
-// podmanImage is the workload image every client suite runs: the hello
-// binary alone (no registry is reachable, so nothing is pulled).
-const podmanImage = "localhost/dnet-hello:test"
+// helloImage is the workload image every client suite runs: the hello
+// binary alone (no registry is reachable, so nothing is pulled). Podman
+// builds it; containerd imports it from an OCI archive the test writes.
+const helloImage = "localhost/dnet-hello:test"
 
 // podmanContainersConf is Podman 4 on its CNI backend with its default
 // plugin and conflist directories, which the private mount namespace maps
@@ -55,10 +56,10 @@ func TestClientPodman(t *testing.T) {
 	ctx := filepath.Join(dir, "image")
 	copyFile(t, filepath.Join(h.bin, "hello"), filepath.Join(ctx, "hello"), 0o755)
 	writeFile(t, filepath.Join(ctx, "Containerfile"), "FROM scratch\nCOPY hello /hello\nENTRYPOINT [\"/hello\"]\nCMD [\"serve\"]\n")
-	h.mustRun("podman", "build", "-q", "-t", podmanImage, ctx)
+	h.mustRun("podman", "build", "-q", "-t", helloImage, ctx)
 
 	// Podman's default network: its conflist, our plugins.
-	h.mustRun("podman", "run", "-d", "--name", "web", "-p", "8080:5000", "-p", "8053:5000/udp", podmanImage)
+	h.mustRun("podman", "run", "-d", "--name", "web", "-p", "8080:5000", "-p", "8053:5000/udp", helloImage)
 	ip := strings.TrimSpace(h.mustRun("podman", "inspect", "-f", "{{.NetworkSettings.IPAddress}}", "web"))
 	h.waitServing(&container{ns: h.host}, ip)
 	h.reach(h.client, "tcp", hostAddr, 8080)
@@ -78,7 +79,7 @@ func TestClientPodman(t *testing.T) {
 
 	// Our own conflist, as `make install` puts it into /etc/cni/net.d.
 	copyFile(t, "../conf/10-docker0.conflist", filepath.Join(h.netD, "10-docker0.conflist"), 0o644)
-	h.mustRun("podman", "run", "-d", "--name", "web2", "--network", "docker0", "-p", "8090:5000", "-p", "8091:5000/udp", podmanImage)
+	h.mustRun("podman", "run", "-d", "--name", "web2", "--network", "docker0", "-p", "8090:5000", "-p", "8091:5000/udp", helloImage)
 	ip2 := strings.TrimSpace(h.mustRun("podman", "inspect", "-f", `{{(index .NetworkSettings.Networks "docker0").IPAddress}}`, "web2"))
 	h.waitServing(&container{ns: h.host}, ip2)
 	h.reach(h.client, "tcp", hostAddr, 8090)
@@ -108,7 +109,7 @@ func (h *clientHost) podmanSetup() string {
 // podmanGet runs the hello client in a throwaway container.
 func (h *clientHost) podmanGet(what, url string) {
 	h.t.Helper()
-	out, err := h.run("podman", "run", "--rm", podmanImage, "get", url)
+	out, err := h.run("podman", "run", "--rm", helloImage, "get", url)
 	if err == nil && !strings.HasPrefix(out, "Hello\n") {
 		err = fmt.Errorf("unexpected answer %q", out)
 	}

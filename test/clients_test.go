@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dockernet/cni-plugins/plugins/dnetctl/ctl"
 	"github.com/dockernet/cni-plugins/plugins/pkg/testenv"
 )
 
@@ -49,9 +50,6 @@ type clientHost struct {
 	failed []string
 }
 
-// clientPlugins are ours that every client finds in /opt/cni/bin.
-var clientPlugins = []string{"bridge", "host-local", "portmap", "loopback"}
-
 func newClientHost(t *testing.T, suite string, tools ...string) *clientHost {
 	requireTools(t, append([]string{"unshare", "nsenter"}, tools...)...)
 	w := newWorld(t, "nftables")
@@ -62,7 +60,7 @@ func newClientHost(t *testing.T, suite string, tools ...string) *clientHost {
 			t.Fatal(err)
 		}
 	}
-	for _, p := range clientPlugins {
+	for _, p := range ctl.Plugins { // what make install puts in /opt/cni/bin
 		h.addPlugin(filepath.Join(w.bin, p))
 	}
 	// The holder says when it is in its own mount namespace: entering its

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/dockernet/cni-plugins/plugins/dnetctl/ctl"
 )
 
 // TestInstallBesideDocker: dnetctl install (what `make install` runs) on a
@@ -28,7 +30,7 @@ func TestInstallBesideDocker(t *testing.T) {
 			t.Errorf("install said %q, want %q in it", out, want)
 		}
 	}
-	for _, p := range []string{"bridge", "host-local", "portmap", "loopback"} {
+	for _, p := range ctl.Plugins {
 		if _, err := os.Stat(filepath.Join(binDir, p)); err != nil {
 			t.Errorf("plugin %s not installed: %v", p, err)
 		}

@@ -55,7 +55,7 @@ func main() {
 	if err != nil {
 		os.Exit(2)
 	}
-	if err := run(o.src, o.binDir, o.confDir, o.conflist, o.podCIDR); err != nil {
+	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "dnet-installer:", err)
 		os.Exit(1)
 	}
@@ -66,7 +66,8 @@ func main() {
 	}
 }
 
-func run(src, binDir, confDir, conflist, podCIDR string) error {
+func run(o options) error {
+	podCIDR := o.podCIDR
 	if podCIDR == "" {
 		name := os.Getenv("NODE_NAME")
 		if name == "" {
@@ -87,13 +88,13 @@ func run(src, binDir, confDir, conflist, podCIDR string) error {
 		}
 		fmt.Printf("dnet-installer: node %s has pod CIDR %s\n", name, podCIDR)
 	}
-	tmpl, err := os.ReadFile(filepath.Join(src, conflist))
+	tmpl, err := os.ReadFile(filepath.Join(o.src, o.conflist))
 	if err != nil {
 		return err
 	}
 	res, err := install.Run(install.Options{
-		SrcBin: filepath.Join(src, "bin"), Plugins: ctl.Plugins, BinDir: binDir, ConfDir: confDir,
-		Template: tmpl, FileName: filepath.Base(conflist), Subnet: podCIDR, Log: os.Stdout,
+		SrcBin: filepath.Join(o.src, "bin"), Plugins: ctl.Plugins, BinDir: o.binDir, ConfDir: o.confDir,
+		Template: tmpl, FileName: filepath.Base(o.conflist), Subnet: podCIDR, Log: os.Stdout,
 	}, install.NetlinkHost{})
 	if err != nil {
 		return err

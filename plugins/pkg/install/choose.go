@@ -48,12 +48,12 @@ func choose(o Options, c *conflist, target string, host Host) (choice, error) {
 		}
 		ch.subnet = n.String()
 	}
+	if previous != nil && o.Bridge == "" && o.Subnet == "" {
+		return ch, nil
+	}
 	inUse, err := host.InUse()
 	if err != nil {
 		return ch, fmt.Errorf("listing the host's addresses and routes: %w", err)
-	}
-	if previous != nil && o.Bridge == "" && o.Subnet == "" {
-		return ch, nil
 	}
 
 	var why []string
