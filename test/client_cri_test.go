@@ -69,7 +69,7 @@ func TestClientCRI(t *testing.T) {
 	if !h.check("pod address "+ip+" in the node's pod CIDR "+podCIDR, errUnless(cidr.Contains(net.ParseIP(ip)), "not in it")) {
 		t.FailNow()
 	}
-	h.waitServing(&container{ns: h.host}, ip)
+	h.waitServingAt(ip)
 	h.reach(h.client, "tcp", hostAddr, 8080)
 	h.reach(h.client, "udp", hostAddr, 8053)
 	h.reach(h.client, "tcp", hostAddr2, 8082)

@@ -58,7 +58,7 @@ func TestClientCtr(t *testing.T) {
 		return nil
 	})
 	h.check("ctr run --cni: web attached at "+ip, nil)
-	h.waitServing(&container{ns: h.host}, ip)
+	h.waitServingAt(ip)
 	h.reach(h.host, "tcp", ip, helloPort)
 	h.reach(h.host, "udp", ip, helloPort)
 	got, err := h.run(append(ctr, "task", "exec", "--exec-id", "probe", "web", "/hello", "get", fmt.Sprintf("http://%s:%d/", clientAddr, outside))...)

@@ -61,7 +61,7 @@ func TestClientPodman(t *testing.T) {
 	// Podman's default network: its conflist, our plugins.
 	h.mustRun("podman", "run", "-d", "--name", "web", "-p", "8080:5000", "-p", "8053:5000/udp", helloImage)
 	ip := strings.TrimSpace(h.mustRun("podman", "inspect", "-f", "{{.NetworkSettings.IPAddress}}", "web"))
-	h.waitServing(&container{ns: h.host}, ip)
+	h.waitServingAt(ip)
 	h.reach(h.client, "tcp", hostAddr, 8080)
 	h.reach(h.client, "udp", hostAddr, 8053)
 	h.reach(h.host, "tcp", hostAddr, 8080)
@@ -81,7 +81,7 @@ func TestClientPodman(t *testing.T) {
 	copyFile(t, "../conf/10-docker0.conflist", filepath.Join(h.netD, "10-docker0.conflist"), 0o644)
 	h.mustRun("podman", "run", "-d", "--name", "web2", "--network", "docker0", "-p", "8090:5000", "-p", "8091:5000/udp", helloImage)
 	ip2 := strings.TrimSpace(h.mustRun("podman", "inspect", "-f", `{{(index .NetworkSettings.Networks "docker0").IPAddress}}`, "web2"))
-	h.waitServing(&container{ns: h.host}, ip2)
+	h.waitServingAt(ip2)
 	h.reach(h.client, "tcp", hostAddr, 8090)
 	h.reach(h.client, "udp", hostAddr, 8091)
 	h.reach(h.host, "tcp", "127.0.0.1", 8090)

@@ -207,6 +207,16 @@ func (h *clientHost) reach(from *testenv.NS, proto, addr string, port int) {
 	h.check(fmt.Sprintf("%s %s from the %s", proto, net.JoinHostPort(addr, strconv.Itoa(port)), strings.TrimPrefix(from.Name, h.prefix+"-")), err)
 }
 
+// waitServingAt waits until the hello server of a client's container
+// answers on its address, seen from the host.
+func (h *clientHost) waitServingAt(ip string) {
+	h.t.Helper()
+	testenv.Eventually(h.t, 10*time.Second, "hello server at "+ip, func() error {
+		_, err := h.request(h.host, "tcp", ip, helloPort)
+		return err
+	})
+}
+
 // leftovers names what the removed containers left in the host netns and
 // the private /var/lib/cni: veths on the bridge, rules or elements naming
 // their addresses, reservations, records, host-port claims or libcni
