@@ -23,7 +23,11 @@ type Attachment struct {
 	Addresses   []string `json:"addresses"`
 	Ports       []string `json:"ports,omitempty"`
 	Backends    []string `json:"backends"` // kind=backend
-	Problems    []string `json:"problems,omitempty"`
+	// GatewayMode is the bridge's gateway mode for this attachment (from
+	// its forwarding record), and GatewayModeWhy why it applies.
+	GatewayMode    string   `json:"gatewayMode,omitempty"`
+	GatewayModeWhy string   `json:"gatewayModeWhy,omitempty"`
+	Problems       []string `json:"problems,omitempty"`
 
 	masq    *attachment.Record[netfilter.MasqSpec]
 	forward *attachment.Record[netfilter.ForwardSpec]
@@ -42,6 +46,7 @@ func Load(env attachment.Env) ([]*Attachment, error) {
 		}),
 		gather(env, byTag, attachment.Forwarding, func(a *Attachment, rec *attachment.Record[netfilter.ForwardSpec]) {
 			a.forward = rec
+			a.GatewayMode, a.GatewayModeWhy = rec.Specs[0].Mode, rec.Specs[0].ModeWhy
 		}, func(s netfilter.ForwardSpec) (netfilter.Owner, net.IP, []netfilter.PortMapping) {
 			return s.Owner, s.IP, nil
 		}),

@@ -174,7 +174,7 @@ func print(w io.Writer, as []*Attachment, foreign []netfilter.ReferenceAttachmen
 		}{as, foreign})
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	header := "NETWORK\tCONTAINER\tIF\tADDRESSES\tPORTS\tBACKENDS"
+	header := "NETWORK\tCONTAINER\tIF\tADDRESSES\tPORTS\tMODE\tBACKENDS"
 	if withStatus {
 		header += "\tSTATUS"
 	}
@@ -188,7 +188,11 @@ func print(w io.Writer, as []*Attachment, foreign []netfilter.ReferenceAttachmen
 		if ports == "" {
 			ports = "-"
 		}
-		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", a.Network, id, a.IfName, strings.Join(a.Addresses, ","), ports, strings.Join(a.Backends, ","))
+		mode := a.GatewayMode
+		if mode == "" {
+			mode = "-"
+		}
+		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s", a.Network, id, a.IfName, strings.Join(a.Addresses, ","), ports, mode, strings.Join(a.Backends, ","))
 		if withStatus {
 			status := "ok"
 			if len(a.Problems) > 0 {
@@ -200,6 +204,11 @@ func print(w io.Writer, as []*Attachment, foreign []netfilter.ReferenceAttachmen
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	for _, a := range as {
+		if a.GatewayModeWhy != "" {
+			fmt.Fprintf(w, "%s %s/%s: gatewayMode %s: %s\n", a.Network, a.ContainerID, a.IfName, a.GatewayMode, a.GatewayModeWhy)
+		}
 	}
 	for _, a := range as {
 		for _, p := range a.Problems {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -27,6 +28,7 @@ type published struct {
 	spec    netfilter.PortMapSpec
 	m       netfilter.PortMapping
 	backend string
+	mode    string // the bridge's gateway mode and why, "" without a forwarding record
 }
 
 // Explain prints the path a packet to the published port takes on this
@@ -50,7 +52,11 @@ func Explain(w io.Writer, env attachment.Env, q Query) error {
 				if q.Addr != nil && m.HostIP != nil && !m.HostIP.IsUnspecified() && !m.HostIP.Equal(q.Addr) {
 					continue
 				}
-				found = append(found, published{spec: spec, m: m, backend: a.portmap.Backend})
+				p := published{spec: spec, m: m, backend: a.portmap.Backend}
+				if a.GatewayMode != "" {
+					p.mode = a.GatewayMode + " (" + a.GatewayModeWhy + ")"
+				}
+				found = append(found, p)
 			}
 		}
 	}
@@ -120,6 +126,12 @@ func (p published) explain(w io.Writer) {
 	}
 
 	hop(5, "FORWARD: what the filter half lets through (its drops spare DNATed connections)")
+	switch {
+	case strings.HasPrefix(p.mode, "nat-unprotected"):
+		fmt.Fprintf(w, "   gatewayMode %s: the container is reachable by address from outside its bridge too\n", p.mode)
+	case p.mode != "":
+		fmt.Fprintf(w, "   gatewayMode %s: from outside its bridge, only the published ports reach the container\n", p.mode)
+	}
 	lines(state.Forward)
 
 	hop(6, "The way back: conntrack undoes the DNAT on replies; masquerade where the reply would otherwise miss it")

@@ -190,6 +190,9 @@ func (k Kind[S]) CheckInstalled(env Env, o netfilter.Owner, specs []S, backend s
 	return k.Verify(env, Record[S]{Backend: backend, Specs: specs})
 }
 
+// Recorded returns o's record of this kind, if it has one.
+func (k Kind[S]) Recorded(env Env, o netfilter.Owner) (Record[S], bool, error) { return k.load(env, o) }
+
 func (k Kind[S]) load(env Env, o netfilter.Owner) (Record[S], bool, error) {
 	var rec Record[S]
 	found, err := env.Store.Load(k.Name, o.Tag(), &rec)

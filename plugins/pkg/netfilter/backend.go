@@ -85,6 +85,11 @@ type ForwardSpec struct {
 	Protect bool // drop what reaches the address from outside the bridge, unless DNATed to a published port
 	Isolate bool // drop what comes from another isolated network, unless DNATed
 	NoICC   bool // drop what comes from another container of the same bridge, unless DNATed
+	// Mode is the bridge's gateway mode that set Protect, and ModeWhy why
+	// it applies (a Kubernetes pod, the config, Docker's default): what
+	// dnetctl shows and CHECK compares. The backends read neither.
+	Mode    string `json:",omitempty"`
+	ModeWhy string `json:",omitempty"`
 }
 
 // Backend installs and removes rules for one address family.

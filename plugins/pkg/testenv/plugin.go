@@ -41,7 +41,12 @@ func (n *NS) Exec(binDir, plugin string, c Call) ([]byte, error) {
 }
 
 func runInNS(ctx context.Context, nsName, path string, stdin []byte, env []string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", nsName, path)
+	return runPlugin(exec.CommandContext(ctx, "ip", "netns", "exec", nsName, path), path, stdin, env)
+}
+
+// runPlugin runs cmd, a plugin at path run through a wrapper that enters
+// its namespaces, as a runtime runs a plugin.
+func runPlugin(cmd *exec.Cmd, path string, stdin []byte, env []string) ([]byte, error) {
 	var stdout, stderr bytes.Buffer
 	cmd.Env, cmd.Stdin, cmd.Stdout, cmd.Stderr = env, bytes.NewReader(stdin), &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -64,6 +69,26 @@ type NetnsExec struct {
 
 func (e *NetnsExec) ExecPlugin(ctx context.Context, pluginPath string, stdinData []byte, environ []string) ([]byte, error) {
 	return runInNS(ctx, e.NS, pluginPath, stdinData, append(environ, e.Env...))
+}
+
+// WrappedExec is a libcni invoke.Exec that runs every plugin through a
+// command that enters the namespaces playing a host (nsenter into a
+// cluster node's mount and network namespaces, say).
+type WrappedExec struct {
+	Wrap func(ctx context.Context, pluginPath string) *exec.Cmd
+	Env  []string // added to each plugin's environment, overriding
+}
+
+func (e *WrappedExec) ExecPlugin(ctx context.Context, pluginPath string, stdinData []byte, environ []string) ([]byte, error) {
+	return runPlugin(e.Wrap(ctx, pluginPath), pluginPath, stdinData, append(environ, e.Env...))
+}
+
+func (e *WrappedExec) FindInPath(plugin string, paths []string) (string, error) {
+	return invoke.FindInPath(plugin, paths)
+}
+
+func (e *WrappedExec) Decode(jsonBytes []byte) (version.PluginInfo, error) {
+	return (&version.PluginDecoder{}).Decode(jsonBytes)
 }
 
 func (e *NetnsExec) FindInPath(plugin string, paths []string) (string, error) {

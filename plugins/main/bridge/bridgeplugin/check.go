@@ -84,6 +84,9 @@ func Check(args *skel.CmdArgs) error {
 		}
 	}
 	if n.isLayer3() {
+		if err := checkGatewayMode(n, o); err != nil {
+			return err
+		}
 		return checkForwarding(n, o, prev.IPs)
 	}
 	return nil

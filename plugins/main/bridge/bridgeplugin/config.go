@@ -41,8 +41,11 @@ type NetConf struct {
 	// The filter half (extensions, Docker's defaults): see forward.go.
 	// GatewayMode "nat" drops what is routed to a container from outside
 	// its bridge unless it was DNATed to a published port;
-	// "nat-unprotected" lets it through (what Kubernetes needs).
-	GatewayMode string `json:"gatewayMode,omitempty"`
+	// "nat-unprotected" lets it through (what Kubernetes needs). Unset, a
+	// Kubernetes pod gets the latter, anything else the former (see
+	// gateway_mode.go).
+	GatewayMode    string `json:"gatewayMode,omitempty"`
+	gatewayModeWhy string
 	// IsolateNetworks drops traffic between containers of different
 	// isolated networks, unless DNATed to a published port.
 	IsolateNetworks *bool `json:"isolateNetworks,omitempty"`
@@ -95,9 +98,8 @@ func LoadConfig(stdin []byte, envArgs string) (*NetConf, error) {
 	case n.MacSpoofChk:
 		return nil, cnierr.Config("bridge: macspoofchk is not supported yet; remove it from network %q", n.Name)
 	}
+	n.chooseGatewayMode(envArgs)
 	switch n.GatewayMode {
-	case "":
-		n.GatewayMode = GatewayModeNAT
 	case GatewayModeNAT, GatewayModeNATUnprotected:
 	default:
 		return nil, cnierr.Config("bridge: gatewayMode %q is not supported: use %q (the default) or %q", n.GatewayMode, GatewayModeNAT, GatewayModeNATUnprotected)

@@ -28,6 +28,23 @@ func TestLoadConfig(t *testing.T) {
 				t.Errorf("filter keys: gatewayMode %q isolateNetworks %v icc %v", n.GatewayMode, *n.IsolateNetworks, *n.ICC)
 			}
 		}},
+		// What containerd's and CRI-O's CRI send, also through flannel's delegation.
+		{name: "kubernetes pod", conf: `{"name":"cbr0","type":"bridge"}`, envArgs: "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0;K8S_POD_INFRA_CONTAINER_ID=3f2a", check: func(t *testing.T, n *NetConf) {
+			if n.GatewayMode != GatewayModeNATUnprotected || !strings.Contains(n.gatewayModeWhy, "Kubernetes pod default/web-0") {
+				t.Errorf("a Kubernetes pod got gatewayMode %q (%s)", n.GatewayMode, n.gatewayModeWhy)
+			}
+		}},
+		// Podman's CNI backend sends the container name alone.
+		{name: "podman container", conf: `{"name":"podman","type":"bridge"}`, envArgs: "IgnoreUnknown=1;K8S_POD_NAME=web", check: func(t *testing.T, n *NetConf) {
+			if n.GatewayMode != GatewayModeNAT || n.gatewayModeWhy != ModeWhyDocker {
+				t.Errorf("a Podman container got gatewayMode %q (%s)", n.GatewayMode, n.gatewayModeWhy)
+			}
+		}},
+		{name: "explicit mode wins under kubernetes", conf: `{"name":"n","gatewayMode":"nat"}`, envArgs: "K8S_POD_NAMESPACE=default;K8S_POD_NAME=p", check: func(t *testing.T, n *NetConf) {
+			if n.GatewayMode != GatewayModeNAT || n.gatewayModeWhy != ModeWhyConfig {
+				t.Errorf("explicit nat under Kubernetes gave %q (%s)", n.GatewayMode, n.gatewayModeWhy)
+			}
+		}},
 		{name: "unknown gateway mode", conf: `{"name":"n","gatewayMode":"routed"}`, code: 7, msg: `gatewayMode "routed" is not supported`},
 		{name: "unknown backend without ipMasq", conf: `{"name":"n","ipMasqBackend":"pf","ipam":{"type":"host-local"}}`, code: 7, msg: "unknown netfilter backend"},
 		{name: "default gateway implies gateway", conf: `{"name":"n","isDefaultGateway":true}`, check: func(t *testing.T, n *NetConf) {

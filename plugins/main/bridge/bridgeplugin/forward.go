@@ -7,13 +7,8 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/attachment"
+	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
-)
-
-// Docker's gateway modes this plugin implements.
-const (
-	GatewayModeNAT            = "nat"             // published ports only: direct routing from outside is dropped
-	GatewayModeNATUnprotected = "nat-unprotected" // any port of a container is reachable by routing to it
 )
 
 func forwardSpecs(n *NetConf, o netfilter.Owner, ips []*current.IPConfig) []netfilter.ForwardSpec {
@@ -24,6 +19,8 @@ func forwardSpecs(n *NetConf, o netfilter.Owner, ips []*current.IPConfig) []netf
 			Protect: n.GatewayMode == GatewayModeNAT,
 			Isolate: *n.IsolateNetworks,
 			NoICC:   !*n.ICC,
+			Mode:    n.GatewayMode,
+			ModeWhy: n.gatewayModeWhy,
 		})
 	}
 	return specs
@@ -52,6 +49,23 @@ func delForwarding(n *NetConf, o netfilter.Owner) error {
 // checkForwarding verifies the forwarding rules of each address in ips.
 func checkForwarding(n *NetConf, o netfilter.Owner, ips []*current.IPConfig) error {
 	return attachment.Forwarding.CheckInstalled(attachment.HostEnv(n.StateDir), o, forwardSpecs(n, o, ips), netfilter.Resolve(n.IPMasqBackend, false))
+}
+
+// checkGatewayMode fails when the attachment was set up in another gateway
+// mode than its config and CNI_ARGS give now: the kernel check alone would
+// not see a protection that is there but no longer wanted.
+func checkGatewayMode(n *NetConf, o netfilter.Owner) error {
+	rec, found, err := attachment.Forwarding.Recorded(attachment.HostEnv(n.StateDir), o)
+	if err != nil || !found {
+		return err
+	}
+	for _, s := range rec.Specs {
+		if s.Mode != "" && s.Mode != n.GatewayMode {
+			return cnierr.Drift("bridge: container %s was set up with gatewayMode %s (%s), but its config and CNI_ARGS now give %s (%s); DEL and ADD it again to change it",
+				o.ContainerID, s.Mode, s.ModeWhy, n.GatewayMode, n.gatewayModeWhy)
+		}
+	}
+	return nil
 }
 
 // brNetfilter reports whether bridged IPv4 frames pass through the IP

@@ -1,0 +1,40 @@
+package bridgeplugin
+
+import "fmt"
+
+// Docker's gateway modes this plugin implements.
+const (
+	GatewayModeNAT            = "nat"             // published ports only: direct routing from outside is dropped
+	GatewayModeNATUnprotected = "nat-unprotected" // any port of a container is reachable by routing to it
+)
+
+// Why an attachment got its gateway mode, as its record and dnetctl say.
+const (
+	ModeWhyConfig     = "set in the network config"
+	ModeWhyDocker     = "Docker's default (not a Kubernetes pod)"
+	ModeWhyKubernetes = "Kubernetes pod %s/%s: every pod reachable by address"
+)
+
+// chooseGatewayMode fills in the gateway mode when the config sets none.
+//
+// Under Kubernetes every pod must reach every pod by address, and Service
+// traffic DNATed by kube-proxy on another node arrives here un-DNATed:
+// Docker's protection would drop both. Every CRI runtime (containerd,
+// CRI-O, the old dockershim) passes K8S_POD_NAMESPACE in CNI_ARGS, and
+// delegating plugins (flannel) pass CNI_ARGS on unchanged; Podman sends
+// only K8S_POD_NAME and no runtime sends the namespace outside Kubernetes.
+// So the namespace, not the config, tells a pod from a Docker-like
+// container: flannel's generated delegate config has no mark of its own.
+func (n *NetConf) chooseGatewayMode(envArgs string) {
+	if n.GatewayMode != "" {
+		n.gatewayModeWhy = ModeWhyConfig
+		return
+	}
+	if ns := envArg(envArgs, "K8S_POD_NAMESPACE"); ns != "" {
+		n.GatewayMode = GatewayModeNATUnprotected
+		n.gatewayModeWhy = fmt.Sprintf(ModeWhyKubernetes, ns, envArg(envArgs, "K8S_POD_NAME"))
+		return
+	}
+	n.GatewayMode = GatewayModeNAT
+	n.gatewayModeWhy = ModeWhyDocker
+}
