@@ -14,6 +14,7 @@ GO        ?= go
 BIN       := $(CURDIR)/bin
 TOOLS     := $(CURDIR)/.tools/bin
 REF_TOOLS := $(CURDIR)/.tools/ref
+CLUSTER_TOOLS := $(CURDIR)/.tools/cluster
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X github.com/dockernet/cni-plugins/plugins/pkg/buildinfo.Version=$(VERSION)
 PLUGINS   := plugins/main/bridge plugins/main/loopback plugins/ipam/host-local plugins/meta/portmap
@@ -23,7 +24,7 @@ BIN_DIR      ?= /usr/local/sbin
 CNITOOL_VERSION ?= v1.3.1
 CRICTL_VERSION  ?= v1.37.0
 
-.PHONY: all build tools cnitool deps install installer installer-image test test-clients unit integration e2e fuzz demo bench bench-publish bench-readme clean
+.PHONY: all build tools cluster-tools cnitool deps install installer installer-image test test-clients unit integration e2e fuzz demo bench bench-publish bench-readme clean
 
 all: build
 
@@ -56,6 +57,12 @@ $(REF_TOOLS)/%:
 	@mkdir -p $(REF_TOOLS)
 	CGO_ENABLED=0 GOBIN=$(REF_TOOLS) $(GO) install -trimpath $(REF_PKG)/$(patsubst $*=%,%,$(filter $*=%,$(REF_TOOL_PKGS)))@$(REF_VERSION)
 
+# The cluster tests' etcd, flanneld (host-gw and vxlan), the flannel CNI
+# plugin and containerd 2, built from the Go module proxy once per version
+# (a first build takes about 6 minutes here; the Go build cache keeps it).
+cluster-tools:
+	@bash scripts/cluster-tools.sh $(CLUSTER_TOOLS)
+
 # The cluster installer (conf/kubernetes/) is a module of its own: it needs
 # client-go, whose first build takes a minute that no plugin should pay.
 INSTALLER_IMAGE ?= localhost/dnet-installer:latest
@@ -74,7 +81,7 @@ install: build
 	install -d $(BIN_DIR) && install -m 0755 $(BIN)/dnetctl $(BIN_DIR)/
 
 # Tests run the built binaries: DNET_BIN and CNITOOL tell them where.
-TEST_ENV := DNET_BIN=$(BIN) CNITOOL=$(TOOLS)/cnitool CRICTL=$(TOOLS)/crictl REF_FIREWALL=$(REF_TOOLS)/firewall REF_HOSTLOCAL=$(REF_TOOLS)/host-local REF_BIN=$(REF_TOOLS)
+TEST_ENV := DNET_BIN=$(BIN) CNITOOL=$(TOOLS)/cnitool CRICTL=$(TOOLS)/crictl REF_FIREWALL=$(REF_TOOLS)/firewall REF_HOSTLOCAL=$(REF_TOOLS)/host-local REF_BIN=$(REF_TOOLS) CLUSTER_TOOLS=$(CLUSTER_TOOLS)
 GOTEST   := $(GO) test -count=1
 
 # The real clients alone (Podman, containerd's CRI via crictl, ctr,
@@ -93,11 +100,11 @@ unit:
 integration: build
 	$(TEST_ENV) $(GOTEST) ./plugins/...
 
-e2e: build tools
+e2e: build tools cluster-tools
 	$(TEST_ENV) $(GOTEST) -timeout 15m ./test/...
 
 # The bench is a module of its own (test/bench): its unit tests run there.
-test: build tools installer
+test: build tools cluster-tools installer
 	$(TEST_ENV) $(GOTEST) -timeout 20m ./...
 	cd test/bench && $(GOTEST) ./...
 	cd plugins/installer && $(GOTEST) ./...

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"io/fs"
@@ -35,17 +34,15 @@ import (
 //	/run/runc, /run/containerd          runc's and the shims' state
 //
 // A client run there (nsenter into that mount namespace and the host netns)
-// neither reads the machine's CNI configuration nor leaves state in it. The
-// namespace is a slave: netns mounts that tests make later still show in
-// it, and nothing mounted in it shows outside.
+// neither reads the machine's CNI configuration nor leaves state in it.
 type clientHost struct {
 	*world
+	*privateMounts
 	suite  string
-	holder *exec.Cmd // `sleep` that keeps the mount namespace alive
-	netD   string    // the private /etc/cni/net.d
-	cniBin string    // the private /opt/cni/bin
-	varLib string    // the private /var/lib/cni
-	env    []string  // for every client command
+	netD   string   // the private /etc/cni/net.d
+	cniBin string   // the private /opt/cni/bin
+	varLib string   // the private /var/lib/cni
+	env    []string // for every client command
 	pass   int
 	failed []string
 }
@@ -63,29 +60,7 @@ func newClientHost(t *testing.T, suite string, tools ...string) *clientHost {
 	for _, p := range ctl.Plugins { // what make install puts in /opt/cni/bin
 		h.addPlugin(filepath.Join(w.bin, p))
 	}
-	// The holder says when it is in its own mount namespace: entering its
-	// namespace before that would mount over the machine's directories.
-	h.holder = exec.Command("unshare", "--mount", "--propagation", "slave", "sh", "-c", "echo ready; exec sleep infinity")
-	ready, err := h.holder.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.holder.Start(); err != nil {
-		t.Fatalf("unshare --mount: %v", err)
-	}
-	before := netnsFiles()
-	t.Cleanup(func() {
-		_ = h.holder.Process.Kill()
-		_ = h.holder.Wait()
-		removeStrayNetnsFiles(before)
-	})
-	line, _ := bufio.NewReader(ready).ReadString('\n')
-	own, _ := os.Readlink("/proc/self/ns/mnt")
-	theirs, _ := os.Readlink("/proc/" + strconv.Itoa(h.holder.Process.Pid) + "/ns/mnt")
-	if line != "ready\n" || theirs == "" || theirs == own {
-		t.Fatalf("no private mount namespace (holder said %q; its namespace %q, ours %q)", line, theirs, own)
-	}
-	mounts := [][]string{
+	h.privateMounts = newPrivateMounts(t, [][]string{
 		{"--bind", h.netD, "/etc/cni/net.d"},
 		{"--bind", h.cniBin, "/opt/cni/bin"},
 		{"--bind", h.varLib, "/var/lib/cni"},
@@ -93,14 +68,7 @@ func newClientHost(t *testing.T, suite string, tools ...string) *clientHost {
 		{"-t", "tmpfs", "tmpfs", "/run/runc"},           // Podman's runc state
 		{"-t", "tmpfs", "tmpfs", "/run/containerd"},     // the shims' sockets, runc state
 		{"-t", "tmpfs", "tmpfs", "/var/lib/containers"}, // Podman's blob cache
-	}
-	for _, m := range mounts {
-		target := m[len(m)-1]
-		ensureMountPoint(t, target)
-		if out, err := h.nsenterMount(append([]string{"mount"}, m...)...).CombinedOutput(); err != nil {
-			t.Fatalf("mount %v in the private mount namespace: %v: %s", m, err, out)
-		}
-	}
+	})
 	t.Cleanup(func() {
 		t.Logf("%s: %d checks: %d passed, %d failed %v", suite, h.pass+len(h.failed), h.pass, len(h.failed), h.failed)
 	})
@@ -128,22 +96,10 @@ func (h *clientHost) addReferencePlugin(name string) {
 	h.addPlugin(filepath.Join(dir, name))
 }
 
-// nsenterMount runs args in the holder's mount namespace, with the
-// holder's root and working directory: entering a mount namespace resets
-// both to the namespace's own, which is not ours when the suite runs in a
-// chroot.
-func (h *clientHost) nsenterMount(args ...string) *exec.Cmd {
-	return exec.Command("nsenter", append(h.enterArgs(), append([]string{"--"}, args...)...)...)
-}
-
-func (h *clientHost) enterArgs() []string {
-	return []string{"--target", strconv.Itoa(h.holder.Process.Pid), "--mount", "--root", "--wd"}
-}
-
 // command is args run as the client runs: in the private mount namespace
 // and the host netns.
 func (h *clientHost) command(args ...string) *exec.Cmd {
-	cmd := exec.Command("nsenter", append(append(h.enterArgs(), "--net="+h.host.Path(), "--"), args...)...)
+	cmd := h.inNetns(h.host.Path(), args...)
 	cmd.Env = append(os.Environ(), h.env...)
 	return cmd
 }

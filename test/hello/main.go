@@ -5,6 +5,8 @@
 //
 //	hello serve [-port 5000]          TCP (HTTP) and UDP on the same port
 //	hello get   URL                   prints the HTTP body
+//	hello post  URL BODY              POSTs BODY (JSON), prints the reply (etcd's JSON API in the cluster tests)
+//	hello blast HOST:PORT SECONDS     TCP: sends as fast as it can to a sink, prints bytes per second
 //	hello udp   HOST:PORT             sends one datagram, prints the reply
 //	hello sink  [-port 5000]          TCP: reads each connection to EOF, then closes it (benchmarks)
 //	hello pause                       waits for SIGTERM or SIGINT (a pod sandbox's process)
@@ -19,6 +21,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -50,6 +53,18 @@ func main() {
 			usage()
 		}
 		exitOn(get(os.Args[2]))
+	case "post":
+		if len(os.Args) != 4 {
+			usage()
+		}
+		exitOn(post(os.Args[2], os.Args[3]))
+	case "blast":
+		if len(os.Args) != 4 {
+			usage()
+		}
+		secs, err := strconv.ParseFloat(os.Args[3], 64)
+		exitOn(err)
+		exitOn(blast(os.Args[2], time.Duration(secs*float64(time.Second))))
 	case "udp":
 		if len(os.Args) != 3 {
 			usage()
@@ -61,7 +76,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: hello serve [-bind ADDR] [-port N] | hello sink [-port N] | hello pause | hello get URL | hello udp HOST:PORT")
+	fmt.Fprintln(os.Stderr, "usage: hello serve [-bind ADDR] [-port N] | hello sink [-port N] | hello pause | hello get URL | hello post URL BODY | hello blast HOST:PORT SECONDS | hello udp HOST:PORT")
 	os.Exit(2)
 }
 
@@ -110,6 +125,49 @@ func get(url string) error {
 	defer resp.Body.Close()
 	_, err = io.Copy(os.Stdout, resp.Body)
 	return err
+}
+
+func post(url, body string) error {
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("POST %s: %s", url, resp.Status)
+	}
+	_, err = io.Copy(os.Stdout, resp.Body)
+	return err
+}
+
+// blast measures one TCP connection's throughput to a sink: it writes
+// 128 KiB buffers for d, then waits for the sink to have read them all
+// (it closes on EOF), and prints the bytes per second.
+func blast(addr string, d time.Duration) error {
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	greet := make([]byte, 1)
+	if _, err := io.ReadFull(conn, greet); err != nil {
+		return fmt.Errorf("no greeting from the sink: %v", err)
+	}
+	buf := make([]byte, 128<<10)
+	start := time.Now()
+	var sent int64
+	for time.Since(start) < d {
+		n, err := conn.Write(buf)
+		sent += int64(n)
+		if err != nil {
+			return err
+		}
+	}
+	_ = conn.(*net.TCPConn).CloseWrite()
+	_, _ = io.Copy(io.Discard, conn) // the sink closes once it has read everything
+	fmt.Printf("%.0f\n", float64(sent)/time.Since(start).Seconds())
+	return nil
 }
 
 func udp(addr string) error {
