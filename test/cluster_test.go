@@ -137,13 +137,15 @@ func newCluster(t *testing.T, tools, backend, set string) *cluster {
 	if err := os.MkdirAll(c.cniBin, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	src := c.bin
+	plugins := []string{filepath.Join(tools, "flannel")}
 	if set == "reference" {
-		if src = os.Getenv("REF_BIN"); src == "" {
-			src = "../.tools/ref"
+		ref := os.Getenv("REF_BIN")
+		if ref == "" {
+			ref = "../.tools/ref"
 		}
+		plugins = append(plugins, filepath.Join(ref, "bridge"), filepath.Join(ref, "host-local"), filepath.Join(ref, "portmap"))
 	}
-	for _, p := range []string{filepath.Join(src, "bridge"), filepath.Join(src, "host-local"), filepath.Join(src, "portmap"), filepath.Join(tools, "flannel")} {
+	for _, p := range plugins {
 		abs, _ := filepath.Abs(p)
 		if _, err := os.Stat(abs); err != nil {
 			t.Fatalf("plugin %s: %v (make tools builds the reference plugins)", abs, err)
@@ -165,11 +167,60 @@ func newCluster(t *testing.T, tools, backend, set string) *cluster {
 	for i := 1; i <= 3; i++ {
 		c.nodes = append(c.nodes, c.newNode(i))
 	}
+	if set == "ours" {
+		c.installOurs(c.nodes[0])
+	}
 	c.waitRoutes()
 	t.Cleanup(func() {
 		t.Logf("cluster %s/%s: %d checks: %d passed, %d failed\n  %s", backend, set, c.pass+len(c.failed), c.pass, len(c.failed), strings.Join(c.results, "\n  "))
 	})
 	return c
+}
+
+// installOurs puts our plugins beside the flannel plugin as the cluster
+// installer does on a flannel node: the node's conflist is flannel's, so
+// the installer refuses to write ours beside it, and with -binaries-only
+// copies the plugins and leaves the conflist directory alone.
+func (c *cluster) installOurs(n *node) {
+	installer := filepath.Join(c.bin, "dnet-installer")
+	if _, err := os.Stat(installer); err != nil {
+		c.t.Fatalf("%v (make installer builds it)", err)
+	}
+	src := filepath.Join(c.dir, "installer-src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		c.t.Fatal(err)
+	}
+	if err := os.Symlink(c.bin, filepath.Join(src, "bin")); err != nil {
+		c.t.Fatal(err)
+	}
+	for _, f := range []string{"10-dockernet.conflist"} {
+		data, err := os.ReadFile(filepath.Join("../conf/kubernetes", f))
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(src, f), data, 0o644); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+	netD := filepath.Join(n.dir, "net.d")
+	args := []string{installer, "-src", src, "-bin-dir", c.cniBin, "-conf-dir", netD, "-pod-cidr", n.subnetNet()}
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "10-flannel.conflist") || !strings.Contains(string(out), "-binaries-only") {
+		c.check("installer: refuses to write its conflist beside flannel's", fmt.Errorf("%v: %s", err, out))
+	} else {
+		c.check("installer: refuses to write its conflist beside flannel's", nil)
+	}
+	out, err = exec.Command(installer, "-binaries-only", "-src", src, "-bin-dir", c.cniBin, "-conf-dir", netD).CombinedOutput()
+	if err != nil {
+		c.t.Fatalf("dnet-installer -binaries-only: %v: %s", err, out)
+	}
+	entries, _ := os.ReadDir(netD)
+	conf, _ := os.ReadFile(filepath.Join(netD, "10-flannel.conflist"))
+	if len(entries) != 1 || string(conf) != kubeFlannelConflist {
+		c.check("installer -binaries-only: flannel's conflist alone and unchanged", fmt.Errorf("conf dir holds %v", entries))
+	} else {
+		c.check("installer -binaries-only: flannel's conflist alone and unchanged", nil)
+	}
 }
 
 // plug connects ns to the underlay switch with address addr.

@@ -3,6 +3,10 @@
 // plugins into the node's /opt/cni/bin and writes the conflist, with the
 // node's pod CIDR, into its /etc/cni/net.d, each atomically; then it waits,
 // so that the pod stays up and a restart installs again.
+//
+// With -binaries-only it copies the plugins alone, for nodes whose
+// conflist another component writes (flannel, k3s); without it, it writes
+// no conflist beside another network's.
 package main
 
 import (
@@ -31,7 +35,7 @@ const (
 
 type options struct {
 	src, binDir, confDir, conflist, podCIDR string
-	wait                                    bool
+	wait, binariesOnly                      bool
 }
 
 func parseFlags(args []string) (options, error) {
@@ -43,6 +47,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.conflist, "conflist", "10-dockernet.conflist", "the conflist under -src")
 	fs.StringVar(&o.podCIDR, "pod-cidr", "", "the node's pod CIDR (default: the Node object's spec.podCIDRs, for node $NODE_NAME)")
 	fs.BoolVar(&o.wait, "wait", false, "after installing, wait for SIGTERM (a DaemonSet's container)")
+	fs.BoolVar(&o.binariesOnly, "binaries-only", false, "copy the plugins only, never touching -conf-dir (flannel, k3s: another component writes the conflist)")
 	err := fs.Parse(args)
 	if err == nil && fs.NArg() > 0 {
 		err = fmt.Errorf("unexpected arguments %v", fs.Args())
@@ -67,6 +72,14 @@ func main() {
 }
 
 func run(o options) error {
+	if o.binariesOnly {
+		res, err := install.Run(install.Options{SrcBin: filepath.Join(o.src, "bin"), Plugins: ctl.Plugins, BinDir: o.binDir, BinariesOnly: true}, nil)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("dnet-installer: plugins %v in %s (the conflist is another component's): %d files written\n", ctl.Plugins, o.binDir, len(res.Written))
+		return nil
+	}
 	podCIDR := o.podCIDR
 	if podCIDR == "" {
 		name := os.Getenv("NODE_NAME")
@@ -94,7 +107,7 @@ func run(o options) error {
 	}
 	res, err := install.Run(install.Options{
 		SrcBin: filepath.Join(o.src, "bin"), Plugins: ctl.Plugins, BinDir: o.binDir, ConfDir: o.confDir,
-		Template: tmpl, FileName: filepath.Base(o.conflist), Subnet: podCIDR, Log: os.Stdout,
+		Template: tmpl, FileName: filepath.Base(o.conflist), Subnet: podCIDR, Exclusive: true, Log: os.Stdout,
 	}, install.NetlinkHost{})
 	if err != nil {
 		return err

@@ -32,6 +32,15 @@ type Options struct {
 	// Bridge, when set, is the bridge's name, used as given.
 	Bridge string
 
+	// BinariesOnly installs the plugins and leaves ConfDir alone: for
+	// nodes whose network another component writes (flannel, k3s).
+	BinariesOnly bool
+	// Exclusive refuses to write the conflist beside another network's:
+	// a runtime uses the first conflist of the directory, so ours would
+	// either take that network's pods or be ignored (the cluster
+	// installer sets it; a single host may keep Podman's beside ours).
+	Exclusive bool
+
 	Log io.Writer // what was chosen and why
 }
 
@@ -46,11 +55,18 @@ func Run(o Options, host Host) (Result, error) {
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
+	if o.BinariesOnly {
+		written, err := installPlugins(o)
+		return Result{Written: written}, err
+	}
 	conf, err := parseConflist(o.Template)
 	if err != nil {
 		return Result{}, fmt.Errorf("conflist template %s: %w", o.FileName, err)
 	}
 	target := filepath.Join(o.ConfDir, o.FileName)
+	if err := checkConfDir(o, conf.name); err != nil {
+		return Result{}, err
+	}
 	choice, err := choose(o, conf, target, host)
 	if err != nil {
 		return Result{}, err
@@ -60,18 +76,8 @@ func Run(o Options, host Host) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	for _, p := range o.Plugins {
-		data, err := os.ReadFile(filepath.Join(o.SrcBin, p))
-		if err != nil {
-			return res, fmt.Errorf("plugin %s: %w (build it first: make build)", p, err)
-		}
-		changed, err := writeAtomic(filepath.Join(o.BinDir, p), data, 0o755)
-		if err != nil {
-			return res, err
-		}
-		if changed {
-			res.Written = append(res.Written, filepath.Join(o.BinDir, p))
-		}
+	if res.Written, err = installPlugins(o); err != nil {
+		return res, err
 	}
 	changed, err := writeAtomic(target, rendered, 0o644)
 	if err != nil {
@@ -81,6 +87,70 @@ func Run(o Options, host Host) (Result, error) {
 		res.Written = append(res.Written, target)
 	}
 	return res, nil
+}
+
+// installPlugins copies the plugins into BinDir and lists what changed.
+func installPlugins(o Options) ([]string, error) {
+	var written []string
+	for _, p := range o.Plugins {
+		data, err := os.ReadFile(filepath.Join(o.SrcBin, p))
+		if err != nil {
+			return written, fmt.Errorf("plugin %s: %w (build it first: make build)", p, err)
+		}
+		changed, err := writeAtomic(filepath.Join(o.BinDir, p), data, 0o755)
+		if err != nil {
+			return written, err
+		}
+		if changed {
+			written = append(written, filepath.Join(o.BinDir, p))
+		}
+	}
+	return written, nil
+}
+
+// checkConfDir refuses to overwrite a file of ours' name that holds
+// another network (someone else wrote it), and, when o.Exclusive, to
+// write beside any other network's conflist.
+func checkConfDir(o Options, network string) error {
+	entries, err := os.ReadDir(o.ConfDir)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil
+		}
+		return err
+	}
+	for _, e := range entries {
+		ext := filepath.Ext(e.Name())
+		if e.IsDir() || (ext != ".conf" && ext != ".conflist" && ext != ".json") {
+			continue
+		}
+		path := filepath.Join(o.ConfDir, e.Name())
+		theirs := networkName(path)
+		switch {
+		case e.Name() == o.FileName && theirs != network:
+			return fmt.Errorf("%s holds network %q, not %q: another component wrote it, and it is left as it is; "+
+				"install only the plugins (-binaries-only) or remove it", path, theirs, network)
+		case o.Exclusive && e.Name() != o.FileName && theirs != network:
+			return fmt.Errorf("%s (network %q) is another component's: the runtime uses the first conflist of %s, so a second one "+
+				"would take that network's pods or be ignored; on a node whose network someone else writes (flannel, k3s), "+
+				"install only the plugins (-binaries-only)", path, theirs, o.ConfDir)
+		}
+	}
+	return nil
+}
+
+// networkName is the "name" of the network config at path, or a word
+// saying it has none.
+func networkName(path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "(unreadable)"
+	}
+	var c struct{ Name string }
+	if json.Unmarshal(data, &c) != nil || c.Name == "" {
+		return "(no name)"
+	}
+	return c.Name
 }
 
 // writeAtomic puts data at path through a temporary file in the same

@@ -184,3 +184,53 @@ func TestBadTemplate(t *testing.T) {
 		t.Error("a refused install copied plugins")
 	}
 }
+
+// TestOtherComponentsConflists: a conflist someone else wrote is never
+// overwritten; the cluster installer (Exclusive) writes none beside
+// another network's, and -binaries-only never touches the directory.
+func TestOtherComponentsConflists(t *testing.T) {
+	flannel := `{"name":"cbr0","cniVersion":"0.3.1","plugins":[{"type":"flannel","delegate":{"isDefaultGateway":true}},{"type":"portmap","capabilities":{"portMappings":true}}]}`
+	cases := []struct {
+		name      string
+		file      string // what is in the conf dir before
+		exclusive bool
+		binaries  bool
+		wantErr   string
+	}{
+		{name: "flannel's beside, single host", file: "10-flannel.conflist"},
+		{name: "flannel's beside, cluster installer", file: "10-flannel.conflist", exclusive: true, wantErr: "is another component's"},
+		{name: "flannel's under our name", file: "10-dockernet.conflist", wantErr: `holds network "cbr0", not "dockernet"`},
+		{name: "binaries only, cluster installer", file: "10-flannel.conflist", exclusive: true, binaries: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			o := options(t, "kubernetes/10-dockernet.conflist")
+			o.Exclusive, o.BinariesOnly = tc.exclusive, tc.binaries
+			if err := os.MkdirAll(o.ConfDir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			theirs := filepath.Join(o.ConfDir, tc.file)
+			if err := os.WriteFile(theirs, []byte(flannel), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			res, err := Run(o, fakeHost{})
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), "-binaries-only") {
+					t.Fatalf("err %v, want one saying %q and naming -binaries-only", err, tc.wantErr)
+				}
+				if _, err := os.Stat(o.BinDir); err == nil {
+					t.Error("a refused install copied plugins")
+				}
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if data, _ := os.ReadFile(theirs); string(data) != flannel {
+				t.Errorf("%s was changed to %s", tc.file, data)
+			}
+			entries, _ := os.ReadDir(o.ConfDir)
+			if tc.binaries && (len(entries) != 1 || len(res.Written) != 2) {
+				t.Errorf("binaries only: conf dir %v, wrote %v; want flannel's alone and the two plugins", entries, res.Written)
+			}
+		})
+	}
+}
