@@ -6,6 +6,7 @@
 #   make test-clients  Podman, containerd CRI (crictl), ctr and cnitool driving the plugins (root)
 #   make demo       one packet through `docker run -p`, in private network namespaces (root)
 #   make bench      ours vs the reference plugins, side by side (root; its run time is in the README)
+#   make bench-cluster  the same through kube-flannel's stack on flannel clusters (part of make bench)
 #   make bench-publish  the same into test/bench/results, and the README's table from it
 
 SHELL     := /bin/bash
@@ -24,7 +25,7 @@ BIN_DIR      ?= /usr/local/sbin
 CNITOOL_VERSION ?= v1.3.1
 CRICTL_VERSION  ?= v1.37.0
 
-.PHONY: all build tools cluster-tools cnitool deps install installer installer-image test test-clients unit integration e2e fuzz demo bench bench-publish bench-readme clean
+.PHONY: all build tools cluster-tools cnitool deps install installer installer-image test test-clients unit integration e2e fuzz demo bench bench-cluster bench-publish bench-readme clean
 
 all: build
 
@@ -150,6 +151,13 @@ bench:
 	CGO_ENABLED=0 GOBIN=$$ref $(GO) install -trimpath -ldflags="-s -w" $(REF_PKG)/main/bridge@$(REF_VERSION) $(REF_PKG)/ipam/host-local@$(REF_VERSION) $(REF_PKG)/meta/portmap@$(REF_VERSION) >$$ref/install.log 2>&1 \
 		|| { cat $$ref/install.log; echo "installing the reference plugins failed"; exit 1; }; \
 	$(BIN)/bench -ours $(BIN) -ref $$ref -hello $(BIN)/hello -out $(BENCH_OUT) $(BENCH_FLAGS)
+	$(MAKE) --no-print-directory bench-cluster
+
+# Cross-node throughput and chain ADD/DEL through flannel's delegation,
+# ours and the reference alternated on twin clusters (test/cluster_test.go).
+bench-cluster: build tools cluster-tools installer
+	@mkdir -p $(BENCH_OUT)
+	$(TEST_ENV) DNET_CLUSTER_BENCH=1 DNET_CLUSTER_BENCH_OUT=$(BENCH_OUT)/cluster.txt $(GOTEST) -v -timeout 20m -run '^TestClusterBench$$' ./test | grep -A8 'cluster bench:'
 
 # The results kept in the repository, and the README's table from them.
 bench-publish:
