@@ -88,7 +88,7 @@ GOTEST   := $(GO) test -count=1
 # The real clients alone (Podman, containerd's CRI via crictl, ctr,
 # cnitool), each printing what it ran and its count of checks; `make test`
 # runs them too.
-test-clients: deps build tools installer
+test-clients: deps build tools cluster-tools installer
 	$(TEST_ENV) $(GOTEST) -v -timeout 10m -run '^(TestClient|TestInstallerImage)' ./test
 
 # As root, install what is missing (podman, containerd, runc, …) first.

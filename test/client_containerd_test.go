@@ -42,6 +42,44 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     max_conf_num = 1
 `
 
+// containerd2Config is containerd 2's (config version 3) equivalent of
+// containerdConfig: the CRI plugin is split into images and runtime, the
+// pinned sandbox image replaces sandbox_image, and the CNI plugin
+// directories are a list.
+const containerd2Config = `version = 3
+root = "%[1]s/root"
+state = "%[1]s/state"
+disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.erofs"]
+
+[grpc]
+  address = "%[1]s/containerd.sock"
+
+[ttrpc]
+  address = "%[1]s/containerd.sock.ttrpc"
+
+[plugins."io.containerd.grpc.v1.cri"]
+  stream_server_port = "0"
+
+[plugins."io.containerd.cri.v1.images".pinned_images]
+  sandbox = "%[2]s"
+
+[plugins."io.containerd.cri.v1.runtime"]
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.cri.v1.runtime".cni]
+    bin_dirs = ["/opt/cni/bin"]
+    conf_dir = "/etc/cni/net.d"
+    max_conf_num = 1
+`
+
+// containerdBuild is which containerd a suite runs: Debian's 1.6 from
+// PATH, or containerd 2 from `make cluster-tools` with its own shim.
+type containerdBuild struct {
+	dir    string // holds containerd and its shim; "" for PATH
+	config string // containerdConfig or containerd2Config
+}
+
+var containerd16 = containerdBuild{config: containerdConfig}
+
 // containerd is a daemon of the test's own, in its client host.
 type containerd struct {
 	h    *clientHost
@@ -53,16 +91,29 @@ type containerd struct {
 // image imported into namespace ns, and stops it (and the shims it
 // started) at cleanup.
 func (h *clientHost) startContainerd(ns string) *containerd {
+	return h.startContainerdBuild(ns, containerd16)
+}
+
+// startContainerdBuild is startContainerd for a given containerd.
+func (h *clientHost) startContainerdBuild(ns string, build containerdBuild) *containerd {
 	h.t.Helper()
 	c := &containerd{h: h, dir: filepath.Join(h.dir, "containerd")}
 	h.ownCgroups(ns)
 	c.sock = filepath.Join(c.dir, "containerd.sock")
-	writeFile(h.t, filepath.Join(c.dir, "config.toml"), fmt.Sprintf(containerdConfig, c.dir, helloImage))
+	writeFile(h.t, filepath.Join(c.dir, "config.toml"), fmt.Sprintf(build.config, c.dir, helloImage))
 	log, err := os.Create(filepath.Join(c.dir, "containerd.log"))
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	cmd := h.command("containerd", "--config", filepath.Join(c.dir, "config.toml"))
+	bin := "containerd"
+	if build.dir != "" {
+		// Its own shim first in PATH: containerd finds the shim there.
+		bin = filepath.Join(build.dir, "containerd")
+	}
+	cmd := h.command(bin, "--config", filepath.Join(c.dir, "config.toml"))
+	if build.dir != "" {
+		cmd.Env = append(cmd.Env, "PATH="+build.dir+":"+os.Getenv("PATH"))
+	}
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		h.t.Fatalf("start containerd: %v", err)

@@ -22,9 +22,15 @@ const podCIDR = "10.244.1.0/24"
 // prevResult.
 func TestClientCRI(t *testing.T) {
 	h := newClientHost(t, "containerd CRI", "containerd", "ctr", "runc")
-	crictl := toolPath(t, "CRICTL", "../.tools/bin/crictl")
 	writeFile(t, filepath.Join(h.netD, "10-dockernet.conflist"), string(renderKubernetes(t, podCIDR)))
-	c := h.startContainerd("k8s.io")
+	criSuite(h, h.startContainerd("k8s.io"))
+}
+
+// criSuite is kubelet's part, through crictl, against containerd c; it
+// returns crictl, bound to c, for more.
+func criSuite(h *clientHost, c *containerd) func(...string) (string, error) {
+	t := h.t
+	crictl := toolPath(t, "CRICTL", "../.tools/bin/crictl")
 	cfg := filepath.Join(c.dir, "crictl.yaml")
 	writeFile(t, cfg, fmt.Sprintf("runtime-endpoint: unix://%[1]s\nimage-endpoint: unix://%[1]s\ntimeout: 30\n", c.sock))
 	cri := func(args ...string) (string, error) {
@@ -104,6 +110,8 @@ func TestClientCRI(t *testing.T) {
 		h.check("tcp "+target+" from a container of the second pod (crictl exec)", err)
 	}
 	h.check("dnetctl check while running", h.dnetctlCheck())
+	// conf/kubernetes sets the mode itself; under flannel it is chosen.
+	h.check("dnetctl list: the pod has gatewayMode nat-unprotected, from the conflist", h.listsMode("nat-unprotected: set in the network config"))
 
 	// kubelet's teardown: stop (DEL with the netns), then remove (DEL
 	// again, without netns and prevResult).
@@ -120,6 +128,7 @@ func TestClientCRI(t *testing.T) {
 	h.check("crictl stopp and rmp the second pod", err)
 	h.check("nothing left after stopp and rmp", h.leftovers("cni0", ip))
 	h.check("dnetctl check after rmp", h.dnetctlCheck())
+	return cri
 }
 
 // podSandbox is a pod sandbox config as crictl takes it (the CRI

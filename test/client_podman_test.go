@@ -72,6 +72,7 @@ func TestClientPodman(t *testing.T) {
 	h.podmanGet("tcp :8080 from a second container, via the host address", "http://"+hostAddr+":8080/")
 	h.podmanGet("tcp to the first container's address from a second container", "http://"+ip+":5000/")
 	h.check("dnetctl check while running", h.dnetctlCheck())
+	h.check("dnetctl list: Podman's container keeps Docker's protection", h.listsMode("nat: Docker's default"))
 	_, err := h.run("podman", "rm", "-f", "-t", "0", "web")
 	h.check("podman rm -f", err)
 	h.check("nothing left after podman rm -f", h.leftovers("cni-podman0", ip))

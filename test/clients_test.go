@@ -211,6 +211,16 @@ func (h *clientHost) dnetctlCheck() error {
 	return err
 }
 
+// listsMode runs dnetctl list in the client's host: it must name the
+// gateway mode and why for some attachment ("nat: Docker's default …").
+func (h *clientHost) listsMode(want string) error {
+	out, err := h.run(filepath.Join(h.bin, "dnetctl"), "list")
+	if err == nil && !strings.Contains(out, "gatewayMode "+want) {
+		err = fmt.Errorf("dnetctl list does not say gatewayMode %s:\n%s", want, out)
+	}
+	return err
+}
+
 // requireTools fails under CI, and skips elsewhere, when a client is not
 // installed (scripts/install-deps.sh installs them all).
 func requireTools(t *testing.T, tools ...string) {
