@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -179,7 +180,10 @@ func TestICC(t *testing.T) {
 // TestKubernetesConflist: conf/kubernetes turns direct-routing protection
 // off, because Kubernetes needs pods reachable by address from other nodes
 // (and Service traffic DNATed on another node arrives that way too); its
-// host ports still work, and a host listener is still not taken over.
+// host ports still work, and a host listener is still not taken over. A
+// pod keeps its own address towards the cluster's pod network
+// (nonMasqueradeCIDRs), is masqueraded elsewhere, and DEL leaves no
+// exception behind.
 func TestKubernetesConflist(t *testing.T) {
 	for _, backend := range backends {
 		t.Run(backend, func(t *testing.T) {
@@ -196,6 +200,31 @@ func TestKubernetesConflist(t *testing.T) {
 			w.mustReach(node, "udp", ip, helloPort)
 			w.mustReach(w.client, "tcp", hostAddr, 8080)
 			w.mustReach(pod.ns, "tcp", hostAddr, 8080)
+
+			// The other node's own pod network, and a server on it.
+			const remotePod = "10.244.9.2"
+			node.MustRun("ip", "addr", "add", remotePod+"/24", "dev", "eth0", "nodad")
+			w.host.MustRun("ip", "route", "add", "10.244.9.0/24", "via", nbrAddr)
+			node.Start(filepath.Join(w.bin, "hello"), "serve", "-port", fmt.Sprint(helloPort))
+			testenv.Eventually(t, 10*time.Second, "hello on the other node", func() error {
+				_, err := w.request(w.host, "tcp", nbrAddr, helloPort)
+				return err
+			})
+			if peer := w.mustReach(pod.ns, "tcp", remotePod, helloPort); peer != ip {
+				t.Errorf("a pod on another node saw %s, want the pod's own %s (10.244.0.0/16 is not masqueraded)", peer, ip)
+			}
+			if peer := w.mustReach(pod.ns, "tcp", nbrAddr, helloPort); peer != hostAddrNbr {
+				t.Errorf("outside the pod network the server saw %s, want the node's %s (masqueraded)", peer, hostAddrNbr)
+			}
+			if err := w.libcniFor(conf).del(pod, both(8080, "")); err != nil {
+				t.Fatal(err)
+			}
+			rules := w.host.MustRun("nft", "list", "ruleset") + w.host.MustRun(w.iptables+"-save", "-t", "nat")
+			for _, left := range []string{ip + " . ", "-s " + ip + "/32"} {
+				if strings.Contains(rules, left) {
+					t.Errorf("after DEL the rules still hold %q:\n%s", left, rules)
+				}
+			}
 		})
 	}
 }

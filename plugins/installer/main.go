@@ -34,8 +34,8 @@ const (
 )
 
 type options struct {
-	src, binDir, confDir, conflist, podCIDR string
-	wait, binariesOnly                      bool
+	src, binDir, confDir, conflist, podCIDR, clusterCIDR string
+	wait, binariesOnly                                   bool
 }
 
 func parseFlags(args []string) (options, error) {
@@ -46,6 +46,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.confDir, "conf-dir", nodeConfDir, "the node's conflist directory, mounted")
 	fs.StringVar(&o.conflist, "conflist", "10-dockernet.conflist", "the conflist under -src")
 	fs.StringVar(&o.podCIDR, "pod-cidr", "", "the node's pod CIDR (default: the Node object's spec.podCIDRs, for node $NODE_NAME)")
+	fs.StringVar(&o.clusterCIDR, "cluster-cidr", "", "the cluster's pod network, never masqueraded between pods (default: the conflist's nonMasqueradeCIDRs, 10.244.0.0/16)")
 	fs.BoolVar(&o.wait, "wait", false, "after installing, wait for SIGTERM (a DaemonSet's container)")
 	fs.BoolVar(&o.binariesOnly, "binaries-only", false, "copy the plugins only, never touching -conf-dir (flannel, k3s: another component writes the conflist)")
 	err := fs.Parse(args)
@@ -107,7 +108,7 @@ func run(o options) error {
 	}
 	res, err := install.Run(install.Options{
 		SrcBin: filepath.Join(o.src, "bin"), Plugins: ctl.Plugins, BinDir: o.binDir, ConfDir: o.confDir,
-		Template: tmpl, FileName: filepath.Base(o.conflist), Subnet: podCIDR, Exclusive: true, Log: os.Stdout,
+		Template: tmpl, FileName: filepath.Base(o.conflist), Subnet: podCIDR, ClusterCIDR: o.clusterCIDR, Exclusive: true, Log: os.Stdout,
 	}, install.NetlinkHost{})
 	if err != nil {
 		return err

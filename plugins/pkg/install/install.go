@@ -31,6 +31,9 @@ type Options struct {
 	Subnet string
 	// Bridge, when set, is the bridge's name, used as given.
 	Bridge string
+	// ClusterCIDR, when set, is the cluster's pod network: the bridge's
+	// nonMasqueradeCIDRs, so that pods see each other's addresses.
+	ClusterCIDR string
 
 	// BinariesOnly installs the plugins and leaves ConfDir alone: for
 	// nodes whose network another component writes (flannel, k3s).
@@ -72,6 +75,9 @@ func Run(o Options, host Host) (Result, error) {
 		return Result{}, err
 	}
 	res := Result{Network: conf.name, Bridge: choice.bridge, Subnet: choice.subnet}
+	if err := conf.setClusterCIDR(o.ClusterCIDR, choice.subnet); err != nil {
+		return res, err
+	}
 	rendered, err := conf.render(choice.bridge, choice.subnet)
 	if err != nil {
 		return res, err
@@ -252,6 +258,35 @@ func (c *conflist) firstRange() map[string]any {
 	}
 	r, _ := set[0].(map[string]any)
 	return r
+}
+
+// setClusterCIDR makes cidr the bridge's nonMasqueradeCIDRs, when given,
+// and refuses a subnet outside the cluster's pod network the conflist
+// names: masquerade would then hide that node's pods from the others.
+func (c *conflist) setClusterCIDR(cidr, subnet string) error {
+	br := c.bridgePlugin()
+	if cidr != "" {
+		_, n, err := net.ParseCIDR(cidr)
+		if err != nil {
+			return fmt.Errorf("cluster CIDR %q: %w", cidr, err)
+		}
+		br["nonMasqueradeCIDRs"] = []any{n.String()}
+	}
+	list, _ := br["nonMasqueradeCIDRs"].([]any)
+	if len(list) == 0 {
+		return nil
+	}
+	ip, _, err := net.ParseCIDR(subnet)
+	if err != nil {
+		return err
+	}
+	for _, v := range list {
+		s, _ := v.(string)
+		if _, n, err := net.ParseCIDR(s); err == nil && n.Contains(ip) {
+			return nil
+		}
+	}
+	return fmt.Errorf("the pod subnet %s is outside the cluster's pod network %v that the conflist leaves unmasqueraded: give the cluster CIDR (-cluster-cidr)", subnet, list)
 }
 
 // render is the template with bridge and subnet; a subnet that changed

@@ -3,6 +3,7 @@ package install
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -230,6 +231,44 @@ func TestOtherComponentsConflists(t *testing.T) {
 			entries, _ := os.ReadDir(o.ConfDir)
 			if tc.binaries && (len(entries) != 1 || len(res.Written) != 2) {
 				t.Errorf("binaries only: conf dir %v, wrote %v; want flannel's alone and the two plugins", entries, res.Written)
+			}
+		})
+	}
+}
+
+// TestClusterCIDR: the cluster's pod network becomes the bridge's
+// nonMasqueradeCIDRs, and a node subnet outside it is refused.
+func TestClusterCIDR(t *testing.T) {
+	cases := []struct {
+		name, subnet, cluster, want, wantErr string
+	}{
+		{name: "the template's", subnet: "10.244.3.0/24", want: "10.244.0.0/16"},
+		{name: "given", subnet: "10.42.3.0/24", cluster: "10.42.0.0/16", want: "10.42.0.0/16"},
+		{name: "given with host bits", subnet: "10.42.3.0/24", cluster: "10.42.1.1/16", want: "10.42.0.0/16"},
+		{name: "outside the template's", subnet: "10.42.3.0/24", wantErr: "outside the cluster's pod network"},
+		{name: "outside the given", subnet: "10.244.3.0/24", cluster: "10.42.0.0/16", wantErr: "-cluster-cidr"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			o := options(t, "kubernetes/10-dockernet.conflist")
+			o.Subnet, o.ClusterCIDR = tc.subnet, tc.cluster
+			_, err := Run(o, fakeHost{})
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			data, _ := os.ReadFile(filepath.Join(o.ConfDir, o.FileName))
+			c, err := parseConflist(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := fmt.Sprint(c.bridgePlugin()["nonMasqueradeCIDRs"]); got != "["+tc.want+"]" {
+				t.Errorf("nonMasqueradeCIDRs %s, want [%s]", got, tc.want)
 			}
 		})
 	}

@@ -74,6 +74,9 @@ type MasqSpec struct {
 	Owner  Owner
 	IP     net.IP // the container's address
 	Bridge string // traffic leaving through this interface is not masqueraded
+	// Except are destinations not masqueraded (a cluster's pod network),
+	// of IP's family, none inside another.
+	Except []*net.IPNet `json:",omitempty"`
 }
 
 // ForwardSpec is the filter half of one attachment: what may be forwarded

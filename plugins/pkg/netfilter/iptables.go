@@ -202,14 +202,18 @@ func (b *ipTables) AddMasquerade(spec MasqSpec) error {
 	// removes the previous record's rules before a re-ADD.
 	fast := func(txn *ruleTxn) {
 		b.requireBase(txn, masqBase())
-		txn.add(chainMasq, masqRule(spec, b.family)...)
+		for _, r := range masqRules(spec, b.family) {
+			txn.add(chainMasq, r...)
+		}
 	}
 	return b.edit(fast, func(txn *ruleTxn, snap *tableSnapshot) error {
 		ensureBase(txn, snap, masqBase())
 		for _, r := range snap.owned(chainMasq, spec.Owner) {
 			txn.deleteSaved(chainMasq, r)
 		}
-		txn.add(chainMasq, masqRule(spec, b.family)...)
+		for _, r := range masqRules(spec, b.family) {
+			txn.add(chainMasq, r...)
+		}
 		return nil
 	})
 }
@@ -218,7 +222,11 @@ func (b *ipTables) DelMasquerade(spec MasqSpec) error {
 	o := spec.Owner
 	var fast func(*ruleTxn)
 	if spec.IP != nil {
-		fast = func(txn *ruleTxn) { txn.del(chainMasq, masqRule(spec, b.family)...) }
+		fast = func(txn *ruleTxn) {
+			for _, r := range masqRules(spec, b.family) {
+				txn.del(chainMasq, r...)
+			}
+		}
 	}
 	return b.edit(fast, func(txn *ruleTxn, snap *tableSnapshot) error {
 		for _, r := range snap.owned(chainMasq, o) {
@@ -239,6 +247,11 @@ func (b *ipTables) CheckMasquerade(spec MasqSpec) error {
 	src := "-s " + spec.IP.String() + hostPrefix(b.family) + " "
 	if len(snap.matching(chainMasq, tagPrefix+spec.Owner.Tag()+" ", src, "-j MASQUERADE")) == 0 {
 		return fmt.Errorf("%s: masquerade rule for %s (container %s) is missing from %s", b.family, spec.IP, spec.Owner.ContainerID, chainMasq)
+	}
+	for _, n := range spec.Except {
+		if len(snap.matching(chainMasq, tagPrefix+spec.Owner.Tag()+" ", src, "-d "+n.String()+" ", "-j RETURN")) == 0 {
+			return fmt.Errorf("%s: the rule keeping %s unmasqueraded towards %s (container %s) is missing from %s", b.family, spec.IP, n, spec.Owner.ContainerID, chainMasq)
+		}
 	}
 	return nil
 }

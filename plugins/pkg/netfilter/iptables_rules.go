@@ -164,10 +164,16 @@ func multicastNet(f Family) string {
 	return "ff00::/8"
 }
 
-// masqRule is the bridge's outbound masquerade for one container: traffic
-// from its address that leaves through any interface but the bridge.
-func masqRule(spec MasqSpec, f Family) []string {
-	return []string{"-s", spec.IP.String() + hostPrefix(f), "!", "-o", spec.Bridge,
+// masqRules are the bridge's outbound masquerade for one container:
+// traffic from its address that leaves through any interface but the
+// bridge, unless it goes to one of spec.Except (a RETURN each, first).
+func masqRules(spec MasqSpec, f Family) [][]string {
+	src := spec.IP.String() + hostPrefix(f)
+	var rules [][]string
+	for _, n := range spec.Except {
+		rules = append(rules, []string{"-s", src, "-d", n.String(), "-m", "comment", "--comment", spec.Owner.Comment(), "-j", "RETURN"})
+	}
+	return append(rules, []string{"-s", src, "!", "-o", spec.Bridge,
 		"-m", "comment", "--comment", spec.Owner.Comment(),
-		"!", "-d", multicastNet(f), "-j", "MASQUERADE"}
+		"!", "-d", multicastNet(f), "-j", "MASQUERADE"})
 }

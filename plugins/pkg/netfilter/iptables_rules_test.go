@@ -65,8 +65,16 @@ func TestPortmapRulesGolden(t *testing.T) {
 func TestMasqRuleGolden(t *testing.T) {
 	txn := &ruleTxn{table: "nat"}
 	ensureBase(txn, parseSnapshot("", "nat"), masqBase())
-	txn.add(chainMasq, masqRule(MasqSpec{Owner: testOwner, IP: net.ParseIP("172.17.0.2"), Bridge: "docker0"}, IPv4)...)
-	txn.add(chainMasq, masqRule(MasqSpec{Owner: testOwner, IP: net.ParseIP("fd00::2"), Bridge: "docker0"}, IPv6)...)
+	_, podNet, _ := net.ParseCIDR("10.244.0.0/16")
+	for _, spec := range []MasqSpec{
+		{Owner: testOwner, IP: net.ParseIP("172.17.0.2"), Bridge: "docker0"},
+		{Owner: testOwner, IP: net.ParseIP("fd00::2"), Bridge: "docker0"},
+		{Owner: testOwner, IP: net.ParseIP("10.244.1.2"), Bridge: "cni0", Except: []*net.IPNet{podNet}},
+	} {
+		for _, r := range masqRules(spec, FamilyOf(spec.IP)) {
+			txn.add(chainMasq, r...)
+		}
+	}
 	golden.Check(t, "masq", txn.render())
 }
 

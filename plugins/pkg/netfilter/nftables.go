@@ -12,6 +12,7 @@ package netfilter
 //	  set masq_all        { type ipv4_addr }         containers whose published ports are always masqueraded (masqAll)
 //	  set masq_ips        { type ipv4_addr }         bridge ipMasq: container sources ...
 //	  set masq_local      { type ipv4_addr . ifname }  ... and the bridge they are not masqueraded on
+//	  set masq_except     { type ipv4_addr . ipv4_addr; flags interval }  ... and destinations they are not masqueraded to
 //	  chain prerouting  { type nat hook prerouting priority dstnat;
 //	    ip daddr 127.0.0.0/8 drop                    (ip6: ::1) loopback from outside: see loopbackDrop
 //	    fib daddr type local jump hostports
@@ -26,7 +27,8 @@ package netfilter
 //	    ct status dnat ip saddr 127.0.0.0/8 masquerade                   localhost -> container
 //	    ct status dnat meta mark & 0x2000 == 0x2000 masquerade           container -> host port -> container
 //	    ct status dnat ip daddr @masq_all masquerade
-//	    ip saddr @masq_ips ip saddr . oifname != @masq_local ip daddr != 224.0.0.0/4 masquerade
+//	    ip saddr @masq_ips ip saddr . oifname != @masq_local ip saddr . ip daddr != @masq_except
+//	        ip daddr != 224.0.0.0/4 masquerade
 //	  }
 //	  set fwd_members  { type ipv4_addr . ifname }  every container address and its bridge
 //	  set fwd_protect  { type ipv4_addr . ifname }  ... of networks with direct-routing protection
@@ -78,6 +80,7 @@ const (
 	setMasqAll        = "masq_all"
 	setMasqIPs        = "masq_ips"
 	setMasqLocal      = "masq_local"
+	setMasqExcept     = "masq_except"
 	setFwdMembers     = "fwd_members"
 	setFwdProtect     = "fwd_protect"
 	setFwdIsolate     = "fwd_isolate"
@@ -124,6 +127,7 @@ type layout struct {
 	f                                                               Family
 	table                                                           *nftables.Table
 	hostPorts, hostPortsBound, hairpin, masqAll, masqIPs, masqLocal *nftables.Set
+	masqExcept                                                      *nftables.Set
 	fwdMembers, fwdProtect, fwdIsolate, fwdNoICC                    *nftables.Set
 	addrType                                                        nftables.SetDatatype
 	addrLen                                                         uint32 // bytes of an address
@@ -150,13 +154,16 @@ func newLayout(f Family) *layout {
 			KeyType: nftables.MustConcatSetType(l.addrType, nftables.TypeIFName)}
 	}
 	l.masqLocal = addrIf(setMasqLocal)
+	// Source address . destination range (a pipapo set, kernel 5.6 and later).
+	l.masqExcept = &nftables.Set{Table: l.table, Name: setMasqExcept, Concatenation: true, Interval: true,
+		KeyType: nftables.MustConcatSetType(l.addrType, l.addrType)}
 	l.fwdMembers, l.fwdProtect = addrIf(setFwdMembers), addrIf(setFwdProtect)
 	l.fwdIsolate, l.fwdNoICC = addrIf(setFwdIsolate), addrIf(setFwdNoICC)
 	return l
 }
 
 func (l *layout) sets() []*nftables.Set {
-	return []*nftables.Set{l.hostPorts, l.hostPortsBound, l.hairpin, l.masqAll, l.masqIPs, l.masqLocal,
+	return []*nftables.Set{l.hostPorts, l.hostPortsBound, l.hairpin, l.masqAll, l.masqIPs, l.masqLocal, l.masqExcept,
 		l.fwdMembers, l.fwdProtect, l.fwdIsolate, l.fwdNoICC}
 }
 
@@ -264,6 +271,9 @@ func (l *layout) rules() map[string][][]expr.Any {
 			l.saddr(1),
 			&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: reg32(words)},
 			&expr.Lookup{SourceRegister: 1, SetName: l.masqLocal.Name, SetID: l.masqLocal.ID, Invert: true},
+			l.saddr(1),
+			l.daddr(reg32(words)),
+			&expr.Lookup{SourceRegister: 1, SetName: l.masqExcept.Name, SetID: l.masqExcept.ID, Invert: true},
 		}, append(l.notMulticast(), &expr.Masq{})...),
 	)
 	return map[string][][]expr.Any{
@@ -468,10 +478,27 @@ func (l *layout) portElems(spec PortMapSpec) []elem {
 func (l *layout) masqElems(spec MasqSpec) []elem {
 	comment := spec.Owner.Comment()
 	a := l.addrBytes(spec.IP)
-	return []elem{
+	out := []elem{
 		{l.masqIPs, nftables.SetElement{Key: a, Comment: comment}},
 		{l.masqLocal, nftables.SetElement{Key: append(append([]byte{}, a...), ifname(spec.Bridge)...), Comment: comment}},
 	}
+	for _, n := range spec.Except {
+		first, last := netBounds(n)
+		out = append(out, elem{l.masqExcept, nftables.SetElement{
+			Key:    append(append([]byte{}, a...), l.addrBytes(first)...),
+			KeyEnd: append(append([]byte{}, a...), l.addrBytes(last)...), Comment: comment}})
+	}
+	return out
+}
+
+// netBounds are the first and last address of n.
+func netBounds(n *net.IPNet) (net.IP, net.IP) {
+	first := n.IP.Mask(n.Mask)
+	last := make(net.IP, len(first))
+	for i := range first {
+		last[i] = first[i] | ^n.Mask[i]
+	}
+	return first, last
 }
 
 // forwardElems are spec's elements: its address on its bridge in the
@@ -633,7 +660,7 @@ func (b *nfTables) delByComment(c nftSession, o Owner, sets []*nftables.Set) err
 		var mine []nftables.SetElement
 		for _, e := range have {
 			if strings.HasPrefix(e.Comment, prefix) {
-				mine = append(mine, nftables.SetElement{Key: e.Key})
+				mine = append(mine, nftables.SetElement{Key: e.Key, KeyEnd: e.KeyEnd})
 			}
 		}
 		if len(mine) > 0 {
@@ -676,7 +703,7 @@ func (b *nfTables) DelMasquerade(spec MasqSpec) error {
 	if spec.IP != nil {
 		elems = l.masqElems(spec)
 	}
-	err := b.del(l, spec.Owner, elems, []*nftables.Set{l.masqIPs, l.masqLocal})
+	err := b.del(l, spec.Owner, elems, []*nftables.Set{l.masqIPs, l.masqLocal, l.masqExcept})
 	if err != nil {
 		return fmt.Errorf("%s nftables: remove masquerade of container %s: %w", b.family, spec.Owner.ContainerID, err)
 	}

@@ -33,7 +33,15 @@ func TestNFTablesLayout(t *testing.T) {
 		if err := b.AddPortMappings(spec); err != nil {
 			return err
 		}
-		if err := b.AddMasquerade(MasqSpec{Owner: spec.Owner, IP: spec.ContainerIP, Bridge: "br0"}); err != nil {
+		masq := MasqSpec{Owner: spec.Owner, IP: spec.ContainerIP, Bridge: "br0", Except: []*net.IPNet{cidr("10.66.0.0/16"), cidr("192.0.2.0/24")}}
+		if err := b.AddMasquerade(masq); err != nil {
+			return err
+		}
+		// A re-ADD adds the same elements again.
+		if err := b.AddMasquerade(masq); err != nil {
+			return err
+		}
+		if err := b.CheckMasquerade(masq); err != nil {
 			return err
 		}
 		if err := b.AddForward(ForwardSpec{Owner: spec.Owner, IP: spec.ContainerIP, Bridge: "br0", Protect: true, Isolate: true}); err != nil {

@@ -25,6 +25,11 @@ type NetConf struct {
 	ForceAddress  bool   `json:"forceAddress"`
 	IPMasq        bool   `json:"ipMasq"`
 	IPMasqBackend string `json:"ipMasqBackend,omitempty"`
+	// NonMasqueradeCIDRs (extension, ip-masq-agent's name) are destinations
+	// that ipMasq leaves alone: a cluster's pod network, whose pods must
+	// see each other's addresses (Kubernetes' network model).
+	NonMasqueradeCIDRs []string `json:"nonMasqueradeCIDRs,omitempty"`
+	nonMasq            []*net.IPNet
 	// StateDir (extension) holds the per-attachment records DEL reads.
 	StateDir      string `json:"stateDir,omitempty"`
 	MTU           int    `json:"mtu"`
@@ -116,6 +121,9 @@ func LoadConfig(stdin []byte, envArgs string) (*NetConf, error) {
 			return nil, cnierr.Config("bridge: ipMasqBackend: %v", err)
 		}
 	}
+	if err := n.parseNonMasq(); err != nil {
+		return nil, err
+	}
 
 	n.mac = n.RuntimeConfig.Mac
 	if n.Args.Cni.Mac != "" {
@@ -130,6 +138,24 @@ func LoadConfig(stdin []byte, envArgs string) (*NetConf, error) {
 		}
 	}
 	return n, nil
+}
+
+// parseNonMasq reads nonMasqueradeCIDRs; one inside another would be
+// two overlapping entries of one set, so it is refused.
+func (n *NetConf) parseNonMasq() error {
+	for _, c := range n.NonMasqueradeCIDRs {
+		_, ipnet, err := net.ParseCIDR(c)
+		if err != nil {
+			return cnierr.Config("bridge: nonMasqueradeCIDRs: %q is not a CIDR (like \"10.244.0.0/16\")", c)
+		}
+		for _, prev := range n.nonMasq {
+			if prev.Contains(ipnet.IP) || ipnet.Contains(prev.IP) {
+				return cnierr.Config("bridge: nonMasqueradeCIDRs: %s and %s overlap: list the larger one alone", prev, ipnet)
+			}
+		}
+		n.nonMasq = append(n.nonMasq, ipnet)
+	}
+	return nil
 }
 
 // validateForAdd refuses the key pairs the reference's ADD refuses. DEL

@@ -45,6 +45,13 @@ func TestLoadConfig(t *testing.T) {
 				t.Errorf("explicit nat under Kubernetes gave %q (%s)", n.GatewayMode, n.gatewayModeWhy)
 			}
 		}},
+		{name: "non-masquerade CIDRs", conf: `{"name":"n","ipMasq":true,"nonMasqueradeCIDRs":["10.244.0.0/16","fd00:244::/56"]}`, check: func(t *testing.T, n *NetConf) {
+			if len(n.nonMasq) != 2 || n.nonMasq[0].String() != "10.244.0.0/16" || n.nonMasq[1].String() != "fd00:244::/56" {
+				t.Errorf("nonMasq %v", n.nonMasq)
+			}
+		}},
+		{name: "non-masquerade CIDR not a CIDR", conf: `{"name":"n","nonMasqueradeCIDRs":["10.244.0.0"]}`, code: 7, msg: "is not a CIDR"},
+		{name: "non-masquerade CIDRs overlapping", conf: `{"name":"n","nonMasqueradeCIDRs":["10.244.0.0/16","10.244.1.0/24"]}`, code: 7, msg: "overlap"},
 		{name: "unknown gateway mode", conf: `{"name":"n","gatewayMode":"routed"}`, code: 7, msg: `gatewayMode "routed" is not supported`},
 		{name: "unknown backend without ipMasq", conf: `{"name":"n","ipMasqBackend":"pf","ipam":{"type":"host-local"}}`, code: 7, msg: "unknown netfilter backend"},
 		{name: "default gateway implies gateway", conf: `{"name":"n","isDefaultGateway":true}`, check: func(t *testing.T, n *NetConf) {

@@ -17,7 +17,13 @@ import (
 func masqSpecs(n *NetConf, o netfilter.Owner, ips []*current.IPConfig) []netfilter.MasqSpec {
 	specs := make([]netfilter.MasqSpec, 0, len(ips))
 	for _, ipc := range ips {
-		specs = append(specs, netfilter.MasqSpec{Owner: o, IP: ipc.Address.IP, Bridge: n.BrName})
+		spec := netfilter.MasqSpec{Owner: o, IP: ipc.Address.IP, Bridge: n.BrName}
+		for _, except := range n.nonMasq {
+			if (except.IP.To4() == nil) == (ipc.Address.IP.To4() == nil) {
+				spec.Except = append(spec.Except, except)
+			}
+		}
+		specs = append(specs, spec)
 	}
 	return specs
 }
