@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -224,6 +225,54 @@ func TestKubernetesConflist(t *testing.T) {
 				if strings.Contains(rules, left) {
 					t.Errorf("after DEL the rules still hold %q:\n%s", left, rules)
 				}
+			}
+		})
+	}
+}
+
+// TestGatewayModeFollowsKubernetes: on the default (Docker) network, a
+// pod added with the CNI_ARGS a CRI runtime sends gets Kubernetes' model
+// (a neighbour routing to it reaches it), a container added without them
+// to a network of the same conflist keeps Docker's protection, and CHECK
+// fails when the arguments no longer match the mode the attachment got.
+// (The iptables backend keeps the protection per bridge, so the plain
+// container is on a bridge of its own; see README, Security model.)
+func TestGatewayModeFollowsKubernetes(t *testing.T) {
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t, backend)
+			nbr := w.newNeighbour()
+			d := w.libcni(gcVersion)
+			ctx := context.Background()
+			pod, plain := w.newContainer("pod"), w.newContainer("plain")
+			kube := d.rt(pod, nil)
+			kube.Args = [][2]string{{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", "default"}, {"K8S_POD_NAME", "web"}, {"K8S_POD_INFRA_CONTAINER_ID", pod.id}}
+			if _, err := d.cni.AddNetworkList(ctx, d.list, kube); err != nil {
+				t.Fatal(err)
+			}
+			other := w.libcniFor(w.network(network{cniVersion: gcVersion, name: "plain", bridge: "dnet1", subnet: "172.30.0.0/16"}))
+			if _, err := other.add(plain, nil); err != nil {
+				t.Fatal(err)
+			}
+			podIP, plainIP := containerIP(t, pod), containerIP(t, plain)
+			w.waitServing(pod, podIP)
+			w.waitServing(plain, plainIP)
+			w.mustReach(nbr, "tcp", podIP, helloPort)
+			w.mustNotReach(nbr, "tcp", plainIP, helloPort)
+
+			if err := d.cni.CheckNetworkList(ctx, d.list, kube); err != nil {
+				t.Errorf("CHECK with the same CNI_ARGS: %v", err)
+			}
+			err := d.check(pod, nil) // the same pod, without Kubernetes' arguments
+			if err == nil || !strings.Contains(err.Error(), "gatewayMode nat-unprotected (Kubernetes pod default/web") || !strings.Contains(err.Error(), "now give nat") {
+				t.Errorf("CHECK without CNI_ARGS: %v, want a drift naming both modes", err)
+			}
+			if err := d.cni.DelNetworkList(ctx, d.list, kube); err != nil {
+				t.Fatal(err)
+			}
+			if err := other.del(plain, nil); err != nil {
+				t.Fatal(err)
 			}
 		})
 	}
