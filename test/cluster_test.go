@@ -41,7 +41,9 @@ const (
 	etcdAddr       = underlayPrefix + "254"
 	outsideAddr    = underlayPrefix + "100"
 	podNetwork     = "10.244.0.0/16"
-	serviceVIP     = "10.96.0.10" // a ClusterIP, DNATed by the test as kube-proxy does
+	podNetwork6    = "fd00:244::/56"  // a unique local range: flannel hands each node a /64 of it
+	underlay6      = "2001:db8:100::" // documentation space: node i is ::i, outside ::100
+	serviceVIP     = "10.96.0.10"     // a ClusterIP, DNATed by the test as kube-proxy does
 	hostPort       = 8080
 	sinkPort       = 5001 // hello sink, for the throughput figure
 )
@@ -71,8 +73,12 @@ const kubeFlannelConflist = `{
   ]
 }`
 
-// flannelNetConf is kube-flannel.yml's net-conf.json with backend %s.
-const flannelNetConf = `{"Network": "` + podNetwork + `", "EnableNFTables": false, "Backend": {"Type": "%s"}}`
+// flannelNetConf is kube-flannel.yml's net-conf.json with backend %s,
+// and flannelNetConf6 the same dual-stack.
+const (
+	flannelNetConf  = `{"Network": "` + podNetwork + `", "EnableNFTables": false, "Backend": {"Type": "%s"}}`
+	flannelNetConf6 = `{"Network": "` + podNetwork + `", "EnableIPv6": true, "IPv6Network": "` + podNetwork6 + `", "EnableNFTables": false, "Backend": {"Type": "%s"}}`
+)
 
 // clusterTools is where `make cluster-tools` puts etcd, flanneld, the
 // flannel plugin and containerd 2.
@@ -96,7 +102,7 @@ func clusterTools(t *testing.T) string {
 
 // cluster is one flannel cluster of three nodes with one plugin set.
 type cluster struct {
-	*world         // t, prefix, the hello binary; no host or client netns of its own
+	*world         // t, prefix, the hello binary, ipv6 for dual stack; no host or client netns of its own
 	set     string // "ours" or "reference"
 	backend string // flannel's: vxlan or host-gw
 	tools   string // clusterTools
@@ -127,13 +133,13 @@ type pod struct {
 	name, id string
 	node     *node
 	ns       *testenv.NS
-	ip       string
+	ip, ip6  string // ip6 in a dual-stack cluster
 	ports    []mapping
 }
 
-func newCluster(t *testing.T, tools, backend, set string) *cluster {
+func newCluster(t *testing.T, tools string, v clusterVariant, set string) *cluster {
 	t.Helper()
-	c := &cluster{world: &world{t: t, prefix: testenv.Prefix(), bin: testenv.Bin(t), dir: t.TempDir()}, set: set, backend: backend, tools: tools}
+	c := &cluster{world: &world{t: t, prefix: testenv.Prefix(), bin: testenv.Bin(t), dir: t.TempDir(), ipv6: v.ipv6}, set: set, backend: v.backend, tools: tools}
 	c.cniBin = filepath.Join(c.dir, "cni-bin")
 	if err := os.MkdirAll(c.cniBin, 0o755); err != nil {
 		t.Fatal(err)
@@ -161,7 +167,7 @@ func newCluster(t *testing.T, tools, backend, set string) *cluster {
 	c.sw.MustRun("ip", "addr", "add", etcdAddr+"/24", "dev", "ul0", "nodad")
 	c.sw.MustRun("ip", "link", "set", "ul0", "up")
 	c.outside = testenv.NewNS(t, c.prefix+"-out")
-	c.plug(c.outside, "out", outsideAddr)
+	c.plug(c.outside, "out", outsideAddr, "100")
 	c.outside.Start(filepath.Join(c.bin, "hello"), "serve", "-port", fmt.Sprint(helloPort))
 	c.startEtcd()
 
@@ -173,7 +179,7 @@ func newCluster(t *testing.T, tools, backend, set string) *cluster {
 	}
 	c.waitRoutes()
 	t.Cleanup(func() {
-		t.Logf("cluster %s/%s: %d checks: %d passed, %d failed\n  %s", backend, set, c.pass+len(c.failed), c.pass, len(c.failed), strings.Join(c.results, "\n  "))
+		t.Logf("cluster %s/%s: %d checks: %d passed, %d failed\n  %s", v.name, set, c.pass+len(c.failed), c.pass, len(c.failed), strings.Join(c.results, "\n  "))
 	})
 	return c
 }
@@ -224,10 +230,14 @@ func (c *cluster) installOurs(n *node) {
 	}
 }
 
-// plug connects ns to the underlay switch with address addr.
-func (c *cluster) plug(ns *testenv.NS, port, addr string) {
+// plug connects ns to the underlay switch with address addr, and in a
+// dual-stack cluster underlay6+host6 too.
+func (c *cluster) plug(ns *testenv.NS, port, addr, host6 string) {
 	testenv.Link(c.t, c.sw, port, "", ns, "eth0", addr+"/24")
 	c.sw.MustRun("ip", "link", "set", port, "master", "ul0")
+	if c.ipv6 {
+		ns.MustRun("ip", "addr", "add", underlay6+host6+"/64", "dev", "eth0", "nodad")
+	}
 }
 
 // startEtcd runs a one-member etcd on the switch and stores flannel's
@@ -246,8 +256,15 @@ func (c *cluster) startEtcd() {
 		return err
 	})
 	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
-	body := fmt.Sprintf(`{"key":%q,"value":%q}`, b64("/coreos.com/network/config"), b64(fmt.Sprintf(flannelNetConf, c.backend)))
+	body := fmt.Sprintf(`{"key":%q,"value":%q}`, b64("/coreos.com/network/config"), b64(fmt.Sprintf(c.netConf(), c.backend)))
 	c.sw.MustRun(filepath.Join(c.bin, "hello"), "post", client+"/v3/kv/put", body)
+}
+
+func (c *cluster) netConf() string {
+	if c.ipv6 {
+		return flannelNetConf6
+	}
+	return flannelNetConf
 }
 
 // startLogged starts a daemon through start (a netns's Start, say) and
@@ -270,7 +287,7 @@ func (c *cluster) newNode(i int) *node {
 	t := c.t
 	n := &node{c: c, name: fmt.Sprintf("n%d", i), addr: underlayPrefix + fmt.Sprint(i), dir: filepath.Join(c.dir, fmt.Sprintf("n%d", i))}
 	n.ns = testenv.NewNS(t, c.prefix+"-"+n.name)
-	c.plug(n.ns, n.name, n.addr)
+	c.plug(n.ns, n.name, n.addr, fmt.Sprint(i))
 	var mounts [][]string
 	for _, d := range []struct{ own, at string }{{"var-lib-cni", "/var/lib/cni"}, {"run-flannel", "/run/flannel"}, {"net.d", "/etc/cni/net.d"}} {
 		own := filepath.Join(n.dir, d.own)
@@ -304,8 +321,12 @@ func (c *cluster) newNode(i int) *node {
 // startFlanneld runs flanneld as kube-flannel's DaemonSet does, with etcd
 // in place of the API server.
 func (n *node) startFlanneld() {
-	n.flanneld = n.inNetns(n.ns.Path(), filepath.Join(n.c.tools, "flanneld"),
-		"-etcd-endpoints=http://"+etcdAddr+":2379", "-iface=eth0", "-public-ip="+n.addr, "-ip-masq")
+	args := []string{filepath.Join(n.c.tools, "flanneld"),
+		"-etcd-endpoints=http://" + etcdAddr + ":2379", "-iface=eth0", "-public-ip=" + n.addr, "-ip-masq"}
+	if n.c.ipv6 {
+		args = append(args, "-public-ipv6="+n.addr6())
+	}
+	n.flanneld = n.inNetns(n.ns.Path(), args...)
 	n.flanneld.Stdout, n.flanneld.Stderr = &n.log, &n.log
 	if err := n.flanneld.Start(); err != nil {
 		n.c.t.Fatalf("start flanneld on %s: %v", n.name, err)
@@ -321,6 +342,9 @@ func (n *node) startFlanneld() {
 		return nil
 	})
 }
+
+// addr6 is the node's IPv6 underlay address (dual stack).
+func (n *node) addr6() string { return underlay6 + strings.TrimPrefix(n.name, "n") }
 
 func (n *node) stopFlanneld() {
 	_ = n.flanneld.Process.Kill()
@@ -420,6 +444,10 @@ func (n *node) addPod(name string, ports []mapping) *pod {
 	c.t.Cleanup(func() { _ = n.cni.DelNetworkList(context.Background(), n.list, p.rt()) })
 	p.ip = containerIP(c.t, &container{ns: p.ns})
 	c.podIPs = append(c.podIPs, p.ip)
+	if c.ipv6 {
+		p.ip6 = containerIP6(c.t, &container{ns: p.ns})
+		c.podIPs = append(c.podIPs, p.ip6)
+	}
 	return p
 }
 
@@ -433,7 +461,7 @@ func (c *cluster) check(what string, err error) {
 	if err != nil {
 		c.failed = append(c.failed, what)
 		c.results = append(c.results, "FAIL "+what)
-		c.t.Errorf("cluster %s/%s: FAIL %s: %v", c.backend, c.set, what, err)
+		c.t.Errorf("cluster %s/%s: FAIL %s: %v", c.t.Name(), c.set, what, err)
 		return
 	}
 	c.pass++
@@ -467,16 +495,24 @@ func (c *cluster) reachFrom(ns *testenv.NS, proto, addr string, port int, wantPe
 func TestClusterFlannel(t *testing.T) {
 	testenv.RequireRoot(t)
 	tools := clusterTools(t)
-	for _, backend := range []string{"vxlan", "host-gw"} {
+	for _, v := range clusterVariants {
 		for _, set := range []string{"ours", "reference"} {
-			t.Run(backend+"/"+set, func(t *testing.T) {
+			t.Run(v.name+"/"+set, func(t *testing.T) {
 				t.Parallel()
-				c := newCluster(t, tools, backend, set)
+				c := newCluster(t, tools, v, set)
 				c.walkPaths()
 			})
 		}
 	}
 }
+
+// clusterVariant is a flannel backend, single or dual stack.
+type clusterVariant struct {
+	name, backend string
+	ipv6          bool
+}
+
+var clusterVariants = []clusterVariant{{"vxlan", "vxlan", false}, {"host-gw", "host-gw", false}, {"vxlan-dual-stack", "vxlan", true}}
 
 func (c *cluster) walkPaths() {
 	n1, n2, n3 := c.nodes[0], c.nodes[1], c.nodes[2]
@@ -498,6 +534,14 @@ func (c *cluster) walkPaths() {
 	c.check("hostPort from a pod on another node", c.reachFrom(a.ns, "tcp", n2.addr, hostPort, ""))
 	c.check("hairpin: a pod to its own hostPort", c.reachFrom(b.ns, "tcp", n2.addr, hostPort, ""))
 	c.check("outbound: pod → outside, masqueraded to its node", c.reachFrom(a.ns, "tcp", outsideAddr, helloPort, n1.addr))
+	if c.ipv6 {
+		c.check("IPv6: pod → pod across nodes, n1 → n2 (source kept)", c.reachFrom(a.ns, "tcp", b.ip6, helloPort, a.ip6))
+		c.check("IPv6: pod → pod across nodes, n3 → n1, UDP", c.reachFrom(p3.ns, "udp", a.ip6, helloPort, p3.ip6))
+		c.check("IPv6: node → pod on another node", c.reachFrom(n1.ns, "tcp", b.ip6, helloPort, ""))
+		c.check("IPv6: hostPort from outside the cluster", c.reachFrom(c.outside, "tcp", n2.addr6(), hostPort, ""))
+		c.check("IPv6: hostPort from a pod on another node", c.reachFrom(a.ns, "tcp", n2.addr6(), hostPort, ""))
+		c.check("IPv6: outbound, masqueraded to its node", c.reachFrom(a.ns, "tcp", underlay6+"100", helloPort, n1.addr6()))
+	}
 	if c.set == "ours" {
 		c.check("dnetctl list: gatewayMode nat-unprotected for a Kubernetes pod", c.listsMode(n2, b, "nat-unprotected: Kubernetes pod default/b"))
 		c.explicitNAT(n1, n2, a)
@@ -666,7 +710,8 @@ func TestClusterBench(t *testing.T) {
 	tools := clusterTools(t)
 	rounds, addRounds := 9, 20
 	var report strings.Builder
-	for _, backend := range []string{"vxlan", "host-gw"} {
+	for _, v := range clusterVariants[:2] {
+		backend := v.backend
 		sets := []string{"ours", "reference"}
 		type side struct {
 			c            *cluster
@@ -677,7 +722,7 @@ func TestClusterBench(t *testing.T) {
 		}
 		sides := map[string]*side{}
 		for _, set := range sets {
-			c := newCluster(t, tools, backend, set)
+			c := newCluster(t, tools, v, set)
 			s := &side{c: c, a: c.nodes[0].addPod("a", nil), b: c.nodes[1].addPod("b", nil)}
 			c.waitPod(s.a)
 			c.waitPod(s.b)
