@@ -131,6 +131,7 @@ func TestExplain(t *testing.T) {
 				"<-> eth0 in the container's netns",
 				"udp " + clientAddr + ":",
 				"-> " + hostAddr + ":8600, reply " + ip + ":5000",
+				"gatewayMode nat (Docker's default, not a Kubernetes pod): from outside its bridge, only the published ports reach the container",
 			} {
 				if !strings.Contains(out, want) {
 					t.Errorf("explain lacks %q", want)

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"strconv"
-	"strings"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -28,7 +27,8 @@ type published struct {
 	spec    netfilter.PortMapSpec
 	m       netfilter.PortMapping
 	backend string
-	mode    string // the bridge's gateway mode and why, "" without a forwarding record
+	mode    string // the bridge's gateway mode, "" without a forwarding record
+	modeWhy string
 }
 
 // Explain prints the path a packet to the published port takes on this
@@ -53,9 +53,7 @@ func Explain(w io.Writer, env attachment.Env, q Query) error {
 					continue
 				}
 				p := published{spec: spec, m: m, backend: a.portmap.Backend}
-				if a.GatewayMode != "" {
-					p.mode = a.GatewayMode + " (" + a.GatewayModeWhy + ")"
-				}
+				p.mode, p.modeWhy = a.GatewayMode, a.GatewayModeWhy
 				found = append(found, p)
 			}
 		}
@@ -126,11 +124,12 @@ func (p published) explain(w io.Writer) {
 	}
 
 	hop(5, "FORWARD: what the filter half lets through (its drops spare DNATed connections)")
-	switch {
-	case strings.HasPrefix(p.mode, "nat-unprotected"):
-		fmt.Fprintf(w, "   gatewayMode %s: the container is reachable by address from outside its bridge too\n", p.mode)
-	case p.mode != "":
-		fmt.Fprintf(w, "   gatewayMode %s: from outside its bridge, only the published ports reach the container\n", p.mode)
+	switch p.mode {
+	case "":
+	case "nat-unprotected":
+		fmt.Fprintf(w, "   gatewayMode %s (%s): the container is reachable by address from outside its bridge too\n", p.mode, p.modeWhy)
+	default:
+		fmt.Fprintf(w, "   gatewayMode %s (%s): from outside its bridge, only the published ports reach the container\n", p.mode, p.modeWhy)
 	}
 	lines(state.Forward)
 

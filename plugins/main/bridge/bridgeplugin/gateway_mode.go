@@ -11,7 +11,7 @@ const (
 // Why an attachment got its gateway mode, as its record and dnetctl say.
 const (
 	ModeWhyConfig     = "set in the network config"
-	ModeWhyDocker     = "Docker's default (not a Kubernetes pod)"
+	ModeWhyDocker     = "Docker's default, not a Kubernetes pod"
 	ModeWhyKubernetes = "Kubernetes pod %s/%s: every pod reachable by address"
 )
 
