@@ -35,6 +35,7 @@ package netfilter
 //	  set fwd_isolate  { type ipv4_addr . ifname }  ... of networks isolated from each other
 //	  set fwd_noicc    { type ipv4_addr . ifname }  ... of networks without container-to-container traffic
 //	  chain forward { type filter hook forward priority filter; policy accept;
+//	    ct state established,related accept                                  a connection's later packets skip the lookups
 //	    ct direction original ct status & dnat == 0 ip daddr . oifname @fwd_protect
 //	        ip daddr . iifname != @fwd_members drop                             direct routing from outside the bridge
 //	    ct status & dnat == 0 ip saddr . iifname @fwd_isolate ip daddr . oifname @fwd_isolate
@@ -44,10 +45,11 @@ package netfilter
 //	  }
 //	}
 //
-// The forward chain only drops: an accept in this table could not override
-// a drop in another table on the same hook (iptables' FORWARD policy, for
-// one). Where an iptables filter table exists, a few per-network accept
-// rules go there too (see iptables_forward.go).
+// The forward chain's one accept ends this chain for a connection's later
+// packets; it cannot override a drop in another table on the same hook
+// (iptables' FORWARD policy, for one), nor could any accept here. Where an
+// iptables filter table exists, a few per-network accept rules go there too
+// (see iptables_forward.go).
 //
 // The input interface is unknown in postrouting, so hairpin connections are
 // recognised where it is known (the hostports chain) and marked with bit 13,
@@ -320,7 +322,17 @@ func (l *layout) forwardRules() [][]expr.Any {
 		&expr.Ct{Register: 1, Key: expr.CtKeyDIRECTION},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0}},
 	}
+	// Every drop below decides on a connection's first packet; the rest of
+	// it skips the set lookups, which cost every forwarded packet otherwise.
+	established := []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED), Xor: binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Verdict{Kind: expr.VerdictAccept},
+	}
 	return [][]expr.Any{
+		established,
 		rule(original, notDNAT(),
 			in(l.daddr, expr.MetaKeyOIFNAME, l.fwdProtect, false),
 			in(l.daddr, expr.MetaKeyIIFNAME, l.fwdMembers, true)),
