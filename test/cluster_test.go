@@ -169,12 +169,16 @@ func newCluster(t *testing.T, tools string, v clusterVariant, set string) *clust
 	c.outside = testenv.NewNS(t, c.prefix+"-out")
 	c.plug(c.outside, "out", outsideAddr, "100")
 	c.outside.Start(filepath.Join(c.bin, "hello"), "serve", "-port", fmt.Sprint(helloPort))
-	c.startEtcd()
-
+	if c.flannel() {
+		c.startEtcd()
+	}
 	for i := 1; i <= 3; i++ {
 		c.nodes = append(c.nodes, c.newNode(i))
 	}
-	if set == "ours" {
+	switch {
+	case !c.flannel():
+		c.installOwnConflist()
+	case set == "ours":
 		c.installOurs(c.nodes[0])
 	}
 	c.waitRoutes()
@@ -189,26 +193,7 @@ func newCluster(t *testing.T, tools string, v clusterVariant, set string) *clust
 // the installer refuses to write ours beside it, and with -binaries-only
 // copies the plugins and leaves the conflist directory alone.
 func (c *cluster) installOurs(n *node) {
-	installer := filepath.Join(c.bin, "dnet-installer")
-	if _, err := os.Stat(installer); err != nil {
-		c.t.Fatalf("%v (make installer builds it)", err)
-	}
-	src := filepath.Join(c.dir, "installer-src")
-	if err := os.MkdirAll(src, 0o755); err != nil {
-		c.t.Fatal(err)
-	}
-	if err := os.Symlink(c.bin, filepath.Join(src, "bin")); err != nil {
-		c.t.Fatal(err)
-	}
-	for _, f := range []string{"10-dockernet.conflist"} {
-		data, err := os.ReadFile(filepath.Join("../conf/kubernetes", f))
-		if err != nil {
-			c.t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(src, f), data, 0o644); err != nil {
-			c.t.Fatal(err)
-		}
-	}
+	installer, src := filepath.Join(c.bin, "dnet-installer"), c.installerSrc()
 	netD := filepath.Join(n.dir, "net.d")
 	args := []string{installer, "-src", src, "-bin-dir", c.cniBin, "-conf-dir", netD, "-pod-cidr", n.subnetNet()}
 	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
@@ -228,6 +213,32 @@ func (c *cluster) installOurs(n *node) {
 	} else {
 		c.check("installer -binaries-only: flannel's conflist alone and unchanged", nil)
 	}
+}
+
+// installerSrc lays out what the installer image holds: bin/ and the
+// Kubernetes conflist.
+func (c *cluster) installerSrc() string {
+	if _, err := os.Stat(filepath.Join(c.bin, "dnet-installer")); err != nil {
+		c.t.Fatalf("%v (make installer builds it)", err)
+	}
+	src := filepath.Join(c.dir, "installer-src")
+	if _, err := os.Stat(src); err == nil {
+		return src
+	}
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		c.t.Fatal(err)
+	}
+	if err := os.Symlink(c.bin, filepath.Join(src, "bin")); err != nil {
+		c.t.Fatal(err)
+	}
+	data, err := os.ReadFile("../conf/kubernetes/10-dockernet.conflist")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "10-dockernet.conflist"), data, 0o644); err != nil {
+		c.t.Fatal(err)
+	}
+	return src
 }
 
 // plug connects ns to the underlay switch with address addr, and in a
@@ -297,18 +308,14 @@ func (c *cluster) newNode(i int) *node {
 		mounts = append(mounts, []string{"--bind", own, d.at})
 	}
 	n.privateMounts = newPrivateMounts(t, mounts)
-	if err := os.WriteFile(filepath.Join(n.dir, "net.d", "10-flannel.conflist"), []byte(kubeFlannelConflist), 0o644); err != nil {
-		t.Fatal(err)
+	if c.flannel() {
+		if err := os.WriteFile(filepath.Join(n.dir, "net.d", "10-flannel.conflist"), []byte(kubeFlannelConflist), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		n.startFlanneld()
+		t.Cleanup(n.stopFlanneld)
+		n.loadConflist("10-flannel.conflist")
 	}
-
-	n.startFlanneld()
-	t.Cleanup(n.stopFlanneld)
-
-	list, err := libcni.ConfListFromFile(filepath.Join(n.dir, "net.d", "10-flannel.conflist"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.list = list
 	n.cni = libcni.NewCNIConfigWithCacheDir([]string{c.cniBin}, filepath.Join(n.dir, "libcni-cache"), &testenv.WrappedExec{
 		Wrap: func(ctx context.Context, plugin string) *exec.Cmd {
 			cmd := n.inNetns(n.ns.Path(), plugin)
@@ -316,6 +323,48 @@ func (c *cluster) newNode(i int) *node {
 		},
 	})
 	return n
+}
+
+// loadConflist reads the node's conflist, as the runtime does.
+func (n *node) loadConflist(name string) {
+	list, err := libcni.ConfListFromFile(filepath.Join(n.dir, "net.d", name))
+	if err != nil {
+		n.c.t.Fatal(err)
+	}
+	n.list = list
+}
+
+// through is how the chain is driven, for check names.
+func (c *cluster) through() string {
+	if c.flannel() {
+		return " through flannel"
+	}
+	return ""
+}
+
+// flannel says whether the cluster runs flannel; without it, the nodes
+// run conf/kubernetes's conflist and route each other's pod CIDRs.
+func (c *cluster) flannel() bool { return c.backend != "" }
+
+// installOwnConflist installs our plugins and conf/kubernetes's conflist
+// on every node with the cluster installer, node i getting pod CIDR
+// 10.244.i.0/24, and routes each node's pod CIDR to it from the others,
+// as cloud routes or kube-router would.
+func (c *cluster) installOwnConflist() {
+	src := c.installerSrc()
+	for _, n := range c.nodes {
+		out, err := exec.Command(filepath.Join(c.bin, "dnet-installer"), "-src", src, "-bin-dir", c.cniBin,
+			"-conf-dir", filepath.Join(n.dir, "net.d"), "-pod-cidr", n.subnetNet()).CombinedOutput()
+		if err != nil {
+			c.t.Fatalf("dnet-installer on %s: %v: %s", n.name, err, out)
+		}
+		n.loadConflist("10-dockernet.conflist")
+		for _, other := range c.nodes {
+			if other != n {
+				n.ns.MustRun("ip", "route", "add", other.subnetNet(), "via", other.addr)
+			}
+		}
+	}
 }
 
 // startFlanneld runs flanneld as kube-flannel's DaemonSet does, with etcd
@@ -364,6 +413,9 @@ func lastLines(s string, n int) string {
 
 // subnet is the node's pod subnet, from flanneld's subnet file.
 func (n *node) subnet() string {
+	if !n.c.flannel() {
+		return "10.244." + strings.TrimPrefix(n.name, "n") + ".1/24"
+	}
 	data, _ := os.ReadFile(filepath.Join(n.dir, "run-flannel", "subnet.env"))
 	for _, line := range strings.Split(string(data), "\n") {
 		if v, ok := strings.CutPrefix(line, "FLANNEL_SUBNET="); ok {
@@ -506,7 +558,21 @@ func TestClusterFlannel(t *testing.T) {
 	}
 }
 
-// clusterVariant is a flannel backend, single or dual stack.
+// TestClusterOwnConflist runs conf/kubernetes's conflist, as the cluster
+// installer renders it, on three nodes that route each other's pod CIDRs
+// (what cloud routes or kube-router provide; nothing of ours routes
+// across nodes), and walks the same paths: pods keep their source
+// towards other nodes' pods (nonMasqueradeCIDRs) and are masqueraded
+// beyond the pod network.
+func TestClusterOwnConflist(t *testing.T) {
+	testenv.RequireRoot(t)
+	tools := clusterTools(t)
+	c := newCluster(t, tools, clusterVariant{name: "own-conflist, static routes"}, "ours")
+	c.walkPaths()
+}
+
+// clusterVariant is a flannel backend, single or dual stack; no backend
+// is conf/kubernetes's conflist without flannel.
 type clusterVariant struct {
 	name, backend string
 	ipv6          bool
@@ -542,18 +608,21 @@ func (c *cluster) walkPaths() {
 		c.check("IPv6: hostPort from a pod on another node", c.reachFrom(a.ns, "tcp", n2.addr6(), hostPort, ""))
 		c.check("IPv6: outbound, masqueraded to its node", c.reachFrom(a.ns, "tcp", underlay6+"100", helloPort, n1.addr6()))
 	}
-	if c.set == "ours" {
+	switch {
+	case !c.flannel():
+		c.check("dnetctl list: gatewayMode nat-unprotected, set in the conflist", c.listsMode(n2, b, "nat-unprotected: set in the network config"))
+	case c.set == "ours":
 		c.check("dnetctl list: gatewayMode nat-unprotected for a Kubernetes pod", c.listsMode(n2, b, "nat-unprotected: Kubernetes pod default/b"))
 		c.explicitNAT(n1, n2, a)
 	}
 
 	for _, p := range []*pod{a, b, p3} {
-		c.check("DEL of pod "+p.name+" through flannel", p.node.delPod(p))
+		c.check("DEL of pod "+p.name+c.through(), p.node.delPod(p))
 	}
 	for _, n := range c.nodes {
 		c.check("nothing left on "+n.name+" after DEL", n.leftovers(c.podIPs...))
 	}
-	if c.set == "ours" {
+	if c.set == "ours" && c.flannel() {
 		c.check("GC: a pod whose DEL never came is collected", c.gcForgottenPod(n1))
 	}
 }
