@@ -155,7 +155,7 @@ bench:
 	$(MAKE) --no-print-directory bench-cluster
 
 # Cross-node throughput and chain ADD/DEL through flannel's delegation,
-# ours and the reference alternated on twin clusters (test/cluster_test.go).
+# ours and the reference alternated on twin clusters (test/cluster_bench_test.go).
 bench-cluster: build tools cluster-tools installer
 	@mkdir -p $(BENCH_OUT)
 	$(TEST_ENV) DNET_CLUSTER_BENCH=1 DNET_CLUSTER_BENCH_OUT=$(BENCH_OUT)/cluster.txt $(GOTEST) -v -timeout 20m -run '^TestClusterBench$$' ./test | grep -A8 'cluster bench:'

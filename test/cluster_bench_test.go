@@ -1,0 +1,127 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/testenv"
+)
+
+// TestClusterBench measures, through kube-flannel's stack, what the
+// cluster figures of the README say: cross-node pod-to-pod TCP throughput
+// and chain ADD and DEL latency, ours and the reference's on two clusters
+// of the same flannel backend, alternated round by round so drift hits
+// both alike. It reports and asserts nothing about time; it runs under
+// `make bench` (DNET_CLUSTER_BENCH=1) and is skipped otherwise.
+func TestClusterBench(t *testing.T) {
+	if os.Getenv("DNET_CLUSTER_BENCH") == "" {
+		t.Skip("a benchmark: make bench runs it (DNET_CLUSTER_BENCH=1)")
+	}
+	testenv.RequireRoot(t)
+	tools := clusterTools(t)
+	rounds, addRounds := 15, 20
+	var report strings.Builder
+	for _, v := range clusterVariants[:2] {
+		backend := v.backend
+		sets := []string{"ours", "reference"}
+		type side struct {
+			c            *cluster
+			a, b         *pod
+			bps          []float64
+			adds, dels   []time.Duration // no hostPort
+			adds1, dels1 []time.Duration // one hostPort
+		}
+		sides := map[string]*side{}
+		for _, set := range sets {
+			c := newCluster(t, tools, v, set)
+			s := &side{c: c, a: c.nodes[0].addPod("a", nil), b: c.nodes[1].addPod("b", nil)}
+			c.waitPod(s.a)
+			c.waitPod(s.b)
+			sides[set] = s
+		}
+		for r := 0; r < rounds; r++ {
+			// ABBA: which set goes first alternates, so an order effect
+			// (an A/A run of ours against ours measured 0.98) cancels.
+			order := sets
+			if r%2 == 1 {
+				order = []string{sets[1], sets[0]}
+			}
+			for _, set := range order {
+				s := sides[set]
+				out, err := s.a.ns.Run(filepath.Join(s.c.bin, "hello"), "blast", fmt.Sprintf("%s:%d", s.b.ip, sinkPort), "2")
+				var bps float64
+				if _, perr := fmt.Sscan(strings.TrimSpace(out), &bps); err != nil || perr != nil {
+					t.Fatalf("%s/%s: hello blast: %v %v: %s", backend, set, err, perr, out)
+				}
+				s.bps = append(s.bps, bps)
+			}
+		}
+		for r := 0; r < 2*addRounds; r++ {
+			// Even rounds without a hostPort (most pods), odd ones with one.
+			var ports []mapping
+			if r%2 == 1 {
+				ports = []mapping{{HostPort: 9000, ContainerPort: helloPort, Protocol: "tcp"}}
+			}
+			for _, set := range sets {
+				s := sides[set]
+				n := s.c.nodes[0]
+				p := &pod{name: fmt.Sprintf("add%d", r), id: fmt.Sprintf("%s-add%d", s.c.prefix, r), node: n, ports: ports}
+				p.ns = testenv.NewNS(t, fmt.Sprintf("%s-add%d", s.c.prefix, r))
+				start := time.Now()
+				if _, err := n.cni.AddNetworkList(context.Background(), n.list, p.rt()); err != nil {
+					t.Fatalf("%s/%s: ADD: %v", backend, set, err)
+				}
+				add := time.Since(start)
+				start = time.Now()
+				if err := n.delPod(p); err != nil {
+					t.Fatalf("%s/%s: DEL: %v", backend, set, err)
+				}
+				del := time.Since(start)
+				_ = p.ns.Delete()
+				if ports == nil {
+					s.adds, s.dels = append(s.adds, add), append(s.dels, del)
+				} else {
+					s.adds1, s.dels1 = append(s.adds1, add), append(s.dels1, del)
+				}
+			}
+		}
+		ours, ref := sides["ours"], sides["reference"]
+		t.Logf("%s: bytes/s ours %.0f, reference %.0f", backend, ours.bps, ref.bps)
+		fmt.Fprintf(&report, "flannel %s, %d rounds of 2 s, alternated ABBA: pod-to-pod TCP across nodes, median %.2f Gbit/s ours, %.2f Gbit/s reference: ours ÷ reference %.3f\n",
+			backend, rounds, medianF(ours.bps)*8/1e9, medianF(ref.bps)*8/1e9, medianF(ours.bps)/medianF(ref.bps))
+		for _, v := range []struct {
+			what                     string
+			oursA, refA, oursD, refD []time.Duration
+		}{{"no hostPort", ours.adds, ref.adds, ours.dels, ref.dels}, {"1 hostPort", ours.adds1, ref.adds1, ours.dels1, ref.dels1}} {
+			fmt.Fprintf(&report, "flannel %s, %d rounds alternated, %s: chain ADD through flannel, median %.1f ms ours, %.1f ms reference: ours ÷ reference %.2f; DEL %.1f ms ours, %.1f ms reference: %.2f\n",
+				backend, addRounds, v.what, ms(medianD(v.oursA)), ms(medianD(v.refA)), ms(medianD(v.oursA))/ms(medianD(v.refA)),
+				ms(medianD(v.oursD)), ms(medianD(v.refD)), ms(medianD(v.oursD))/ms(medianD(v.refD)))
+		}
+	}
+	t.Logf("cluster bench:\n%s", report.String())
+	if out := os.Getenv("DNET_CLUSTER_BENCH_OUT"); out != "" {
+		if err := os.WriteFile(out, []byte(report.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func medianF(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	return s[len(s)/2]
+}
+
+func medianD(v []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), v...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
