@@ -182,6 +182,9 @@ func newCluster(t *testing.T, tools string, v clusterVariant, set string) *clust
 	}
 	c.waitRoutes()
 	t.Cleanup(func() {
+		if c.pass+len(c.failed) == 0 {
+			return // the bench: no checks
+		}
 		t.Logf("cluster %s/%s: %d checks: %d passed, %d failed\n  %s", v.name, set, c.pass+len(c.failed), c.pass, len(c.failed), strings.Join(c.results, "\n  "))
 	})
 	return c
