@@ -20,13 +20,13 @@ import (
 	"github.com/dockernet/cni-plugins/plugins/pkg/state"
 )
 
-const usage = `usage: dnetctl [-state-dir DIR] COMMAND [-json]
+const usage = `usage: dnetctl [-state-dir DIR] COMMAND [FLAGS]
 
-  list      every attachment the records hold: network, container, interface,
-            addresses, published ports, backends
-  check     the same, compared with the kernel, and any state the reference
+  list      [-json] every attachment the records hold: network, container,
+            interface, addresses, published ports, gateway mode, backends
+  check     [-json] the same, compared with the kernel, and any state the reference
             plugins left; exit status 1 when something is missing or foreign
-  restore   install again whatever a firewall flush or reload removed
+  restore   [-json] install again whatever a firewall flush or reload removed
   gc        -conflist FILE [-cni-path DIR] [-cache-dir DIR] [-valid ID/IFNAME ...]:
             CNI GC of that network (a DEL for each cached attachment not listed,
             then every plugin's GC), keeping only the attachments listed
@@ -50,80 +50,99 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		global.Usage()
 		return 2
 	}
+	// Each command has flags of its own: one it does not take is an error.
 	cmd, rest := global.Arg(0), global.Args()[1:]
+	env := attachment.HostEnv(*stateDir)
 	switch cmd {
 	case "install":
 		return runInstall(rest, stdout, stderr)
 	case "explain":
-		return runExplain(attachment.HostEnv(*stateDir), rest, stdout, stderr)
-	}
-	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	asJSON := fs.Bool("json", false, "print JSON")
-	conflist := fs.String("conflist", "", "gc: the network's conflist")
-	cniPath := fs.String("cni-path", "/opt/cni/bin", "gc: where the plugins are")
-	cacheDir := fs.String("cache-dir", "", "gc: libcni's cache of attachments (default its own, /var/lib/cni)")
-	var valid validList
-	fs.Var(&valid, "valid", "gc: a live attachment, ID/IFNAME (repeat)")
-	if err := fs.Parse(rest); err != nil {
-		return 2
-	}
-	env := attachment.HostEnv(*stateDir)
-	fail := func(err error) int { fmt.Fprintln(stderr, "dnetctl:", err); return 1 }
-
-	switch cmd {
+		return runExplain(env, rest, stdout, stderr)
 	case "list", "check", "restore":
-		as, err := Load(env)
-		if err != nil {
-			return fail(err)
-		}
-		if cmd == "restore" {
-			if err := Restore(env, as); err != nil {
-				return fail(err)
-			}
-		}
-		var foreign []netfilter.ReferenceAttachment
-		if cmd != "list" {
-			Check(env, as)
-			if foreign, err = Foreign(); err != nil {
-				return fail(err)
-			}
-		}
-		if err := print(stdout, as, foreign, cmd != "list", *asJSON); err != nil {
-			return fail(err)
-		}
-		for _, a := range as {
-			if len(a.Problems) > 0 {
-				return 1
-			}
-		}
-		if len(foreign) > 0 {
-			return 1
-		}
-		return 0
+		return runReport(env, cmd, rest, stdout, stderr)
 	case "gc":
-		if *conflist == "" {
-			return fail(errors.New("gc needs -conflist, the network's conflist"))
-		}
-		list, err := libcni.ConfListFromFile(*conflist)
-		if err != nil {
-			return fail(err)
-		}
-		// The shipped conflists say 1.0.0, which runtimes with a libcni
-		// older than 1.2 require, and libcni runs GC only for 1.1.0 and
-		// later. Our plugins take 1.1.0 whatever the file says.
-		if gcOK, _ := version.GreaterThanOrEqualTo(list.CNIVersion, "1.1.0"); !gcOK {
-			list.CNIVersion = "1.1.0"
-		}
-		cni := libcni.NewCNIConfigWithCacheDir(strings.Split(*cniPath, ":"), *cacheDir, nil)
-		if err := cni.GCNetworkList(context.Background(), list, &libcni.GCArgs{ValidAttachments: valid}); err != nil {
-			return fail(err)
-		}
-		fmt.Fprintf(stdout, "gc: network %s now holds only the %d attachments listed\n", list.Name, len(valid))
-		return 0
+		return runGC(rest, stdout, stderr)
 	}
 	global.Usage()
 	return 2
+}
+
+// runReport is list, check and restore: the records, compared with the
+// kernel for check and restore, after restore has put back what is missing.
+func runReport(env attachment.Env, cmd string, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "dnetctl %s: unexpected arguments %v\n", cmd, fs.Args())
+		return 2
+	}
+	fail := func(err error) int { fmt.Fprintln(stderr, "dnetctl:", err); return 1 }
+	as, err := Load(env)
+	if err != nil {
+		return fail(err)
+	}
+	if cmd == "restore" {
+		if err := Restore(env, as); err != nil {
+			return fail(err)
+		}
+	}
+	var foreign []netfilter.ReferenceAttachment
+	if cmd != "list" {
+		Check(env, as)
+		if foreign, err = Foreign(); err != nil {
+			return fail(err)
+		}
+	}
+	if err := printReport(stdout, as, foreign, cmd != "list", *asJSON); err != nil {
+		return fail(err)
+	}
+	for _, a := range as {
+		if len(a.Problems) > 0 {
+			return 1
+		}
+	}
+	if len(foreign) > 0 {
+		return 1
+	}
+	return 0
+}
+
+// runGC is gc: CNI GC of one network through libcni.
+func runGC(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("gc", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	conflist := fs.String("conflist", "", "the network's conflist")
+	cniPath := fs.String("cni-path", "/opt/cni/bin", "where the plugins are")
+	cacheDir := fs.String("cache-dir", "", "libcni's cache of attachments (default its own, /var/lib/cni)")
+	var valid validList
+	fs.Var(&valid, "valid", "a live attachment, ID/IFNAME (repeat)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	fail := func(err error) int { fmt.Fprintln(stderr, "dnetctl:", err); return 1 }
+	if *conflist == "" || fs.NArg() > 0 {
+		return fail(errors.New("gc needs -conflist, the network's conflist, and no other arguments"))
+	}
+	list, err := libcni.ConfListFromFile(*conflist)
+	if err != nil {
+		return fail(err)
+	}
+	// The shipped conflists say 1.0.0, which runtimes with a libcni
+	// older than 1.2 require, and libcni runs GC only for 1.1.0 and
+	// later. Our plugins take 1.1.0 whatever the file says.
+	if gcOK, _ := version.GreaterThanOrEqualTo(list.CNIVersion, "1.1.0"); !gcOK {
+		list.CNIVersion = "1.1.0"
+	}
+	cni := libcni.NewCNIConfigWithCacheDir(strings.Split(*cniPath, ":"), *cacheDir, nil)
+	if err := cni.GCNetworkList(context.Background(), list, &libcni.GCArgs{ValidAttachments: valid}); err != nil {
+		return fail(err)
+	}
+	fmt.Fprintf(stdout, "gc: network %s now holds only the %d attachments listed\n", list.Name, len(valid))
+	return 0
 }
 
 type validList []types.GCAttachment
@@ -156,9 +175,9 @@ func Foreign() ([]netfilter.ReferenceAttachment, error) {
 	return out, nil
 }
 
-// print writes as for a terminal (one line per attachment, problems
+// printReport writes as for a terminal (one line per attachment, problems
 // under the table, then foreign state) or as JSON.
-func print(w io.Writer, as []*Attachment, foreign []netfilter.ReferenceAttachment, withStatus, asJSON bool) error {
+func printReport(w io.Writer, as []*Attachment, foreign []netfilter.ReferenceAttachment, withStatus, asJSON bool) error {
 	if asJSON {
 		if as == nil {
 			as = []*Attachment{}
