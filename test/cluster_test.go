@@ -325,12 +325,7 @@ func (c *cluster) newNode(i int) *node {
 		t.Cleanup(n.stopFlanneld)
 		n.loadConflist("10-flannel.conflist")
 	}
-	n.cni = libcni.NewCNIConfigWithCacheDir([]string{c.cniBin}, filepath.Join(n.dir, "libcni-cache"), &testenv.WrappedExec{
-		Wrap: func(ctx context.Context, plugin string) *exec.Cmd {
-			cmd := n.inNetns(n.ns.Path(), plugin)
-			return exec.CommandContext(ctx, cmd.Path, cmd.Args[1:]...)
-		},
-	})
+	n.cni = libcni.NewCNIConfigWithCacheDir([]string{c.cniBin}, filepath.Join(n.dir, "libcni-cache"), &testenv.WrappedExec{Prefix: n.netnsPrefix(n.ns.Path())})
 	return n
 }
 

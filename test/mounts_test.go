@@ -65,7 +65,14 @@ func (m *privateMounts) nsenterMount(args ...string) *exec.Cmd {
 // inNetns runs args in the mount namespace and the network namespace at
 // netnsPath.
 func (m *privateMounts) inNetns(netnsPath string, args ...string) *exec.Cmd {
-	return exec.Command("nsenter", append(append(m.enterArgs(), "--net="+netnsPath, "--"), args...)...)
+	prefix := m.netnsPrefix(netnsPath)
+	return exec.Command(prefix[0], append(prefix[1:], args...)...)
+}
+
+// netnsPrefix is the command line that enters the mount namespace and
+// the network namespace at netnsPath, before the command to run there.
+func (m *privateMounts) netnsPrefix(netnsPath string) []string {
+	return append(append([]string{"nsenter"}, m.enterArgs()...), "--net="+netnsPath, "--")
 }
 
 func (m *privateMounts) enterArgs() []string {

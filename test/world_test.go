@@ -216,7 +216,7 @@ func (w *world) libcniFor(conflist []byte) *libcniDriver {
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	cni := libcni.NewCNIConfigWithCacheDir(w.cniPath, filepath.Join(w.dir, "cache"), &testenv.NetnsExec{NS: w.host.Name, Env: w.env})
+	cni := libcni.NewCNIConfigWithCacheDir(w.cniPath, filepath.Join(w.dir, "cache"), testenv.NetnsExec(w.host.Name, w.env))
 	return &libcniDriver{w: w, cni: cni, list: list}
 }
 

@@ -74,11 +74,11 @@ func main() {
 
 func run(o options) error {
 	if o.binariesOnly {
-		res, err := install.Run(install.Options{SrcBin: filepath.Join(o.src, "bin"), Plugins: ctl.Plugins, BinDir: o.binDir, BinariesOnly: true}, nil)
+		written, err := install.Plugins(install.Options{SrcBin: filepath.Join(o.src, "bin"), Plugins: ctl.Plugins, BinDir: o.binDir})
 		if err != nil {
 			return err
 		}
-		fmt.Printf("dnet-installer: plugins %v in %s (the conflist is another component's): %d files written\n", ctl.Plugins, o.binDir, len(res.Written))
+		fmt.Printf("dnet-installer: plugins %v in %s (the conflist is another component's): %d files written\n", ctl.Plugins, o.binDir, len(written))
 		return nil
 	}
 	podCIDR := o.podCIDR

@@ -27,7 +27,7 @@ type published struct {
 	spec    netfilter.PortMapSpec
 	m       netfilter.PortMapping
 	backend string
-	mode    string // the bridge's gateway mode, "" without a forwarding record
+	mode    string // the bridge's gateway mode and why ("" without a forwarding record)
 	modeWhy string
 }
 
@@ -52,9 +52,7 @@ func Explain(w io.Writer, env attachment.Env, q Query) error {
 				if q.Addr != nil && m.HostIP != nil && !m.HostIP.IsUnspecified() && !m.HostIP.Equal(q.Addr) {
 					continue
 				}
-				p := published{spec: spec, m: m, backend: a.portmap.Backend}
-				p.mode, p.modeWhy = a.GatewayMode, a.GatewayModeWhy
-				found = append(found, p)
+				found = append(found, published{spec: spec, m: m, backend: a.portmap.Backend, mode: a.GatewayMode, modeWhy: a.GatewayModeWhy})
 			}
 		}
 	}
@@ -124,12 +122,12 @@ func (p published) explain(w io.Writer) {
 	}
 
 	hop(5, "FORWARD: what the filter half lets through (its drops spare DNATed connections)")
-	switch p.mode {
-	case "":
-	case "nat-unprotected":
-		fmt.Fprintf(w, "   gatewayMode %s (%s): the container is reachable by address from outside its bridge too\n", p.mode, p.modeWhy)
-	default:
-		fmt.Fprintf(w, "   gatewayMode %s (%s): from outside its bridge, only the published ports reach the container\n", p.mode, p.modeWhy)
+	if p.mode != "" {
+		reach := "from outside its bridge, only the published ports reach the container"
+		if p.mode == "nat-unprotected" {
+			reach = "the container is reachable by address from outside its bridge too"
+		}
+		fmt.Fprintf(w, "   gatewayMode %s (%s): %s\n", p.mode, p.modeWhy, reach)
 	}
 	lines(state.Forward)
 

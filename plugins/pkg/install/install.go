@@ -34,10 +34,6 @@ type Options struct {
 	// ClusterCIDR, when set, is the cluster's pod network: the bridge's
 	// nonMasqueradeCIDRs, so that pods see each other's addresses.
 	ClusterCIDR string
-
-	// BinariesOnly installs the plugins and leaves ConfDir alone: for
-	// nodes whose network another component writes (flannel, k3s).
-	BinariesOnly bool
 	// Exclusive refuses to write the conflist beside another network's:
 	// a runtime uses the first conflist of the directory, so ours would
 	// either take that network's pods or be ignored (the cluster
@@ -57,10 +53,6 @@ type Result struct {
 func Run(o Options, host Host) (Result, error) {
 	if o.Log == nil {
 		o.Log = io.Discard
-	}
-	if o.BinariesOnly {
-		written, err := installPlugins(o)
-		return Result{Written: written}, err
 	}
 	conf, err := parseConflist(o.Template)
 	if err != nil {
@@ -82,7 +74,7 @@ func Run(o Options, host Host) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	if res.Written, err = installPlugins(o); err != nil {
+	if res.Written, err = Plugins(o); err != nil {
 		return res, err
 	}
 	changed, err := writeAtomic(target, rendered, 0o644)
@@ -95,8 +87,10 @@ func Run(o Options, host Host) (Result, error) {
 	return res, nil
 }
 
-// installPlugins copies the plugins into BinDir and lists what changed.
-func installPlugins(o Options) ([]string, error) {
+// Plugins copies o.Plugins into o.BinDir and lists what changed. Alone it
+// is the install for nodes whose conflist another component writes
+// (flannel, k3s): ConfDir is left as it is.
+func Plugins(o Options) ([]string, error) {
 	var written []string
 	for _, p := range o.Plugins {
 		data, err := os.ReadFile(filepath.Join(o.SrcBin, p))

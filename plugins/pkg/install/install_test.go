@@ -206,7 +206,7 @@ func TestOtherComponentsConflists(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			o := options(t, "kubernetes/10-dockernet.conflist")
-			o.Exclusive, o.BinariesOnly = tc.exclusive, tc.binaries
+			o.Exclusive = tc.exclusive
 			if err := os.MkdirAll(o.ConfDir, 0o755); err != nil {
 				t.Fatal(err)
 			}
@@ -214,7 +214,15 @@ func TestOtherComponentsConflists(t *testing.T) {
 			if err := os.WriteFile(theirs, []byte(flannel), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			res, err := Run(o, fakeHost{})
+			var written []string
+			var err error
+			if tc.binaries {
+				written, err = Plugins(o)
+			} else {
+				var res Result
+				res, err = Run(o, fakeHost{})
+				written = res.Written
+			}
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), "-binaries-only") {
 					t.Fatalf("err %v, want one saying %q and naming -binaries-only", err, tc.wantErr)
@@ -229,8 +237,8 @@ func TestOtherComponentsConflists(t *testing.T) {
 				t.Errorf("%s was changed to %s", tc.file, data)
 			}
 			entries, _ := os.ReadDir(o.ConfDir)
-			if tc.binaries && (len(entries) != 1 || len(res.Written) != 2) {
-				t.Errorf("binaries only: conf dir %v, wrote %v; want flannel's alone and the two plugins", entries, res.Written)
+			if tc.binaries && (len(entries) != 1 || len(written) != 2) {
+				t.Errorf("binaries only: conf dir %v, wrote %v; want flannel's alone and the two plugins", entries, written)
 			}
 		})
 	}

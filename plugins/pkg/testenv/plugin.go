@@ -37,11 +37,7 @@ func (n *NS) Exec(binDir, plugin string, c Call) ([]byte, error) {
 		"CNI_ARGS="+c.Args,
 		"CNI_PATH="+binDir,
 	)
-	return runInNS(context.Background(), n.Name, filepath.Join(binDir, plugin), c.Conf, env)
-}
-
-func runInNS(ctx context.Context, nsName, path string, stdin []byte, env []string) ([]byte, error) {
-	return runPlugin(exec.CommandContext(ctx, "ip", "netns", "exec", nsName, path), path, stdin, env)
+	return NetnsExec(n.Name, nil).ExecPlugin(context.Background(), filepath.Join(binDir, plugin), c.Conf, env)
 }
 
 // runPlugin runs cmd, a plugin at path run through a wrapper that enters
@@ -59,28 +55,24 @@ func runPlugin(cmd *exec.Cmd, path string, stdin []byte, env []string) ([]byte, 
 	return stdout.Bytes(), nil
 }
 
-// NetnsExec is a libcni invoke.Exec that runs every plugin inside one
-// namespace, which plays the host. libcni itself is what containerd and
-// CRI-O use, so tests through it see what those runtimes would.
-type NetnsExec struct {
-	NS  string
-	Env []string // added to each plugin's environment, overriding (PATH, say)
-}
-
-func (e *NetnsExec) ExecPlugin(ctx context.Context, pluginPath string, stdinData []byte, environ []string) ([]byte, error) {
-	return runInNS(ctx, e.NS, pluginPath, stdinData, append(environ, e.Env...))
-}
-
-// WrappedExec is a libcni invoke.Exec that runs every plugin through a
-// command that enters the namespaces playing a host (nsenter into a
-// cluster node's mount and network namespaces, say).
+// WrappedExec is a libcni invoke.Exec that runs every plugin behind a
+// command that enters the namespaces playing a host: `ip netns exec NS`
+// (NetnsExec), or nsenter into a cluster node's mount and network
+// namespaces. libcni itself is what containerd and CRI-O use, so tests
+// through it see what those runtimes would.
 type WrappedExec struct {
-	Wrap func(ctx context.Context, pluginPath string) *exec.Cmd
-	Env  []string // added to each plugin's environment, overriding
+	Prefix []string // the command, to which the plugin's path is appended
+	Env    []string // added to each plugin's environment, overriding (PATH, say)
+}
+
+// NetnsExec runs every plugin inside network namespace ns.
+func NetnsExec(ns string, env []string) *WrappedExec {
+	return &WrappedExec{Prefix: []string{"ip", "netns", "exec", ns}, Env: env}
 }
 
 func (e *WrappedExec) ExecPlugin(ctx context.Context, pluginPath string, stdinData []byte, environ []string) ([]byte, error) {
-	return runPlugin(e.Wrap(ctx, pluginPath), pluginPath, stdinData, append(environ, e.Env...))
+	cmd := exec.CommandContext(ctx, e.Prefix[0], append(append([]string{}, e.Prefix[1:]...), pluginPath)...)
+	return runPlugin(cmd, pluginPath, stdinData, append(environ, e.Env...))
 }
 
 func (e *WrappedExec) FindInPath(plugin string, paths []string) (string, error) {
@@ -88,14 +80,6 @@ func (e *WrappedExec) FindInPath(plugin string, paths []string) (string, error) 
 }
 
 func (e *WrappedExec) Decode(jsonBytes []byte) (version.PluginInfo, error) {
-	return (&version.PluginDecoder{}).Decode(jsonBytes)
-}
-
-func (e *NetnsExec) FindInPath(plugin string, paths []string) (string, error) {
-	return invoke.FindInPath(plugin, paths)
-}
-
-func (e *NetnsExec) Decode(jsonBytes []byte) (version.PluginInfo, error) {
 	return (&version.PluginDecoder{}).Decode(jsonBytes)
 }
 

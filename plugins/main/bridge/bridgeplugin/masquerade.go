@@ -19,7 +19,7 @@ func masqSpecs(n *NetConf, o netfilter.Owner, ips []*current.IPConfig) []netfilt
 	for _, ipc := range ips {
 		spec := netfilter.MasqSpec{Owner: o, IP: ipc.Address.IP, Bridge: n.BrName}
 		for _, except := range n.nonMasq {
-			if (except.IP.To4() == nil) == (ipc.Address.IP.To4() == nil) {
+			if netfilter.FamilyOf(except.IP) == netfilter.FamilyOf(ipc.Address.IP) {
 				spec.Except = append(spec.Except, except)
 			}
 		}
