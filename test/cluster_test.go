@@ -204,24 +204,17 @@ func newCluster(t *testing.T, tools string, v clusterVariant, set string) *clust
 func (c *cluster) installOurs(n *node) {
 	installer, src := filepath.Join(c.bin, "dnet-installer"), c.installerSrc()
 	netD := filepath.Join(n.dir, "net.d")
-	args := []string{installer, "-src", src, "-bin-dir", c.cniBin, "-conf-dir", netD, "-pod-cidr", n.subnetNet()}
-	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "10-flannel.conflist") || !strings.Contains(string(out), "-binaries-only") {
-		c.check("installer: refuses to write its conflist beside flannel's", fmt.Errorf("%v: %s", err, out))
-	} else {
-		c.check("installer: refuses to write its conflist beside flannel's", nil)
-	}
+	out, err := exec.Command(installer, "-src", src, "-bin-dir", c.cniBin, "-conf-dir", netD, "-pod-cidr", n.subnetNet()).CombinedOutput()
+	refused := err != nil && strings.Contains(string(out), "10-flannel.conflist") && strings.Contains(string(out), "-binaries-only")
+	c.check("installer: refuses to write its conflist beside flannel's", errUnless(refused, fmt.Sprintf("%v: %s", err, out)))
 	out, err = exec.Command(installer, "-binaries-only", "-src", src, "-bin-dir", c.cniBin, "-conf-dir", netD).CombinedOutput()
 	if err != nil {
 		c.t.Fatalf("dnet-installer -binaries-only: %v: %s", err, out)
 	}
 	entries, _ := os.ReadDir(netD)
 	conf, _ := os.ReadFile(filepath.Join(netD, "10-flannel.conflist"))
-	if len(entries) != 1 || string(conf) != c.conf {
-		c.check("installer -binaries-only: flannel's conflist alone and unchanged", fmt.Errorf("conf dir holds %v", entries))
-	} else {
-		c.check("installer -binaries-only: flannel's conflist alone and unchanged", nil)
-	}
+	c.check("installer -binaries-only: flannel's conflist alone and unchanged",
+		errUnless(len(entries) == 1 && string(conf) == c.conf, fmt.Sprintf("conf dir holds %v", entries)))
 }
 
 // installerSrc lays out what the installer image holds: bin/ and the
