@@ -17,6 +17,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter/nft"
 )
 
 // latency measures chain ADD and DEL of one container with nMaps mappings,
@@ -171,17 +172,17 @@ func nftTransactions(w *world, runs int) (res nftResult, err error) {
 		Mappings:    []netfilter.PortMapping{{HostPort: 9999, ContainerPort: 80, Protocol: "tcp"}},
 	}
 	err = w.host.Do(func(ns.NetNS) error {
-		be, err := netfilter.New("nftables", netfilter.IPv4, netfilter.Options{})
+		be, err := nft.New(netfilter.IPv4, nil)
 		if err != nil {
 			return err
 		}
 		for i := 0; i < runs; i++ {
 			t0 := time.Now()
-			if err := be.AddPortMappings(spec); err != nil {
+			if err := netfilter.Do(func(tx *netfilter.Txn) { be.AddPortMappings(tx, spec) }); err != nil {
 				return err
 			}
 			res.netlink = append(res.netlink, time.Since(t0))
-			if err := be.DelPortMappings(spec); err != nil {
+			if err := netfilter.Do(func(tx *netfilter.Txn) { be.DelPortMappings(tx, spec) }); err != nil {
 				return err
 			}
 			cmd := exec.Command("nft", "-f", "-")

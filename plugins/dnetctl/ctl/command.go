@@ -17,6 +17,7 @@ import (
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/attachment"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter/reference"
 	"github.com/dockernet/cni-plugins/plugins/pkg/state"
 )
 
@@ -81,16 +82,17 @@ func runReport(env attachment.Env, cmd string, args []string, stdout, stderr io.
 		return 2
 	}
 	fail := func(err error) int { fmt.Fprintln(stderr, "dnetctl:", err); return 1 }
-	as, err := Load(env)
-	if err != nil {
-		return fail(err)
+	as, unreadable := Load(env)
+	if unreadable != nil {
+		fmt.Fprintln(stderr, "dnetctl: some records do not load, and are left as they are:", unreadable)
 	}
+	var err error
 	if cmd == "restore" {
 		if err := Restore(env, as); err != nil {
 			return fail(err)
 		}
 	}
-	var foreign []netfilter.ReferenceAttachment
+	var foreign []reference.Attachment
 	if cmd != "list" {
 		Check(env, as)
 		if foreign, err = Foreign(); err != nil {
@@ -105,7 +107,7 @@ func runReport(env attachment.Env, cmd string, args []string, stdout, stderr io.
 			return 1
 		}
 	}
-	if len(foreign) > 0 {
+	if len(foreign) > 0 || unreadable != nil {
 		return 1
 	}
 	return 0
@@ -159,10 +161,10 @@ func (v *validList) Set(s string) error {
 
 // Foreign lists what the reference plugins left on this host: state no
 // record of ours covers, which our DEL and GC of those containers remove.
-func Foreign() ([]netfilter.ReferenceAttachment, error) {
-	var out []netfilter.ReferenceAttachment
+func Foreign() ([]reference.Attachment, error) {
+	var out []reference.Attachment
 	for _, f := range netfilter.BothFamilies {
-		refs, err := netfilter.ReferenceAttachments(f, "", netfilter.Options{})
+		refs, err := reference.Attachments(f, "", netfilter.Options{})
 		if err != nil {
 			return nil, err
 		}
@@ -177,7 +179,7 @@ func Foreign() ([]netfilter.ReferenceAttachment, error) {
 
 // printReport writes as for a terminal (one line per attachment, problems
 // under the table, then foreign state) or as JSON.
-func printReport(w io.Writer, as []*Attachment, foreign []netfilter.ReferenceAttachment, withStatus, asJSON bool) error {
+func printReport(w io.Writer, as []*Attachment, foreign []reference.Attachment, withStatus, asJSON bool) error {
 	if asJSON {
 		if as == nil {
 			as = []*Attachment{}
@@ -188,8 +190,8 @@ func printReport(w io.Writer, as []*Attachment, foreign []netfilter.ReferenceAtt
 			return enc.Encode(as)
 		}
 		return enc.Encode(struct {
-			Attachments []*Attachment                   `json:"attachments"`
-			Foreign     []netfilter.ReferenceAttachment `json:"foreign"`
+			Attachments []*Attachment          `json:"attachments"`
+			Foreign     []reference.Attachment `json:"foreign"`
 		}{as, foreign})
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/attachment"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter/describe"
 )
 
 // Query is a published port to explain: the host port, and optionally its
@@ -41,19 +42,15 @@ func Explain(w io.Writer, env attachment.Env, q Query) error {
 	}
 	var found []published
 	for _, a := range as {
-		if a.portmap == nil {
-			continue
-		}
-		for _, spec := range a.portmap.Specs {
-			for _, m := range spec.Mappings {
-				if m.HostPort != q.Port || (q.Proto != "" && m.Protocol != q.Proto) {
-					continue
-				}
-				if q.Addr != nil && m.HostIP != nil && !m.HostIP.IsUnspecified() && !m.HostIP.Equal(q.Addr) {
-					continue
-				}
-				found = append(found, published{spec: spec, m: m, backend: a.portmap.Backend, mode: a.GatewayMode, modeWhy: a.GatewayModeWhy})
+		for _, p := range a.mappings() {
+			m := p.m
+			if m.HostPort != q.Port || (q.Proto != "" && m.Protocol != q.Proto) {
+				continue
 			}
+			if q.Addr != nil && m.HostIP != nil && !m.HostIP.IsUnspecified() && !m.HostIP.Equal(q.Addr) {
+				continue
+			}
+			found = append(found, p)
 		}
 	}
 	if len(found) == 0 {
@@ -94,7 +91,7 @@ func (p published) explain(w io.Writer) {
 	if bridge == "" && routeErr == nil && len(routes) > 0 {
 		bridge = linkName(routes[0].LinkIndex)
 	}
-	state := netfilter.DescribeMapping(p.backend, spec, m, bridge)
+	state := describe.Mapping(p.backend, spec, m, bridge)
 
 	hop(1, "DNAT: nat PREROUTING (from outside) and OUTPUT (from this host) send a packet to a local address to the published ports")
 	if len(state.DNAT) == 0 {

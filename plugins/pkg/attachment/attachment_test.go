@@ -50,23 +50,65 @@ func (b *fakeBackend) call(op string, ip net.IP) error {
 	return nil
 }
 
+// fakePart runs the queued calls at commit, as the iptables backend runs
+// its steps: in order, every one, their errors joined.
+type fakePart struct{ calls []func() error }
+
+func (p *fakePart) Commit() error {
+	var errs []error
+	for _, c := range p.calls {
+		errs = append(errs, c())
+	}
+	return errors.Join(errs...)
+}
+
+type fakeKey struct{}
+
+func (b *fakeBackend) queue(tx *netfilter.Txn, op string, ip net.IP) {
+	p := tx.Part(fakeKey{}, func() netfilter.Part { return &fakePart{} }).(*fakePart)
+	p.calls = append(p.calls, func() error { return b.call(op, ip) })
+}
+
 func (b *fakeBackend) Name() string             { return b.name }
 func (b *fakeBackend) Family() netfilter.Family { return b.f }
-func (b *fakeBackend) AddPortMappings(s netfilter.PortMapSpec) error {
-	return b.call("add-ports", s.ContainerIP)
+func (b *fakeBackend) AddPortMappings(tx *netfilter.Txn, s netfilter.PortMapSpec) {
+	b.queue(tx, "add-ports", s.ContainerIP)
 }
-func (b *fakeBackend) DelPortMappings(s netfilter.PortMapSpec) error {
-	return b.call("del-ports", s.ContainerIP)
+func (b *fakeBackend) DelPortMappings(tx *netfilter.Txn, s netfilter.PortMapSpec) {
+	b.queue(tx, "del-ports", s.ContainerIP)
 }
 func (b *fakeBackend) CheckPortMappings(s netfilter.PortMapSpec) error {
 	return b.call("check-ports", s.ContainerIP)
 }
-func (b *fakeBackend) AddMasquerade(s netfilter.MasqSpec) error   { return b.call("add-masq", s.IP) }
-func (b *fakeBackend) DelMasquerade(s netfilter.MasqSpec) error   { return b.call("del-masq", s.IP) }
+func (b *fakeBackend) AddMasquerade(tx *netfilter.Txn, s netfilter.MasqSpec) {
+	b.queue(tx, "add-masq", s.IP)
+}
+func (b *fakeBackend) DelMasquerade(tx *netfilter.Txn, s netfilter.MasqSpec) {
+	b.queue(tx, "del-masq", s.IP)
+}
 func (b *fakeBackend) CheckMasquerade(s netfilter.MasqSpec) error { return b.call("check-masq", s.IP) }
-func (b *fakeBackend) AddForward(s netfilter.ForwardSpec) error   { return b.call("add-fwd", s.IP) }
-func (b *fakeBackend) DelForward(s netfilter.ForwardSpec) error   { return b.call("del-fwd", s.IP) }
+func (b *fakeBackend) AddForward(tx *netfilter.Txn, s netfilter.ForwardSpec) {
+	b.queue(tx, "add-fwd", s.IP)
+}
+func (b *fakeBackend) DelForward(tx *netfilter.Txn, s netfilter.ForwardSpec) {
+	b.queue(tx, "del-fwd", s.IP)
+}
 func (b *fakeBackend) CheckForward(s netfilter.ForwardSpec) error { return b.call("check-fwd", s.IP) }
+
+// commit runs one kind's operation as a change of its own.
+func commit[S Spec](env Env, k Kind[S], queue func(c *Change)) error {
+	c := env.Begin(k.Plugin)
+	queue(c)
+	return c.Commit()
+}
+
+func install[S Spec](env Env, k Kind[S], o netfilter.Owner, rec Record[S]) error {
+	return commit(env, k, func(c *Change) { k.Install(c, o, rec) })
+}
+
+func remove[S Spec](env Env, k Kind[S], o netfilter.Owner, byTag S, families []netfilter.Family) error {
+	return commit(env, k, func(c *Change) { k.Remove(c, o, byTag, families) })
+}
 
 var owner = netfilter.Owner{Network: "net", ContainerID: "c1", IfName: "eth0"}
 
@@ -99,7 +141,7 @@ func recorded(t *testing.T, env Env, kind string) bool {
 
 func TestInstallAppliesInOrderAndReplacesAnEarlierRecord(t *testing.T) {
 	env, h := newEnv(t)
-	if err := Masquerade.Install(env, owner, masqRecord("nftables", "10.0.0.2", "fd00::2")); err != nil {
+	if err := install(env, Masquerade, owner, masqRecord("nftables", "10.0.0.2", "fd00::2")); err != nil {
 		t.Fatal(err)
 	}
 	wantCalls(t, h, "nftables IPv4 add-masq 10.0.0.2", "nftables IPv6 add-masq fd00::2")
@@ -107,7 +149,7 @@ func TestInstallAppliesInOrderAndReplacesAnEarlierRecord(t *testing.T) {
 		t.Fatal("no record after Install")
 	}
 	// A re-ADD: what the first record installed goes, through its backend, first.
-	if err := Masquerade.Install(env, owner, masqRecord("iptables", "10.0.0.3")); err != nil {
+	if err := install(env, Masquerade, owner, masqRecord("iptables", "10.0.0.3")); err != nil {
 		t.Fatal(err)
 	}
 	wantCalls(t, h, "nftables IPv4 del-masq 10.0.0.2", "nftables IPv6 del-masq fd00::2", "iptables IPv4 add-masq 10.0.0.3")
@@ -116,7 +158,7 @@ func TestInstallAppliesInOrderAndReplacesAnEarlierRecord(t *testing.T) {
 func TestInstallFailureUndoesNewestFirstAndDropsTheRecord(t *testing.T) {
 	env, h := newEnv(t)
 	h.failOn["iptables IPv6 add-masq fd00::2"] = true
-	err := Masquerade.Install(env, owner, masqRecord("iptables", "10.0.0.2", "fd00::2"))
+	err := install(env, Masquerade, owner, masqRecord("iptables", "10.0.0.2", "fd00::2"))
 	var cniErr *types.Error
 	if !errors.As(err, &cniErr) || cniErr.Code != types.ErrInternal || !strings.Contains(cniErr.Msg, "bridge: ipMasq: refused") {
 		t.Fatalf("got %v, want a CNI error naming the plugin and the refusal", err)
@@ -130,12 +172,12 @@ func TestInstallFailureUndoesNewestFirstAndDropsTheRecord(t *testing.T) {
 
 func TestRemoveByRecordThenByTag(t *testing.T) {
 	env, h := newEnv(t)
-	if err := Masquerade.Install(env, owner, masqRecord("nftables", "10.0.0.2")); err != nil {
+	if err := install(env, Masquerade, owner, masqRecord("nftables", "10.0.0.2")); err != nil {
 		t.Fatal(err)
 	}
 	h.calls = nil
 	byTag := netfilter.MasqSpec{Owner: owner}
-	if err := Masquerade.Remove(env, owner, byTag, netfilter.BothFamilies); err != nil {
+	if err := remove(env, Masquerade, owner, byTag, netfilter.BothFamilies); err != nil {
 		t.Fatal(err)
 	}
 	wantCalls(t, h, "nftables IPv4 del-masq 10.0.0.2")
@@ -143,19 +185,19 @@ func TestRemoveByRecordThenByTag(t *testing.T) {
 		t.Error("Remove left the record")
 	}
 	// No record now: every available backend is searched in each family.
-	if err := Masquerade.Remove(env, owner, byTag, netfilter.BothFamilies); err != nil {
+	if err := remove(env, Masquerade, owner, byTag, netfilter.BothFamilies); err != nil {
 		t.Fatal(err)
 	}
 	wantCalls(t, h, "iptables IPv4 del-masq <nil>", "iptables IPv6 del-masq <nil>",
 		"nftables IPv4 del-masq <nil>", "nftables IPv6 del-masq <nil>")
 	// No families: nothing could have been installed without a record.
-	if err := Masquerade.Remove(env, owner, byTag, nil); err != nil {
+	if err := remove(env, Masquerade, owner, byTag, nil); err != nil {
 		t.Fatal(err)
 	}
 	wantCalls(t, h)
 	// A host without IPv6 tools holds no IPv6 rules to search.
 	h.noIPv6 = true
-	if err := Masquerade.Remove(env, owner, byTag, netfilter.BothFamilies); err != nil {
+	if err := remove(env, Masquerade, owner, byTag, netfilter.BothFamilies); err != nil {
 		t.Fatal(err)
 	}
 	wantCalls(t, h, "iptables IPv4 del-masq <nil>", "nftables IPv4 del-masq <nil>")
@@ -168,7 +210,7 @@ func TestCheckInstalledUsesTheRecordedBackend(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantCalls(t, h, "iptables IPv4 check-masq 10.0.0.2")
-	if err := Masquerade.Install(env, owner, masqRecord("nftables", "10.0.0.2")); err != nil {
+	if err := install(env, Masquerade, owner, masqRecord("nftables", "10.0.0.2")); err != nil {
 		t.Fatal(err)
 	}
 	h.calls = nil
@@ -190,7 +232,7 @@ func TestUnreadableStoreIsAnIOError(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, owner.Tag()+".json"), []byte("{"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	err := Masquerade.Remove(env, owner, netfilter.MasqSpec{Owner: owner}, nil)
+	err := remove(env, Masquerade, owner, netfilter.MasqSpec{Owner: owner}, nil)
 	var cniErr *types.Error
 	if !errors.As(err, &cniErr) || cniErr.Code != types.ErrIOFailure {
 		t.Fatalf("got %v, want CNI error %d", err, types.ErrIOFailure)
@@ -244,8 +286,8 @@ func TestRecordsWrittenBeforeThisPackage(t *testing.T) {
 				t.Errorf("the record format changed:\n%s\nwas:\n%s", again, old)
 			}
 			removals := []error{
-				Masquerade.Remove(env, o, netfilter.MasqSpec{Owner: o}, netfilter.BothFamilies),
-				portMappingsNoConntrack.Remove(env, o, netfilter.PortMapSpec{Owner: o}, netfilter.BothFamilies),
+				remove(env, Masquerade, o, netfilter.MasqSpec{Owner: o}, netfilter.BothFamilies),
+				remove(env, portMappingsNoConntrack, o, netfilter.PortMapSpec{Owner: o}, netfilter.BothFamilies),
 			}
 			for _, err := range removals {
 				if err != nil {
@@ -264,7 +306,8 @@ func TestRecordsWrittenBeforeThisPackage(t *testing.T) {
 
 // portMappingsNoConntrack is PortMappings without its conntrack flush,
 // which needs the kernel.
-var portMappingsNoConntrack = Kind[netfilter.PortMapSpec]{
-	Name: PortMappings.Name, Plugin: PortMappings.Plugin,
-	Add: netfilter.Backend.AddPortMappings, Del: netfilter.Backend.DelPortMappings, Check: netfilter.Backend.CheckPortMappings,
-}
+var portMappingsNoConntrack = func() Kind[netfilter.PortMapSpec] {
+	k := PortMappings
+	k.Landed = nil
+	return k
+}()

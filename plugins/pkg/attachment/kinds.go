@@ -17,19 +17,12 @@ var Masquerade = Kind[netfilter.MasqSpec]{
 var PortMappings = Kind[netfilter.PortMapSpec]{
 	Name:   "portmap",
 	Plugin: "portmap",
-	Add: func(be netfilter.Backend, s netfilter.PortMapSpec) error {
-		if err := be.AddPortMappings(s); err != nil {
-			return err
-		}
+	Add:    netfilter.Backend.AddPortMappings,
+	Del:    netfilter.Backend.DelPortMappings,
+	Check:  netfilter.Backend.CheckPortMappings,
+	Landed: func(be netfilter.Backend, s netfilter.PortMapSpec) error {
 		return netfilter.FlushUDP(be.Family(), s.Mappings)
 	},
-	Del: func(be netfilter.Backend, s netfilter.PortMapSpec) error {
-		if err := be.DelPortMappings(s); err != nil {
-			return err
-		}
-		return netfilter.FlushUDP(be.Family(), s.Mappings)
-	},
-	Check: netfilter.Backend.CheckPortMappings,
 }
 
 // Forwarding is bridge's filter half: what may be forwarded to and from
@@ -41,3 +34,7 @@ var Forwarding = Kind[netfilter.ForwardSpec]{
 	Del:    netfilter.Backend.DelForward,
 	Check:  netfilter.Backend.CheckForward,
 }
+
+// Kinds are every kind of per-attachment netfilter state, in the order a
+// restore reinstalls them: what GC, dnetctl list, check and restore visit.
+var Kinds = []AnyKind{Masquerade, Forwarding, PortMappings}

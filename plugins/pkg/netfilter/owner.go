@@ -35,11 +35,19 @@ func (o Owner) Comment() string {
 	if len(id) > 64 {
 		id = id[:64]
 	}
-	return fmt.Sprintf("%s net=%s id=%s if=%s", tagPrefix+o.Tag(), o.Network, id, o.IfName)
+	return fmt.Sprintf("%s net=%s id=%s if=%s", TagPrefix+o.Tag(), o.Network, id, o.IfName)
 }
 
-// tagPrefix marks comments written by this project.
-const tagPrefix = "dnet:"
+// TagPrefix marks comments written by this project.
+const TagPrefix = "dnet:"
+
+// CommentBase marks what an attachment's rules rely on and no DEL removes:
+// base chains, jumps and rules, and elements shared by a bridge's containers.
+const CommentBase = TagPrefix + "base"
+
+// Marker is what every rule or element of o's comment starts with; the
+// backends find o's state by it.
+func (o Owner) Marker() string { return TagPrefix + o.Tag() + " " }
 
 // DescribeOwner names the container and network of an owner's comment
 // ("dnet:<tag> net=N id=I if=F") for error messages.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter/host"
 )
 
 // DefaultBridge is the reference plugin's default bridge name.
@@ -184,3 +185,6 @@ func envArg(args, key string) string {
 }
 
 func (n *NetConf) String() string { return fmt.Sprintf("network %q (bridge %s)", n.Name, n.BrName) }
+
+// backend is the netfilter backend masquerade and forwarding use.
+func (n *NetConf) backend() string { return host.Resolve(n.IPMasqBackend, netfilter.Features{}) }

@@ -26,29 +26,25 @@ func forwardSpecs(n *NetConf, o netfilter.Owner, ips []*current.IPConfig) []netf
 	return specs
 }
 
-// addForwarding installs the attachment's forwarding rules; undo removes them.
-func addForwarding(n *NetConf, o netfilter.Owner, result *current.Result, undo *undoStack) error {
-	rec := attachment.Record[netfilter.ForwardSpec]{Backend: netfilter.Resolve(n.IPMasqBackend, false), Specs: forwardSpecs(n, o, result.IPs)}
-	if err := attachment.Forwarding.Install(attachment.HostEnv(n.StateDir), o, rec); err != nil {
-		return err
-	}
-	undo.push(func() { _ = delForwarding(n, o) })
-	return nil
+// addForwarding queues the attachment's forwarding rules.
+func addForwarding(c *attachment.Change, n *NetConf, o netfilter.Owner, result *current.Result) {
+	rec := attachment.Record[netfilter.ForwardSpec]{Backend: n.backend(), Specs: forwardSpecs(n, o, result.IPs)}
+	attachment.Forwarding.Install(c, o, rec)
 }
 
-// delForwarding removes o's forwarding rules; without a record they are
-// searched for by tag.
-func delForwarding(n *NetConf, o netfilter.Owner) error {
+// delForwarding queues the removal of o's forwarding rules; without a
+// record they are searched for by tag.
+func delForwarding(c *attachment.Change, n *NetConf, o netfilter.Owner) {
 	var families []netfilter.Family
 	if n.isLayer3() {
 		families = delFamilies(n)
 	}
-	return attachment.Forwarding.Remove(attachment.HostEnv(n.StateDir), o, netfilter.ForwardSpec{Owner: o}, families)
+	attachment.Forwarding.Remove(c, o, netfilter.ForwardSpec{Owner: o}, families)
 }
 
 // checkForwarding verifies the forwarding rules of each address in ips.
 func checkForwarding(n *NetConf, o netfilter.Owner, ips []*current.IPConfig) error {
-	return attachment.Forwarding.CheckInstalled(attachment.HostEnv(n.StateDir), o, forwardSpecs(n, o, ips), netfilter.Resolve(n.IPMasqBackend, false))
+	return attachment.Forwarding.CheckInstalled(attachment.HostEnv(n.StateDir), o, forwardSpecs(n, o, ips), n.backend())
 }
 
 // checkGatewayMode fails when the attachment was set up in another gateway

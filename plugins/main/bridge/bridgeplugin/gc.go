@@ -12,6 +12,7 @@ import (
 	"github.com/dockernet/cni-plugins/plugins/pkg/attachment"
 	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter/reference"
 )
 
 // hostVethShape is the name Owner.HostVeth gives.
@@ -32,14 +33,10 @@ func GC(args *skel.CmdArgs) error {
 		keep[o.Tag()], veths[o.HostVeth()], live[a.ContainerID] = true, true, true
 	}
 	env := attachment.HostEnv(n.StateDir)
-	errs := []error{netfilter.Batch(func() error {
-		return errors.Join(
-			attachment.Masquerade.Collect(env, n.Name, keep, func(s netfilter.MasqSpec) netfilter.Owner { return s.Owner }),
-			attachment.Forwarding.Collect(env, n.Name, keep, func(s netfilter.ForwardSpec) netfilter.Owner { return s.Owner }))
-	})}
+	errs := []error{attachment.Collect(env, "bridge", n.Name, keep, attachment.Masquerade, attachment.Forwarding)}
 	errs = append(errs, gcLinks(n, keep), gcVeths(n.BrName, veths))
 	if n.IPMasq { // what the reference set up before the node switched
-		if err := netfilter.CollectReference(n.Name, live, netfilter.Options{}); err != nil {
+		if err := reference.Collect(n.Name, live, netfilter.Options{}); err != nil {
 			errs = append(errs, cnierr.Wrap(err, "bridge: GC of the reference plugin's masquerade"))
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/dockernet/cni-plugins/plugins/pkg/attachment"
 	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter/reference"
 )
 
 func masqSpecs(n *NetConf, o netfilter.Owner, ips []*current.IPConfig) []netfilter.MasqSpec {
@@ -28,33 +29,29 @@ func masqSpecs(n *NetConf, o netfilter.Owner, ips []*current.IPConfig) []netfilt
 	return specs
 }
 
-// addMasquerade masquerades each container address on its way out; undo
-// removes it again.
-func addMasquerade(n *NetConf, o netfilter.Owner, result *current.Result, undo *undoStack) error {
-	rec := attachment.Record[netfilter.MasqSpec]{Backend: netfilter.Resolve(n.IPMasqBackend, false), Specs: masqSpecs(n, o, result.IPs)}
+// addMasquerade queues the masquerade of each container address on its
+// way out.
+func addMasquerade(c *attachment.Change, n *NetConf, o netfilter.Owner, result *current.Result) {
+	rec := attachment.Record[netfilter.MasqSpec]{Backend: n.backend(), Specs: masqSpecs(n, o, result.IPs)}
 	if n.IPMasqBackend == "" {
 		fmt.Fprintf(os.Stderr, "bridge: ipMasq uses the %s backend (no \"ipMasqBackend\" configured)\n", rec.Backend)
 	}
-	if err := attachment.Masquerade.Install(attachment.HostEnv(n.StateDir), o, rec); err != nil {
-		return err
-	}
-	undo.push(func() { _ = delMasquerade(n, o) })
-	return nil
+	attachment.Masquerade.Install(c, o, rec)
 }
 
-// delMasquerade removes o's masquerade. Without a record, it is searched
-// for by tag only where ipMasq could have made it.
-func delMasquerade(n *NetConf, o netfilter.Owner) error {
+// delMasquerade queues the removal of o's masquerade. Without a record,
+// it is searched for by tag only where ipMasq could have made it.
+func delMasquerade(c *attachment.Change, n *NetConf, o netfilter.Owner) {
 	var families []netfilter.Family
 	if n.IPMasq {
 		families = delFamilies(n)
 	}
-	return attachment.Masquerade.Remove(attachment.HostEnv(n.StateDir), o, netfilter.MasqSpec{Owner: o}, families)
+	attachment.Masquerade.Remove(c, o, netfilter.MasqSpec{Owner: o}, families)
 }
 
 // checkMasquerade verifies the masquerade of each address in ips.
 func checkMasquerade(n *NetConf, o netfilter.Owner, ips []*current.IPConfig) error {
-	return attachment.Masquerade.CheckInstalled(attachment.HostEnv(n.StateDir), o, masqSpecs(n, o, ips), netfilter.Resolve(n.IPMasqBackend, false))
+	return attachment.Masquerade.CheckInstalled(attachment.HostEnv(n.StateDir), o, masqSpecs(n, o, ips), n.backend())
 }
 
 // delReferenceMasq removes the reference bridge's masquerade of an
@@ -65,7 +62,7 @@ func delReferenceMasq(n *NetConf, args *skel.CmdArgs) error {
 	}
 	var errs []error
 	for _, f := range netfilter.BothFamilies {
-		errs = append(errs, netfilter.RemoveReferenceMasq(f, n.Name, args.ContainerID, args.IfName, netfilter.Options{}))
+		errs = append(errs, reference.RemoveMasq(f, n.Name, args.ContainerID, args.IfName, netfilter.Options{}))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return cnierr.Wrap(err, "bridge: the reference plugin's masquerade")

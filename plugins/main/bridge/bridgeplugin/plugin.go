@@ -16,6 +16,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 
+	"github.com/dockernet/cni-plugins/plugins/pkg/attachment"
 	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
 )
@@ -104,18 +105,17 @@ func Add(args *skel.CmdArgs) (err error) {
 		if err := configureL3(n, args, result, netns, br); err != nil {
 			return err
 		}
-		// One nftables transaction for both (see netfilter.Batch).
-		err = netfilter.Batch(func() error {
-			if n.IPMasq {
-				if err := addMasquerade(n, o, result, &undo); err != nil {
-					return err
-				}
-			}
-			return addForwarding(n, o, result, &undo)
-		})
-		if err != nil {
+		// Masquerade and forwarding: one netfilter transaction.
+		env := attachment.HostEnv(n.StateDir)
+		change := env.Begin("bridge")
+		if n.IPMasq {
+			addMasquerade(change, n, o, result)
+		}
+		addForwarding(change, n, o, result)
+		if err := change.Commit(); err != nil {
 			return err
 		}
+		undo.push(func() { _ = delNetfilter(env, n, o) })
 	} else if !n.DisableContainerInterface {
 		if err := netns.Do(func(ns.NetNS) error { skipDAD(n, args.IfName); return linkUp(args.IfName) }); err != nil {
 			return cnierr.Wrap(err, "bridge")
@@ -261,11 +261,10 @@ func delContainerLink(netnsPath, ifName string) error {
 // Del undoes ADD; it succeeds when there is nothing left to undo. Its
 // three parts are independent and run at once, so DEL takes as long as
 // the slowest of them (the kernel's veth deletion) rather than their sum.
-// The netfilter part is one nftables transaction (see netfilter.Batch),
-// whose socket stays open until the process exits: a socket closing after
-// a deletion holds nf_tables' commit mutex until the kernel has freed the
-// transaction (an RCU grace period), and deleting the veth needs that
-// mutex too.
+// The netfilter part is one transaction, whose nftables socket stays open
+// until the process exits: a socket closing after a deletion holds
+// nf_tables' commit mutex until the kernel has freed the transaction (an
+// RCU grace period), and deleting the veth needs that mutex too.
 func Del(args *skel.CmdArgs) error {
 	n, err := LoadConfig(args.StdinData, args.Args)
 	if err != nil {
@@ -280,9 +279,7 @@ func Del(args *skel.CmdArgs) error {
 			return forgetLink(n, o)
 		},
 		func() error {
-			return netfilter.Batch(func() error {
-				return errors.Join(delMasquerade(n, o), delForwarding(n, o), delReferenceMasq(n, args))
-			})
+			return errors.Join(delNetfilter(attachment.HostEnv(n.StateDir), n, o), delReferenceMasq(n, args))
 		},
 	}
 	if n.isLayer3() {
@@ -309,6 +306,14 @@ func Del(args *skel.CmdArgs) error {
 		}
 	}
 	return nil
+}
+
+// delNetfilter removes o's masquerade and forwarding in one transaction.
+func delNetfilter(env attachment.Env, n *NetConf, o netfilter.Owner) error {
+	change := env.Begin("bridge")
+	delMasquerade(change, n, o)
+	delForwarding(change, n, o)
+	return change.Commit()
 }
 
 // delLinks deletes the veth pair from the host side, found by its derived

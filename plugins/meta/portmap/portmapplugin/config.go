@@ -12,6 +12,7 @@ import (
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter/host"
 )
 
 // PortMapEntry is one runtimeConfig.portMappings element (the CNI
@@ -88,8 +89,8 @@ func LoadConfig(stdin []byte) (*PortMapConf, error) {
 	if err := netfilter.ValidateBackendName(c.Backend); err != nil {
 		return nil, cnierr.Config("portmap: backend: %v", err)
 	}
-	if strings.EqualFold(c.Backend, netfilter.NameNFTables) && c.needsIPTables() {
-		return nil, cnierr.Config("portmap: conditionsV4/conditionsV6, externalSetMarkChain and a markMasqBit other than %d are iptables features: drop them or use \"backend\": \"iptables\"", netfilter.DefaultMarkBit)
+	if err := host.CheckSupported(c.Backend, c.needs()); err != nil {
+		return nil, cnierr.Config("portmap: %v", err)
 	}
 
 	seen := map[string]int{}
@@ -143,8 +144,15 @@ func (c *PortMapConf) conditions(f netfilter.Family) []string {
 	return nil
 }
 
-// needsIPTables reports keys only the iptables backend understands.
-func (c *PortMapConf) needsIPTables() bool {
-	return c.ConditionsV4 != nil || c.ConditionsV6 != nil || c.ExternalSetMarkChain != nil ||
-		(c.MarkMasqBit != nil && *c.MarkMasqBit != netfilter.DefaultMarkBit)
+// needs are the optional backend features the config's keys ask for.
+func (c *PortMapConf) needs() netfilter.Features {
+	return netfilter.Features{
+		Conditions:   c.ConditionsV4 != nil || c.ConditionsV6 != nil,
+		ExternalMark: c.ExternalSetMarkChain != nil,
+		AnyMarkBit:   c.MarkMasqBit != nil && *c.MarkMasqBit != netfilter.DefaultMarkBit,
+	}
 }
+
+// backend is the backend to use: the configured one, or the best the
+// host offers that implements every key asked for.
+func (c *PortMapConf) backend() string { return host.Resolve(c.Backend, c.needs()) }

@@ -18,6 +18,9 @@ import (
 	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
 	"github.com/dockernet/cni-plugins/plugins/pkg/hostports"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter/host"
+	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter/ipt"
+	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter/reference"
 	"github.com/dockernet/cni-plugins/plugins/pkg/procsys"
 )
 
@@ -89,7 +92,7 @@ func Add(args *skel.CmdArgs) error {
 	if len(addrs) == 0 {
 		return cnierr.Config("portmap: prevResult has no container address to forward host ports to")
 	}
-	rec := attachment.Record[netfilter.PortMapSpec]{Backend: netfilter.Resolve(c.Backend, c.needsIPTables())}
+	rec := attachment.Record[netfilter.PortMapSpec]{Backend: c.backend()}
 	if c.Backend == "" {
 		fmt.Fprintf(os.Stderr, "portmap: using the %s backend (no \"backend\" configured)\n", rec.Backend)
 	}
@@ -132,7 +135,9 @@ func Add(args *skel.CmdArgs) error {
 		}
 		return cnierr.IO("portmap: host port claims: %v", err)
 	}
-	if err := attachment.PortMappings.Install(attachment.HostEnv(c.StateDir), o, rec); err != nil {
+	change := attachment.HostEnv(c.StateDir).Begin("portmap")
+	attachment.PortMappings.Install(change, o, rec)
+	if err := change.Commit(); err != nil {
 		_ = ledger.Release(o)
 		return err
 	}
@@ -176,7 +181,9 @@ func Del(args *skel.CmdArgs) error {
 	}
 	// The mappings let a search by tag flush their UDP conntrack entries too.
 	byTag := netfilter.PortMapSpec{Owner: o, Mappings: c.mappings}
-	if err := attachment.PortMappings.Remove(attachment.HostEnv(c.StateDir), o, byTag, families); err != nil {
+	change := attachment.HostEnv(c.StateDir).Begin("portmap")
+	attachment.PortMappings.Remove(change, o, byTag, families)
+	if err := change.Commit(); err != nil {
 		return err
 	}
 	if err := hostports.New(c.StateDir).Release(o); err != nil {
@@ -184,7 +191,7 @@ func Del(args *skel.CmdArgs) error {
 	}
 	// An attachment the reference portmap set up before the node switched.
 	for _, f := range netfilter.BothFamilies {
-		if err := netfilter.RemoveReferencePorts(f, c.Name, args.ContainerID, netfilter.Options{}); err != nil {
+		if err := reference.RemovePorts(f, c.Name, args.ContainerID, netfilter.Options{}); err != nil {
 			return cnierr.Wrap(err, "portmap: the reference plugin's rules")
 		}
 	}
@@ -211,7 +218,7 @@ func Check(args *skel.CmdArgs) error {
 			specs = append(specs, specFor(c, args, f, addr))
 		}
 	}
-	return attachment.PortMappings.CheckInstalled(attachment.HostEnv(c.StateDir), ownerOf(c, args), specs, netfilter.Resolve(c.Backend, c.needsIPTables()))
+	return attachment.PortMappings.CheckInstalled(attachment.HostEnv(c.StateDir), ownerOf(c, args), specs, c.backend())
 }
 
 // Status reports readiness: the configured backend must be usable.
@@ -220,10 +227,10 @@ func Status(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	backend := netfilter.Resolve(c.Backend, c.needsIPTables())
-	_, err = netfilter.New(backend, netfilter.IPv4, netfilter.Options{})
+	backend := c.backend()
+	_, err = host.Host{}.New(backend, netfilter.IPv4)
 	if err == nil && backend == netfilter.NameIPTables {
-		err = netfilter.ProbeIPTables(netfilter.IPv4)
+		err = ipt.Probe(netfilter.IPv4)
 	}
 	if err != nil {
 		// Published ports already installed depend on the backend too.
@@ -248,12 +255,12 @@ func GC(args *skel.CmdArgs) error {
 		live[a.ContainerID] = true
 	}
 	env := attachment.HostEnv(c.StateDir)
-	err = attachment.PortMappings.Collect(env, c.Name, keep, func(s netfilter.PortMapSpec) netfilter.Owner { return s.Owner })
+	err = attachment.Collect(env, "portmap", c.Name, keep, attachment.PortMappings)
 	if lerr := hostports.New(c.StateDir).GC(c.Name, keep); lerr != nil {
 		err = errors.Join(err, cnierr.IO("portmap: GC of host port claims: %v", lerr))
 	}
 	// What the reference portmap set up before the node switched.
-	if rerr := netfilter.CollectReference(c.Name, live, netfilter.Options{}); rerr != nil {
+	if rerr := reference.Collect(c.Name, live, netfilter.Options{}); rerr != nil {
 		err = errors.Join(err, cnierr.Wrap(rerr, "portmap: GC of the reference plugin's rules"))
 	}
 	return err

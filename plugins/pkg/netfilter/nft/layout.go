@@ -1,4 +1,4 @@
-package netfilter
+package nft
 
 // The nftables backend talks netlink directly (no nft process): one table
 // per family, shared by portmap and bridge, where every attachment is a few
@@ -62,71 +62,42 @@ package netfilter
 // maps and deletes the elements whose comment carries the owner's tag.
 
 import (
-	"errors"
-	"fmt"
 	"net"
-	"strings"
-	"sync"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
 )
 
 const (
-	nftTable          = "dnet"
-	setHostPorts      = "hostports"
-	setHostPortsBound = "hostports_bound"
-	setHairpinIfs     = "hairpin_ifs"
-	setMasqAll        = "masq_all"
-	setMasqIPs        = "masq_ips"
-	setMasqLocal      = "masq_local"
-	setMasqExcept     = "masq_except"
-	setFwdMembers     = "fwd_members"
-	setFwdProtect     = "fwd_protect"
-	setFwdIsolate     = "fwd_isolate"
-	setFwdNoICC       = "fwd_noicc"
-	chainFwd          = "forward"
-	chainPre          = "prerouting"
-	chainOut          = "output"
-	chainHP           = "hostports"
-	chainPost         = "postrouting"
+	// Table is the name of the backend's table in each family.
+	Table             = "dnet"
+	SetHostPorts      = "hostports"
+	SetHostPortsBound = "hostports_bound"
+	SetHairpinIfs     = "hairpin_ifs"
+	SetMasqAll        = "masq_all"
+	SetMasqIPs        = "masq_ips"
+	SetMasqLocal      = "masq_local"
+	SetMasqExcept     = "masq_except"
+	SetFwdMembers     = "fwd_members"
+	SetFwdProtect     = "fwd_protect"
+	SetFwdIsolate     = "fwd_isolate"
+	SetFwdNoICC       = "fwd_noicc"
+	ChainForward      = "forward"
+	ChainPrerouting   = "prerouting"
+	ChainOutput       = "output"
+	ChainHostPorts    = "hostports"
+	ChainPostrouting  = "postrouting"
 	ipsDstNAT         = 0x20 // IPS_DST_NAT: conntrack status bit of a DNATed flow
-	nftMarkBit        = DefaultMarkBit
+	markBit           = netfilter.DefaultMarkBit
 )
-
-type nfTables struct {
-	family Family
-	opts   Options // for the accept rules it adds to iptables
-}
-
-// NFTablesAvailable reports whether the kernel answers nf_tables netlink.
-// Asked once per process: a plugin run is short, and the answer is the same
-// for backend selection, each family's backend and the DEL fallback.
-var NFTablesAvailable = sync.OnceValue(func() bool {
-	c, done, err := nftConn()
-	if err != nil {
-		return false
-	}
-	_, err = c.ListTablesOfFamily(nftables.TableFamilyIPv4)
-	done(err)
-	return err == nil
-})
-
-func newNFTables(f Family, opts Options) (*nfTables, error) {
-	if !NFTablesAvailable() {
-		return nil, errors.New("nftables backend unavailable: the kernel does not answer nf_tables netlink requests")
-	}
-	return &nfTables{family: f, opts: opts}, nil
-}
-
-func (b *nfTables) Name() string   { return "nftables" }
-func (b *nfTables) Family() Family { return b.family }
 
 // layout is the table, its sets and chains for one family.
 type layout struct {
-	f                                                               Family
+	f                                                               netfilter.Family
 	table                                                           *nftables.Table
 	hostPorts, hostPortsBound, hairpin, masqAll, masqIPs, masqLocal *nftables.Set
 	masqExcept                                                      *nftables.Set
@@ -135,32 +106,32 @@ type layout struct {
 	addrLen                                                         uint32 // bytes of an address
 }
 
-func newLayout(f Family) *layout {
+func newLayout(f netfilter.Family) *layout {
 	l := &layout{f: f, addrType: nftables.TypeIPAddr, addrLen: 4}
 	tf := nftables.TableFamilyIPv4
-	if f == IPv6 {
+	if f == netfilter.IPv6 {
 		l.addrType, l.addrLen, tf = nftables.TypeIP6Addr, 16, nftables.TableFamilyIPv6
 	}
-	l.table = &nftables.Table{Name: nftTable, Family: tf}
+	l.table = &nftables.Table{Name: Table, Family: tf}
 	target := nftables.MustConcatSetType(l.addrType, nftables.TypeInetService)
-	l.hostPorts = &nftables.Set{Table: l.table, Name: setHostPorts, IsMap: true, Concatenation: true,
+	l.hostPorts = &nftables.Set{Table: l.table, Name: SetHostPorts, IsMap: true, Concatenation: true,
 		KeyType: nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService), DataType: target}
-	l.hostPortsBound = &nftables.Set{Table: l.table, Name: setHostPortsBound, IsMap: true, Concatenation: true,
+	l.hostPortsBound = &nftables.Set{Table: l.table, Name: SetHostPortsBound, IsMap: true, Concatenation: true,
 		KeyType: nftables.MustConcatSetType(l.addrType, nftables.TypeInetProto, nftables.TypeInetService), DataType: target}
 	// A string key: host byte order, or nft prints the name byte-swapped.
-	l.hairpin = &nftables.Set{Table: l.table, Name: setHairpinIfs, KeyType: nftables.TypeIFName, KeyByteOrder: binaryutil.NativeEndian}
-	l.masqAll = &nftables.Set{Table: l.table, Name: setMasqAll, KeyType: l.addrType}
-	l.masqIPs = &nftables.Set{Table: l.table, Name: setMasqIPs, KeyType: l.addrType}
+	l.hairpin = &nftables.Set{Table: l.table, Name: SetHairpinIfs, KeyType: nftables.TypeIFName, KeyByteOrder: binaryutil.NativeEndian}
+	l.masqAll = &nftables.Set{Table: l.table, Name: SetMasqAll, KeyType: l.addrType}
+	l.masqIPs = &nftables.Set{Table: l.table, Name: SetMasqIPs, KeyType: l.addrType}
 	addrIf := func(name string) *nftables.Set {
 		return &nftables.Set{Table: l.table, Name: name, Concatenation: true,
 			KeyType: nftables.MustConcatSetType(l.addrType, nftables.TypeIFName)}
 	}
-	l.masqLocal = addrIf(setMasqLocal)
+	l.masqLocal = addrIf(SetMasqLocal)
 	// Source address . destination range (a pipapo set, kernel 5.6 and later).
-	l.masqExcept = &nftables.Set{Table: l.table, Name: setMasqExcept, Concatenation: true, Interval: true,
+	l.masqExcept = &nftables.Set{Table: l.table, Name: SetMasqExcept, Concatenation: true, Interval: true,
 		KeyType: nftables.MustConcatSetType(l.addrType, l.addrType)}
-	l.fwdMembers, l.fwdProtect = addrIf(setFwdMembers), addrIf(setFwdProtect)
-	l.fwdIsolate, l.fwdNoICC = addrIf(setFwdIsolate), addrIf(setFwdNoICC)
+	l.fwdMembers, l.fwdProtect = addrIf(SetFwdMembers), addrIf(SetFwdProtect)
+	l.fwdIsolate, l.fwdNoICC = addrIf(SetFwdIsolate), addrIf(SetFwdNoICC)
 	return l
 }
 
@@ -174,7 +145,7 @@ func reg32(n uint32) uint32 { return 8 + n }
 
 func (l *layout) saddr(reg uint32) expr.Any {
 	off := uint32(12)
-	if l.f == IPv6 {
+	if l.f == netfilter.IPv6 {
 		off = 8
 	}
 	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: l.addrLen}
@@ -182,14 +153,14 @@ func (l *layout) saddr(reg uint32) expr.Any {
 
 func (l *layout) daddr(reg uint32) expr.Any {
 	off := uint32(16)
-	if l.f == IPv6 {
+	if l.f == netfilter.IPv6 {
 		off = 24
 	}
 	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: l.addrLen}
 }
 
 func (l *layout) nfproto() uint32 {
-	if l.f == IPv6 {
+	if l.f == netfilter.IPv6 {
 		return unix.NFPROTO_IPV6
 	}
 	return unix.NFPROTO_IPV4
@@ -215,7 +186,7 @@ func fibLocalJump() []expr.Any {
 	return []expr.Any{
 		&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)},
-		&expr.Verdict{Kind: expr.VerdictJump, Chain: chainHP},
+		&expr.Verdict{Kind: expr.VerdictJump, Chain: ChainHostPorts},
 	}
 }
 
@@ -230,7 +201,7 @@ func (l *layout) rules() map[string][][]expr.Any {
 			&expr.Counter{},
 			&expr.NAT{Type: expr.NATTypeDestNAT, Family: l.nfproto(), RegAddrMin: 1, RegProtoMin: reg32(words)})
 	}
-	mark := uint32(1) << nftMarkBit
+	mark := uint32(1) << markBit
 	hostports := [][]expr.Any{
 		{
 			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
@@ -249,7 +220,7 @@ func (l *layout) rules() map[string][][]expr.Any {
 	}
 
 	var post [][]expr.Any
-	if l.f == IPv4 {
+	if l.f == netfilter.IPv4 {
 		post = append(post, append(ctDNAT(),
 			l.saddr(1),
 			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: []byte{255, 0, 0, 0}, Xor: []byte{0, 0, 0, 0}},
@@ -279,11 +250,11 @@ func (l *layout) rules() map[string][][]expr.Any {
 		}, append(l.notMulticast(), &expr.Masq{})...),
 	)
 	return map[string][][]expr.Any{
-		chainPre:  {l.loopbackDrop(), fibLocalJump()},
-		chainOut:  {fibLocalJump()},
-		chainHP:   hostports,
-		chainPost: post,
-		chainFwd:  l.forwardRules(),
+		ChainPrerouting:  {l.loopbackDrop(), fibLocalJump()},
+		ChainOutput:      {fibLocalJump()},
+		ChainHostPorts:   hostports,
+		ChainPostrouting: post,
+		ChainForward:     l.forwardRules(),
 	}
 }
 
@@ -294,7 +265,7 @@ func (l *layout) rules() map[string][][]expr.Any {
 // Prerouting never sees the host's own packets.
 func (l *layout) loopbackDrop() []expr.Any {
 	drop := &expr.Verdict{Kind: expr.VerdictDrop}
-	if l.f == IPv4 {
+	if l.f == netfilter.IPv4 {
 		return []expr.Any{l.daddr(1),
 			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: []byte{255, 0, 0, 0}, Xor: []byte{0, 0, 0, 0}},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{127, 0, 0, 0}}, drop}
@@ -348,7 +319,7 @@ func (l *layout) forwardRules() [][]expr.Any {
 }
 
 func (l *layout) notMulticast() []expr.Any {
-	if l.f == IPv4 {
+	if l.f == netfilter.IPv4 {
 		return []expr.Any{
 			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 1},
 			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{0xf0}, Xor: []byte{0}},
@@ -370,11 +341,11 @@ type chainSpec struct {
 
 func baseChains() []chainSpec {
 	return []chainSpec{
-		{chainPre, nftables.ChainTypeNAT, nftables.ChainHookPrerouting, nftables.ChainPriorityNATDest},
-		{chainOut, nftables.ChainTypeNAT, nftables.ChainHookOutput, nftables.ChainPriorityNATDest},
-		{chainHP, "", nil, nil},
-		{chainPost, nftables.ChainTypeNAT, nftables.ChainHookPostrouting, nftables.ChainPriorityNATSource},
-		{chainFwd, nftables.ChainTypeFilter, nftables.ChainHookForward, nftables.ChainPriorityFilter},
+		{ChainPrerouting, nftables.ChainTypeNAT, nftables.ChainHookPrerouting, nftables.ChainPriorityNATDest},
+		{ChainOutput, nftables.ChainTypeNAT, nftables.ChainHookOutput, nftables.ChainPriorityNATDest},
+		{ChainHostPorts, "", nil, nil},
+		{ChainPostrouting, nftables.ChainTypeNAT, nftables.ChainHookPostrouting, nftables.ChainPriorityNATSource},
+		{ChainForward, nftables.ChainTypeFilter, nftables.ChainHookForward, nftables.ChainPriorityFilter},
 	}
 }
 
@@ -422,376 +393,4 @@ func (l *layout) ensureBase(c *nftables.Conn) error {
 		}
 	}
 	return nil
-}
-
-func protoNum(p string) byte {
-	switch p {
-	case "udp":
-		return unix.IPPROTO_UDP
-	case "sctp":
-		return unix.IPPROTO_SCTP
-	}
-	return unix.IPPROTO_TCP
-}
-
-func (l *layout) addrBytes(ip net.IP) []byte {
-	if l.f == IPv4 {
-		return ip.To4()
-	}
-	return ip.To16()
-}
-
-// pad4 pads a concatenation field to the 32-bit register size.
-func pad4(b []byte) []byte {
-	for len(b)%4 != 0 {
-		b = append(b, 0)
-	}
-	return b
-}
-
-func port(p int) []byte { return []byte{byte(p >> 8), byte(p)} }
-
-func ifname(name string) []byte {
-	b := make([]byte, 16)
-	copy(b, name)
-	return b
-}
-
-// elem is one element with the set it belongs to.
-type elem struct {
-	set *nftables.Set
-	e   nftables.SetElement
-}
-
-// portElems are the map elements of spec in this family.
-func (l *layout) portElems(spec PortMapSpec) []elem {
-	var out []elem
-	comment := spec.Owner.Comment()
-	for _, m := range spec.Mappings {
-		hostIP, ok := HostIPFor(m, l.f)
-		if !ok {
-			continue
-		}
-		val := append(append([]byte{}, l.addrBytes(spec.ContainerIP)...), pad4(port(m.ContainerPort))...)
-		key := append(pad4([]byte{protoNum(m.Protocol)}), pad4(port(m.HostPort))...)
-		set := l.hostPorts
-		if hostIP != "" {
-			key = append(append([]byte{}, l.addrBytes(m.HostIP)...), key...)
-			set = l.hostPortsBound
-		}
-		out = append(out, elem{set, nftables.SetElement{Key: key, Val: val, Comment: comment}})
-	}
-	if spec.SNAT && spec.MasqAll {
-		out = append(out, elem{l.masqAll, nftables.SetElement{Key: l.addrBytes(spec.ContainerIP), Comment: comment}})
-	}
-	return out
-}
-
-func (l *layout) masqElems(spec MasqSpec) []elem {
-	comment := spec.Owner.Comment()
-	a := l.addrBytes(spec.IP)
-	out := []elem{
-		{l.masqIPs, nftables.SetElement{Key: a, Comment: comment}},
-		{l.masqLocal, nftables.SetElement{Key: append(append([]byte{}, a...), ifname(spec.Bridge)...), Comment: comment}},
-	}
-	for _, n := range spec.Except {
-		first, last := netBounds(n)
-		out = append(out, elem{l.masqExcept, nftables.SetElement{
-			Key:    append(append([]byte{}, a...), l.addrBytes(first)...),
-			KeyEnd: append(append([]byte{}, a...), l.addrBytes(last)...), Comment: comment}})
-	}
-	return out
-}
-
-// netBounds are the first and last address of n.
-func netBounds(n *net.IPNet) (net.IP, net.IP) {
-	first := n.IP.Mask(n.Mask)
-	last := make(net.IP, len(first))
-	for i := range first {
-		last[i] = first[i] | ^n.Mask[i]
-	}
-	return first, last
-}
-
-// forwardElems are spec's elements: its address on its bridge in the
-// members set, and in the set of each protection its network has.
-func (l *layout) forwardElems(spec ForwardSpec) []elem {
-	comment := spec.Owner.Comment()
-	key := append(append([]byte{}, l.addrBytes(spec.IP)...), ifname(spec.Bridge)...)
-	out := []elem{{l.fwdMembers, nftables.SetElement{Key: key, Comment: comment}}}
-	for _, on := range []struct {
-		yes bool
-		set *nftables.Set
-	}{{spec.Protect, l.fwdProtect}, {spec.Isolate, l.fwdIsolate}, {spec.NoICC, l.fwdNoICC}} {
-		if on.yes {
-			out = append(out, elem{on.set, nftables.SetElement{Key: key, Comment: comment}})
-		}
-	}
-	return out
-}
-
-func queueAdd(c *nftables.Conn, elems []elem) error {
-	for _, e := range elems {
-		if err := c.SetAddElements(e.set, []nftables.SetElement{e.e}); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// queueDelete deletes elems whether or not they exist: add (a no-op when
-// present with the same data), then delete.
-func queueDelete(c *nftables.Conn, elems []elem) error {
-	if err := queueAdd(c, elems); err != nil {
-		return err
-	}
-	for _, e := range elems {
-		if err := c.SetDeleteElements(e.set, []nftables.SetElement{{Key: e.e.Key}}); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// add commits the base (when incomplete) and elems of l's sets in one batch.
-func (b *nfTables) add(l *layout, elems []elem) (err error) {
-	c, done, err := nftConn()
-	if err != nil {
-		return err
-	}
-	defer func() { done(err) }()
-	if !c.baseOK[l.f] && l.missing(c.Conn) != "" {
-		if err := l.ensureBase(c.Conn); err != nil {
-			return err
-		}
-	}
-	if err := queueAdd(c.Conn, elems); err != nil {
-		return err
-	}
-	if !c.batching {
-		if err := c.Flush(); err != nil {
-			return err
-		}
-	}
-	c.baseOK[l.f] = true
-	return nil
-}
-
-func (b *nfTables) AddPortMappings(spec PortMapSpec) error {
-	l := newLayout(b.family)
-	elems := l.portElems(spec)
-	if spec.SNAT && spec.HairpinIf != "" {
-		// Shared by every container of the bridge, so tagged as base: no DEL removes it.
-		elems = append(elems, elem{l.hairpin, nftables.SetElement{Key: ifname(spec.HairpinIf), Comment: commentBase}})
-	}
-	err := b.add(l, elems)
-	if errors.Is(err, unix.EEXIST) {
-		return b.conflict(spec)
-	}
-	if err != nil {
-		return fmt.Errorf("%s nftables: publish ports of container %s: %w", b.family, spec.Owner.ContainerID, err)
-	}
-	return nil
-}
-
-// conflict names the owner of a host port this spec wanted.
-func (b *nfTables) conflict(spec PortMapSpec) error {
-	c, done, err := nftConn()
-	if err == nil {
-		defer func() { done(nil) }()
-		l := newLayout(b.family)
-		for _, want := range l.portElems(spec) {
-			have, err := c.GetSetElements(want.set)
-			if err != nil {
-				continue
-			}
-			for _, h := range have {
-				if string(h.Key) == string(want.e.Key) && h.Comment != want.e.Comment {
-					m := describeKey(want.set.Name, h.Key, l)
-					return fmt.Errorf("host port %s is already published by %s: unpublish it there or pick another hostPort", m, DescribeOwner(h.Comment))
-				}
-			}
-		}
-	}
-	return fmt.Errorf("%s nftables: a host port of container %s is already published by another container", b.family, spec.Owner.ContainerID)
-}
-
-func describeKey(set string, key []byte, l *layout) string {
-	host := "0.0.0.0"
-	if l.f == IPv6 {
-		host = "[::]"
-	}
-	if set == setHostPortsBound {
-		host = net.IP(key[:l.addrLen]).String()
-		key = key[l.addrLen:]
-	}
-	proto := map[byte]string{unix.IPPROTO_TCP: "tcp", unix.IPPROTO_UDP: "udp", unix.IPPROTO_SCTP: "sctp"}[key[0]]
-	return fmt.Sprintf("%d/%s on %s", int(key[4])<<8|int(key[5]), proto, host)
-}
-
-// del removes elems (or, with none known, every element of owner in sets).
-func (b *nfTables) del(l *layout, o Owner, elems []elem, sets []*nftables.Set) (err error) {
-	c, done, err := nftConn()
-	if err != nil {
-		return err
-	}
-	defer func() { done(err) }()
-	if _, err := c.ListTableOfFamily(nftTable, l.table.Family); err != nil {
-		return nil // no table: nothing of ours can be installed
-	}
-	if len(elems) > 0 {
-		if err := queueDelete(c.Conn, elems); err != nil {
-			return err
-		}
-		if c.batching {
-			return nil
-		}
-		if err := c.Flush(); err == nil {
-			return nil
-		}
-		// An element now holds other data (or a set is gone): fall back to
-		// the comments, on a fresh connection.
-		done(errors.New("batch refused"))
-		if c, done, err = nftConn(); err != nil {
-			done = func(error) {}
-			return err
-		}
-	}
-	return b.delByComment(c, o, sets)
-}
-
-// delByComment dumps sets and deletes the elements tagged with owner.
-func (b *nfTables) delByComment(c nftSession, o Owner, sets []*nftables.Set) error {
-	prefix := tagPrefix + o.Tag() + " "
-	found := 0
-	for _, s := range sets {
-		have, err := c.GetSetElements(s)
-		if err != nil {
-			continue // the set is gone: nothing to delete there
-		}
-		var mine []nftables.SetElement
-		for _, e := range have {
-			if strings.HasPrefix(e.Comment, prefix) {
-				mine = append(mine, nftables.SetElement{Key: e.Key, KeyEnd: e.KeyEnd})
-			}
-		}
-		if len(mine) > 0 {
-			found += len(mine)
-			if err := c.SetDeleteElements(s, mine); err != nil {
-				return err
-			}
-		}
-	}
-	if found == 0 || c.batching {
-		return nil
-	}
-	return c.Flush()
-}
-
-func (b *nfTables) DelPortMappings(spec PortMapSpec) error {
-	l := newLayout(b.family)
-	var elems []elem
-	if spec.ContainerIP != nil {
-		elems = l.portElems(spec)
-	}
-	err := b.del(l, spec.Owner, elems, []*nftables.Set{l.hostPorts, l.hostPortsBound, l.masqAll})
-	if err != nil {
-		return fmt.Errorf("%s nftables: remove ports of container %s: %w", b.family, spec.Owner.ContainerID, err)
-	}
-	return nil
-}
-
-func (b *nfTables) AddMasquerade(spec MasqSpec) error {
-	l := newLayout(b.family)
-	if err := b.add(l, l.masqElems(spec)); err != nil {
-		return fmt.Errorf("%s nftables: masquerade for container %s: %w", b.family, spec.Owner.ContainerID, err)
-	}
-	return nil
-}
-
-func (b *nfTables) DelMasquerade(spec MasqSpec) error {
-	l := newLayout(b.family)
-	var elems []elem
-	if spec.IP != nil {
-		elems = l.masqElems(spec)
-	}
-	err := b.del(l, spec.Owner, elems, []*nftables.Set{l.masqIPs, l.masqLocal, l.masqExcept})
-	if err != nil {
-		return fmt.Errorf("%s nftables: remove masquerade of container %s: %w", b.family, spec.Owner.ContainerID, err)
-	}
-	return nil
-}
-
-// check verifies the base and that each element of l's sets is present with its data.
-func (b *nfTables) check(l *layout, elems []elem, what string) (err error) {
-	c, done, err := nftConn()
-	if err != nil {
-		return err
-	}
-	defer func() { done(nil) }()
-	if what := l.missing(c.Conn); what != "" {
-		return fmt.Errorf("%s nftables: table %s is incomplete: %s is missing or changed", b.family, nftTable, what)
-	}
-	cache := map[string][]nftables.SetElement{}
-	for _, want := range elems {
-		have, ok := cache[want.set.Name]
-		if !ok {
-			if have, err = c.GetSetElements(want.set); err != nil {
-				return fmt.Errorf("%s nftables: read %s: %w", b.family, want.set.Name, err)
-			}
-			cache[want.set.Name] = have
-		}
-		found := false
-		for _, h := range have {
-			if string(h.Key) == string(want.e.Key) && string(h.Val) == string(want.e.Val) {
-				found = true
-				break
-			}
-		}
-		if !found {
-			return fmt.Errorf("%s nftables: %s element for %s is missing from %s", b.family, what, want.e.Comment, want.set.Name)
-		}
-	}
-	return nil
-}
-
-func (b *nfTables) CheckPortMappings(spec PortMapSpec) error {
-	l := newLayout(b.family)
-	return b.check(l, l.portElems(spec), "port mapping")
-}
-
-func (b *nfTables) CheckMasquerade(spec MasqSpec) error {
-	l := newLayout(b.family)
-	return b.check(l, l.masqElems(spec), "masquerade")
-}
-
-func (b *nfTables) AddForward(spec ForwardSpec) error {
-	l := newLayout(b.family)
-	if err := b.add(l, l.forwardElems(spec)); err != nil {
-		return fmt.Errorf("%s nftables: forwarding rules for container %s: %w", b.family, spec.Owner.ContainerID, err)
-	}
-	return acceptInIPTables(b.family, spec.Bridge, b.opts)
-}
-
-// DelForward removes the attachment's elements; the per-network accept
-// rules in iptables stay, as the bridge does.
-func (b *nfTables) DelForward(spec ForwardSpec) error {
-	l := newLayout(b.family)
-	var elems []elem
-	if spec.IP != nil {
-		elems = l.forwardElems(spec)
-	}
-	err := b.del(l, spec.Owner, elems, []*nftables.Set{l.fwdMembers, l.fwdProtect, l.fwdIsolate, l.fwdNoICC})
-	if err != nil {
-		return fmt.Errorf("%s nftables: remove forwarding rules of container %s: %w", b.family, spec.Owner.ContainerID, err)
-	}
-	return nil
-}
-
-func (b *nfTables) CheckForward(spec ForwardSpec) error {
-	l := newLayout(b.family)
-	if err := b.check(l, l.forwardElems(spec), "forwarding"); err != nil {
-		return err
-	}
-	return checkAcceptInIPTables(b.family, spec.Bridge, b.opts)
 }

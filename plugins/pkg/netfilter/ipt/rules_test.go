@@ -1,6 +1,8 @@
-package netfilter
+package ipt
 
 import (
+	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+
 	"net"
 	"strings"
 	"testing"
@@ -8,7 +10,7 @@ import (
 	"github.com/dockernet/cni-plugins/plugins/pkg/testenv/golden"
 )
 
-var testOwner = Owner{Network: "docker0", ContainerID: "3f2a9c", IfName: "eth0"}
+var testOwner = netfilter.Owner{Network: "docker0", ContainerID: "3f2a9c", IfName: "eth0"}
 
 func cidr(s string) *net.IPNet {
 	_, n, _ := net.ParseCIDR(s)
@@ -16,38 +18,38 @@ func cidr(s string) *net.IPNet {
 }
 
 func TestPortmapRulesGolden(t *testing.T) {
-	many := []PortMapping{}
+	many := []netfilter.PortMapping{}
 	for p := 9000; p < 9017; p++ { // 17 ports: two multiport entry rules
-		many = append(many, PortMapping{HostPort: p, ContainerPort: p, Protocol: "tcp"})
+		many = append(many, netfilter.PortMapping{HostPort: p, ContainerPort: p, Protocol: "tcp"})
 	}
 	cases := []struct {
 		name string
-		f    Family
-		spec PortMapSpec
+		f    netfilter.Family
+		spec netfilter.PortMapSpec
 	}{
-		{"v4-basic", IPv4, PortMapSpec{
+		{"v4-basic", netfilter.IPv4, netfilter.PortMapSpec{
 			Owner: testOwner, ContainerIP: net.ParseIP("172.17.0.2"), ContainerNet: cidr("172.17.0.0/16"),
-			SNAT: true, MarkBit: DefaultMarkBit,
-			Mappings: []PortMapping{
+			SNAT: true, MarkBit: netfilter.DefaultMarkBit,
+			Mappings: []netfilter.PortMapping{
 				{HostPort: 80, ContainerPort: 5000, Protocol: "tcp"},
 				{HostPort: 53, ContainerPort: 53, Protocol: "udp"},
 				{HostPort: 9090, ContainerPort: 5000, Protocol: "tcp", HostIP: net.ParseIP("127.0.0.1")},
 				{HostPort: 9091, ContainerPort: 5000, Protocol: "sctp", HostIP: net.ParseIP("fd00::1")}, // other family: skipped
 			}}},
-		{"v4-nosnat-conditions", IPv4, PortMapSpec{
+		{"v4-nosnat-conditions", netfilter.IPv4, netfilter.PortMapSpec{
 			Owner: testOwner, ContainerIP: net.ParseIP("172.17.0.2"), ContainerNet: cidr("172.17.0.0/16"),
 			Conditions: []string{"!", "-s", "192.0.2.0/24"},
-			Mappings:   []PortMapping{{HostPort: 80, ContainerPort: 5000, Protocol: "tcp"}}}},
-		{"v4-external-mark-masqall", IPv4, PortMapSpec{
+			Mappings:   []netfilter.PortMapping{{HostPort: 80, ContainerPort: 5000, Protocol: "tcp"}}}},
+		{"v4-external-mark-masqall", netfilter.IPv4, netfilter.PortMapSpec{
 			Owner: testOwner, ContainerIP: net.ParseIP("172.17.0.2"), ContainerNet: cidr("172.17.0.0/16"),
 			SNAT: true, MasqAll: true, ExternalMark: "KUBE-MARK-MASQ",
-			Mappings: []PortMapping{{HostPort: 80, ContainerPort: 5000, Protocol: "tcp"}}}},
-		{"v4-multiport-chunks", IPv4, PortMapSpec{
+			Mappings: []netfilter.PortMapping{{HostPort: 80, ContainerPort: 5000, Protocol: "tcp"}}}},
+		{"v4-multiport-chunks", netfilter.IPv4, netfilter.PortMapSpec{
 			Owner: testOwner, ContainerIP: net.ParseIP("172.17.0.2"), SNAT: true, MarkBit: 5, Mappings: many}},
-		{"v6-basic", IPv6, PortMapSpec{
+		{"v6-basic", netfilter.IPv6, netfilter.PortMapSpec{
 			Owner: testOwner, ContainerIP: net.ParseIP("fd00::2"), ContainerNet: cidr("fd00::/64"),
-			SNAT: true, MarkBit: DefaultMarkBit,
-			Mappings: []PortMapping{
+			SNAT: true, MarkBit: netfilter.DefaultMarkBit,
+			Mappings: []netfilter.PortMapping{
 				{HostPort: 80, ContainerPort: 5000, Protocol: "tcp"},
 				{HostPort: 81, ContainerPort: 5000, Protocol: "udp", HostIP: net.ParseIP("fd00::1")},
 			}}},
@@ -66,13 +68,13 @@ func TestMasqRuleGolden(t *testing.T) {
 	txn := &ruleTxn{table: "nat"}
 	ensureBase(txn, parseSnapshot("", "nat"), masqBase())
 	_, podNet, _ := net.ParseCIDR("10.244.0.0/16")
-	for _, spec := range []MasqSpec{
+	for _, spec := range []netfilter.MasqSpec{
 		{Owner: testOwner, IP: net.ParseIP("172.17.0.2"), Bridge: "docker0"},
 		{Owner: testOwner, IP: net.ParseIP("fd00::2"), Bridge: "docker0"},
 		{Owner: testOwner, IP: net.ParseIP("10.244.1.2"), Bridge: "cni0", Except: []*net.IPNet{podNet}},
 	} {
-		for _, r := range masqRules(spec, FamilyOf(spec.IP)) {
-			txn.add(chainMasq, r...)
+		for _, r := range masqRules(spec, netfilter.FamilyOf(spec.IP)) {
+			txn.add(ChainMasq, r...)
 		}
 	}
 	golden.Check(t, "masq", txn.render())
@@ -102,11 +104,11 @@ COMMIT
 		t.Fatalf("parse: %+v", snap)
 	}
 	txn := &ruleTxn{table: "nat"}
-	spec := PortMapSpec{Owner: testOwner, ContainerIP: net.ParseIP("172.17.0.3"), ContainerNet: cidr("172.17.0.0/16"),
-		SNAT: true, MarkBit: DefaultMarkBit, Mappings: []PortMapping{{HostPort: 80, ContainerPort: 80, Protocol: "tcp"}}}
+	spec := netfilter.PortMapSpec{Owner: testOwner, ContainerIP: net.ParseIP("172.17.0.3"), ContainerNet: cidr("172.17.0.0/16"),
+		SNAT: true, MarkBit: netfilter.DefaultMarkBit, Mappings: []netfilter.PortMapping{{HostPort: 80, ContainerPort: 80, Protocol: "tcp"}}}
 	ensureBase(txn, snap, portmapBase(spec))
 	dropOwnedPortRules(txn, snap, testOwner)
-	portmapRules(txn, spec, IPv4)
+	portmapRules(txn, spec, netfilter.IPv4)
 	out := txn.render()
 	if strings.Contains(out, "-A PREROUTING") || strings.Contains(out, "-A DNET-POSTROUTING") || strings.Contains(out, ":DNET-HOSTPORTS") {
 		t.Errorf("re-created what already exists:\n%s", out)
@@ -125,14 +127,16 @@ func TestJoinArgsQuotes(t *testing.T) {
 }
 
 func TestOwnerTagSeparatesNetworksAndInterfaces(t *testing.T) {
-	a := Owner{Network: "n1", ContainerID: "c", IfName: "eth0"}
-	for _, b := range []Owner{{"n2", "c", "eth0"}, {"n1", "c", "eth1"}, {"n1", "d", "eth0"}, {"n", "1c", "eth0"}} {
+	a := netfilter.Owner{Network: "n1", ContainerID: "c", IfName: "eth0"}
+	for _, b := range []netfilter.Owner{
+		{Network: "n2", ContainerID: "c", IfName: "eth0"}, {Network: "n1", ContainerID: "c", IfName: "eth1"},
+		{Network: "n1", ContainerID: "d", IfName: "eth0"}, {Network: "n", ContainerID: "1c", IfName: "eth0"}} {
 		if a.Tag() == b.Tag() {
 			t.Errorf("%+v and %+v share tag %s", a, b, a.Tag())
 		}
 	}
-	if len(dnatChain(a)) > 28 {
-		t.Errorf("chain name %s is longer than iptables allows", dnatChain(a))
+	if len(DNATChain(a)) > 28 {
+		t.Errorf("chain name %s is longer than iptables allows", DNATChain(a))
 	}
 }
 
@@ -141,7 +145,7 @@ func TestOwnerTagSeparatesNetworksAndInterfaces(t *testing.T) {
 func TestSnapshotCounters(t *testing.T) {
 	saved := "*nat\n:DNET-MASQ - [0:0]\n[3:180] -A DNET-MASQ -s 172.17.0.2/32 -j MASQUERADE\n-A DNET-MASQ -s 172.17.0.3/32 -j MASQUERADE\nCOMMIT\n"
 	snap := parseSnapshot(saved, "nat")
-	got := snap.counted(chainMasq, snap.matching(chainMasq, "-j MASQUERADE"))
+	got := snap.Counted(ChainMasq, snap.Matching(ChainMasq, "-j MASQUERADE"))
 	want := []string{"[3:180] -A DNET-MASQ -s 172.17.0.2/32 -j MASQUERADE", "-A DNET-MASQ -s 172.17.0.3/32 -j MASQUERADE"}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("counted:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

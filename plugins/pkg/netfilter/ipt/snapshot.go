@@ -1,23 +1,25 @@
-package netfilter
+package ipt
 
 import (
+	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+
 	"bufio"
 	"strings"
 )
 
-// tableSnapshot is one `iptables-save -t <table>`: the chains and, per chain, the
+// Snapshot is one `iptables-save -t <table>`: the chains and, per chain, the
 // rule lines exactly as printed (without the leading "-A CHAIN "). Lines as
 // printed by iptables-save are valid input for iptables-restore, which is
 // how owned rules are deleted without re-deriving their exact spelling.
 // From `iptables-save -c` it also keeps each rule's "[packets:bytes]".
-type tableSnapshot struct {
+type Snapshot struct {
 	chains   map[string]bool
 	rules    map[string][]string
 	counters map[string]string // chain + "\x00" + rule
 }
 
-func parseSnapshot(out, table string) *tableSnapshot {
-	s := &tableSnapshot{chains: map[string]bool{}, rules: map[string][]string{}}
+func parseSnapshot(out, table string) *Snapshot {
+	s := &Snapshot{chains: map[string]bool{}, rules: map[string][]string{}}
 	inTable := false
 	sc := bufio.NewScanner(strings.NewReader(out))
 	sc.Buffer(make([]byte, 1<<20), 1<<24)
@@ -50,12 +52,12 @@ func parseSnapshot(out, table string) *tableSnapshot {
 }
 
 // hasRule reports whether chain has a rule containing every fragment.
-func (s *tableSnapshot) hasRule(chain string, fragments ...string) bool {
-	return len(s.matching(chain, fragments...)) > 0
+func (s *Snapshot) hasRule(chain string, fragments ...string) bool {
+	return len(s.Matching(chain, fragments...)) > 0
 }
 
 // matching returns the rules of chain that contain every fragment.
-func (s *tableSnapshot) matching(chain string, fragments ...string) []string {
+func (s *Snapshot) Matching(chain string, fragments ...string) []string {
 	var out []string
 next:
 	for _, r := range s.rules[chain] {
@@ -70,7 +72,7 @@ next:
 }
 
 // counted renders rules of chain as `iptables-save -c` printed them.
-func (s *tableSnapshot) counted(chain string, rules []string) []string {
+func (s *Snapshot) Counted(chain string, rules []string) []string {
 	out := make([]string, len(rules))
 	for i, r := range rules {
 		out[i] = strings.TrimSpace(s.counters[chain+"\x00"+r] + " -A " + chain + " " + r)
@@ -79,6 +81,16 @@ func (s *tableSnapshot) counted(chain string, rules []string) []string {
 }
 
 // owned returns the rules of chain carrying owner's tag.
-func (s *tableSnapshot) owned(chain string, o Owner) []string {
-	return s.matching(chain, tagPrefix+o.Tag()+" ")
+func (s *Snapshot) Owned(chain string, o netfilter.Owner) []string {
+	return s.Matching(chain, o.Marker())
+}
+
+// Lines returns every rule of the table, as iptables-save printed it
+// (without "-A CHAIN").
+func (s *Snapshot) Lines() []string {
+	var out []string
+	for _, rules := range s.rules {
+		out = append(out, rules...)
+	}
+	return out
 }

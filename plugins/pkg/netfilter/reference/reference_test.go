@@ -1,4 +1,4 @@
-package netfilter
+package reference
 
 import (
 	"os/exec"
@@ -7,6 +7,7 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ns"
 
+	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
 	"github.com/dockernet/cni-plugins/plugins/pkg/testenv"
 )
 
@@ -29,7 +30,7 @@ func TestRemoveReferenceMasqNFT(t *testing.T) {
 		t.Fatalf("nft: %v %s", err, out)
 	}
 	err := ns.WithNetNSPath(host.Path(), func(ns.NetNS) error {
-		return RemoveReferenceMasq(IPv4, "docker0", "dnt46f642-r1-id", "eth0", Options{})
+		return RemoveMasq(netfilter.IPv4, "docker0", "dnt46f642-r1-id", "eth0", netfilter.Options{})
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,8 @@
-package netfilter
+package ipt
 
 import (
+	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+
 	"bytes"
 	"path/filepath"
 	"strings"
@@ -35,14 +37,14 @@ func nftBacked(restore string) bool {
 // own chain DNET-POSTROUTING, "meta mark & bit == bit" followed by a
 // masquerade (the MASQUERADE target or native masq), which is how
 // iptables-nft translates -m mark --mark bit/bit -j MASQUERADE.
-func nftHasBase(f Family, nb natBase) bool {
-	c, done, err := nftConn()
+func nftHasBase(f netfilter.Family, nb natBase) bool {
+	c, done, err := netfilter.NFTConn()
 	if err != nil {
 		return false
 	}
 	defer done(nil)
 	fam := nftables.TableFamilyIPv4
-	if f == IPv6 {
+	if f == netfilter.IPv6 {
 		fam = nftables.TableFamilyIPv6
 	}
 	table := &nftables.Table{Name: "nat", Family: fam}
@@ -61,7 +63,7 @@ func nftHasBase(f Family, nb natBase) bool {
 	if nb.markBit < 0 {
 		return true
 	}
-	return anyRule(rulesOf(chainPostrouting), func(r *nftables.Rule) bool { return masqueradesMark(r, nb.markBit) })
+	return anyRule(rulesOf(ChainPostrouting), func(r *nftables.Rule) bool { return masqueradesMark(r, nb.markBit) })
 }
 
 func anyRule(rules []*nftables.Rule, match func(*nftables.Rule) bool) bool {

@@ -1,4 +1,4 @@
-package netfilter
+package ipt
 
 import (
 	"strings"
@@ -19,6 +19,13 @@ func (t *ruleTxn) declareChain(chain string) { t.declare = append(t.declare, cha
 // add appends a rule; args are tokens as given to iptables.
 func (t *ruleTxn) add(chain string, args ...string) {
 	t.lines = append(t.lines, "-A "+chain+" "+joinArgs(args))
+}
+
+// addAll appends rules to chain.
+func (t *ruleTxn) addAll(chain string, rules [][]string) {
+	for _, r := range rules {
+		t.add(chain, r...)
+	}
 }
 
 // insert puts a rule at the top of chain.

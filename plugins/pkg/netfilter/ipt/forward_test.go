@@ -1,6 +1,8 @@
-package netfilter
+package ipt
 
 import (
+	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+
 	"net"
 	"regexp"
 	"strings"
@@ -12,8 +14,8 @@ import (
 	"github.com/dockernet/cni-plugins/plugins/pkg/testenv/golden"
 )
 
-func fwdSpec(bridge, ip string, protect, isolate, noICC bool) ForwardSpec {
-	return ForwardSpec{Owner: Owner{Network: bridge, ContainerID: "c-" + ip, IfName: "eth0"},
+func fwdSpec(bridge, ip string, protect, isolate, noICC bool) netfilter.ForwardSpec {
+	return netfilter.ForwardSpec{Owner: netfilter.Owner{Network: bridge, ContainerID: "c-" + ip, IfName: "eth0"},
 		IP: net.ParseIP(ip), Bridge: bridge, Protect: protect, Isolate: isolate, NoICC: noICC}
 }
 
@@ -45,16 +47,16 @@ func TestForwardIPTables(t *testing.T) {
 			host.MustRun("iptables-"+fl.binary, "-P", "FORWARD", "DROP")
 			host.MustRun("iptables-"+fl.binary, "-A", "FORWARD", "-i", "eth9", "-j", "ACCEPT")
 			err := ns.WithNetNSPath(host.Path(), func(ns.NetNS) error {
-				b, err := flavourTables(fl, IPv4, Options{LockPath: t.TempDir() + "/lock"})
+				b, err := flavourTables(fl, netfilter.IPv4, netfilter.Options{LockPath: t.TempDir() + "/lock"})
 				if err != nil {
 					return err
 				}
-				for _, s := range []ForwardSpec{
+				for _, s := range []netfilter.ForwardSpec{
 					fwdSpec("br0", "10.1.0.2", true, true, false),
 					fwdSpec("br0", "10.1.0.3", true, true, false), // same network: nothing new
 					fwdSpec("br1", "10.2.0.2", false, true, true),
 				} {
-					if err := b.AddForward(s); err != nil {
+					if err := b.ensureForward(s, true); err != nil {
 						return err
 					}
 				}
@@ -63,57 +65,17 @@ func TestForwardIPTables(t *testing.T) {
 					t.Errorf("CHECK after ADD: %v", err)
 				}
 				// Settings changed: the network's rules are replaced, not added to.
-				if err := b.AddForward(fwdSpec("br1", "10.2.0.2", true, false, false)); err != nil {
+				if err := b.ensureForward(fwdSpec("br1", "10.2.0.2", true, false, false), true); err != nil {
 					return err
 				}
 				saved := savedFilter(t, host, fl.binary)
 				if strings.Contains(saved, "br=br1 drops=isolate,noicc") || !strings.Contains(saved, "br=br1 drops=protect") {
 					t.Errorf("br1's rules were not replaced:\n%s", saved)
 				}
-				host.MustRun("iptables-"+fl.binary, "-F", chainIsolate)
+				host.MustRun("iptables-"+fl.binary, "-F", ChainIsolate)
 				err = b.CheckForward(fwdSpec("br0", "10.1.0.2", true, true, false))
-				if err == nil || !strings.Contains(err.Error(), "missing from chain "+chainIsolate) {
+				if err == nil || !strings.Contains(err.Error(), "missing from chain "+ChainIsolate) {
 					t.Errorf("CHECK with DNET-ISOLATE flushed: %v", err)
-				}
-				return nil
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-		})
-	}
-}
-
-// The nftables backend adds accept rules to an iptables flavour only
-// where that flavour's filter table exists.
-func TestForwardNFTablesAcceptsInIPTables(t *testing.T) {
-	testenv.RequireRoot(t)
-	for _, fl := range flavours() {
-		t.Run(fl.name, func(t *testing.T) {
-			host := testenv.NewNS(t, testenv.Prefix()+"-host")
-			spec := fwdSpec("br0", "10.1.0.2", true, true, false)
-			err := ns.WithNetNSPath(host.Path(), func(ns.NetNS) error {
-				b, err := newNFTables(IPv4, Options{LockPath: t.TempDir() + "/lock"})
-				if err != nil {
-					return err
-				}
-				if err := b.AddForward(spec); err != nil {
-					return err
-				}
-				if fl.present(IPv4) {
-					t.Errorf("ADD on a host without an iptables filter table created one (%s)", fl.name)
-				}
-				host.MustRun("iptables-"+fl.binary, "-P", "FORWARD", "DROP")
-				if err := b.AddForward(spec); err != nil {
-					return err
-				}
-				if err := b.CheckForward(spec); err != nil {
-					t.Errorf("CHECK: %v\n%s", err, host.MustRun("nft", "list", "table", "ip", "dnet"))
-				}
-				golden.Check(t, "forward-accepts-"+fl.name, savedFilter(t, host, fl.binary))
-				host.MustRun("iptables-"+fl.binary, "-F", chainForward)
-				if err := b.CheckForward(spec); err == nil {
-					t.Error("CHECK passed with DNET-FORWARD flushed")
 				}
 				return nil
 			})

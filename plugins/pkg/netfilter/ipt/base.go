@@ -1,6 +1,8 @@
-package netfilter
+package ipt
 
 import (
+	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+
 	"fmt"
 	"slices"
 )
@@ -29,13 +31,13 @@ type baseRule struct {
 }
 
 // portmapBase is the base of spec's rules.
-func portmapBase(spec PortMapSpec) natBase {
+func portmapBase(spec netfilter.PortMapSpec) natBase {
 	local := []string{"-m", "addrtype", "--dst-type", "LOCAL"}
 	return natBase{
 		jumps: []baseJump{
-			{"PREROUTING", local, chainHostPorts},
-			{"OUTPUT", local, chainHostPorts},
-			{"POSTROUTING", nil, chainPostrouting},
+			{"PREROUTING", local, ChainHostPorts},
+			{"OUTPUT", local, ChainHostPorts},
+			{"POSTROUTING", nil, ChainPostrouting},
 		},
 		markBit: sharedMarkBit(spec),
 	}
@@ -43,24 +45,24 @@ func portmapBase(spec PortMapSpec) natBase {
 
 // masqBase is the base of bridge's masquerade rules.
 func masqBase() natBase {
-	return natBase{jumps: []baseJump{{"POSTROUTING", nil, chainMasq}}, markBit: -1}
+	return natBase{jumps: []baseJump{{"POSTROUTING", nil, ChainMasq}}, markBit: -1}
 }
 
 // rules lists the base's rules in the order they are added.
 func (nb natBase) rules() []baseRule {
 	var out []baseRule
 	for _, j := range nb.jumps {
-		args := append(append([]string{}, j.args...), "-m", "comment", "--comment", commentBase, "-j", j.to)
+		args := append(append([]string{}, j.args...), "-m", "comment", "--comment", netfilter.CommentBase, "-j", j.to)
 		out = append(out, baseRule{j.from, args, "-j " + j.to + " "})
 	}
 	if nb.markBit >= 0 {
-		out = append(out, baseRule{chainPostrouting, markMasqRule(nb.markBit), "--mark " + markValue(nb.markBit) + " "})
+		out = append(out, baseRule{ChainPostrouting, markMasqRule(nb.markBit), "--mark " + markValue(nb.markBit) + " "})
 	}
 	return out
 }
 
 // missing lists what of the base snap lacks: chains first, then rules.
-func (nb natBase) missing(snap *tableSnapshot) (chains []string, rules []baseRule) {
+func (nb natBase) missing(snap *Snapshot) (chains []string, rules []baseRule) {
 	for _, j := range nb.jumps {
 		if !snap.chains[j.to] && !slices.Contains(chains, j.to) {
 			chains = append(chains, j.to)
@@ -75,7 +77,7 @@ func (nb natBase) missing(snap *tableSnapshot) (chains []string, rules []baseRul
 }
 
 // ensureBase adds to txn whatever of the base snap lacks.
-func ensureBase(txn *ruleTxn, snap *tableSnapshot, nb natBase) {
+func ensureBase(txn *ruleTxn, snap *Snapshot, nb natBase) {
 	chains, rules := nb.missing(snap)
 	for _, c := range chains {
 		txn.declareChain(c)
@@ -88,7 +90,7 @@ func ensureBase(txn *ruleTxn, snap *tableSnapshot, nb natBase) {
 
 // sharedMarkBit is the mark bit whose shared MASQUERADE rule spec needs,
 // or -1 when it needs none (no SNAT, or an external mark chain does it).
-func sharedMarkBit(spec PortMapSpec) int {
+func sharedMarkBit(spec netfilter.PortMapSpec) int {
 	if !spec.SNAT || spec.ExternalMark != "" {
 		return -1
 	}
@@ -99,12 +101,12 @@ func sharedMarkBit(spec PortMapSpec) int {
 // every owner using this bit; added once, never removed by a DEL, so one
 // container leaving cannot break another's hairpin.
 func markMasqRule(bit int) []string {
-	return []string{"-m", "comment", "--comment", commentBase,
+	return []string{"-m", "comment", "--comment", netfilter.CommentBase,
 		"-m", "mark", "--mark", markValue(bit), "-j", "MASQUERADE"}
 }
 
 // checkBase reports the first part of the base that snap lacks.
-func checkBase(snap *tableSnapshot, nb natBase, f Family) error {
+func checkBase(snap *Snapshot, nb natBase, f netfilter.Family) error {
 	chains, rules := nb.missing(snap)
 	if len(chains) > 0 {
 		return fmt.Errorf("%s: chain %s is missing from the nat table", f, chains[0])
@@ -119,7 +121,7 @@ func checkBase(snap *tableSnapshot, nb natBase, f Family) error {
 // only with the base in place: unless the nf_tables probe finds the base,
 // txn gets a -C line per base rule, which refuses the whole restore when
 // the rule is missing.
-func (b *ipTables) requireBase(txn *ruleTxn, nb natBase) {
+func (b *Backend) requireBase(txn *ruleTxn, nb natBase) {
 	if b.nftBacked && nftHasBase(b.family, nb) {
 		return
 	}

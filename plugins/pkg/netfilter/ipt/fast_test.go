@@ -1,6 +1,8 @@
-package netfilter
+package ipt
 
 import (
+	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+
 	"fmt"
 	"net"
 	"os"
@@ -41,39 +43,41 @@ func TestIPTablesFastPath(t *testing.T) {
 	testenv.RequireRoot(t)
 	host := testenv.NewNS(t, testenv.Prefix()+"-host")
 	saves := countSaves(t)
-	b, err := newIPTables(IPv4, Options{LockPath: filepath.Join(t.TempDir(), "lock")})
+	b, err := New(netfilter.IPv4, netfilter.Options{LockPath: filepath.Join(t.TempDir(), "lock")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	owner := func(id string) Owner { return Owner{Network: "net", ContainerID: id, IfName: "eth0"} }
-	pm := func(id, ip string, port int) PortMapSpec {
-		return PortMapSpec{Owner: owner(id), ContainerIP: net.ParseIP(ip), ContainerNet: cidr("172.17.0.0/16"),
-			SNAT: true, MarkBit: DefaultMarkBit, Mappings: []PortMapping{{HostPort: port, ContainerPort: 80, Protocol: "tcp"}}}
+	owner := func(id string) netfilter.Owner {
+		return netfilter.Owner{Network: "net", ContainerID: id, IfName: "eth0"}
 	}
-	masq := func(id, ip string) MasqSpec {
-		return MasqSpec{Owner: owner(id), IP: net.ParseIP(ip), Bridge: "docker0"}
+	pm := func(id, ip string, port int) netfilter.PortMapSpec {
+		return netfilter.PortMapSpec{Owner: owner(id), ContainerIP: net.ParseIP(ip), ContainerNet: cidr("172.17.0.0/16"),
+			SNAT: true, MarkBit: netfilter.DefaultMarkBit, Mappings: []netfilter.PortMapping{{HostPort: port, ContainerPort: 80, Protocol: "tcp"}}}
+	}
+	masq := func(id, ip string) netfilter.MasqSpec {
+		return netfilter.MasqSpec{Owner: owner(id), IP: net.ParseIP(ip), Bridge: "docker0"}
 	}
 	steps := []struct {
 		name      string
 		do        func() error
 		snapshots int // iptables-save runs the step may take
 	}{
-		{"first portmap ADD builds the base", func() error { return b.AddPortMappings(pm("a", "172.17.0.2", 8080)) }, 1},
-		{"second portmap ADD", func() error { return b.AddPortMappings(pm("b", "172.17.0.3", 8081)) }, 0},
+		{"first portmap ADD builds the base", func() error { return b.addPortMappings(pm("a", "172.17.0.2", 8080)) }, 1},
+		{"second portmap ADD", func() error { return b.addPortMappings(pm("b", "172.17.0.3", 8081)) }, 0},
 		{"ADD after the PREROUTING jump was deleted restores it", func() error {
 			jump := portmapBase(pm("c", "172.17.0.5", 8082)).rules()[0]
 			host.MustRun(append([]string{"iptables", "-t", "nat", "-D", jump.chain}, jump.args...)...)
-			return b.AddPortMappings(pm("c", "172.17.0.5", 8082))
+			return b.addPortMappings(pm("c", "172.17.0.5", 8082))
 		}, 1},
-		{"DEL of c from its record", func() error { return b.DelPortMappings(pm("c", "172.17.0.5", 8082)) }, 0},
-		{"re-ADD of b replaces", func() error { return b.AddPortMappings(pm("b", "172.17.0.4", 8081)) }, 1},
-		{"DEL of b from its record", func() error { return b.DelPortMappings(pm("b", "172.17.0.4", 8081)) }, 0},
-		{"DEL of a without a record", func() error { return b.DelPortMappings(PortMapSpec{Owner: owner("a")}) }, 1},
-		{"DEL of a again", func() error { return b.DelPortMappings(pm("a", "172.17.0.2", 8080)) }, 1},
-		{"first masquerade builds its jump", func() error { return b.AddMasquerade(masq("a", "172.17.0.2")) }, 1},
-		{"second masquerade", func() error { return b.AddMasquerade(masq("b", "172.17.0.3")) }, 0},
-		{"masquerade DEL from the record", func() error { return b.DelMasquerade(masq("b", "172.17.0.3")) }, 0},
-		{"masquerade DEL without a record", func() error { return b.DelMasquerade(MasqSpec{Owner: owner("a")}) }, 1},
+		{"DEL of c from its record", func() error { return b.delPortMappings(pm("c", "172.17.0.5", 8082)) }, 0},
+		{"re-ADD of b replaces", func() error { return b.addPortMappings(pm("b", "172.17.0.4", 8081)) }, 1},
+		{"DEL of b from its record", func() error { return b.delPortMappings(pm("b", "172.17.0.4", 8081)) }, 0},
+		{"DEL of a without a record", func() error { return b.delPortMappings(netfilter.PortMapSpec{Owner: owner("a")}) }, 1},
+		{"DEL of a again", func() error { return b.delPortMappings(pm("a", "172.17.0.2", 8080)) }, 1},
+		{"first masquerade builds its jump", func() error { return b.addMasquerade(masq("a", "172.17.0.2")) }, 1},
+		{"second masquerade", func() error { return b.addMasquerade(masq("b", "172.17.0.3")) }, 0},
+		{"masquerade DEL from the record", func() error { return b.delMasquerade(masq("b", "172.17.0.3")) }, 0},
+		{"masquerade DEL without a record", func() error { return b.delMasquerade(netfilter.MasqSpec{Owner: owner("a")}) }, 1},
 	}
 	err = ns.WithNetNSPath(host.Path(), func(ns.NetNS) error {
 		for _, s := range steps {
@@ -111,8 +115,8 @@ func TestNFTProbeAgainstIPTablesNFT(t *testing.T) {
 	if _, err := exec.LookPath("iptables-nft-restore"); err != nil {
 		t.Fatalf("iptables-nft-restore: %v (scripts/install-deps.sh installs iptables)", err)
 	}
-	spec := PortMapSpec{SNAT: true, MarkBit: DefaultMarkBit}
-	full := natBase{jumps: append(portmapBase(spec).jumps, masqBase().jumps...), markBit: DefaultMarkBit}
+	spec := netfilter.PortMapSpec{SNAT: true, MarkBit: netfilter.DefaultMarkBit}
+	full := natBase{jumps: append(portmapBase(spec).jumps, masqBase().jumps...), markBit: netfilter.DefaultMarkBit}
 	cases := []struct {
 		name  string
 		extra string // iptables-nft-restore lines after the base
@@ -120,13 +124,13 @@ func TestNFTProbeAgainstIPTablesNFT(t *testing.T) {
 		bit   int    // mark bit asked about
 		want  bool
 	}{
-		{"the base as written", "", -1, DefaultMarkBit, true},
-		{"no PREROUTING jump", "", 0, DefaultMarkBit, false},
-		{"no POSTROUTING jump to DNET-MASQ", "", 3, DefaultMarkBit, false},
-		{"another mark bit", "", -1, DefaultMarkBit + 1, false},
-		{"no mark rule", "", 4, DefaultMarkBit, false},
-		{"the mark accepted, not masqueraded", "-A DNET-POSTROUTING -m mark --mark 0x4000/0x4000 -j ACCEPT\n", -1, DefaultMarkBit + 1, false},
-		{"a jump with a different name", "-N DNET-MASQX\n-A POSTROUTING -j DNET-MASQX\n", 3, DefaultMarkBit, false},
+		{"the base as written", "", -1, netfilter.DefaultMarkBit, true},
+		{"no PREROUTING jump", "", 0, netfilter.DefaultMarkBit, false},
+		{"no POSTROUTING jump to DNET-MASQ", "", 3, netfilter.DefaultMarkBit, false},
+		{"another mark bit", "", -1, netfilter.DefaultMarkBit + 1, false},
+		{"no mark rule", "", 4, netfilter.DefaultMarkBit, false},
+		{"the mark accepted, not masqueraded", "-A DNET-POSTROUTING -m mark --mark 0x4000/0x4000 -j ACCEPT\n", -1, netfilter.DefaultMarkBit + 1, false},
+		{"a jump with a different name", "-N DNET-MASQX\n-A POSTROUTING -j DNET-MASQX\n", 3, netfilter.DefaultMarkBit, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -146,7 +150,7 @@ func TestNFTProbeAgainstIPTablesNFT(t *testing.T) {
 			}
 			asked := natBase{jumps: full.jumps, markBit: c.bit}
 			var got bool
-			_ = ns.WithNetNSPath(host.Path(), func(ns.NetNS) error { got = nftHasBase(IPv4, asked); return nil })
+			_ = ns.WithNetNSPath(host.Path(), func(ns.NetNS) error { got = nftHasBase(netfilter.IPv4, asked); return nil })
 			if got != c.want {
 				t.Errorf("nftHasBase = %v, want %v, for:\n%s", got, c.want, host.MustRun("nft", "list", "table", "ip", "nat"))
 			}

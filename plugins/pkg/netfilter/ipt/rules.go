@@ -1,4 +1,4 @@
-package netfilter
+package ipt
 
 // Chains this project owns in the nat table. Names differ from the reference
 // plugins' (CNI-HOSTPORT-*) so both can run side by side during a migration.
@@ -10,6 +10,8 @@ package netfilter
 //	DNET-HOSTPORTS  one entry rule per owner and protocol (multiport) -> DNET-DN-<tag>
 //	DNET-DN-<tag>   per owner: mark for masquerade, then DNAT
 import (
+	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+
 	"fmt"
 	"net"
 	"sort"
@@ -18,31 +20,20 @@ import (
 )
 
 const (
-	chainHostPorts   = "DNET-HOSTPORTS"
-	chainPostrouting = "DNET-POSTROUTING"
-	chainMasq        = "DNET-MASQ"
+	ChainHostPorts   = "DNET-HOSTPORTS"
+	ChainPostrouting = "DNET-POSTROUTING"
+	ChainMasq        = "DNET-MASQ"
 	chainDNATPrefix  = "DNET-DN-"
-	commentBase      = tagPrefix + "base"
 
 	// multiport takes at most 15 ports per rule.
 	multiportMax = 15
 )
 
-// DefaultMarkBit is the reference portmap's default masquerade mark bit.
-const DefaultMarkBit = 13
-
-func dnatChain(o Owner) string { return chainDNATPrefix + o.Tag() }
+func DNATChain(o netfilter.Owner) string { return chainDNATPrefix + o.Tag() }
 
 func markValue(bit int) string {
 	v := uint32(1) << uint(bit)
 	return fmt.Sprintf("0x%x/0x%x", v, v)
-}
-
-func hostPrefix(f Family) string {
-	if f == IPv4 {
-		return "/32"
-	}
-	return "/128"
 }
 
 func joinHostPort(ip net.IP, port int) string {
@@ -54,13 +45,13 @@ func joinHostPort(ip net.IP, port int) string {
 
 // ownerRules are spec's rules for family f: those of the owner's DNAT
 // chain, and the entry rules in DNET-HOSTPORTS that jump to it.
-func ownerRules(spec PortMapSpec, f Family) (chain [][]string, entries [][]string) {
-	target := dnatChain(spec.Owner)
+func ownerRules(spec netfilter.PortMapSpec, f netfilter.Family) (chain [][]string, entries [][]string) {
+	target := DNATChain(spec.Owner)
 	comment := spec.Owner.Comment()
 	portsByProto := map[string][]int{}
 	seen := map[string]bool{}
 	for _, m := range spec.Mappings {
-		hostIP, ok := HostIPFor(m, f)
+		hostIP, ok := netfilter.HostIPFor(m, f)
 		if !ok {
 			continue
 		}
@@ -71,7 +62,7 @@ func ownerRules(spec PortMapSpec, f Family) (chain [][]string, entries [][]strin
 		}
 		match := []string{"-p", m.Protocol, "-m", m.Protocol, "--dport", strconv.Itoa(m.HostPort)}
 		if hostIP != "" {
-			match = append([]string{"-d", hostIP + hostPrefix(f)}, match...)
+			match = append([]string{"-d", hostIP + f.HostPrefix()}, match...)
 		}
 		withComment := append(append([]string{}, match...), "-m", "comment", "--comment", comment)
 		if spec.SNAT {
@@ -86,7 +77,7 @@ func ownerRules(spec PortMapSpec, f Family) (chain [][]string, entries [][]strin
 				if spec.ContainerNet != nil {
 					chain = append(chain, append(append([]string{"-s", spec.ContainerNet.String()}, withComment...), mark...))
 				}
-				if f == IPv4 {
+				if f == netfilter.IPv4 {
 					// Connections to 127.0.0.1:hostPort from the host itself.
 					chain = append(chain, append(append([]string{"-s", "127.0.0.0/8"}, withComment...), mark...))
 				}
@@ -119,8 +110,8 @@ func ownerRules(spec PortMapSpec, f Family) (chain [][]string, entries [][]strin
 
 // portmapRules writes spec's rules into txn: the owner's DNAT chain
 // (declared, so emptied if it exists) and its entry rules.
-func portmapRules(txn *ruleTxn, spec PortMapSpec, f Family) {
-	txn.declareChain(dnatChain(spec.Owner))
+func portmapRules(txn *ruleTxn, spec netfilter.PortMapSpec, f netfilter.Family) {
+	txn.declareChain(DNATChain(spec.Owner))
 	appendOwnerRules(txn, spec, f)
 }
 
@@ -128,37 +119,37 @@ func portmapRules(txn *ruleTxn, spec PortMapSpec, f Family) {
 // required the base (requireBase). It commits only if the owner
 // has no chain yet (-N fails otherwise, so a re-ADD never duplicates entry
 // rules); else nothing changes and the caller falls back to a snapshot.
-func portmapAddFast(txn *ruleTxn, spec PortMapSpec, f Family) {
-	txn.newChain(dnatChain(spec.Owner))
+func portmapAddFast(txn *ruleTxn, spec netfilter.PortMapSpec, f netfilter.Family) {
+	txn.newChain(DNATChain(spec.Owner))
 	appendOwnerRules(txn, spec, f)
 }
 
 // appendOwnerRules appends the rules of ownerRules to their chains.
-func appendOwnerRules(txn *ruleTxn, spec PortMapSpec, f Family) {
+func appendOwnerRules(txn *ruleTxn, spec netfilter.PortMapSpec, f netfilter.Family) {
 	chain, entries := ownerRules(spec, f)
 	for _, r := range chain {
-		txn.add(dnatChain(spec.Owner), r...)
+		txn.add(DNATChain(spec.Owner), r...)
 	}
 	for _, r := range entries {
-		txn.add(chainHostPorts, r...)
+		txn.add(ChainHostPorts, r...)
 	}
 }
 
 // portmapDelFast is DEL from the record alone: it deletes the entry rules
 // exactly as ADD wrote them, then the owner's chain. Any rule or chain not
 // there makes it fail without a change, and the caller falls back.
-func portmapDelFast(txn *ruleTxn, spec PortMapSpec, f Family) {
+func portmapDelFast(txn *ruleTxn, spec netfilter.PortMapSpec, f netfilter.Family) {
 	_, entries := ownerRules(spec, f)
 	for _, r := range entries {
-		txn.del(chainHostPorts, r...)
+		txn.del(ChainHostPorts, r...)
 	}
-	target := dnatChain(spec.Owner)
+	target := DNATChain(spec.Owner)
 	txn.flushChain(target)
 	txn.deleteChain(target)
 }
 
-func multicastNet(f Family) string {
-	if f == IPv4 {
+func multicastNet(f netfilter.Family) string {
+	if f == netfilter.IPv4 {
 		return "224.0.0.0/4"
 	}
 	return "ff00::/8"
@@ -167,8 +158,8 @@ func multicastNet(f Family) string {
 // masqRules are the bridge's outbound masquerade for one container:
 // traffic from its address that leaves through any interface but the
 // bridge, unless it goes to one of spec.Except (a RETURN each, first).
-func masqRules(spec MasqSpec, f Family) [][]string {
-	src := spec.IP.String() + hostPrefix(f)
+func masqRules(spec netfilter.MasqSpec, f netfilter.Family) [][]string {
+	src := spec.IP.String() + f.HostPrefix()
 	var rules [][]string
 	for _, n := range spec.Except {
 		rules = append(rules, []string{"-s", src, "-d", n.String(), "-m", "comment", "--comment", spec.Owner.Comment(), "-j", "RETURN"})

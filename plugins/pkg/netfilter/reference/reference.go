@@ -1,4 +1,4 @@
-package netfilter
+package reference
 
 // What the reference plugins (containernetworking/plugins v1.x) install
 // for an attachment, and its removal: a node switched from them to these
@@ -17,11 +17,13 @@ package netfilter
 //	                                     masq_checks commented "<hash>, net: N, if: I, id: C"
 
 import (
+	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter/ipt"
+
 	"crypto/sha512"
 	"errors"
 	"fmt"
 	"regexp"
-	"slices"
 	"strings"
 
 	"github.com/google/nftables"
@@ -37,37 +39,37 @@ func refChain(network, containerID, prefix string) string {
 	return refHash(28, "CNI-"+prefix, network+containerID)
 }
 
-// RemoveReferencePorts deletes, in family f, the reference portmap's
+// RemovePorts deletes, in family f, the reference portmap's
 // state for the attachment, with either of its backends.
-func RemoveReferencePorts(f Family, network, containerID string, opts Options) error {
+func RemovePorts(f netfilter.Family, network, containerID string, opts netfilter.Options) error {
 	return errors.Join(
-		removeRefNFT(nftFamily(f), "cni_hostport", "", containerID),
-		removeRefIPTables(f, opts, []string{refChain(network, containerID, "DN-"), refChain(network, containerID, "SN-")},
+		removeRefNFT(f.NFT(), "cni_hostport", "", containerID),
+		purgeIPTables(f, opts, []string{refChain(network, containerID, "DN-"), refChain(network, containerID, "SN-")},
 			fmt.Sprintf(`--comment "dnat name: \"%s\" id: \"%s\""`, network, containerID)))
 }
 
-// RemoveReferenceMasq deletes, in family f, the reference bridge's ipMasq
+// RemoveMasq deletes, in family f, the reference bridge's ipMasq
 // state for the attachment, with either of its backends.
-func RemoveReferenceMasq(f Family, network, containerID, ifname string, opts Options) error {
+func RemoveMasq(f netfilter.Family, network, containerID, ifname string, opts netfilter.Options) error {
 	comment := fmt.Sprintf("%s-%s, net: %s, if: %s, id: %s",
 		refHash(16, "", network), refHash(16, "", ifname+":"+containerID),
 		strings.ReplaceAll(network, `"`, ``), strings.ReplaceAll(ifname, `"`, ``), strings.ReplaceAll(containerID, `"`, ``))
 	var nftErr error
-	if f == IPv4 { // one inet table serves both families
+	if f == netfilter.IPv4 { // one inet table serves both families
 		nftErr = removeRefNFT(nftables.TableFamilyINet, "cni_plugins_masquerade", "masq_checks", comment)
 	}
 	return errors.Join(nftErr,
-		removeRefIPTables(f, opts, []string{refChain(network, containerID, "")},
+		purgeIPTables(f, opts, []string{refChain(network, containerID, "")},
 			fmt.Sprintf(`--comment "name: \"%s\" id: \"%s\""`, network, containerID)))
 }
 
 // removeRefNFT deletes the rules of table (in chain, or in every chain)
 // whose comment is exactly comment.
 func removeRefNFT(fam nftables.TableFamily, table, chain, comment string) (err error) {
-	if !NFTablesAvailable() {
+	if !netfilter.NFTablesAvailable() {
 		return nil
 	}
-	c, done, err := nftConn()
+	c, done, err := netfilter.NFTConn()
 	if err != nil {
 		return err
 	}
@@ -97,7 +99,7 @@ func removeRefNFT(fam nftables.TableFamily, table, chain, comment string) (err e
 			continue
 		}
 		for _, r := range rules {
-			if ruleComment(r) == comment {
+			if ipt.RuleComment(r) == comment {
 				if err := c.DelRule(r); err != nil {
 					return err
 				}
@@ -105,114 +107,61 @@ func removeRefNFT(fam nftables.TableFamily, table, chain, comment string) (err e
 			}
 		}
 	}
-	if found == 0 || c.batching {
+	if found == 0 {
 		return nil
 	}
 	return c.Flush()
 }
 
-// removeRefIPTables deletes the reference's per-container chains and
-// every rule carrying comment from the nat table of the iptables that
-// iptables-save resolves to. It reads the table only when one of the
-// chains is there: found over netlink with iptables-nft; with
-// iptables-legacy, by a transaction that creates and deletes each chain,
-// which iptables-restore refuses when one exists.
-func removeRefIPTables(f Family, opts Options, chains []string, comment string) error {
-	ipt, err := newIPTables(f, opts)
+// purgeIPTables deletes the reference's per-container chains and every
+// rule carrying comment from the nat table of the iptables that
+// iptables-save resolves to.
+func purgeIPTables(f netfilter.Family, opts netfilter.Options, chains []string, comment string) error {
+	b, err := ipt.New(f, opts)
 	if err != nil {
 		return nil // no iptables: nothing of the reference's there
 	}
-	if ipt.nftBacked {
-		if !nftHasAnyChain(f, "nat", chains) {
-			return nil
-		}
-	} else {
-		if !legacyTablePresent(f, "nat") {
-			return nil
-		}
-		probe := &ruleTxn{table: "nat"}
-		for _, ch := range chains {
-			probe.newChain(ch)
-			probe.deleteChain(ch)
-		}
-		if ipt.apply(probe) == nil {
-			return nil // every chain could be made: none was there
-		}
-	}
-	return ipt.editTable("nat", nil, func(txn *ruleTxn, snap *tableSnapshot) error {
-		for chain := range snap.rules {
-			if slices.Contains(chains, chain) {
-				continue // emptied with the chain below
-			}
-			for _, r := range snap.matching(chain, comment) {
-				txn.deleteSaved(chain, r)
-			}
-		}
-		for _, ch := range chains {
-			if snap.chains[ch] {
-				txn.declareChain(ch) // flushes it, so it can be deleted
-				txn.deleteChain(ch)
-			}
-		}
-		return nil
-	})
+	return b.Purge("nat", chains, comment)
 }
 
-// nftHasAnyChain reports whether iptables-nft's table holds one of chains.
-func nftHasAnyChain(f Family, table string, chains []string) bool {
-	c, done, err := nftConn()
-	if err != nil {
-		return false
-	}
-	defer done(nil)
-	for _, ch := range chains {
-		if _, err := c.ListChain(&nftables.Table{Name: table, Family: nftFamily(f)}, ch); err == nil {
-			return true
-		}
-	}
-	return false
-}
-
-// ReferenceAttachment is a container the reference plugins set up on a
+// Attachment is a container the reference plugins set up on a
 // network, as found in their rules' comments.
-type ReferenceAttachment struct{ Network, ContainerID, IfName string }
+type Attachment struct{ Network, ContainerID, IfName string }
 
 var (
 	refIPTComment = regexp.MustCompile(`--comment "(?:dnat )?name: \\"([^"\\]*)\\" id: \\"([^"\\]*)\\""`)
 	refNFTComment = regexp.MustCompile(`, net: (.*), if: (.*), id: (.*)$`)
 )
 
-// ReferenceAttachments lists the containers of network ("" for any)
+// Attachments lists the containers of network ("" for any)
 // whose state the reference plugins left in family f: from the iptables nat table's
 // comments (network and ID) and the nftables masquerade comments
 // (network, interface and ID). The reference's nftables port rules name
 // only the container, so a container it set up with nftables and without
 // ipMasq cannot be told apart from another network's and is not listed.
 // Reading the iptables table grows with it: this is for GC, not DEL.
-func ReferenceAttachments(f Family, network string, opts Options) ([]ReferenceAttachment, error) {
-	seen := map[ReferenceAttachment]bool{}
-	var out []ReferenceAttachment
-	add := func(a ReferenceAttachment) {
+func Attachments(f netfilter.Family, network string, opts netfilter.Options) ([]Attachment, error) {
+	seen := map[Attachment]bool{}
+	var out []Attachment
+	add := func(a Attachment) {
 		if !seen[a] {
 			seen[a] = true
 			out = append(out, a)
 		}
 	}
-	if ipt, err := newIPTables(f, opts); err == nil {
-		snap, err := ipt.snapshot("nat")
+	if b, err := ipt.New(f, opts); err == nil {
+		snap, err := b.Snapshot("nat")
 		if err != nil {
 			return nil, err
 		}
-		for _, rules := range snap.rules {
-			for _, r := range rules {
-				if m := refIPTComment.FindStringSubmatch(r); m != nil && (network == "" || m[1] == network) {
-					add(ReferenceAttachment{Network: m[1], ContainerID: m[2]})
-				}
+		for _, r := range snap.Lines() {
+			if m := refIPTComment.FindStringSubmatch(r); m != nil && (network == "" || m[1] == network) {
+				add(Attachment{Network: m[1], ContainerID: m[2]})
 			}
 		}
 	}
-	if f == IPv4 && NFTablesAvailable() {
-		c, done, err := nftConn()
+	if f == netfilter.IPv4 && netfilter.NFTablesAvailable() {
+		c, done, err := netfilter.NFTConn()
 		if err != nil {
 			return nil, err
 		}
@@ -220,22 +169,22 @@ func ReferenceAttachments(f Family, network string, opts Options) ([]ReferenceAt
 		rules, _ := c.GetRules(t, &nftables.Chain{Name: "masq_checks", Table: t})
 		done(nil)
 		for _, r := range rules {
-			if m := refNFTComment.FindStringSubmatch(ruleComment(r)); m != nil && (network == "" || m[1] == network) {
-				add(ReferenceAttachment{Network: m[1], ContainerID: m[3], IfName: m[2]})
+			if m := refNFTComment.FindStringSubmatch(ipt.RuleComment(r)); m != nil && (network == "" || m[1] == network) {
+				add(Attachment{Network: m[1], ContainerID: m[3], IfName: m[2]})
 			}
 		}
 	}
 	return out, nil
 }
 
-// CollectReference removes the reference's state (ports and masquerade)
+// Collect removes the reference's state (ports and masquerade)
 // of every container of network it set up that is not in live. Both
 // bridge's and portmap's GC call it: whichever runs first removes the
 // comments the other would find the container by.
-func CollectReference(network string, live map[string]bool, opts Options) error {
+func Collect(network string, live map[string]bool, opts netfilter.Options) error {
 	var errs []error
-	for _, f := range BothFamilies {
-		refs, err := ReferenceAttachments(f, network, opts)
+	for _, f := range netfilter.BothFamilies {
+		refs, err := Attachments(f, network, opts)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -245,8 +194,8 @@ func CollectReference(network string, live map[string]bool, opts Options) error 
 				continue
 			}
 			errs = append(errs,
-				RemoveReferencePorts(f, network, a.ContainerID, opts),
-				RemoveReferenceMasq(f, network, a.ContainerID, a.IfName, opts))
+				RemovePorts(f, network, a.ContainerID, opts),
+				RemoveMasq(f, network, a.ContainerID, a.IfName, opts))
 		}
 	}
 	return errors.Join(errs...)

@@ -1,0 +1,62 @@
+package attachment
+
+import (
+	"errors"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
+	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+)
+
+// Change is one transaction over attachments' state: Install, Remove and
+// Reapply queue on it (of any kind, any number of attachments), and
+// Commit applies it. Callers always Commit a Change they began: an error
+// found while queueing is returned there, after the undo.
+type Change struct {
+	env     Env
+	label   string
+	tx      netfilter.Txn
+	err     error
+	undo    []func(*netfilter.Txn) // removals of what installs queued
+	failure []func()               // on failure: drop the records installs wrote
+	success []func() error         // on success: records to delete, conntrack to flush
+}
+
+// Begin starts a change; label names the plugin in its errors.
+func (env Env) Begin(label string) *Change { return &Change{env: env, label: label} }
+
+func (c *Change) fail(err error) {
+	if c.err == nil {
+		c.err = err
+	}
+}
+
+func (c *Change) onFailure(f func())       { c.failure = append(c.failure, f) }
+func (c *Change) onSuccess(f func() error) { c.success = append(c.success, f) }
+
+// Commit applies the change. If queueing or the transaction failed, it
+// removes, in a second transaction, everything the change installed,
+// drops the records it wrote, and returns the first error.
+func (c *Change) Commit() error {
+	err := c.err
+	if err == nil {
+		err = c.tx.Commit()
+	}
+	if err != nil {
+		if len(c.undo) > 0 {
+			var undo netfilter.Txn
+			for i := len(c.undo) - 1; i >= 0; i-- {
+				c.undo[i](&undo)
+			}
+			_ = undo.Commit()
+		}
+		for i := len(c.failure) - 1; i >= 0; i-- {
+			c.failure[i]()
+		}
+		return cnierr.Wrap(err, c.label)
+	}
+	var errs []error
+	for _, f := range c.success {
+		errs = append(errs, f())
+	}
+	return errors.Join(errs...)
+}

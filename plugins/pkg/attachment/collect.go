@@ -1,0 +1,61 @@
+package attachment
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
+)
+
+// Collect removes the state and records of kinds of every attachment of
+// network whose owner tag is not in keep (CNI GC): one Change per
+// attachment, so one that fails leaves the others collected. A record
+// that does not load, or is not its owner's, is reported and left as it
+// is: never guessed at, never a reason to remove another's state.
+func Collect(env Env, label, network string, keep map[string]bool, kinds ...AnyKind) error {
+	byTag := map[string][]Stored{}
+	var order []string
+	var errs []error
+	for _, k := range kinds {
+		tags, err := env.Store.List(k.Folder())
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s records: %w", k.Folder(), err))
+			continue
+		}
+		for _, tag := range tags {
+			if keep[tag] {
+				continue
+			}
+			st, found, err := k.Stored(env, tag)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if !found {
+				continue
+			}
+			if !st.Intact(tag) {
+				errs = append(errs, fmt.Errorf("%s record %s is not an attachment's record: left as it is", k.Folder(), tag))
+				continue
+			}
+			if st.Owner().Network != network {
+				continue // another network's
+			}
+			if byTag[tag] == nil {
+				order = append(order, tag)
+			}
+			byTag[tag] = append(byTag[tag], st)
+		}
+	}
+	for _, tag := range order {
+		c := env.Begin(label)
+		for _, st := range byTag[tag] {
+			st.Remove(c)
+		}
+		errs = append(errs, c.Commit())
+	}
+	if err := errors.Join(errs...); err != nil {
+		return cnierr.IO("%s: GC: %v", label, err)
+	}
+	return nil
+}

@@ -1,0 +1,172 @@
+package ipt
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/xt"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+)
+
+// flavour is one iptables implementation: nf_tables-backed or legacy.
+type flavour struct {
+	name    string
+	binary  string                                                    // "iptables-nft" or "iptables-legacy" (ip6tables-... for netfilter.IPv6)
+	present func(f netfilter.Family) bool                             // its filter table exists in this netns
+	probe   func(f netfilter.Family, spec netfilter.ForwardSpec) bool // cheap "already accepted" check, or nil
+}
+
+func flavours() []flavour {
+	return []flavour{
+		{name: "nft", binary: "nft", present: nftFilterPresent, probe: nftHasAccepts},
+		{name: "legacy", binary: "legacy", present: legacyFilterPresent},
+	}
+}
+
+// flavourTables returns the iptables backend of flavour fl for family f.
+func flavourTables(fl flavour, f netfilter.Family, opts netfilter.Options) (*Backend, error) {
+	save, err1 := exec.LookPath(f.IPTables() + "-" + fl.binary + "-save")
+	restore, err2 := exec.LookPath(f.IPTables() + "-" + fl.binary + "-restore")
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, err
+	}
+	return &Backend{family: f, save: save, restore: restore, lockPath: opts.Lock(), nftBacked: fl.name == "nft"}, nil
+}
+
+// Accepts is the netfilter.ForwardAccepts of iptables: a network's accept
+// rules in every iptables flavour with a filter table here, so that its
+// FORWARD policy or rules cannot drop what another backend (nftables)
+// lets through.
+type Accepts struct{ Opts netfilter.Options }
+
+// Ensure adds bridge's accepts where they are missing.
+func (a Accepts) Ensure(f netfilter.Family, bridge string) error {
+	opts := a.Opts
+	spec := netfilter.ForwardSpec{Bridge: bridge}
+	for _, fl := range flavours() {
+		if !fl.present(f) || (fl.probe != nil && fl.probe(f, spec)) {
+			continue
+		}
+		ipt, err := flavourTables(fl, f, opts)
+		if err != nil {
+			return fmt.Errorf("the iptables-%s filter table exists, and its FORWARD chain may drop what bridge %s forwards, but %v (install the iptables package)", fl.name, bridge, err)
+		}
+		if err := ipt.ensureForward(spec, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Check verifies what Ensure installs.
+func (a Accepts) Check(f netfilter.Family, bridge string) error {
+	opts := a.Opts
+	spec := netfilter.ForwardSpec{Bridge: bridge}
+	for _, fl := range flavours() {
+		if !fl.present(f) {
+			continue
+		}
+		ipt, err := flavourTables(fl, f, opts)
+		if err != nil {
+			return err
+		}
+		if err := ipt.checkForward(spec, false); err != nil {
+			return fmt.Errorf("iptables-%s: %w", fl.name, err)
+		}
+	}
+	return nil
+}
+
+// legacyFilterPresent reads the legacy tables this netns has loaded.
+func legacyFilterPresent(f netfilter.Family) bool { return LegacyTablePresent(f, "filter") }
+
+// LegacyTablePresent reports whether iptables-legacy's table is loaded here.
+func LegacyTablePresent(f netfilter.Family, table string) bool {
+	name := "/proc/thread-self/net/ip_tables_names" // the calling thread's netns
+	if f == netfilter.IPv6 {
+		name = "/proc/thread-self/net/ip6_tables_names"
+	}
+	file, err := os.Open(name)
+	if err != nil {
+		return false
+	}
+	defer file.Close()
+	sc := bufio.NewScanner(file)
+	for sc.Scan() {
+		if strings.TrimSpace(sc.Text()) == table {
+			return true
+		}
+	}
+	return false
+}
+
+// nftFilterPresent reports whether iptables-nft's filter table has a
+// FORWARD chain here.
+func nftFilterPresent(f netfilter.Family) bool {
+	if !netfilter.NFTablesAvailable() {
+		return false
+	}
+	c, done, err := netfilter.NFTConn()
+	if err != nil {
+		return false
+	}
+	defer done(nil)
+	_, err = c.ListChain(&nftables.Table{Name: "filter", Family: f.NFT()}, "FORWARD")
+	return err == nil
+}
+
+// nftHasAccepts reports whether iptables-nft's filter table already holds
+// bridge's accept rules: FORWARD jumps to DNET-FORWARD, which has two
+// rules with the network's comment. Only a shortcut for ADD; CHECK asks
+// iptables itself.
+func nftHasAccepts(f netfilter.Family, spec netfilter.ForwardSpec) bool {
+	c, done, err := netfilter.NFTConn()
+	if err != nil {
+		return false
+	}
+	defer done(nil)
+	table := &nftables.Table{Name: "filter", Family: f.NFT()}
+	fwd, err := c.GetRules(table, &nftables.Chain{Name: "FORWARD", Table: table})
+	if err != nil || !anyRule(fwd, func(r *nftables.Rule) bool { return jumpsTo(r, ChainForward) }) {
+		return false
+	}
+	ours, err := c.GetRules(table, &nftables.Chain{Name: ChainForward, Table: table})
+	if err != nil {
+		return false
+	}
+	want, found := forwardComment(spec, false), 0
+	for _, r := range ours {
+		if RuleComment(r) == want {
+			found++
+		}
+	}
+	return found == len(forwardNetRules(spec, false))
+}
+
+// RuleComment is the text of an iptables-nft rule's comment: an xt
+// comment match, or (as recent iptables-nft writes it) the rule's userdata
+// comment attribute.
+func RuleComment(r *nftables.Rule) string {
+	for _, e := range r.Exprs {
+		if m, ok := e.(*expr.Match); ok && m.Name == "comment" {
+			if c, ok := m.Info.(*xt.Comment); ok {
+				return string(*c)
+			}
+		}
+	}
+	// userdata is type-length-value; type 0 is the comment, NUL-terminated.
+	for u := r.UserData; len(u) >= 2 && int(u[1])+2 <= len(u); u = u[2+int(u[1]):] {
+		if u[0] == 0 {
+			s, _, _ := strings.Cut(string(u[2:2+int(u[1])]), "\x00")
+			return s
+		}
+	}
+	return ""
+}

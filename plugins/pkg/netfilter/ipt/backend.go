@@ -1,0 +1,295 @@
+package ipt
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
+
+	"github.com/coreos/go-iptables/iptables"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/filelock"
+	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+)
+
+// Backend is the iptables backend for one family. An ADD or DEL is
+// usually one `iptables-restore --noflush`, whatever the number of
+// mappings; see editTable for when it also needs an `iptables-save`.
+type Backend struct {
+	family    netfilter.Family
+	save      string
+	restore   string
+	lockPath  string
+	nftBacked bool // iptables-nft: the base can be probed over netlink
+}
+
+// Features: every portmap key of the reference plugin.
+var Features = netfilter.Features{Conditions: true, ExternalMark: true, AnyMarkBit: true}
+
+// New returns the backend for family f, using the iptables that
+// iptables-restore resolves to.
+func New(f netfilter.Family, opts netfilter.Options) (*Backend, error) {
+	// Only path lookups here: this runs on every ADD and DEL, and a
+	// version probe would cost a process start each time (see Probe).
+	b := &Backend{family: f, lockPath: opts.Lock()}
+	var err error
+	if b.save, err = exec.LookPath(f.IPTables() + "-save"); err != nil {
+		return nil, fmt.Errorf("%s-save not found: %w (install the iptables package)", f.IPTables(), err)
+	}
+	if b.restore, err = exec.LookPath(f.IPTables() + "-restore"); err != nil {
+		return nil, fmt.Errorf("%s-restore not found: %w (install the iptables package)", f.IPTables(), err)
+	}
+	b.nftBacked = nftBacked(b.restore)
+	return b, nil
+}
+
+// Probe checks through go-iptables that iptables runs and can read the
+// nat table: a health check for STATUS, too slow for every ADD.
+func Probe(f netfilter.Family) error {
+	proto := iptables.ProtocolIPv4
+	if f == netfilter.IPv6 {
+		proto = iptables.ProtocolIPv6
+	}
+	ipt, err := iptables.NewWithProtocol(proto)
+	if err != nil {
+		return fmt.Errorf("iptables is not usable: %w", err)
+	}
+	if _, err := ipt.ListChains("nat"); err != nil {
+		return fmt.Errorf("iptables cannot read the nat table: %w", err)
+	}
+	return nil
+}
+
+func (b *Backend) Name() string             { return netfilter.NameIPTables }
+func (b *Backend) Family() netfilter.Family { return b.family }
+
+// NFTBacked reports whether this iptables stores its rules in nf_tables.
+func (b *Backend) NFTBacked() bool { return b.nftBacked }
+
+// part is the iptables share of a netfilter.Txn: its steps in order,
+// each one iptables-restore transaction under the lock.
+type part struct{ steps []func() error }
+
+type partKey struct{}
+
+func (b *Backend) queue(tx *netfilter.Txn, step func() error) {
+	p := tx.Part(partKey{}, func() netfilter.Part { return &part{} }).(*part)
+	p.steps = append(p.steps, step)
+}
+
+// Commit applies every step; a step that fails does not stop the rest.
+func (p *part) Commit() error {
+	var errs []error
+	for _, s := range p.steps {
+		errs = append(errs, s())
+	}
+	return errors.Join(errs...)
+}
+
+// Snapshot is `iptables-save -t table`.
+func (b *Backend) Snapshot(table string) (*Snapshot, error) { return b.dump(table, "-t", table) }
+
+// CountedSnapshot is `iptables-save -c -t table`: the rules with their counters.
+func (b *Backend) CountedSnapshot(table string) (*Snapshot, error) {
+	return b.dump(table, "-c", "-t", table)
+}
+
+func (b *Backend) dump(table string, args ...string) (*Snapshot, error) {
+	var out, stderr bytes.Buffer
+	cmd := exec.Command(b.save, args...)
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("%s %s: %v: %s", b.save, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return parseSnapshot(out.String(), table), nil
+}
+
+// apply runs txns, one table section each, in one iptables-restore.
+func (b *Backend) apply(txns ...*ruleTxn) error {
+	var in strings.Builder
+	for _, txn := range txns {
+		if !txn.empty() {
+			in.WriteString(txn.render())
+		}
+	}
+	if in.Len() == 0 {
+		return nil
+	}
+	input := in.String()
+	var stderr bytes.Buffer
+	cmd := exec.Command(b.restore, "--noflush", "--wait")
+	cmd.Stdin, cmd.Stderr = strings.NewReader(input), &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s: %v: %s\n--- input ---\n%s", b.restore, err, strings.TrimSpace(stderr.String()), input)
+	}
+	return nil
+}
+
+// editTable applies one transaction to table under the lock. It first
+// tries fast, built without reading the table: its -C, -N and -D lines
+// make iptables-restore refuse it, changing nothing, unless the table is
+// as the fast path assumes. Otherwise (first ADD on a host, a re-ADD, a
+// lost record, a flushed table) it applies what slow builds from a fresh
+// snapshot. iptables-save prints every rule, so it is the one step that
+// grows with the number of containers, and the fast path exists to avoid it.
+func (b *Backend) editTable(table string, fast func(txn *ruleTxn), slow func(txn *ruleTxn, snap *Snapshot) error) error {
+	lk, err := filelock.Acquire(b.lockPath)
+	if err != nil {
+		return err
+	}
+	defer lk.Release()
+	if fast != nil {
+		txn := &ruleTxn{table: table}
+		fast(txn)
+		if b.apply(txn) == nil {
+			return nil
+		}
+	}
+	snap, err := b.Snapshot(table)
+	if err != nil {
+		return err
+	}
+	txn := &ruleTxn{table: table}
+	if err := slow(txn, snap); err != nil {
+		return err
+	}
+	return b.apply(txn)
+}
+
+// dropOwnedPortRules deletes owner's entry rules from DNET-HOSTPORTS; its
+// DNAT chain is flushed or removed by the caller.
+func dropOwnedPortRules(txn *ruleTxn, snap *Snapshot, o netfilter.Owner) {
+	for _, r := range snap.Owned(ChainHostPorts, o) {
+		txn.deleteSaved(ChainHostPorts, r)
+	}
+}
+
+func (b *Backend) AddPortMappings(tx *netfilter.Txn, spec netfilter.PortMapSpec) {
+	b.queue(tx, func() error { return b.addPortMappings(spec) })
+}
+
+func (b *Backend) addPortMappings(spec netfilter.PortMapSpec) error {
+	fast := func(txn *ruleTxn) {
+		b.requireBase(txn, portmapBase(spec))
+		portmapAddFast(txn, spec, b.family)
+	}
+	return b.editTable("nat", fast, func(txn *ruleTxn, snap *Snapshot) error {
+		ensureBase(txn, snap, portmapBase(spec))
+		// Re-ADD replaces: old entry rules go, the DNAT chain is re-declared (flushed).
+		dropOwnedPortRules(txn, snap, spec.Owner)
+		portmapRules(txn, spec, b.family)
+		return nil
+	})
+}
+
+func (b *Backend) DelPortMappings(tx *netfilter.Txn, spec netfilter.PortMapSpec) {
+	b.queue(tx, func() error { return b.delPortMappings(spec) })
+}
+
+func (b *Backend) delPortMappings(spec netfilter.PortMapSpec) error {
+	o := spec.Owner
+	var fast func(*ruleTxn)
+	if spec.ContainerIP != nil { // else no record: find the owner's rules by tag
+		fast = func(txn *ruleTxn) { portmapDelFast(txn, spec, b.family) }
+	}
+	return b.editTable("nat", fast, func(txn *ruleTxn, snap *Snapshot) error {
+		dropOwnedPortRules(txn, snap, o)
+		if chain := DNATChain(o); snap.chains[chain] {
+			txn.declareChain(chain) // flushes it, so it can be deleted
+			txn.deleteChain(chain)
+		}
+		return nil
+	})
+}
+
+func (b *Backend) CheckPortMappings(spec netfilter.PortMapSpec) error {
+	snap, err := b.Snapshot("nat")
+	if err != nil {
+		return err
+	}
+	if err := checkBase(snap, portmapBase(spec), b.family); err != nil {
+		return err
+	}
+	chain := DNATChain(spec.Owner)
+	if !snap.chains[chain] {
+		return fmt.Errorf("%s: chain %s for container %s is missing", b.family, chain, spec.Owner.ContainerID)
+	}
+	for _, m := range spec.Mappings {
+		if _, ok := netfilter.HostIPFor(m, b.family); !ok {
+			continue
+		}
+		dport := fmt.Sprintf("--dport %d ", m.HostPort)
+		to := "--to-destination " + joinHostPort(spec.ContainerIP, m.ContainerPort) + " "
+		if !snap.hasRule(chain, "-p "+m.Protocol+" ", dport, to) {
+			return fmt.Errorf("%s: DNAT rule for %s is missing from %s", b.family, m, chain)
+		}
+		if len(snap.Matching(ChainHostPorts, spec.Owner.Marker(), "-p "+m.Protocol+" ")) == 0 {
+			return fmt.Errorf("%s: entry rule for %s is missing from %s", b.family, m, ChainHostPorts)
+		}
+	}
+	return nil
+}
+
+func (b *Backend) AddMasquerade(tx *netfilter.Txn, spec netfilter.MasqSpec) {
+	b.queue(tx, func() error { return b.addMasquerade(spec) })
+}
+
+func (b *Backend) addMasquerade(spec netfilter.MasqSpec) error {
+	rules := masqRules(spec, b.family)
+	// The fast path cannot see an old rule of this owner; the bridge
+	// removes the previous record's rules before a re-ADD.
+	fast := func(txn *ruleTxn) {
+		b.requireBase(txn, masqBase())
+		txn.addAll(ChainMasq, rules)
+	}
+	return b.editTable("nat", fast, func(txn *ruleTxn, snap *Snapshot) error {
+		ensureBase(txn, snap, masqBase())
+		for _, r := range snap.Owned(ChainMasq, spec.Owner) {
+			txn.deleteSaved(ChainMasq, r)
+		}
+		txn.addAll(ChainMasq, rules)
+		return nil
+	})
+}
+
+func (b *Backend) DelMasquerade(tx *netfilter.Txn, spec netfilter.MasqSpec) {
+	b.queue(tx, func() error { return b.delMasquerade(spec) })
+}
+
+func (b *Backend) delMasquerade(spec netfilter.MasqSpec) error {
+	var fast func(*ruleTxn)
+	if spec.IP != nil {
+		fast = func(txn *ruleTxn) {
+			for _, r := range masqRules(spec, b.family) {
+				txn.del(ChainMasq, r...)
+			}
+		}
+	}
+	return b.editTable("nat", fast, func(txn *ruleTxn, snap *Snapshot) error {
+		for _, r := range snap.Owned(ChainMasq, spec.Owner) {
+			txn.deleteSaved(ChainMasq, r)
+		}
+		return nil
+	})
+}
+
+func (b *Backend) CheckMasquerade(spec netfilter.MasqSpec) error {
+	snap, err := b.Snapshot("nat")
+	if err != nil {
+		return err
+	}
+	if err := checkBase(snap, masqBase(), b.family); err != nil {
+		return err
+	}
+	src := "-s " + spec.IP.String() + b.family.HostPrefix() + " "
+	if len(snap.Matching(ChainMasq, spec.Owner.Marker(), src, "-j MASQUERADE")) == 0 {
+		return fmt.Errorf("%s: masquerade rule for %s (container %s) is missing from %s", b.family, spec.IP, spec.Owner.ContainerID, ChainMasq)
+	}
+	for _, n := range spec.Except {
+		if len(snap.Matching(ChainMasq, spec.Owner.Marker(), src, "-d "+n.String()+" ", "-j RETURN")) == 0 {
+			return fmt.Errorf("%s: the rule keeping %s unmasqueraded towards %s (container %s) is missing from %s", b.family, spec.IP, n, spec.Owner.ContainerID, ChainMasq)
+		}
+	}
+	return nil
+}

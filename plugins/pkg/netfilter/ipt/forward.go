@@ -1,0 +1,222 @@
+package ipt
+
+// The filter half in iptables' filter table, per network (bridge), never
+// per container: a new connection crosses a few rules per network.
+//
+//	FORWARD       -m comment --comment dnet:base -j DNET-FORWARD          appended: the host's own rules decide first
+//	DNET-FORWARD  -m comment --comment dnet:base -j DNET-FILTER           first; iptables backend only
+//	              -i br -j ACCEPT                                         leaving the bridge (to anywhere, the bridge too)
+//	              -o br -m conntrack --ctstate RELATED,ESTABLISHED,DNAT -j ACCEPT   replies, published ports
+//	DNET-FILTER   -o br ! -i br -m conntrack --ctdir ORIGINAL ! --ctstate DNAT -j DROP   direct routing
+//	              -i br ! -o br -j DNET-ISOLATE                           isolation, stage 1
+//	              -i br -o br -m conntrack ! --ctstate DNAT -j DROP       icc off
+//	DNET-ISOLATE  -o br -m conntrack ! --ctstate DNAT -j DROP             isolation, stage 2
+//	raw PREROUTING -d 127.0.0.0/8 ! -i lo -m comment --comment dnet:base -j DROP   (ip6: ::1)
+//
+// The raw rule is the nftables backend's prerouting drop: what arrives from
+// outside addressed to loopback is dropped before DNAT, so a neighbour
+// cannot reach a port published on 127.0.0.1, nor a container (its bridge
+// has route_localnet for such mappings) the host's loopback services.
+//
+// The iptables backend installs all of it. The nftables backend drops in
+// its own table and installs here only the base jump and the accepts, in
+// every iptables flavour whose filter table exists: an accept in one
+// table cannot override a drop (the FORWARD policy, say) in another.
+//
+// A network's rules carry the comment "dnet:fwd br=<bridge> <settings>";
+// when the settings change, the next ADD replaces them. They stay after
+// the last DEL, as the bridge does, and mention no container.
+
+import (
+	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+
+	"fmt"
+	"strings"
+)
+
+const (
+	ChainForward = "DNET-FORWARD"
+	ChainFilter  = "DNET-FILTER"
+	ChainIsolate = "DNET-ISOLATE"
+)
+
+// filterRule is one rule of the filter half: where it goes and its tokens.
+type filterRule struct {
+	chain  string
+	args   []string
+	insert bool   // at the top of its chain (base rules that must come first)
+	table  string // "" for filter
+}
+
+func (r filterRule) in() string {
+	if r.table == "" {
+		return "filter"
+	}
+	return r.table
+}
+
+// forwardComment names a network's rules and the settings they implement.
+func forwardComment(spec netfilter.ForwardSpec, drops bool) string {
+	settings := "accept-only"
+	if drops {
+		var on []string
+		for _, s := range []struct {
+			yes  bool
+			name string
+		}{{spec.Protect, "protect"}, {spec.Isolate, "isolate"}, {spec.NoICC, "noicc"}} {
+			if s.yes {
+				on = append(on, s.name)
+			}
+		}
+		settings = "drops=" + strings.Join(on, ",")
+	}
+	return ForwardTag(spec.Bridge) + settings
+}
+
+// ForwardTag starts the comment of every rule of bridge's network.
+func ForwardTag(bridge string) string { return netfilter.TagPrefix + "fwd br=" + bridge + " " }
+
+// forwardBase is what every network's rules rely on.
+func forwardBase(f netfilter.Family, drops bool) []filterRule {
+	base := []filterRule{{chain: "FORWARD", args: []string{"-m", "comment", "--comment", netfilter.CommentBase, "-j", ChainForward}}}
+	if drops {
+		loop := "127.0.0.0/8"
+		if f == netfilter.IPv6 {
+			loop = "::1/128"
+		}
+		base = append(base,
+			filterRule{chain: ChainForward, args: []string{"-m", "comment", "--comment", netfilter.CommentBase, "-j", ChainFilter}, insert: true},
+			filterRule{chain: "PREROUTING", table: "raw", args: []string{"-d", loop, "!", "-i", "lo", "-m", "comment", "--comment", netfilter.CommentBase, "-j", "DROP"}})
+	}
+	return base
+}
+
+// forwardNetRules are one network's rules.
+func forwardNetRules(spec netfilter.ForwardSpec, drops bool) []filterRule {
+	br, c := spec.Bridge, []string{"-m", "comment", "--comment", forwardComment(spec, drops)}
+	with := func(args ...string) []string {
+		return append(append([]string{}, args[:len(args)-2]...), append(c, args[len(args)-2:]...)...)
+	}
+	rules := []filterRule{
+		{chain: ChainForward, args: with("-i", br, "-j", "ACCEPT")},
+		{chain: ChainForward, args: with("-o", br, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED,DNAT", "-j", "ACCEPT")},
+	}
+	if !drops {
+		return rules
+	}
+	if spec.Protect {
+		rules = append(rules, filterRule{chain: ChainFilter, args: with("-o", br, "!", "-i", br, "-m", "conntrack", "--ctdir", "ORIGINAL", "!", "--ctstate", "DNAT", "-j", "DROP")})
+	}
+	if spec.Isolate {
+		rules = append(rules,
+			filterRule{chain: ChainFilter, args: with("-i", br, "!", "-o", br, "-j", ChainIsolate)},
+			filterRule{chain: ChainIsolate, args: with("-o", br, "-m", "conntrack", "!", "--ctstate", "DNAT", "-j", "DROP")})
+	}
+	if spec.NoICC {
+		rules = append(rules, filterRule{chain: ChainFilter, args: with("-i", br, "-o", br, "-m", "conntrack", "!", "--ctstate", "DNAT", "-j", "DROP")})
+	}
+	return rules
+}
+
+// forwardChains are the chains the rules need.
+func forwardChains(drops bool) []string {
+	if drops {
+		return []string{ChainForward, ChainFilter, ChainIsolate}
+	}
+	return []string{ChainForward}
+}
+
+// ensureForward installs spec's network rules (and the base) unless they
+// are all in place already: one iptables-restore of -C lines changes
+// nothing and fails if one is missing, and only then are the tables read
+// and rewritten.
+func (b *Backend) ensureForward(spec netfilter.ForwardSpec, drops bool) error {
+	want := append(forwardBase(b.family, drops), forwardNetRules(spec, drops)...)
+	if b.checkAll(want) == nil {
+		return nil
+	}
+	tables := []string{"filter"}
+	if drops {
+		tables = append(tables, "raw") // the loopback drop
+	}
+	for _, table := range tables {
+		err := b.editTable(table, nil, func(txn *ruleTxn, snap *Snapshot) error {
+			if table == "filter" {
+				for _, c := range forwardChains(drops) {
+					if !snap.chains[c] {
+						txn.declareChain(c)
+						snap.chains[c] = true
+					}
+				}
+			}
+			for _, r := range forwardBase(b.family, drops) {
+				if r.in() != table || snap.hasRule(r.chain, netfilter.CommentBase, "-j "+r.args[len(r.args)-1]+" ") {
+					continue
+				}
+				if r.insert {
+					txn.insert(r.chain, r.args...)
+				} else {
+					txn.add(r.chain, r.args...)
+				}
+			}
+			if table != "filter" {
+				return nil
+			}
+			prefix := `"` + ForwardTag(spec.Bridge)
+			for _, c := range forwardChains(true) {
+				for _, r := range snap.Matching(c, prefix) {
+					txn.deleteSaved(c, r)
+				}
+			}
+			for _, r := range forwardNetRules(spec, drops) {
+				txn.add(r.chain, r.args...)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkAll runs one iptables-restore that fails unless every rule exists.
+func (b *Backend) checkAll(rules []filterRule) error {
+	txns := map[string]*ruleTxn{}
+	var order []*ruleTxn
+	for _, r := range rules {
+		txn := txns[r.in()]
+		if txn == nil {
+			txn = &ruleTxn{table: r.in()}
+			txns[r.in()] = txn
+			order = append(order, txn)
+		}
+		txn.check(r.chain, r.args...)
+	}
+	return b.apply(order...)
+}
+
+// checkForward reports the first of spec's rules that is missing.
+func (b *Backend) checkForward(spec netfilter.ForwardSpec, drops bool) error {
+	want := append(forwardBase(b.family, drops), forwardNetRules(spec, drops)...)
+	err := b.checkAll(want)
+	if err == nil {
+		return nil
+	}
+	// Which one: a restore per rule, on this failure path only.
+	for _, r := range want {
+		if b.checkAll([]filterRule{r}) != nil {
+			return fmt.Errorf("%s: %s rule %q is missing from chain %s", b.family, r.in(), joinArgs(r.args), r.chain)
+		}
+	}
+	return fmt.Errorf("%s: forwarding rules of bridge %s: %v", b.family, spec.Bridge, err)
+}
+
+func (b *Backend) AddForward(tx *netfilter.Txn, spec netfilter.ForwardSpec) {
+	b.queue(tx, func() error { return b.ensureForward(spec, true) })
+}
+
+// DelForward removes nothing: the rules are the network's, not the container's.
+func (b *Backend) DelForward(*netfilter.Txn, netfilter.ForwardSpec) {}
+
+func (b *Backend) CheckForward(spec netfilter.ForwardSpec) error { return b.checkForward(spec, true) }

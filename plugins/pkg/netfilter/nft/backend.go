@@ -1,0 +1,197 @@
+package nft
+
+import (
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/google/nftables"
+	"golang.org/x/sys/unix"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+)
+
+// Backend is the nftables backend for one family: changes are elements
+// added to or deleted from the sets and maps of its table, queued on a
+// netfilter.Txn and sent as one netlink batch.
+type Backend struct {
+	family netfilter.Family
+	dial   netfilter.NFTDial
+	// accepts adds each network's accept rules where another firewall's
+	// FORWARD could drop what this table lets through; nil: nowhere.
+	accepts netfilter.ForwardAccepts
+}
+
+// Features: the nftables backend has none of the iptables-only portmap keys.
+var Features = netfilter.Features{}
+
+// New returns the backend for family f. accepts is where the forward
+// half's accept rules go besides this table (iptables' filter tables).
+func New(f netfilter.Family, accepts netfilter.ForwardAccepts) (*Backend, error) {
+	if !netfilter.NFTablesAvailable() {
+		return nil, errors.New("nftables backend unavailable: the kernel does not answer nf_tables netlink requests")
+	}
+	return &Backend{family: f, dial: netfilter.NFTConn, accepts: accepts}, nil
+}
+
+// NewWithDial is New over another connection (a fake kernel in tests).
+func NewWithDial(f netfilter.Family, dial netfilter.NFTDial, accepts netfilter.ForwardAccepts) *Backend {
+	return &Backend{family: f, dial: dial, accepts: accepts}
+}
+
+func (b *Backend) Name() string             { return netfilter.NameNFTables }
+func (b *Backend) Family() netfilter.Family { return b.family }
+
+func (b *Backend) AddPortMappings(tx *netfilter.Txn, spec netfilter.PortMapSpec) {
+	if lacks := Features.Lacks(spec.Needs()); len(lacks) > 0 {
+		tx.Fail(fmt.Errorf("%s nftables: %v are iptables features: drop them or use the iptables backend", b.family, lacks))
+		return
+	}
+	l := newLayout(b.family)
+	elems := l.portElems(spec)
+	if spec.SNAT && spec.HairpinIf != "" {
+		// Shared by every container of the bridge, so tagged as base: no DEL removes it.
+		elems = append(elems, elem{l.hairpin, nftables.SetElement{Key: ifname(spec.HairpinIf), Comment: netfilter.CommentBase}})
+	}
+	b.part(tx).queue(op{
+		what: "publish ports of container " + spec.Owner.ContainerID, f: b.family, add: elems,
+		onExists: func() error { return b.conflict(spec) },
+	})
+}
+
+func (b *Backend) DelPortMappings(tx *netfilter.Txn, spec netfilter.PortMapSpec) {
+	l := newLayout(b.family)
+	o := op{what: "remove ports of container " + spec.Owner.ContainerID, f: b.family, owner: spec.Owner,
+		sets: []*nftables.Set{l.hostPorts, l.hostPortsBound, l.masqAll}}
+	if spec.ContainerIP != nil {
+		o.del = l.portElems(spec)
+	}
+	b.part(tx).queue(o)
+}
+
+func (b *Backend) CheckPortMappings(spec netfilter.PortMapSpec) error {
+	l := newLayout(b.family)
+	return b.check(l, l.portElems(spec), "port mapping")
+}
+
+func (b *Backend) AddMasquerade(tx *netfilter.Txn, spec netfilter.MasqSpec) {
+	l := newLayout(b.family)
+	b.part(tx).queue(op{what: "masquerade for container " + spec.Owner.ContainerID, f: b.family, add: l.masqElems(spec)})
+}
+
+func (b *Backend) DelMasquerade(tx *netfilter.Txn, spec netfilter.MasqSpec) {
+	l := newLayout(b.family)
+	o := op{what: "remove masquerade of container " + spec.Owner.ContainerID, f: b.family, owner: spec.Owner,
+		sets: []*nftables.Set{l.masqIPs, l.masqLocal, l.masqExcept}}
+	if spec.IP != nil {
+		o.del = l.masqElems(spec)
+	}
+	b.part(tx).queue(o)
+}
+
+func (b *Backend) CheckMasquerade(spec netfilter.MasqSpec) error {
+	l := newLayout(b.family)
+	return b.check(l, l.masqElems(spec), "masquerade")
+}
+
+// AddForward adds the attachment's elements and, after the batch, the
+// network's accepts in other firewalls (through the accepts seam).
+func (b *Backend) AddForward(tx *netfilter.Txn, spec netfilter.ForwardSpec) {
+	l := newLayout(b.family)
+	o := op{what: "forwarding rules for container " + spec.Owner.ContainerID, f: b.family, add: l.forwardElems(spec)}
+	if b.accepts != nil {
+		o.after = func() error { return b.accepts.Ensure(b.family, spec.Bridge) }
+	}
+	b.part(tx).queue(o)
+}
+
+// DelForward removes the attachment's elements; the network's accepts
+// elsewhere stay, as the bridge does.
+func (b *Backend) DelForward(tx *netfilter.Txn, spec netfilter.ForwardSpec) {
+	l := newLayout(b.family)
+	o := op{what: "remove forwarding rules of container " + spec.Owner.ContainerID, f: b.family, owner: spec.Owner,
+		sets: []*nftables.Set{l.fwdMembers, l.fwdProtect, l.fwdIsolate, l.fwdNoICC}}
+	if spec.IP != nil {
+		o.del = l.forwardElems(spec)
+	}
+	b.part(tx).queue(o)
+}
+
+func (b *Backend) CheckForward(spec netfilter.ForwardSpec) error {
+	l := newLayout(b.family)
+	if err := b.check(l, l.forwardElems(spec), "forwarding"); err != nil {
+		return err
+	}
+	if b.accepts == nil {
+		return nil
+	}
+	return b.accepts.Check(b.family, spec.Bridge)
+}
+
+// conflict names the owner of a host port this spec wanted.
+func (b *Backend) conflict(spec netfilter.PortMapSpec) error {
+	c, done, err := b.dial()
+	if err == nil {
+		defer func() { done(nil) }()
+		l := newLayout(b.family)
+		for _, want := range l.portElems(spec) {
+			have, err := c.GetSetElements(want.set)
+			if err != nil {
+				continue
+			}
+			for _, h := range have {
+				if string(h.Key) == string(want.e.Key) && h.Comment != want.e.Comment {
+					m := describeKey(want.set.Name, h.Key, l)
+					return fmt.Errorf("host port %s is already published by %s: unpublish it there or pick another hostPort", m, netfilter.DescribeOwner(h.Comment))
+				}
+			}
+		}
+	}
+	return fmt.Errorf("%s nftables: a host port of container %s is already published by another container", b.family, spec.Owner.ContainerID)
+}
+
+func describeKey(set string, key []byte, l *layout) string {
+	host := "0.0.0.0"
+	if l.f == netfilter.IPv6 {
+		host = "[::]"
+	}
+	if set == SetHostPortsBound {
+		host = net.IP(key[:l.addrLen]).String()
+		key = key[l.addrLen:]
+	}
+	proto := map[byte]string{unix.IPPROTO_TCP: "tcp", unix.IPPROTO_UDP: "udp", unix.IPPROTO_SCTP: "sctp"}[key[0]]
+	return fmt.Sprintf("%d/%s on %s", int(key[4])<<8|int(key[5]), proto, host)
+}
+
+// check verifies the base and that each element of l's sets is present with its data.
+func (b *Backend) check(l *layout, elems []elem, what string) (err error) {
+	c, done, err := b.dial()
+	if err != nil {
+		return err
+	}
+	defer func() { done(nil) }()
+	if what := l.missing(c.Conn); what != "" {
+		return fmt.Errorf("%s nftables: table %s is incomplete: %s is missing or changed", b.family, Table, what)
+	}
+	cache := map[string][]nftables.SetElement{}
+	for _, want := range elems {
+		have, ok := cache[want.set.Name]
+		if !ok {
+			if have, err = c.GetSetElements(want.set); err != nil {
+				return fmt.Errorf("%s nftables: read %s: %w", b.family, want.set.Name, err)
+			}
+			cache[want.set.Name] = have
+		}
+		found := false
+		for _, h := range have {
+			if string(h.Key) == string(want.e.Key) && string(h.Val) == string(want.e.Val) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return fmt.Errorf("%s nftables: %s element for %s is missing from %s", b.family, what, want.e.Comment, want.set.Name)
+		}
+	}
+	return nil
+}

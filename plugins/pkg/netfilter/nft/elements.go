@@ -1,0 +1,116 @@
+package nft
+
+import (
+	"net"
+
+	"github.com/google/nftables"
+	"golang.org/x/sys/unix"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+)
+
+func protoNum(p string) byte {
+	switch p {
+	case "udp":
+		return unix.IPPROTO_UDP
+	case "sctp":
+		return unix.IPPROTO_SCTP
+	}
+	return unix.IPPROTO_TCP
+}
+
+func (l *layout) addrBytes(ip net.IP) []byte {
+	if l.f == netfilter.IPv4 {
+		return ip.To4()
+	}
+	return ip.To16()
+}
+
+// pad4 pads a concatenation field to the 32-bit register size.
+func pad4(b []byte) []byte {
+	for len(b)%4 != 0 {
+		b = append(b, 0)
+	}
+	return b
+}
+
+func port(p int) []byte { return []byte{byte(p >> 8), byte(p)} }
+
+func ifname(name string) []byte {
+	b := make([]byte, 16)
+	copy(b, name)
+	return b
+}
+
+// elem is one element with the set it belongs to.
+type elem struct {
+	set *nftables.Set
+	e   nftables.SetElement
+}
+
+// portElems are the map elements of spec in this family.
+func (l *layout) portElems(spec netfilter.PortMapSpec) []elem {
+	var out []elem
+	comment := spec.Owner.Comment()
+	for _, m := range spec.Mappings {
+		hostIP, ok := netfilter.HostIPFor(m, l.f)
+		if !ok {
+			continue
+		}
+		val := append(append([]byte{}, l.addrBytes(spec.ContainerIP)...), pad4(port(m.ContainerPort))...)
+		key := append(pad4([]byte{protoNum(m.Protocol)}), pad4(port(m.HostPort))...)
+		set := l.hostPorts
+		if hostIP != "" {
+			key = append(append([]byte{}, l.addrBytes(m.HostIP)...), key...)
+			set = l.hostPortsBound
+		}
+		out = append(out, elem{set, nftables.SetElement{Key: key, Val: val, Comment: comment}})
+	}
+	if spec.SNAT && spec.MasqAll {
+		out = append(out, elem{l.masqAll, nftables.SetElement{Key: l.addrBytes(spec.ContainerIP), Comment: comment}})
+	}
+	return out
+}
+
+func (l *layout) masqElems(spec netfilter.MasqSpec) []elem {
+	comment := spec.Owner.Comment()
+	a := l.addrBytes(spec.IP)
+	out := []elem{
+		{l.masqIPs, nftables.SetElement{Key: a, Comment: comment}},
+		{l.masqLocal, nftables.SetElement{Key: append(append([]byte{}, a...), ifname(spec.Bridge)...), Comment: comment}},
+	}
+	for _, n := range spec.Except {
+		first, last := netBounds(n)
+		out = append(out, elem{l.masqExcept, nftables.SetElement{
+			Key:    append(append([]byte{}, a...), l.addrBytes(first)...),
+			KeyEnd: append(append([]byte{}, a...), l.addrBytes(last)...), Comment: comment}})
+	}
+	return out
+}
+
+// netBounds are the first and last address of n.
+func netBounds(n *net.IPNet) (net.IP, net.IP) {
+	first := n.IP.Mask(n.Mask)
+	last := make(net.IP, len(first))
+	for i := range first {
+		last[i] = first[i] | ^n.Mask[i]
+	}
+	return first, last
+}
+
+// forwardElems are spec's elements: its address on its bridge in the
+// members set, and in the set of each protection its network has.
+func (l *layout) forwardElems(spec netfilter.ForwardSpec) []elem {
+	comment := spec.Owner.Comment()
+	key := append(append([]byte{}, l.addrBytes(spec.IP)...), ifname(spec.Bridge)...)
+	out := []elem{{l.fwdMembers, nftables.SetElement{Key: key, Comment: comment}}}
+	for _, on := range []struct {
+		yes bool
+		set *nftables.Set
+	}{{spec.Protect, l.fwdProtect}, {spec.Isolate, l.fwdIsolate}, {spec.NoICC, l.fwdNoICC}} {
+		if on.yes {
+			out = append(out, elem{on.set, nftables.SetElement{Key: key, Comment: comment}})
+		}
+	}
+	return out
+}

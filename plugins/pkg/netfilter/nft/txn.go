@@ -1,0 +1,209 @@
+package nft
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/google/nftables"
+	"golang.org/x/sys/unix"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+)
+
+// op is one queued change of one attachment in one family.
+type op struct {
+	what string // for errors: "publish ports of container X"
+	f    netfilter.Family
+	add  []elem // elements to add; the table's base is completed first
+	del  []elem // exact elements to delete, present or not
+	// owner and sets: a deletion without a record (del empty) finds the
+	// owner's elements in sets by their comment.
+	owner netfilter.Owner
+	sets  []*nftables.Set
+	// onExists names the conflict when an add is refused because a key
+	// holds another owner's element.
+	onExists func() error
+	// after runs once the op has landed (the accepts in other firewalls).
+	after func() error
+}
+
+func (o op) deletes() bool { return o.sets != nil }
+
+// part is the nftables share of a netfilter.Txn: every op in one netlink
+// batch, which the kernel applies atomically. The kernel frees each
+// transaction's leftovers after an RCU grace period and a closing socket
+// waits for it, so one batch per ADD or DEL instead of one per change
+// keeps that wait to one.
+type part struct {
+	dial netfilter.NFTDial
+	ops  []op
+}
+
+type partKey struct{}
+
+func (b *Backend) part(tx *netfilter.Txn) *part {
+	return tx.Part(partKey{}, func() netfilter.Part { return &part{dial: b.dial} }).(*part)
+}
+
+func (p *part) queue(o op) { p.ops = append(p.ops, o) }
+
+// Commit sends every op in one batch. If the kernel refuses it, nothing
+// of it landed, and each op is applied on its own: the error names the
+// op that failed (an add's conflict names the port's owner), the others
+// land, and a deletion whose exact elements changed falls back to
+// finding the owner's elements by comment.
+func (p *part) Commit() error {
+	if len(p.ops) == 0 {
+		return nil
+	}
+	c, done, err := p.dial()
+	if err != nil {
+		return fmt.Errorf("nftables: %w", err)
+	}
+	err = p.apply(c, p.ops)
+	done(err)
+	if err != nil {
+		var errs []error
+		for _, o := range p.ops {
+			errs = append(errs, p.alone(o))
+		}
+		return errors.Join(errs...)
+	}
+	return p.after(p.ops)
+}
+
+// apply queues ops on c and flushes them as one batch.
+func (p *part) apply(c netfilter.NFTSession, ops []op) error {
+	tables := map[netfilter.Family]bool{} // the family's table exists (or will)
+	based := map[netfilter.Family]bool{}  // its base is complete (or will be)
+	for _, o := range ops {
+		l := newLayout(o.f)
+		if len(o.add) > 0 {
+			if !tables[o.f] && !c.Known[baseKey(o.f)] && l.missing(c.Conn) != "" {
+				if err := l.ensureBase(c.Conn); err != nil {
+					return err
+				}
+			}
+			tables[o.f], based[o.f] = true, true
+			if err := queueAdd(c.Conn, o.add); err != nil {
+				return err
+			}
+			continue
+		}
+		if _, known := tables[o.f]; !known {
+			_, err := c.ListTableOfFamily(Table, o.f.NFT())
+			tables[o.f] = err == nil
+		}
+		if !tables[o.f] {
+			continue // no table: nothing of ours can be installed
+		}
+		var err error
+		if len(o.del) > 0 {
+			err = queueDelete(c.Conn, o.del)
+		} else {
+			err = queueByComment(c, o.owner, o.sets)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if err := c.Flush(); err != nil {
+		return err
+	}
+	for f := range based {
+		c.Known[baseKey(f)] = true
+	}
+	return nil
+}
+
+// alone applies one op in its own batch, after a refused batch.
+func (p *part) alone(o op) error {
+	c, done, err := p.dial()
+	if err != nil {
+		return fmt.Errorf("%s nftables: %s: %w", o.f, o.what, err)
+	}
+	err = p.apply(c, []op{o})
+	done(err)
+	switch {
+	case err == nil:
+		return p.after([]op{o})
+	case o.onExists != nil && errors.Is(err, unix.EEXIST):
+		return o.onExists()
+	case o.deletes() && len(o.del) > 0:
+		// An element now holds other data (or a set is gone): find the
+		// owner's elements by comment instead.
+		byTag := o
+		byTag.del = nil
+		if c, done, err = p.dial(); err == nil {
+			err = p.apply(c, []op{byTag})
+			done(err)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("%s nftables: %s: %w", o.f, o.what, err)
+	}
+	return nil
+}
+
+func (p *part) after(ops []op) error {
+	var errs []error
+	for _, o := range ops {
+		if o.after != nil {
+			errs = append(errs, o.after())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// baseKey marks, in a session's Known, a family whose base was found or
+// made complete by this process.
+type baseKey netfilter.Family
+
+func queueAdd(c *nftables.Conn, elems []elem) error {
+	for _, e := range elems {
+		if err := c.SetAddElements(e.set, []nftables.SetElement{e.e}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// queueDelete deletes elems whether or not they exist: add (a no-op when
+// present with the same data), then delete.
+func queueDelete(c *nftables.Conn, elems []elem) error {
+	if err := queueAdd(c, elems); err != nil {
+		return err
+	}
+	for _, e := range elems {
+		// An interval element is named by both ends: by its start
+		// alone, the kernel finds no such element and refuses the batch.
+		if err := c.SetDeleteElements(e.set, []nftables.SetElement{{Key: e.e.Key, KeyEnd: e.e.KeyEnd}}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// queueByComment dumps sets and queues the deletion of the elements
+// tagged with owner.
+func queueByComment(c netfilter.NFTSession, o netfilter.Owner, sets []*nftables.Set) error {
+	for _, s := range sets {
+		have, err := c.GetSetElements(s)
+		if err != nil {
+			continue // the set is gone: nothing to delete there
+		}
+		var mine []nftables.SetElement
+		for _, e := range have {
+			if strings.HasPrefix(e.Comment, o.Marker()) {
+				mine = append(mine, nftables.SetElement{Key: e.Key, KeyEnd: e.KeyEnd})
+			}
+		}
+		if len(mine) > 0 {
+			if err := c.SetDeleteElements(s, mine); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

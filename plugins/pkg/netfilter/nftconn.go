@@ -1,0 +1,84 @@
+package netfilter
+
+import (
+	"fmt"
+	"os"
+	"sync"
+	"syscall"
+
+	"github.com/google/nftables"
+)
+
+// Every nf_tables request of a process, whichever package makes it, goes
+// through one lasting netlink socket per network namespace. Closing an
+// nfnetlink socket while the kernel still holds committed deletions to
+// free makes the close wait for an RCU grace period (nf_tables flushes its
+// destroy work on NETLINK_URELEASE), so a socket per request, as
+// nftables.New() makes by default, would cost a grace period for each
+// request after the first DEL of a process. Plugin processes live in one
+// namespace; tests switch threads between namespaces, hence the key.
+var nftSocks struct {
+	sync.Mutex
+	byNS  map[uint64]*nftables.Conn
+	cache map[uint64]map[any]bool
+}
+
+// NFTSession is a connection to the calling thread's namespace, and what
+// this process has learned of that namespace's state (the backend's base
+// found complete, say), forgotten with the connection.
+type NFTSession struct {
+	*nftables.Conn
+	Known map[any]bool
+}
+
+// NFTDial opens a session; NFTConn is the real one, tests pass a fake.
+type NFTDial func() (c NFTSession, done func(error), err error)
+
+// NFTConn returns the session of the calling thread's namespace, locked
+// for the caller until done is called: no two callers' messages may share
+// a batch. done(err) with an error drops the connection, so a failed
+// exchange leaves nothing queued or unread for the next caller.
+func NFTConn() (c NFTSession, done func(error), err error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), syscall.Gettid()), &st); err != nil {
+		return c, nil, err
+	}
+	nftSocks.Lock()
+	if nftSocks.byNS == nil {
+		nftSocks.byNS = map[uint64]*nftables.Conn{}
+		nftSocks.cache = map[uint64]map[any]bool{}
+	}
+	if nftSocks.cache[st.Ino] == nil {
+		nftSocks.cache[st.Ino] = map[any]bool{}
+	}
+	conn := nftSocks.byNS[st.Ino]
+	if conn == nil {
+		if conn, err = nftables.New(nftables.AsLasting()); err != nil {
+			nftSocks.Unlock()
+			return c, nil, err
+		}
+		nftSocks.byNS[st.Ino] = conn
+	}
+	ino := st.Ino
+	return NFTSession{conn, nftSocks.cache[ino]}, func(err error) {
+		if err != nil {
+			_ = conn.CloseLasting()
+			delete(nftSocks.byNS, ino)
+			delete(nftSocks.cache, ino)
+		}
+		nftSocks.Unlock()
+	}, nil
+}
+
+// NFTablesAvailable reports whether the kernel answers nf_tables netlink.
+// Asked once per process: a plugin run is short, and the answer is the same
+// for backend selection, each family's backend and the DEL fallback.
+var NFTablesAvailable = sync.OnceValue(func() bool {
+	c, done, err := NFTConn()
+	if err != nil {
+		return false
+	}
+	_, err = c.ListTablesOfFamily(nftables.TableFamilyIPv4)
+	done(err)
+	return err == nil
+})

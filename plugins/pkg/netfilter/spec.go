@@ -1,0 +1,119 @@
+package netfilter
+
+import (
+	"fmt"
+	"net"
+)
+
+// PortMapping is one published port.
+type PortMapping struct {
+	HostIP        net.IP // nil or unspecified: every local address
+	HostPort      int
+	ContainerPort int
+	Protocol      string // tcp, udp or sctp
+}
+
+func (m PortMapping) String() string {
+	host := "0.0.0.0"
+	if m.HostIP != nil {
+		host = m.HostIP.String()
+	}
+	return fmt.Sprintf("%s:%d/%s -> %d", host, m.HostPort, m.Protocol, m.ContainerPort)
+}
+
+// HostIPFor returns the host address a mapping binds in family f, whether the
+// mapping applies to f at all, and "" for every local address.
+func HostIPFor(m PortMapping, f Family) (string, bool) {
+	if m.HostIP == nil || m.HostIP.IsUnspecified() {
+		return "", true
+	}
+	if FamilyOf(m.HostIP) != f {
+		return "", false
+	}
+	return m.HostIP.String(), true
+}
+
+// PortMapSpec is everything portmap installs for one attachment and family.
+type PortMapSpec struct {
+	Owner        Owner
+	ContainerIP  net.IP
+	ContainerNet *net.IPNet // the container's subnet: senders in it are hairpin traffic
+	Mappings     []PortMapping
+	SNAT         bool     // masquerade hairpin and localhost traffic
+	MasqAll      bool     // masquerade every connection to the published ports
+	MarkBit      int      // bit of the packet mark that asks for masquerade
+	ExternalMark string   // chain that sets the masquerade mark (e.g. KUBE-MARK-MASQ)
+	Conditions   []string // extra match tokens on the entry rule (conditionsV4/V6)
+	HairpinIf    string   // host interface towards the container (its bridge)
+}
+
+// Needs are the optional backend features spec uses.
+func (s PortMapSpec) Needs() Features {
+	return Features{
+		Conditions:   len(s.Conditions) > 0,
+		ExternalMark: s.SNAT && s.ExternalMark != "",
+		AnyMarkBit:   s.SNAT && s.ExternalMark == "" && s.MarkBit != DefaultMarkBit,
+	}
+}
+
+// MasqSpec is the outbound masquerade for one attachment.
+type MasqSpec struct {
+	Owner  Owner
+	IP     net.IP // the container's address
+	Bridge string // traffic leaving through this interface is not masqueraded
+	// Except are destinations not masqueraded (a cluster's pod network),
+	// of IP's family, none inside another.
+	Except []*net.IPNet `json:",omitempty"`
+}
+
+// ForwardSpec is the filter half of one attachment: what may be forwarded
+// to and from one container address on its bridge.
+type ForwardSpec struct {
+	Owner   Owner
+	IP      net.IP // the container's address
+	Bridge  string
+	Protect bool // drop what reaches the address from outside the bridge, unless DNATed to a published port
+	Isolate bool // drop what comes from another isolated network, unless DNATed
+	NoICC   bool // drop what comes from another container of the same bridge, unless DNATed
+	// Mode is the bridge's gateway mode that set Protect, and ModeWhy why
+	// it applies (a Kubernetes pod, the config, Docker's default): what
+	// dnetctl shows and CHECK compares. The backends read neither.
+	Mode    string `json:",omitempty"`
+	ModeWhy string `json:",omitempty"`
+}
+
+// Family of a spec: that of the container address it is for.
+func (s PortMapSpec) Family() Family { return FamilyOf(s.ContainerIP) }
+
+// Family of a spec: that of the container address it is for.
+func (s MasqSpec) Family() Family { return FamilyOf(s.IP) }
+
+// Family of a spec: that of the container address it is for.
+func (s ForwardSpec) Family() Family { return FamilyOf(s.IP) }
+
+// Attachment is the attachment a spec belongs to.
+func (s PortMapSpec) Attachment() Owner { return s.Owner }
+
+// Attachment is the attachment a spec belongs to.
+func (s MasqSpec) Attachment() Owner { return s.Owner }
+
+// Attachment is the attachment a spec belongs to.
+func (s ForwardSpec) Attachment() Owner { return s.Owner }
+
+// Address is the container address a spec is for.
+func (s PortMapSpec) Address() net.IP { return s.ContainerIP }
+
+// Address is the container address a spec is for.
+func (s MasqSpec) Address() net.IP { return s.IP }
+
+// Address is the container address a spec is for.
+func (s ForwardSpec) Address() net.IP { return s.IP }
+
+// Ports are the published ports of a spec.
+func (s PortMapSpec) Ports() []PortMapping { return s.Mappings }
+
+// Ports: a masquerade publishes none.
+func (MasqSpec) Ports() []PortMapping { return nil }
+
+// Ports: forwarding publishes none.
+func (ForwardSpec) Ports() []PortMapping { return nil }
