@@ -19,7 +19,6 @@ REF_TOOLS := $(CURDIR)/.tools/ref
 CLUSTER_TOOLS := $(CURDIR)/.tools/cluster
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X github.com/dockernet/cni-plugins/plugins/pkg/buildinfo.Version=$(VERSION)
-PLUGINS   := plugins/main/bridge plugins/main/loopback plugins/ipam/host-local plugins/meta/portmap
 CNI_BIN_DIR  ?= /opt/cni/bin
 CNI_CONF_DIR ?= /etc/cni/net.d
 BIN_DIR      ?= /usr/local/sbin
@@ -33,7 +32,9 @@ all: build
 # One go command for every binary: it compiles each package once and links
 # the binaries in parallel. Same flags for all, so they share the build cache.
 GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
-MAINS   := $(addprefix ./,$(PLUGINS)) ./plugins/dnetctl ./test/hello
+# Every main package under the plugins' folders (their binaries are the
+# list in plugins/pkg/install), dnetctl and the hello workload.
+MAINS   := ./plugins/main/... ./plugins/ipam/... ./plugins/meta/... ./plugins/cmd/dnetctl ./test/hello
 
 build:
 	@mkdir -p $(BIN)
@@ -70,7 +71,7 @@ cluster-tools:
 INSTALLER_IMAGE ?= localhost/dnet-installer:latest
 installer:
 	@mkdir -p $(BIN)
-	@cd plugins/installer && $(GOBUILD) -o $(BIN)/dnet-installer .
+	@cd plugins/cmd/dnet-installer && $(GOBUILD) -o $(BIN)/dnet-installer .
 
 installer-image: build installer
 	bash scripts/installer-image.sh $(BIN) $(INSTALLER_IMAGE)
@@ -109,7 +110,7 @@ e2e: build tools cluster-tools
 test: build tools cluster-tools installer
 	$(TEST_ENV) $(GOTEST) -timeout 20m ./...
 	cd test/bench && $(GOTEST) ./...
-	cd plugins/installer && $(GOTEST) ./...
+	cd plugins/cmd/dnet-installer && $(GOTEST) ./...
 	$(MAKE) --no-print-directory fuzz
 
 # Every parser of runtime or on-disk input, fuzzed for a few seconds each

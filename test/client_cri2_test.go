@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dockernet/cni-plugins/plugins/dnetctl/ctl"
+	"github.com/dockernet/cni-plugins/plugins/pkg/install"
 )
 
 // TestClientCRI2: the pods of TestClientCRI through containerd 2's CRI
@@ -67,7 +67,7 @@ func (h *clientHost) recordCalls() string {
 		h.t.Fatal(err)
 	}
 	log := filepath.Join(h.dir, "plugin-calls.log")
-	for _, p := range ctl.Plugins {
+	for _, p := range install.PluginBinaries {
 		if err := os.Rename(filepath.Join(h.cniBin, p), filepath.Join(real, p)); err != nil {
 			h.t.Fatal(err)
 		}

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dockernet/cni-plugins/plugins/dnetctl/ctl"
+	"github.com/dockernet/cni-plugins/plugins/pkg/install"
 	"github.com/dockernet/cni-plugins/plugins/pkg/testenv"
 )
 
@@ -57,7 +57,7 @@ func newClientHost(t *testing.T, suite string, tools ...string) *clientHost {
 			t.Fatal(err)
 		}
 	}
-	for _, p := range ctl.Plugins { // what make install puts in /opt/cni/bin
+	for _, p := range install.PluginBinaries { // what make install puts in /opt/cni/bin
 		h.addPlugin(filepath.Join(w.bin, p))
 	}
 	h.privateMounts = newPrivateMounts(t, [][]string{

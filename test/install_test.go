@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dockernet/cni-plugins/plugins/dnetctl/ctl"
+	"github.com/dockernet/cni-plugins/plugins/pkg/install"
 )
 
 // TestInstallBesideDocker: dnetctl install (what `make install` runs) on a
@@ -19,18 +19,18 @@ func TestInstallBesideDocker(t *testing.T) {
 	w.host.MustRun("ip", "addr", "add", "172.17.0.1/16", "dev", "docker0")
 	w.host.MustRun("ip", "link", "set", "docker0", "up")
 	binDir, confDir := filepath.Join(w.dir, "opt-cni-bin"), filepath.Join(w.dir, "etc-cni-net.d")
-	install := func() string {
+	runInstall := func() string {
 		return w.host.MustRun(filepath.Join(w.bin, "dnetctl"), "install", "-bin-src", w.bin,
 			"-bin-dir", binDir, "-conf-dir", confDir, "-conflist", "../conf/10-docker0.conflist")
 	}
-	out := install()
+	out := runInstall()
 	t.Logf("dnetctl install:\n%s", out)
 	for _, want := range []string{"a link named docker0 is already on this host", "172.17.0.0/16 is already in use", "uses bridge dnet0 and 172.18.0.0/16 instead", "wrote "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("install said %q, want %q in it", out, want)
 		}
 	}
-	for _, p := range ctl.Plugins {
+	for _, p := range install.PluginBinaries {
 		if _, err := os.Stat(filepath.Join(binDir, p)); err != nil {
 			t.Errorf("plugin %s not installed: %v", p, err)
 		}
@@ -53,7 +53,7 @@ func TestInstallBesideDocker(t *testing.T) {
 		t.Errorf("Docker's docker0 addresses changed: %s", addrs)
 	}
 
-	if again := install(); !strings.Contains(again, "nothing changed") || !strings.Contains(again, "bridge dnet0, 172.18.0.0/16") {
+	if again := runInstall(); !strings.Contains(again, "nothing changed") || !strings.Contains(again, "bridge dnet0, 172.18.0.0/16") {
 		t.Errorf("rerun said %q, want nothing changed on dnet0, 172.18.0.0/16", again)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dockernet/cni-plugins/plugins/dnetctl/ctl"
 	"github.com/dockernet/cni-plugins/plugins/pkg/install"
 )
 
@@ -46,7 +45,7 @@ func TestInstallerImage(t *testing.T) {
 	out, err := runInstaller(binDir, confDir, "-pod-cidr", "10.244.5.0/24")
 	h.check("the installer runs with -pod-cidr", err)
 	h.check("it reports what it wrote", errUnless(strings.Contains(out, "network dockernet on bridge cni0, 10.244.5.0/24: 5 files written"), out))
-	for _, p := range ctl.Plugins {
+	for _, p := range install.PluginBinaries {
 		got, _ := os.ReadFile(filepath.Join(binDir, p))
 		want, _ := os.ReadFile(filepath.Join(h.bin, p))
 		h.check("plugin "+p+" is the one built", errUnless(len(got) > 0 && bytes.Equal(got, want), "differs or is missing"))

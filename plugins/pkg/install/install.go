@@ -16,10 +16,14 @@ import (
 	"path/filepath"
 )
 
+// PluginBinaries are the plugins every install copies: the one list of
+// them (make builds the folders they are in).
+var PluginBinaries = []string{"bridge", "host-local", "portmap", "loopback"}
+
 // Options says what to install where.
 type Options struct {
 	SrcBin   string   // the built plugins
-	Plugins  []string // their names, copied into BinDir
+	Plugins  []string // their names, copied into BinDir; PluginBinaries when empty
 	BinDir   string   // the runtime's plugin directory (/opt/cni/bin)
 	ConfDir  string   // the runtime's conflist directory (/etc/cni/net.d)
 	Template []byte   // the conflist to install (one of conf/)
@@ -92,7 +96,11 @@ func Run(o Options, host Host) (Result, error) {
 // (flannel, k3s): ConfDir is left as it is.
 func Plugins(o Options) ([]string, error) {
 	var written []string
-	for _, p := range o.Plugins {
+	names := o.Plugins
+	if names == nil {
+		names = PluginBinaries
+	}
+	for _, p := range names {
 		data, err := os.ReadFile(filepath.Join(o.SrcBin, p))
 		if err != nil {
 			return written, fmt.Errorf("plugin %s: %w (build it first: make build)", p, err)

@@ -193,13 +193,11 @@ func Bin(t testing.TB) string {
 		if buildErr != nil {
 			return
 		}
-		for _, p := range []string{"plugins/main/bridge", "plugins/main/loopback", "plugins/ipam/host-local", "plugins/meta/portmap", "plugins/dnetctl", "test/hello"} {
-			cmd := exec.Command("go", "build", "-o", filepath.Join(buildDir, filepath.Base(p)), "./"+p)
-			cmd.Dir = root
-			if out, err := cmd.CombinedOutput(); err != nil {
-				buildErr = fmt.Errorf("build %s: %v\n%s", p, err, out)
-				return
-			}
+		// The Makefile's MAINS: every main package under these folders.
+		cmd := exec.Command("go", "build", "-o", buildDir+"/", "./plugins/main/...", "./plugins/ipam/...", "./plugins/meta/...", "./plugins/cmd/dnetctl", "./test/hello")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("build the plugins: %v\n%s", err, out)
 		}
 	})
 	if buildErr != nil {

@@ -22,8 +22,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/dockernet/cni-plugins/plugins/dnetctl/ctl"
-	"github.com/dockernet/cni-plugins/plugins/installer/node"
+	"github.com/dockernet/cni-plugins/plugins/cmd/dnet-installer/node"
 	"github.com/dockernet/cni-plugins/plugins/pkg/install"
 )
 
@@ -74,11 +73,11 @@ func main() {
 
 func run(o options) error {
 	if o.binariesOnly {
-		written, err := install.Plugins(install.Options{SrcBin: filepath.Join(o.src, "bin"), Plugins: ctl.Plugins, BinDir: o.binDir})
+		written, err := install.Plugins(install.Options{SrcBin: filepath.Join(o.src, "bin"), BinDir: o.binDir})
 		if err != nil {
 			return err
 		}
-		fmt.Printf("dnet-installer: plugins %v in %s (the conflist is another component's): %d files written\n", ctl.Plugins, o.binDir, len(written))
+		fmt.Printf("dnet-installer: plugins %v in %s (the conflist is another component's): %d files written\n", install.PluginBinaries, o.binDir, len(written))
 		return nil
 	}
 	podCIDR := o.podCIDR
@@ -107,7 +106,7 @@ func run(o options) error {
 		return err
 	}
 	res, err := install.Run(install.Options{
-		SrcBin: filepath.Join(o.src, "bin"), Plugins: ctl.Plugins, BinDir: o.binDir, ConfDir: o.confDir,
+		SrcBin: filepath.Join(o.src, "bin"), BinDir: o.binDir, ConfDir: o.confDir,
 		Template: tmpl, FileName: filepath.Base(o.conflist), Subnet: podCIDR, ClusterCIDR: o.clusterCIDR, Exclusive: true, Log: os.Stdout,
 	}, install.NetlinkHost{})
 	if err != nil {

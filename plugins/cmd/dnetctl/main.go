@@ -5,7 +5,7 @@ package main
 import (
 	"os"
 
-	"github.com/dockernet/cni-plugins/plugins/dnetctl/ctl"
+	"github.com/dockernet/cni-plugins/plugins/cmd/dnetctl/ctl"
 )
 
 func main() { os.Exit(ctl.Main(os.Args[1:], os.Stdout, os.Stderr)) }

@@ -11,9 +11,6 @@ import (
 	"github.com/dockernet/cni-plugins/plugins/pkg/install"
 )
 
-// Plugins are the binaries dnetctl install copies.
-var Plugins = []string{"bridge", "host-local", "portmap", "loopback"}
-
 // runInstall is `dnetctl install`: the plugins into the runtime's plugin
 // directory and one conflist, for this host, into its conflist directory.
 func runInstall(args []string, stdout, stderr io.Writer) int {
@@ -39,7 +36,7 @@ func runInstall(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	res, err := install.Run(install.Options{
-		SrcBin: *src, Plugins: Plugins, BinDir: *binDir, ConfDir: *confDir,
+		SrcBin: *src, BinDir: *binDir, ConfDir: *confDir,
 		Template: tmpl, FileName: filepath.Base(*conflist), Subnet: *subnet, Bridge: *bridge, Log: stdout,
 	}, install.NetlinkHost{})
 	if err != nil {

@@ -14,7 +14,7 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-const manifestPath = "../../conf/kubernetes/dnet-installer.yaml"
+const manifestPath = "../../../conf/kubernetes/dnet-installer.yaml"
 
 // TestManifest decodes conf/kubernetes/dnet-installer.yaml strictly into
 // the Kubernetes API types (an unknown or misspelt field fails) and checks
