@@ -13,7 +13,7 @@ import (
 // notices and `dnetctl restore` puts back.
 func TestClientCnitool(t *testing.T) {
 	h := newClientHost(t, "cnitool")
-	cnitool := toolPath(t, "CNITOOL", "../.tools/bin/cnitool")
+	cnitool := cnitoolPath(t)
 	// The shipped conflist, at 1.1.0: libcni runs GC and STATUS only from
 	// that version on (the file says 1.0.0 for older runtimes).
 	var conf map[string]any

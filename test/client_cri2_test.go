@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/install"
+	"github.com/dockernet/cni-plugins/plugins/pkg/testenv"
 )
 
 // TestClientCRI2: the pods of TestClientCRI through containerd 2's CRI
@@ -19,12 +20,7 @@ import (
 // checked and printed.
 func TestClientCRI2(t *testing.T) {
 	h := newClientHost(t, "containerd 2 CRI", "ctr", "runc")
-	dir := os.Getenv("CLUSTER_TOOLS")
-	if dir == "" {
-		dir = "../.tools/cluster"
-	}
-	dir, _ = filepath.Abs(dir)
-	toolPath(t, "CONTAINERD2", filepath.Join(dir, "containerd"))
+	dir := filepath.Dir(testenv.Built(t, "CLUSTER_TOOLS", ".tools/cluster", "containerd"))
 	conf := strings.Replace(string(renderKubernetes(t, podCIDR)), `"cniVersion": "1.0.0"`, `"cniVersion": "1.1.0"`, 1)
 	if !strings.Contains(conf, `"cniVersion": "1.1.0"`) {
 		t.Fatalf("the Kubernetes conflist does not say 1.0.0 any more:\n%s", conf)

@@ -4,10 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/testenv"
 )
 
 // podCIDR is this test node's pod CIDR, as a Node object's spec.podCIDRs
@@ -30,7 +31,7 @@ func TestClientCRI(t *testing.T) {
 // returns crictl, bound to c, for more.
 func criSuite(h *clientHost, c *containerd) func(...string) (string, error) {
 	t := h.t
-	crictl := toolPath(t, "CRICTL", "../.tools/bin/crictl")
+	crictl := testenv.Built(t, "CRICTL", ".tools/bin/crictl", "")
 	cfg := filepath.Join(c.dir, "crictl.yaml")
 	writeFile(t, cfg, fmt.Sprintf("runtime-endpoint: unix://%[1]s\nimage-endpoint: unix://%[1]s\ntimeout: 30\n", c.sock))
 	cri := func(args ...string) (string, error) {
@@ -203,21 +204,4 @@ func errUnless(ok bool, msg string) error {
 		return nil
 	}
 	return fmt.Errorf("%s", msg)
-}
-
-// toolPath is a tool the Makefile installs (env wins, then .tools/).
-func toolPath(t *testing.T, env, def string) string {
-	t.Helper()
-	p := os.Getenv(env)
-	if p == "" {
-		p = def
-	}
-	abs, _ := filepath.Abs(p)
-	if _, err := os.Stat(abs); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s not found at %s (make tools installs it)", env, abs)
-		}
-		t.Skipf("%s not found at %s (make tools installs it)", env, abs)
-	}
-	return abs
 }

@@ -89,11 +89,7 @@ func (h *clientHost) addPlugin(src string) {
 // addReferencePlugin installs a reference plugin (firewall, tuning) that a
 // client's own conflist chains after ours.
 func (h *clientHost) addReferencePlugin(name string) {
-	dir := os.Getenv("REF_BIN")
-	if dir == "" {
-		dir = "../.tools/ref"
-	}
-	h.addPlugin(filepath.Join(dir, name))
+	h.addPlugin(refPlugin(h.t, name))
 }
 
 // command is args run as the client runs: in the private mount namespace
@@ -221,18 +217,25 @@ func (h *clientHost) listsMode(want string) error {
 	return err
 }
 
-// requireTools fails under CI, and skips elsewhere, when a client is not
+// requireTools stops the test (testenv.Missing) when a client is not
 // installed (scripts/install-deps.sh installs them all).
 func requireTools(t *testing.T, tools ...string) {
 	t.Helper()
 	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s is not installed; scripts/install-deps.sh installs it", tool)
-			}
-			t.Skipf("%s is not installed (scripts/install-deps.sh installs it)", tool)
-		}
+		testenv.Tool(t, tool)
 	}
+}
+
+// refPlugin is a reference plugin v1.10.0 (make tools installs them).
+func refPlugin(t *testing.T, name string) string {
+	t.Helper()
+	return testenv.Built(t, "REF_BIN", ".tools/ref", name)
+}
+
+// cnitoolPath is cnitool (make tools installs it).
+func cnitoolPath(t *testing.T) string {
+	t.Helper()
+	return testenv.Built(t, "CNITOOL", ".tools/bin/cnitool", "")
 }
 
 // Mount points the machine lacks (/opt/cni/bin on a host without CNI) are

@@ -83,17 +83,9 @@ const (
 // flannel plugin and containerd 2.
 func clusterTools(t *testing.T) string {
 	t.Helper()
-	dir := os.Getenv("CLUSTER_TOOLS")
-	if dir == "" {
-		dir = "../.tools/cluster"
-	}
+	var dir string
 	for _, tool := range []string{"etcd", "flanneld", "flannel"} {
-		if _, err := os.Stat(filepath.Join(dir, tool)); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s is not built in %s; make cluster-tools builds it", tool, dir)
-			}
-			t.Skipf("%s is not built in %s (make cluster-tools builds it)", tool, dir)
-		}
+		dir = filepath.Dir(testenv.Built(t, "CLUSTER_TOOLS", ".tools/cluster", tool))
 	}
 	requireTools(t, "unshare", "nsenter", "iptables", "nft")
 	return dir
@@ -152,11 +144,7 @@ func newCluster(t *testing.T, tools string, v clusterVariant, set string) *clust
 	}
 	plugins := []string{filepath.Join(tools, "flannel")}
 	if set == "reference" {
-		ref := os.Getenv("REF_BIN")
-		if ref == "" {
-			ref = "../.tools/ref"
-		}
-		plugins = append(plugins, filepath.Join(ref, "bridge"), filepath.Join(ref, "host-local"), filepath.Join(ref, "portmap"))
+		plugins = append(plugins, refPlugin(t, "bridge"), refPlugin(t, "host-local"), refPlugin(t, "portmap"))
 	}
 	for _, p := range plugins {
 		abs, _ := filepath.Abs(p)

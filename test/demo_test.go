@@ -37,7 +37,7 @@ func TestDemo(t *testing.T) {
 			}
 			script, _ := filepath.Abs("../scripts/demo.sh")
 			cmd := exec.Command("ip", "netns", "exec", stand.Name, "bash", script)
-			abs, _ := filepath.Abs(cnitoolPath())
+			abs := cnitoolPath(t)
 			cmd.Env = append(os.Environ(), "DEMO_SKIP_SETUP=1", "DNET_BIN="+bin, "CNITOOL="+abs, "DEMO_BACKEND="+c.backend)
 			out, err := cmd.CombinedOutput()
 			if err != nil {

@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/testenv"
 )
 
 // flavours are the iptables implementations a host may use.
@@ -47,10 +49,7 @@ func (w *world) useFlavour(flavour string) {
 	}
 	for _, ipt := range []string{"iptables", "ip6tables"} {
 		for _, suffix := range []string{"", "-save", "-restore"} {
-			target, err := exec.LookPath(ipt + "-" + flavour + suffix)
-			if err != nil {
-				w.t.Fatalf("%s-%s%s: %v (scripts/install-deps.sh installs iptables)", ipt, flavour, suffix, err)
-			}
+			target := testenv.Tool(w.t, ipt+"-"+flavour+suffix)
 			if err := os.Symlink(target, filepath.Join(dir, ipt+suffix)); err != nil {
 				w.t.Fatal(err)
 			}
@@ -118,14 +117,7 @@ func TestForwardPolicyDrop(t *testing.T) {
 // ours, as Podman's default conflist does, on a host whose FORWARD policy
 // is DROP: the whole port path still works, and DEL leaves nothing of ours.
 func TestWithReferenceFirewall(t *testing.T) {
-	fw := os.Getenv("REF_FIREWALL")
-	if fw == "" {
-		fw = "../.tools/ref/firewall"
-	}
-	if _, err := os.Stat(fw); err != nil {
-		t.Fatalf("reference firewall plugin: %v (make tools installs it)", err)
-	}
-	abs, _ := filepath.Abs(fw)
+	abs := refPlugin(t, "firewall")
 	for _, backend := range backends {
 		t.Run(backend, func(t *testing.T) {
 			t.Parallel()

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/install"
+	"github.com/dockernet/cni-plugins/plugins/pkg/testenv"
 )
 
 // TestInstallerImage builds the cluster installer image from
@@ -19,7 +20,7 @@ import (
 // node where another CNI already has cni0 it picks another bridge.
 func TestInstallerImage(t *testing.T) {
 	h := newClientHost(t, "installer image", "podman", "runc", "conmon")
-	toolPath(t, "DNET_INSTALLER", filepath.Join(h.bin, "dnet-installer"))
+	testenv.Built(t, "DNET_BIN", "bin", "dnet-installer")
 	h.podmanSetup()
 	const image = "localhost/dnet-installer:test"
 	script, _ := filepath.Abs("../scripts/installer-image.sh")

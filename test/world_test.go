@@ -247,9 +247,7 @@ type cnitoolDriver struct {
 }
 
 func (w *world) cnitool() *cnitoolDriver {
-	if _, err := os.Stat(cnitoolPath()); err != nil {
-		w.t.Fatalf("cnitool not found at %s (make tools installs it): %v", cnitoolPath(), err)
-	}
+	cnitoolPath(w.t)
 	dir := filepath.Join(w.dir, "net.d")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		w.t.Fatal(err)
@@ -260,16 +258,9 @@ func (w *world) cnitool() *cnitoolDriver {
 	return &cnitoolDriver{w: w, confDir: dir}
 }
 
-func cnitoolPath() string {
-	if p := os.Getenv("CNITOOL"); p != "" {
-		return p
-	}
-	return "../.tools/bin/cnitool"
-}
-
 func (d *cnitoolDriver) run(cmd string, c *container, ms []mapping) (string, error) {
 	capArgs, _ := json.Marshal(map[string]any{"portMappings": ms})
-	abs, _ := filepath.Abs(cnitoolPath())
+	abs := cnitoolPath(d.w.t)
 	env := append([]string{"env", "CNI_PATH=" + d.w.bin, "NETCONFPATH=" + d.confDir, "CAP_ARGS=" + string(capArgs)}, d.w.env...)
 	out, err := d.w.host.Run(append(env, abs, cmd, netName, c.ns.Path())...)
 	if err != nil {

@@ -13,18 +13,7 @@ import (
 
 // refHostLocal is the reference host-local v1.10.0, installed by make tools.
 func refHostLocal(t *testing.T) string {
-	p := os.Getenv("REF_HOSTLOCAL")
-	if p == "" {
-		p = "../../../../.tools/ref/host-local"
-	}
-	abs, err := filepath.Abs(p)
-	if err == nil {
-		_, err = os.Stat(abs)
-	}
-	if err != nil {
-		t.Fatalf("reference host-local: %v (make tools installs it)", err)
-	}
-	return filepath.Dir(abs)
+	return filepath.Dir(testenv.Built(t, "REF_BIN", ".tools/ref", "host-local"))
 }
 
 // One dataDir, our host-local and the reference's taking turns, in every
