@@ -198,7 +198,8 @@ func (l Ledger) releaseTag(tag string) error {
 }
 
 // GC drops the claims of every attachment of network whose tag is not in
-// keep.
+// keep. An owner file that does not load is reported and left as it is,
+// as every record is (attachment.Collect); the others are collected.
 func (l Ledger) GC(network string, keep map[string]bool) error {
 	lk, err := filelock.Acquire(filepath.Join(l.store.Dir, ".lock"))
 	if err != nil {
@@ -209,19 +210,22 @@ func (l Ledger) GC(network string, keep map[string]bool) error {
 	if err != nil {
 		return err
 	}
+	var errs []error
 	for _, tag := range tags {
 		if keep[tag] {
 			continue
 		}
 		var of ownerFile
-		if _, err := l.store.Load("owners", tag, &of); err != nil || of.Network != network {
+		if _, err := l.store.Load("owners", tag, &of); err != nil {
+			errs = append(errs, err)
 			continue
 		}
-		if err := l.releaseTag(tag); err != nil {
-			return err
+		if of.Network != network {
+			continue
 		}
+		errs = append(errs, l.releaseTag(tag))
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func (l Ledger) load(k Key) ([]Claim, error) {

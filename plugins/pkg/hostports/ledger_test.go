@@ -3,6 +3,9 @@ package hostports
 import (
 	"errors"
 	"net"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
@@ -104,5 +107,35 @@ func TestClaimReplaces(t *testing.T) {
 	err := l.Claim(b, wanted(b, []netfilter.Family{netfilter.IPv4}, pm("127.0.0.1", 9090, "tcp")))
 	if err == nil || err.Error() != "host port 9090/tcp on 127.0.0.1 overlaps 9090/tcp on 0.0.0.0, already published by container a (network net): a mapping on every address overlaps every other mapping of its port and protocol; pick another hostPort, or give both mappings distinct specific hostIPs" {
 		t.Errorf("conflict message: %v", err)
+	}
+}
+
+// GC reports an owner file that does not load, leaves it, and collects
+// the rest.
+func TestGCReportsUnreadableOwners(t *testing.T) {
+	dir := t.TempDir()
+	l := New(dir)
+	for _, id := range []string{"gone", "live"} {
+		if err := l.Claim(owner(id), Wanted(owner(id), netfilter.IPv4, []netfilter.PortMapping{pm("", map[string]int{"gone": 8004, "live": 8005}[id], "tcp")})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	broken := filepath.Join(dir, "hostports", "owners", owner("broken").Tag()+".json")
+	if err := os.WriteFile(broken, []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := l.GC("net", map[string]bool{owner("live").Tag(): true})
+	if err == nil || !strings.Contains(err.Error(), owner("broken").Tag()) {
+		t.Errorf("GC: %v, want the unreadable owner file named", err)
+	}
+	if _, err := os.Stat(broken); err != nil {
+		t.Errorf("the unreadable owner file was removed: %v", err)
+	}
+	// gone's port is free again; live's is not.
+	if err := l.Claim(owner("new"), Wanted(owner("new"), netfilter.IPv4, []netfilter.PortMapping{pm("", 8004, "tcp")})); err != nil {
+		t.Errorf("gone's port after GC: %v", err)
+	}
+	if err := l.Claim(owner("new2"), Wanted(owner("new2"), netfilter.IPv4, []netfilter.PortMapping{pm("", 8005, "tcp")})); err == nil {
+		t.Error("live's port was taken after GC")
 	}
 }

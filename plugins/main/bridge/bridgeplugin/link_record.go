@@ -2,6 +2,7 @@ package bridgeplugin
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/containernetworking/plugins/pkg/ip"
 
@@ -37,7 +38,8 @@ func forgetLink(n *NetConf, o netfilter.Owner) error {
 }
 
 // gcLinks deletes the veth of every recorded attachment of n not in keep,
-// and its record.
+// and its record. A record that does not load, or is not its owner's, is
+// reported and left as it is, as attachment.Collect does.
 func gcLinks(n *NetConf, keep map[string]bool) error {
 	store := state.New(n.StateDir)
 	tags, err := store.List(linkKind)
@@ -54,8 +56,12 @@ func gcLinks(n *NetConf, keep map[string]bool) error {
 			errs = append(errs, err)
 			continue
 		}
-		if rec.Owner.Network != n.Name || rec.Owner.Tag() != tag || rec.HostVeth != rec.Owner.HostVeth() {
+		if rec.Owner.Tag() != tag || rec.HostVeth != rec.Owner.HostVeth() {
+			errs = append(errs, fmt.Errorf("link record %s is not an attachment's record: left as it is", tag))
 			continue
+		}
+		if rec.Owner.Network != n.Name {
+			continue // another network's
 		}
 		if err := ip.DelLinkByName(rec.HostVeth); err != nil && !errors.Is(err, ip.ErrLinkNotFound) {
 			errs = append(errs, err)
