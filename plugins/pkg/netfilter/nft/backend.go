@@ -61,10 +61,16 @@ func (b *Backend) AddPortMappings(tx *netfilter.Txn, spec netfilter.PortMapSpec)
 
 func (b *Backend) DelPortMappings(tx *netfilter.Txn, spec netfilter.PortMapSpec) {
 	l := newLayout(b.family)
-	o := op{what: "remove ports of container " + spec.Owner.ContainerID, f: b.family, owner: spec.Owner,
-		sets: []*nftables.Set{l.hostPorts, l.hostPortsBound, l.masqAll}}
-	if spec.ContainerIP != nil {
-		o.del = l.portElems(spec)
+	b.queueDel(tx, "ports", spec.Owner, spec.ContainerIP != nil, func() []elem { return l.portElems(spec) },
+		l.hostPorts, l.hostPortsBound, l.masqAll)
+}
+
+// queueDel queues the removal of owner's elements of one kind (what):
+// those elems gives when recorded, else those of sets carrying owner's tag.
+func (b *Backend) queueDel(tx *netfilter.Txn, what string, owner netfilter.Owner, recorded bool, elems func() []elem, sets ...*nftables.Set) {
+	o := op{what: "remove " + what + " of container " + owner.ContainerID, f: b.family, owner: owner, sets: sets}
+	if recorded {
+		o.del = elems()
 	}
 	b.part(tx).queue(o)
 }
@@ -81,12 +87,8 @@ func (b *Backend) AddMasquerade(tx *netfilter.Txn, spec netfilter.MasqSpec) {
 
 func (b *Backend) DelMasquerade(tx *netfilter.Txn, spec netfilter.MasqSpec) {
 	l := newLayout(b.family)
-	o := op{what: "remove masquerade of container " + spec.Owner.ContainerID, f: b.family, owner: spec.Owner,
-		sets: []*nftables.Set{l.masqIPs, l.masqLocal, l.masqExcept}}
-	if spec.IP != nil {
-		o.del = l.masqElems(spec)
-	}
-	b.part(tx).queue(o)
+	b.queueDel(tx, "masquerade", spec.Owner, spec.IP != nil, func() []elem { return l.masqElems(spec) },
+		l.masqIPs, l.masqLocal, l.masqExcept)
 }
 
 func (b *Backend) CheckMasquerade(spec netfilter.MasqSpec) error {
@@ -109,12 +111,8 @@ func (b *Backend) AddForward(tx *netfilter.Txn, spec netfilter.ForwardSpec) {
 // elsewhere stay, as the bridge does.
 func (b *Backend) DelForward(tx *netfilter.Txn, spec netfilter.ForwardSpec) {
 	l := newLayout(b.family)
-	o := op{what: "remove forwarding rules of container " + spec.Owner.ContainerID, f: b.family, owner: spec.Owner,
-		sets: []*nftables.Set{l.fwdMembers, l.fwdProtect, l.fwdIsolate, l.fwdNoICC}}
-	if spec.IP != nil {
-		o.del = l.forwardElems(spec)
-	}
-	b.part(tx).queue(o)
+	b.queueDel(tx, "forwarding rules", spec.Owner, spec.IP != nil, func() []elem { return l.forwardElems(spec) },
+		l.fwdMembers, l.fwdProtect, l.fwdIsolate, l.fwdNoICC)
 }
 
 func (b *Backend) CheckForward(spec netfilter.ForwardSpec) error {
