@@ -73,7 +73,7 @@ func main() {
 
 func run(o options) error {
 	if o.binariesOnly {
-		written, err := install.Plugins(install.Options{SrcBin: filepath.Join(o.src, "bin"), BinDir: o.binDir})
+		written, err := install.Plugins(install.Options{SrcBin: filepath.Join(o.src, "bin"), Plugins: install.PluginBinaries, BinDir: o.binDir})
 		if err != nil {
 			return err
 		}
@@ -106,7 +106,7 @@ func run(o options) error {
 		return err
 	}
 	res, err := install.Run(install.Options{
-		SrcBin: filepath.Join(o.src, "bin"), BinDir: o.binDir, ConfDir: o.confDir,
+		SrcBin: filepath.Join(o.src, "bin"), Plugins: install.PluginBinaries, BinDir: o.binDir, ConfDir: o.confDir,
 		Template: tmpl, FileName: filepath.Base(o.conflist), Subnet: podCIDR, ClusterCIDR: o.clusterCIDR, Exclusive: true, Log: os.Stdout,
 	}, install.NetlinkHost{})
 	if err != nil {

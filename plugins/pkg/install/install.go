@@ -23,7 +23,7 @@ var PluginBinaries = []string{"bridge", "host-local", "portmap", "loopback"}
 // Options says what to install where.
 type Options struct {
 	SrcBin   string   // the built plugins
-	Plugins  []string // their names, copied into BinDir; PluginBinaries when empty
+	Plugins  []string // their names, copied into BinDir (PluginBinaries, or none)
 	BinDir   string   // the runtime's plugin directory (/opt/cni/bin)
 	ConfDir  string   // the runtime's conflist directory (/etc/cni/net.d)
 	Template []byte   // the conflist to install (one of conf/)
@@ -96,11 +96,7 @@ func Run(o Options, host Host) (Result, error) {
 // (flannel, k3s): ConfDir is left as it is.
 func Plugins(o Options) ([]string, error) {
 	var written []string
-	names := o.Plugins
-	if names == nil {
-		names = PluginBinaries
-	}
-	for _, p := range names {
+	for _, p := range o.Plugins {
 		data, err := os.ReadFile(filepath.Join(o.SrcBin, p))
 		if err != nil {
 			return written, fmt.Errorf("plugin %s: %w (build it first: make build)", p, err)

@@ -36,7 +36,7 @@ func runInstall(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	res, err := install.Run(install.Options{
-		SrcBin: *src, BinDir: *binDir, ConfDir: *confDir,
+		SrcBin: *src, Plugins: install.PluginBinaries, BinDir: *binDir, ConfDir: *confDir,
 		Template: tmpl, FileName: filepath.Base(*conflist), Subnet: *subnet, Bridge: *bridge, Log: stdout,
 	}, install.NetlinkHost{})
 	if err != nil {
