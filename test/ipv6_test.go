@@ -19,7 +19,9 @@ func testPublishedPortsIPv6(t *testing.T, w *world, d driver) {
 	if _, err := d.add(c1, ms); err != nil {
 		t.Fatalf("ADD v6a: %v", err)
 	}
-	if _, err := d.add(c2, nil); err != nil {
+	// c2 publishes one port on 0.0.0.0 and one on ::, each one family only.
+	c2ms := append(both(portV4Only, "0.0.0.0"), both(portV6Only, "::")...)
+	if _, err := d.add(c2, c2ms); err != nil {
 		t.Fatalf("ADD v6b: %v", err)
 	}
 	ip1, ip2 := containerIP6(t, c1), containerIP6(t, c2)
@@ -44,15 +46,26 @@ func testPublishedPortsIPv6(t *testing.T, w *world, d driver) {
 			if peer := w.mustReach(c2.ns, proto, ip1, helloPort); peer != ip2 {
 				t.Errorf("container to container: saw %s, want %s", peer, ip2)
 			}
+			// Wildcard families as Docker and the reference read them.
+			w.mustReach(w.client, proto, hostAddr, portV4Only)
+			w.mustNotReach(w.client, proto, hostAddr6, portV4Only)
+			w.mustReach(w.client, proto, hostAddr6, portV6Only)
+			w.mustNotReach(w.client, proto, hostAddr, portV6Only)
 		})
 	}
-	for _, c := range []*container{c1, c2} {
+	for c, ms := range map[*container][]mapping{c1: ms, c2: c2ms} {
 		if err := d.del(c, ms); err != nil {
 			t.Fatalf("DEL: %v", err)
 		}
 	}
 	w.assertGone(c1, ip1, []int{portAll, portBound})
 }
+
+// Ports published on one family's wildcard address only.
+const (
+	portV4Only = 8610
+	portV6Only = 8611
+)
 
 // TestPublishedPortsIPv6 runs the IPv6 port path with each backend.
 func TestPublishedPortsIPv6(t *testing.T) {

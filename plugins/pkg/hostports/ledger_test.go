@@ -44,6 +44,9 @@ func TestClaimOverlaps(t *testing.T) {
 		{"wildcard IPv4-only and specific IPv6", pm("", 8080, "tcp"), pm("2001:db8::1", 8080, "tcp"), v4, v6, false},
 		{"wildcard dual-stack and specific IPv6", pm("", 8080, "tcp"), pm("2001:db8::1", 8080, "tcp"), both, v6, true},
 		{"specific IPv4 and specific IPv6", pm("192.0.2.1", 8080, "tcp"), pm("2001:db8::1", 8080, "tcp"), both, both, false},
+		{"0.0.0.0 and :: (one family each)", pm("0.0.0.0", 8080, "tcp"), pm("::", 8080, "tcp"), both, both, false},
+		{"0.0.0.0 and no hostIP (both families)", pm("0.0.0.0", 8080, "tcp"), pm("", 8080, "tcp"), both, both, true},
+		{":: and a specific IPv6 address", pm("::", 8080, "tcp"), pm("2001:db8::1", 8080, "tcp"), both, both, true},
 	}
 	for _, c := range cases {
 		for _, order := range []string{"a first", "b first"} {

@@ -14,21 +14,30 @@ type PortMapping struct {
 }
 
 func (m PortMapping) String() string {
-	host := "0.0.0.0"
-	if m.HostIP != nil {
+	host := "*" // every address of both families
+	switch {
+	case m.HostIP == nil:
+	case FamilyOf(m.HostIP) == IPv6:
+		host = "[" + m.HostIP.String() + "]"
+	default:
 		host = m.HostIP.String()
 	}
 	return fmt.Sprintf("%s:%d/%s -> %d", host, m.HostPort, m.Protocol, m.ContainerPort)
 }
 
 // HostIPFor returns the host address a mapping binds in family f, whether the
-// mapping applies to f at all, and "" for every local address.
+// mapping applies to f at all, and "" for every local address. As with
+// Docker and the reference portmap, no hostIP is every address of both
+// families, 0.0.0.0 every IPv4 address only and :: every IPv6 address only.
 func HostIPFor(m PortMapping, f Family) (string, bool) {
-	if m.HostIP == nil || m.HostIP.IsUnspecified() {
+	if m.HostIP == nil {
 		return "", true
 	}
 	if FamilyOf(m.HostIP) != f {
 		return "", false
+	}
+	if m.HostIP.IsUnspecified() {
+		return "", true
 	}
 	return m.HostIP.String(), true
 }

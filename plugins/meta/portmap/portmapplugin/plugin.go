@@ -92,6 +92,15 @@ func Add(args *skel.CmdArgs) error {
 	if len(addrs) == 0 {
 		return cnierr.Config("portmap: prevResult has no container address to forward host ports to")
 	}
+	var have []netfilter.Family
+	for f := range addrs {
+		have = append(have, f)
+	}
+	for _, m := range c.mappings {
+		if !appliesTo(m, have) {
+			return cnierr.Config("portmap: hostIP %s of %s is an %s address, and the container has none of that family: publish it on an address of a family the container has, or without hostIP", m.HostIP, m, netfilter.FamilyOf(m.HostIP))
+		}
+	}
 	rec := attachment.Record[netfilter.PortMapSpec]{Backend: c.backend()}
 	if c.Backend == "" {
 		fmt.Fprintf(os.Stderr, "portmap: using the %s backend (no \"backend\" configured)\n", rec.Backend)
@@ -264,4 +273,14 @@ func GC(args *skel.CmdArgs) error {
 		err = errors.Join(err, cnierr.Wrap(rerr, "portmap: GC of the reference plugin's rules"))
 	}
 	return err
+}
+
+// appliesTo reports whether m publishes anything in one of families.
+func appliesTo(m netfilter.PortMapping, families []netfilter.Family) bool {
+	for _, f := range families {
+		if _, ok := netfilter.HostIPFor(m, f); ok {
+			return true
+		}
+	}
+	return false
 }
