@@ -129,12 +129,65 @@ func (w *world) dropLoopbackRule() {
 		w.host.MustRun(w.iptables, "-t", "raw", "-D", "PREROUTING", "-d", "127.0.0.0/8", "!", "-i", "lo", "-m", "comment", "--comment", "dnet:base", "-j", "DROP")
 		return
 	}
-	out := w.host.MustRun("nft", "-a", "list", "chain", "ip", "dnet", "prerouting")
-	m := regexp.MustCompile(`ip daddr 127\.0\.0\.0/8 drop # handle (\d+)`).FindStringSubmatch(out)
+	w.dropNFTLoopbackRule()
+}
+
+// dropNFTLoopbackRule deletes the nftables backend's loopback drop.
+func (w *world) dropNFTLoopbackRule() {
+	out := w.host.MustRun("nft", "-a", "list", "chain", "ip", "dnet", "guard")
+	m := regexp.MustCompile(`iifname != "lo" ip daddr 127\.0\.0\.0/8 drop # handle (\d+)`).FindStringSubmatch(out)
 	if m == nil {
-		w.t.Fatalf("no loopback drop in prerouting:\n%s", out)
+		w.t.Fatalf("no loopback drop in the guard chain:\n%s", out)
 	}
-	w.host.MustRun("nft", "delete", "rule", "ip", "dnet", "prerouting", "handle", m[1])
+	w.host.MustRun("nft", "delete", "rule", "ip", "dnet", "guard", "handle", m[1])
+}
+
+// TestProtectionsBeforeForward: the drops that keep the outside out come
+// before FORWARD and before any DNAT, so nothing another firewall accepts
+// earlier undoes them, with each backend and with the two plugins on
+// different backends:
+//   - with an ACCEPT for every container subnet first in FORWARD (what
+//     flannel and `ufw route allow` add), a neighbour routing to a
+//     container still reaches no port of it; the control is a
+//     nat-unprotected network, reachable through the same ACCEPT;
+//   - a neighbour sending to 127.0.0.1 reaches no 127.0.0.1 mapping
+//     whichever backend bridge and portmap each use; the control removes
+//     the drop.
+func TestProtectionsBeforeForward(t *testing.T) {
+	for _, c := range []struct{ name, bridge, portmap string }{
+		{"nftables", "nftables", "nftables"},
+		{"iptables", "iptables", "iptables"},
+		{"bridge-nftables/portmap-iptables", "nftables", "iptables"},
+		{"bridge-iptables/portmap-nftables", "iptables", "nftables"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t, c.bridge)
+			nbr := w.newNeighbour()
+			w.host.MustRun(w.iptables, "-I", "FORWARD", "1", "-d", "172.16.0.0/12", "-j", "ACCEPT")
+			keys := network{bridgeKeys: map[string]any{"ipMasqBackend": c.bridge}, portmapKeys: map[string]any{"backend": c.portmap}}
+			c1 := w.newContainer("c1")
+			ip1 := w.addTo(w.network(keys), c1, c1Mappings())
+			netU := w.network(network{name: "netu", bridge: "dnetu", subnet: "172.19.0.0/16",
+				bridgeKeys: map[string]any{"gatewayMode": "nat-unprotected", "ipMasqBackend": c.bridge}, portmapKeys: keys.portmapKeys})
+			cU := w.newContainer("cu")
+			ipU := w.addTo(netU, cU, nil)
+			for _, proto := range []string{"tcp", "udp"} {
+				w.mustNotReach(nbr, proto, ip1, helloPort)
+				w.mustReach(nbr, proto, ipU, helloPort)
+				w.mustReach(nbr, proto, hostAddrNbr, portAll) // published: still reachable
+			}
+			w.mustNotReach(nbr, "tcp", "127.0.0.1", portLocal)
+			// The control: without the drops, the neighbour gets through.
+			if c.bridge == "iptables" || c.portmap == "iptables" {
+				w.host.MustRun(w.iptables, "-t", "raw", "-D", "PREROUTING", "-d", "127.0.0.0/8", "!", "-i", "lo", "-m", "comment", "--comment", "dnet:base", "-j", "DROP")
+			}
+			if c.bridge == "nftables" || c.portmap == "nftables" {
+				w.dropNFTLoopbackRule()
+			}
+			w.mustReach(nbr, "tcp", "127.0.0.1", portLocal)
+		})
+	}
 }
 
 // TestICC: with icc off, containers of one bridge reach each other only

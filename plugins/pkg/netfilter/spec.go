@@ -78,12 +78,16 @@ type MasqSpec struct {
 // ForwardSpec is the filter half of one attachment: what may be forwarded
 // to and from one container address on its bridge.
 type ForwardSpec struct {
-	Owner   Owner
-	IP      net.IP // the container's address
-	Bridge  string
-	Protect bool // drop what reaches the address from outside the bridge, unless DNATed to a published port
-	Isolate bool // drop what comes from another isolated network, unless DNATed
-	NoICC   bool // drop what comes from another container of the same bridge, unless DNATed
+	Owner  Owner
+	IP     net.IP // the container's address
+	Bridge string
+	// Subnet is the container's subnet on the bridge: the iptables
+	// backend's direct-routing drop is per network. Records written
+	// before it have none.
+	Subnet  *net.IPNet `json:",omitempty"`
+	Protect bool       // drop what reaches the address from outside the bridge, unless DNATed to a published port
+	Isolate bool       // drop what comes from another isolated network, unless DNATed
+	NoICC   bool       // drop what comes from another container of the same bridge, unless DNATed
 	// Mode is the bridge's gateway mode that set Protect, and ModeWhy why
 	// it applies (a Kubernetes pod, the config, Docker's default): what
 	// dnetctl shows and CHECK compares. The backends read neither.

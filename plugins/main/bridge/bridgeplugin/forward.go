@@ -1,6 +1,7 @@
 package bridgeplugin
 
 import (
+	"net"
 	"os"
 	"strings"
 
@@ -14,8 +15,9 @@ import (
 func forwardSpecs(n *NetConf, o netfilter.Owner, ips []*current.IPConfig) []netfilter.ForwardSpec {
 	specs := make([]netfilter.ForwardSpec, 0, len(ips))
 	for _, ipc := range ips {
+		subnet := &net.IPNet{IP: ipc.Address.IP.Mask(ipc.Address.Mask), Mask: ipc.Address.Mask}
 		specs = append(specs, netfilter.ForwardSpec{
-			Owner: o, IP: ipc.Address.IP, Bridge: n.BrName,
+			Owner: o, IP: ipc.Address.IP, Bridge: n.BrName, Subnet: subnet,
 			Protect: n.GatewayMode == GatewayModeNAT,
 			Isolate: *n.IsolateNetworks,
 			NoICC:   !*n.ICC,

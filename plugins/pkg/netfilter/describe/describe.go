@@ -21,7 +21,7 @@ import (
 // the lines are theirs to recognise.
 type MappingState struct {
 	DNAT    []string // what DNATs the mapping; empty when nothing does
-	Forward []string // the forward drops and the FORWARD accepts for the bridge
+	Forward []string // the drops before DNAT and in FORWARD, and the FORWARD accepts for the bridge
 	Masq    []string // the masquerade of replies, hairpin and outbound traffic
 }
 
@@ -44,6 +44,12 @@ func Mapping(backend string, spec netfilter.PortMapSpec, m netfilter.PortMapping
 	if filter := countedSnapshot(f, "filter"); filter != nil {
 		for _, ch := range []string{ipt.ChainForward, ipt.ChainFilter, ipt.ChainIsolate} {
 			s.Forward = append(s.Forward, filter.Counted(ch, filter.Matching(ch, ipt.ForwardTag(bridge)))...)
+		}
+	}
+	// The iptables backend's direct-routing drop, before DNAT.
+	if mangle := countedSnapshot(f, "mangle"); mangle != nil {
+		for _, ch := range []string{ipt.ChainGuard} {
+			s.Forward = append(s.Forward, mangle.Counted(ch, mangle.Matching(ch, ipt.ForwardTag(bridge)))...)
 		}
 	}
 	return s
@@ -76,8 +82,8 @@ func describeNFT(f netfilter.Family, spec netfilter.PortMapSpec, m netfilter.Por
 	if len(elems) > 0 {
 		s.DNAT = append(elems, list("chain", nft.ChainHostPorts, "map @"+set)...)
 	}
-	s.Forward = list("chain", nft.ChainForward, " drop")
-	for _, name := range []string{nft.SetFwdMembers, nft.SetFwdProtect, nft.SetFwdIsolate, nft.SetFwdNoICC} {
+	s.Forward = append(list("chain", nft.ChainGuard, " drop"), list("chain", nft.ChainForward, " drop")...)
+	for _, name := range []string{nft.SetGuardProtect, nft.SetFwdMembers, nft.SetFwdProtect, nft.SetFwdIsolate, nft.SetFwdNoICC} {
 		s.Forward = append(s.Forward, list("set", name, tag)...)
 	}
 	for _, name := range []string{nft.SetMasqIPs, nft.SetMasqLocal, nft.SetMasqAll} {

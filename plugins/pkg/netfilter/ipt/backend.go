@@ -166,7 +166,32 @@ func dropOwnedPortRules(txn *ruleTxn, snap *Snapshot, o netfilter.Owner) {
 }
 
 func (b *Backend) AddPortMappings(tx *netfilter.Txn, spec netfilter.PortMapSpec) {
-	b.queue(tx, func() error { return b.addPortMappings(spec) })
+	b.queue(tx, func() error {
+		if err := b.addPortMappings(spec); err != nil {
+			return err
+		}
+		return b.ensureLoopbackDrop()
+	})
+}
+
+// ensureLoopbackDrop puts the raw loopback drop in place, whichever
+// backend the bridge uses: a port published on 127.0.0.1 must not be
+// reachable from a neighbour. With iptables-nft it is found over netlink
+// and costs no process.
+func (b *Backend) ensureLoopbackDrop() error {
+	r := loopbackDrop(b.family)
+	if b.nftBacked && nftHasLoopbackDrop(b.family) {
+		return nil
+	}
+	if b.checkAll([]filterRule{r}) == nil {
+		return nil
+	}
+	return b.editTable("raw", nil, func(txn *ruleTxn, snap *Snapshot) error {
+		if !snap.hasRule(r.chain, netfilter.CommentBase, "-j DROP ") {
+			txn.insert(r.chain, r.args...)
+		}
+		return nil
+	})
 }
 
 func (b *Backend) addPortMappings(spec netfilter.PortMapSpec) error {
@@ -210,6 +235,9 @@ func (b *Backend) CheckPortMappings(spec netfilter.PortMapSpec) error {
 	}
 	if err := checkBase(snap, portmapBase(spec), b.family); err != nil {
 		return err
+	}
+	if r := loopbackDrop(b.family); b.checkAll([]filterRule{r}) != nil {
+		return fmt.Errorf("%s: raw rule %q is missing from chain %s", b.family, joinArgs(r.args), r.chain)
 	}
 	chain := DNATChain(spec.Owner)
 	if !snap.chains[chain] {

@@ -160,3 +160,26 @@ func TestNFTProbeAgainstIPTablesNFT(t *testing.T) {
 		t.Error("nftBacked(/bin/true): a binary that is not iptables-nft must take the -C path")
 	}
 }
+
+// nftHasLoopbackDrop finds the raw loopback drop as iptables-nft stores
+// it, and nothing else.
+func TestNFTProbeLoopbackDrop(t *testing.T) {
+	testenv.RequireRoot(t)
+	host := testenv.NewNS(t, testenv.Prefix()+"-host")
+	probe := func() (got bool) {
+		_ = ns.WithNetNSPath(host.Path(), func(ns.NetNS) error { got = nftHasLoopbackDrop(netfilter.IPv4); return nil })
+		return got
+	}
+	if probe() {
+		t.Error("found a loopback drop on an empty host")
+	}
+	host.MustRun("iptables-nft", "-t", "raw", "-I", "PREROUTING", "-d", "127.0.0.0/8", "!", "-i", "lo", "-m", "comment", "--comment", "dnet:base", "-j", "ACCEPT")
+	if probe() {
+		t.Error("took an ACCEPT for the drop")
+	}
+	r := loopbackDrop(netfilter.IPv4)
+	host.MustRun(append([]string{"iptables-nft", "-t", "raw", "-I", r.chain}, r.args...)...)
+	if !probe() {
+		t.Errorf("missed the drop:\n%s", host.MustRun("nft", "list", "table", "ip", "raw"))
+	}
+}

@@ -1,22 +1,33 @@
 package ipt
 
-// The filter half in iptables' filter table, per network (bridge), never
-// per container: a new connection crosses a few rules per network.
+// The filter half, per network (bridge), never per container: a new
+// connection crosses a few rules per network.
 //
-//	FORWARD       -m comment --comment dnet:base -j DNET-FORWARD          appended: the host's own rules decide first
-//	DNET-FORWARD  -m comment --comment dnet:base -j DNET-FILTER           first; iptables backend only
-//	              -i br -j ACCEPT                                         leaving the bridge (to anywhere, the bridge too)
-//	              -o br -m conntrack --ctstate RELATED,ESTABLISHED,DNAT -j ACCEPT   replies, published ports
-//	DNET-FILTER   -o br ! -i br -m conntrack --ctdir ORIGINAL ! --ctstate DNAT -j DROP   direct routing
-//	              -i br ! -o br -j DNET-ISOLATE                           isolation, stage 1
-//	              -i br -o br -m conntrack ! --ctstate DNAT -j DROP       icc off
-//	DNET-ISOLATE  -o br -m conntrack ! --ctstate DNAT -j DROP             isolation, stage 2
-//	raw PREROUTING -d 127.0.0.0/8 ! -i lo -m comment --comment dnet:base -j DROP   (ip6: ::1)
+//	filter FORWARD       -m comment --comment dnet:base -j DNET-FORWARD     appended: the host's own rules decide first
+//	filter DNET-FORWARD  -m comment --comment dnet:base -j DNET-FILTER      first; iptables backend only
+//	                     -i br -j ACCEPT                                    leaving the bridge (to anywhere, the bridge too)
+//	                     -o br -m conntrack --ctstate RELATED,ESTABLISHED,DNAT -j ACCEPT   replies, published ports
+//	filter DNET-FILTER   -i br ! -o br -j DNET-ISOLATE                      isolation, stage 1
+//	                     -i br -o br -m conntrack ! --ctstate DNAT -j DROP  icc off
+//	filter DNET-ISOLATE  -o br -m conntrack ! --ctstate DNAT -j DROP        isolation, stage 2
+//	mangle PREROUTING    -m comment --comment dnet:base -j DNET-GUARD       first
+//	mangle DNET-GUARD    -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment dnet:base -j RETURN   first
+//	                     -d subnet ! -i br -m addrtype ! --dst-type LOCAL -m conntrack --ctdir ORIGINAL -j DROP   direct routing
+//	raw PREROUTING       -d 127.0.0.0/8 ! -i lo -m comment --comment dnet:base -j DROP   first (ip6: ::1)
 //
-// The raw rule is the nftables backend's prerouting drop: what arrives from
-// outside addressed to loopback is dropped before DNAT, so a neighbour
-// cannot reach a port published on 127.0.0.1, nor a container (its bridge
-// has route_localnet for such mappings) the host's loopback services.
+// The drops that keep the outside out come before any DNAT and before
+// FORWARD, where no ACCEPT another firewall put earlier in FORWARD (ufw's
+// route rules, flannel's accepts for its network) can undo them:
+//   - raw: what arrives from outside addressed to loopback, so a neighbour
+//     cannot reach a port published on 127.0.0.1, nor a container (its
+//     bridge has route_localnet for such mappings) the host's loopback
+//     services; portmap's iptables backend installs it too;
+//   - mangle, after conntrack: what arrives from outside the bridge
+//     addressed to a protected network's containers (not to the host's
+//     own address on it), unless it is a reply to a connection the
+//     container opened. Docker drops at raw, before conntrack, which
+//     cannot tell such a reply (ipMasq off, nonMasqueradeCIDRs) from
+//     direct routing.
 //
 // The iptables backend installs all of it. The nftables backend drops in
 // its own table and installs here only the base jump and the accepts, in
@@ -38,6 +49,7 @@ const (
 	ChainForward = "DNET-FORWARD"
 	ChainFilter  = "DNET-FILTER"
 	ChainIsolate = "DNET-ISOLATE"
+	ChainGuard   = "DNET-GUARD"
 )
 
 // filterRule is one rule of the filter half: where it goes and its tokens.
@@ -80,15 +92,29 @@ func ForwardTag(bridge string) string { return netfilter.TagPrefix + "fwd br=" +
 func forwardBase(f netfilter.Family, drops bool) []filterRule {
 	base := []filterRule{{chain: "FORWARD", args: []string{"-m", "comment", "--comment", netfilter.CommentBase, "-j", ChainForward}}}
 	if drops {
-		loop := "127.0.0.0/8"
-		if f == netfilter.IPv6 {
-			loop = "::1/128"
-		}
 		base = append(base,
 			filterRule{chain: ChainForward, args: []string{"-m", "comment", "--comment", netfilter.CommentBase, "-j", ChainFilter}, insert: true},
-			filterRule{chain: "PREROUTING", table: "raw", args: []string{"-d", loop, "!", "-i", "lo", "-m", "comment", "--comment", netfilter.CommentBase, "-j", "DROP"}})
+			loopbackDrop(f),
+			filterRule{chain: "PREROUTING", table: "mangle", args: []string{"-m", "comment", "--comment", netfilter.CommentBase, "-j", ChainGuard}, insert: true},
+			filterRule{chain: ChainGuard, table: "mangle", args: []string{"-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-m", "comment", "--comment", netfilter.CommentBase, "-j", "RETURN"}, insert: true})
 	}
 	return base
+}
+
+// loopbackDrop drops, before any DNAT, what arrives from outside addressed
+// to the family's loopback.
+func loopbackDrop(f netfilter.Family) filterRule {
+	return filterRule{chain: "PREROUTING", table: "raw", insert: true,
+		args: []string{"-d", f.Loopback(), "!", "-i", "lo", "-m", "comment", "--comment", netfilter.CommentBase, "-j", "DROP"}}
+}
+
+// guardDest is what a network's direct-routing drop matches: its subnet,
+// or, for a record written before subnets were recorded, the address.
+func guardDest(spec netfilter.ForwardSpec) string {
+	if spec.Subnet != nil {
+		return spec.Subnet.String()
+	}
+	return spec.IP.String() + netfilter.FamilyOf(spec.IP).HostPrefix()
 }
 
 // forwardNetRules are one network's rules.
@@ -105,7 +131,8 @@ func forwardNetRules(spec netfilter.ForwardSpec, drops bool) []filterRule {
 		return rules
 	}
 	if spec.Protect {
-		rules = append(rules, filterRule{chain: ChainFilter, args: with("-o", br, "!", "-i", br, "-m", "conntrack", "--ctdir", "ORIGINAL", "!", "--ctstate", "DNAT", "-j", "DROP")})
+		rules = append(rules, filterRule{chain: ChainGuard, table: "mangle",
+			args: with("-d", guardDest(spec), "!", "-i", br, "-m", "addrtype", "!", "--dst-type", "LOCAL", "-m", "conntrack", "--ctdir", "ORIGINAL", "-j", "DROP")})
 	}
 	if spec.Isolate {
 		rules = append(rules,
@@ -118,12 +145,12 @@ func forwardNetRules(spec netfilter.ForwardSpec, drops bool) []filterRule {
 	return rules
 }
 
-// forwardChains are the chains the rules need.
-func forwardChains(drops bool) []string {
+// forwardChains are the chains of ours the rules need, by table.
+func forwardChains(drops bool) map[string][]string {
 	if drops {
-		return []string{ChainForward, ChainFilter, ChainIsolate}
+		return map[string][]string{"filter": {ChainForward, ChainFilter, ChainIsolate}, "mangle": {ChainGuard}}
 	}
-	return []string{ChainForward}
+	return map[string][]string{"filter": {ChainForward}}
 }
 
 // ensureForward installs spec's network rules (and the base) unless they
@@ -137,16 +164,14 @@ func (b *Backend) ensureForward(spec netfilter.ForwardSpec, drops bool) error {
 	}
 	tables := []string{"filter"}
 	if drops {
-		tables = append(tables, "raw") // the loopback drop
+		tables = append(tables, "raw", "mangle") // the loopback drop; direct routing
 	}
 	for _, table := range tables {
 		err := b.editTable(table, nil, func(txn *ruleTxn, snap *Snapshot) error {
-			if table == "filter" {
-				for _, c := range forwardChains(drops) {
-					if !snap.chains[c] {
-						txn.declareChain(c)
-						snap.chains[c] = true
-					}
+			for _, c := range forwardChains(drops)[table] {
+				if !snap.chains[c] {
+					txn.declareChain(c)
+					snap.chains[c] = true
 				}
 			}
 			for _, r := range forwardBase(b.family, drops) {
@@ -159,17 +184,17 @@ func (b *Backend) ensureForward(spec netfilter.ForwardSpec, drops bool) error {
 					txn.add(r.chain, r.args...)
 				}
 			}
-			if table != "filter" {
-				return nil
-			}
+			// The network's rules in this table, replaced as a whole.
 			prefix := `"` + ForwardTag(spec.Bridge)
-			for _, c := range forwardChains(true) {
+			for _, c := range forwardChains(true)[table] {
 				for _, r := range snap.Matching(c, prefix) {
 					txn.deleteSaved(c, r)
 				}
 			}
 			for _, r := range forwardNetRules(spec, drops) {
-				txn.add(r.chain, r.args...)
+				if r.in() == table {
+					txn.add(r.chain, r.args...)
+				}
 			}
 			return nil
 		})

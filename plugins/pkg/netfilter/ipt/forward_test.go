@@ -15,8 +15,10 @@ import (
 )
 
 func fwdSpec(bridge, ip string, protect, isolate, noICC bool) netfilter.ForwardSpec {
+	addr := net.ParseIP(ip)
 	return netfilter.ForwardSpec{Owner: netfilter.Owner{Network: bridge, ContainerID: "c-" + ip, IfName: "eth0"},
-		IP: net.ParseIP(ip), Bridge: bridge, Protect: protect, Isolate: isolate, NoICC: noICC}
+		IP: addr, Bridge: bridge, Subnet: &net.IPNet{IP: addr.Mask(net.CIDRMask(24, 32)), Mask: net.CIDRMask(24, 32)},
+		Protect: protect, Isolate: isolate, NoICC: noICC}
 }
 
 // savedFilter is the filter table without counters and header comments.
@@ -60,7 +62,7 @@ func TestForwardIPTables(t *testing.T) {
 						return err
 					}
 				}
-				golden.Check(t, "forward-iptables-"+fl.name, savedTable(t, host, fl.binary, "raw")+savedFilter(t, host, fl.binary))
+				golden.Check(t, "forward-iptables-"+fl.name, savedTable(t, host, fl.binary, "raw")+savedTable(t, host, fl.binary, "mangle")+savedFilter(t, host, fl.binary))
 				if err := b.CheckForward(fwdSpec("br1", "10.2.0.2", false, true, true)); err != nil {
 					t.Errorf("CHECK after ADD: %v", err)
 				}

@@ -123,3 +123,25 @@ func masqueradesMark(r *nftables.Rule, bit int) bool {
 	}
 	return false
 }
+
+// nftHasLoopbackDrop reports whether iptables-nft's raw PREROUTING holds
+// a rule of ours (its comment dnet:base) that drops.
+func nftHasLoopbackDrop(f netfilter.Family) bool {
+	c, done, err := netfilter.NFTConn()
+	if err != nil {
+		return false
+	}
+	defer done(nil)
+	table := &nftables.Table{Name: "raw", Family: f.NFT()}
+	rules, err := c.GetRules(table, &nftables.Chain{Name: "PREROUTING", Table: table})
+	if err != nil {
+		return false
+	}
+	return anyRule(rules, func(r *nftables.Rule) bool {
+		if RuleComment(r) != netfilter.CommentBase || len(r.Exprs) == 0 {
+			return false
+		}
+		v, ok := r.Exprs[len(r.Exprs)-1].(*expr.Verdict)
+		return ok && v.Kind == expr.VerdictDrop
+	})
+}

@@ -104,6 +104,9 @@ func (l *layout) forwardElems(spec netfilter.ForwardSpec) []elem {
 	comment := spec.Owner.Comment()
 	key := append(append([]byte{}, l.addrBytes(spec.IP)...), ifname(spec.Bridge)...)
 	out := []elem{{l.fwdMembers, nftables.SetElement{Key: key, Comment: comment}}}
+	if spec.Protect {
+		out = append(out, elem{l.guardProtect, nftables.SetElement{Key: l.addrBytes(spec.IP), Comment: comment}})
+	}
 	for _, on := range []struct {
 		yes bool
 		set *nftables.Set

@@ -13,10 +13,14 @@ package nft
 //	  set masq_ips        { type ipv4_addr }         bridge ipMasq: container sources ...
 //	  set masq_local      { type ipv4_addr . ifname }  ... and the bridge they are not masqueraded on
 //	  set masq_except     { type ipv4_addr . ipv4_addr; flags interval }  ... and destinations they are not masqueraded to
-//	  chain prerouting  { type nat hook prerouting priority dstnat;
-//	    ip daddr 127.0.0.0/8 drop                    (ip6: ::1) loopback from outside: see loopbackDrop
-//	    fib daddr type local jump hostports
+//	  set guard_protect { type ipv4_addr }           container addresses of networks with direct-routing protection
+//	  chain guard { type filter hook prerouting priority mangle;           after conntrack, before any DNAT
+//	    ct state established,related accept                                 a connection's later packets skip the rest
+//	    iifname != "lo" ip daddr 127.0.0.0/8 drop    (ip6: ::1)             loopback from outside: see loopbackDrop
+//	    ct direction original ip daddr @guard_protect
+//	        ip daddr . iifname != @fwd_members drop                          direct routing from outside the bridge
 //	  }
+//	  chain prerouting  { type nat hook prerouting priority dstnat; fib daddr type local jump hostports }
 //	  chain output      { type nat hook output priority dstnat; fib daddr type local jump hostports }
 //	  chain hostports {
 //	    iifname @hairpin_ifs meta mark set meta mark | 0x2000          hairpin: from a container
@@ -44,6 +48,13 @@ package nft
 //	        ip daddr . iifname @fwd_members drop                                the same bridge, icc off
 //	  }
 //	}
+//
+// The guard chain's drops come before every DNAT and every FORWARD rule of
+// any table, so nothing another firewall accepts earlier can undo them
+// (an accept ends only its own chain; a drop is final). It runs after
+// conntrack, not at raw priority as Docker's drop does, so that a reply to
+// a connection the container opened unmasqueraded (ipMasq off,
+// nonMasqueradeCIDRs) is not taken for direct routing.
 //
 // The forward chain's one accept ends this chain for a connection's later
 // packets; it cannot override a drop in another table on the same hook
@@ -86,6 +97,8 @@ const (
 	SetFwdProtect     = "fwd_protect"
 	SetFwdIsolate     = "fwd_isolate"
 	SetFwdNoICC       = "fwd_noicc"
+	SetGuardProtect   = "guard_protect"
+	ChainGuard        = "guard"
 	ChainForward      = "forward"
 	ChainPrerouting   = "prerouting"
 	ChainOutput       = "output"
@@ -102,6 +115,7 @@ type layout struct {
 	hostPorts, hostPortsBound, hairpin, masqAll, masqIPs, masqLocal *nftables.Set
 	masqExcept                                                      *nftables.Set
 	fwdMembers, fwdProtect, fwdIsolate, fwdNoICC                    *nftables.Set
+	guardProtect                                                    *nftables.Set
 	addrType                                                        nftables.SetDatatype
 	addrLen                                                         uint32 // bytes of an address
 }
@@ -132,12 +146,13 @@ func newLayout(f netfilter.Family) *layout {
 		KeyType: nftables.MustConcatSetType(l.addrType, l.addrType)}
 	l.fwdMembers, l.fwdProtect = addrIf(SetFwdMembers), addrIf(SetFwdProtect)
 	l.fwdIsolate, l.fwdNoICC = addrIf(SetFwdIsolate), addrIf(SetFwdNoICC)
+	l.guardProtect = &nftables.Set{Table: l.table, Name: SetGuardProtect, KeyType: l.addrType}
 	return l
 }
 
 func (l *layout) sets() []*nftables.Set {
 	return []*nftables.Set{l.hostPorts, l.hostPortsBound, l.hairpin, l.masqAll, l.masqIPs, l.masqLocal, l.masqExcept,
-		l.fwdMembers, l.fwdProtect, l.fwdIsolate, l.fwdNoICC}
+		l.fwdMembers, l.fwdProtect, l.fwdIsolate, l.fwdNoICC, l.guardProtect}
 }
 
 // 32-bit register n (NFT_REG32_00 is 8); register 1 is the same memory as reg32(0).
@@ -250,7 +265,8 @@ func (l *layout) rules() map[string][][]expr.Any {
 		}, append(l.notMulticast(), &expr.Masq{})...),
 	)
 	return map[string][][]expr.Any{
-		ChainPrerouting:  {l.loopbackDrop(), fibLocalJump()},
+		ChainGuard:       l.guardRules(),
+		ChainPrerouting:  {fibLocalJump()},
 		ChainOutput:      {fibLocalJump()},
 		ChainHostPorts:   hostports,
 		ChainPostrouting: post,
@@ -261,16 +277,53 @@ func (l *layout) rules() map[string][][]expr.Any {
 // loopbackDrop drops what arrives from outside addressed to 127.0.0.0/8
 // (::1): without it, a neighbour routing such packets here would reach a
 // port published on 127.0.0.1, and a container (its bridge has
-// route_localnet for that mapping) the host's loopback services.
-// Prerouting never sees the host's own packets.
+// route_localnet for that mapping) the host's loopback services. The
+// host's own packets to its loopback come in through lo.
 func (l *layout) loopbackDrop() []expr.Any {
 	drop := &expr.Verdict{Kind: expr.VerdictDrop}
-	if l.f == netfilter.IPv4 {
-		return []expr.Any{l.daddr(1),
-			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: []byte{255, 0, 0, 0}, Xor: []byte{0, 0, 0, 0}},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{127, 0, 0, 0}}, drop}
+	notLo := []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: ifname("lo")},
 	}
-	return []expr.Any{l.daddr(1), &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: net.IPv6loopback}, drop}
+	if l.f == netfilter.IPv4 {
+		return append(notLo, l.daddr(1),
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: []byte{255, 0, 0, 0}, Xor: []byte{0, 0, 0, 0}},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{127, 0, 0, 0}}, drop)
+	}
+	return append(notLo, l.daddr(1), &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: net.IPv6loopback}, drop)
+}
+
+// guardRules are the guard chain's rules, in order: drops before any DNAT
+// and any FORWARD rule, which no accept elsewhere can undo.
+func (l *layout) guardRules() [][]expr.Any {
+	words := l.addrLen / 4
+	return [][]expr.Any{
+		established(),
+		l.loopbackDrop(),
+		{
+			&expr.Ct{Register: 1, Key: expr.CtKeyDIRECTION},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0}},
+			l.daddr(1),
+			&expr.Lookup{SourceRegister: 1, SetName: l.guardProtect.Name, SetID: l.guardProtect.ID},
+			l.daddr(1),
+			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg32(words)},
+			&expr.Lookup{SourceRegister: 1, SetName: l.fwdMembers.Name, SetID: l.fwdMembers.ID, Invert: true},
+			&expr.Verdict{Kind: expr.VerdictDrop},
+		},
+	}
+}
+
+// established accepts a connection's later packets: every drop after it
+// decides on a connection's first packet, and the rest of it skips the
+// set lookups, which cost every packet otherwise.
+func established() []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED), Xor: binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Verdict{Kind: expr.VerdictAccept},
+	}
 }
 
 // forwardRules are the forward chain's drops, in order.
@@ -293,17 +346,8 @@ func (l *layout) forwardRules() [][]expr.Any {
 		&expr.Ct{Register: 1, Key: expr.CtKeyDIRECTION},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0}},
 	}
-	// Every drop below decides on a connection's first packet; the rest of
-	// it skips the set lookups, which cost every forwarded packet otherwise.
-	established := []expr.Any{
-		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
-			Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED), Xor: binaryutil.NativeEndian.PutUint32(0)},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
-		&expr.Verdict{Kind: expr.VerdictAccept},
-	}
 	return [][]expr.Any{
-		established,
+		established(),
 		rule(original, notDNAT(),
 			in(l.daddr, expr.MetaKeyOIFNAME, l.fwdProtect, false),
 			in(l.daddr, expr.MetaKeyIIFNAME, l.fwdMembers, true)),
@@ -341,6 +385,7 @@ type chainSpec struct {
 
 func baseChains() []chainSpec {
 	return []chainSpec{
+		{ChainGuard, nftables.ChainTypeFilter, nftables.ChainHookPrerouting, nftables.ChainPriorityMangle},
 		{ChainPrerouting, nftables.ChainTypeNAT, nftables.ChainHookPrerouting, nftables.ChainPriorityNATDest},
 		{ChainOutput, nftables.ChainTypeNAT, nftables.ChainHookOutput, nftables.ChainPriorityNATDest},
 		{ChainHostPorts, "", nil, nil},
