@@ -178,10 +178,11 @@ func (c *container) owner() netfilter.Owner {
 }
 
 type mapping struct {
-	HostPort      int    `json:"hostPort"`
-	ContainerPort int    `json:"containerPort"`
-	Protocol      string `json:"protocol"`
-	HostIP        string `json:"hostIP,omitempty"`
+	HostPort      int      `json:"hostPort"`
+	ContainerPort int      `json:"containerPort"`
+	Protocol      string   `json:"protocol"`
+	HostIP        string   `json:"hostIP,omitempty"`
+	SourceRanges  []string `json:"sourceRanges,omitempty"`
 }
 
 // both publishes port on TCP and UDP to the hello server.

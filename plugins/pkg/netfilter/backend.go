@@ -104,3 +104,14 @@ type ForwardAccepts interface {
 	Ensure(f Family, bridge string) error
 	Check(f Family, bridge string) error
 }
+
+// SourceFilter is the seam for source allowlists: only an nftables set
+// checks a source against a thousand networks in one lookup, so the
+// iptables backend queues its mappings' allowlists in the nftables table
+// (nft.Backend implements it; host.New wires it where the kernel has
+// nf_tables).
+type SourceFilter interface {
+	AddSources(tx *Txn, spec PortMapSpec)
+	DelSources(tx *Txn, spec PortMapSpec)
+	CheckSources(spec PortMapSpec) error
+}

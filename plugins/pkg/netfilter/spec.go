@@ -11,6 +11,25 @@ type PortMapping struct {
 	HostPort      int
 	ContainerPort int
 	Protocol      string // tcp, udp or sctp
+	// Sources, when set, are the only source networks that reach the
+	// mapping, of either family: its sourceRanges, or the network's
+	// allowedSources. None of a family: no source of that family reaches it.
+	Sources []*net.IPNet `json:",omitempty"`
+}
+
+// SourcesIn are m's allowed sources of family f, and whether m limits
+// its sources at all.
+func (m PortMapping) SourcesIn(f Family) ([]*net.IPNet, bool) {
+	if len(m.Sources) == 0 {
+		return nil, false
+	}
+	var out []*net.IPNet
+	for _, n := range m.Sources {
+		if FamilyOf(n.IP) == f {
+			out = append(out, n)
+		}
+	}
+	return out, true
 }
 
 func (m PortMapping) String() string {

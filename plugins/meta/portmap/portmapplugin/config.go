@@ -22,6 +22,9 @@ type PortMapEntry struct {
 	ContainerPort int    `json:"containerPort"`
 	Protocol      string `json:"protocol"`
 	HostIP        string `json:"hostIP,omitempty"`
+	// SourceRanges (extension) are the only source networks that reach
+	// this mapping; they take the place of the network's allowedSources.
+	SourceRanges []string `json:"sourceRanges,omitempty"`
 }
 
 // PortMapConf is the portmap plugin's config, with the reference plugin's keys.
@@ -41,6 +44,10 @@ type PortMapConf struct {
 	// Docker does. Off by default: Podman binds every published port
 	// itself around the time the plugins run.
 	CheckHostListeners bool `json:"checkHostListeners,omitempty"`
+	// AllowedSources (extension) are the only source networks that reach
+	// this network's published ports (a mapping's sourceRanges take its
+	// place); others get nothing back. Empty: every source.
+	AllowedSources []string `json:"allowedSources,omitempty"`
 	RuntimeConfig      struct {
 		PortMaps []PortMapEntry `json:"portMappings,omitempty"`
 	} `json:"runtimeConfig,omitempty"`
@@ -93,11 +100,18 @@ func LoadConfig(stdin []byte) (*PortMapConf, error) {
 		return nil, cnierr.Config("portmap: %v", err)
 	}
 
+	allowed, err := parseSources(c.AllowedSources)
+	if err != nil {
+		return nil, cnierr.Config("portmap: allowedSources: %v", err)
+	}
 	seen := map[string]int{}
 	for i, e := range c.RuntimeConfig.PortMaps {
 		m, err := e.toMapping()
 		if err != nil {
 			return nil, cnierr.Config("portmap: portMappings[%d]: %v", i, err)
+		}
+		if m.Sources == nil {
+			m.Sources = allowed
 		}
 		key := fmt.Sprintf("%s/%d/%s", m.Protocol, m.HostPort, e.HostIP)
 		if j, dup := seen[key]; dup {
@@ -131,7 +145,59 @@ func (e PortMapEntry) toMapping() (netfilter.PortMapping, error) {
 			return m, fmt.Errorf("hostIP %q is not an IP address", e.HostIP)
 		}
 	}
+	sources, err := parseSources(e.SourceRanges)
+	if err != nil {
+		return m, fmt.Errorf("sourceRanges: %v", err)
+	}
+	m.Sources = sources
 	return m, nil
+}
+
+// parseSources reads an allowlist: CIDRs, or addresses for one host each.
+// A network inside another of the list adds nothing and is dropped (the
+// nftables set takes no overlapping ranges).
+func parseSources(list []string) ([]*net.IPNet, error) {
+	var out []*net.IPNet
+	for i, s := range list {
+		n, err := parseSource(s)
+		if err != nil {
+			return nil, fmt.Errorf("[%d] %q is not a CIDR (10.0.0.0/8, 2001:db8::/32) or an address", i, s)
+		}
+		out = append(out, n)
+	}
+	var kept []*net.IPNet
+	for i, n := range out {
+		inside := false
+		for j, o := range out {
+			ones, _ := n.Mask.Size()
+			oOnes, _ := o.Mask.Size()
+			if i != j && o.Contains(n.IP) && len(o.IP) == len(n.IP) && (oOnes < ones || (oOnes == ones && j < i)) {
+				inside = true
+				break
+			}
+		}
+		if !inside {
+			kept = append(kept, n)
+		}
+	}
+	return kept, nil
+}
+
+func parseSource(s string) (*net.IPNet, error) {
+	if _, n, err := net.ParseCIDR(s); err == nil {
+		if v4 := n.IP.To4(); v4 != nil {
+			n.IP = v4
+		}
+		return n, nil
+	}
+	ip := net.ParseIP(s)
+	if ip == nil {
+		return nil, fmt.Errorf("not an address")
+	}
+	if v4 := ip.To4(); v4 != nil {
+		return &net.IPNet{IP: v4, Mask: net.CIDRMask(32, 32)}, nil
+	}
+	return &net.IPNet{IP: ip, Mask: net.CIDRMask(128, 128)}, nil
 }
 
 func (c *PortMapConf) conditions(f netfilter.Family) []string {

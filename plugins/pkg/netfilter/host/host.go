@@ -20,9 +20,20 @@ type Host struct{ Opts netfilter.Options }
 func (h Host) New(name string, f netfilter.Family) (netfilter.Backend, error) {
 	switch strings.ToLower(name) {
 	case netfilter.NameIPTables:
-		return ipt.New(f, h.Opts)
+		b, err := ipt.New(f, h.Opts)
+		if err != nil {
+			return nil, err
+		}
+		if netfilter.NFTablesAvailable() {
+			b.Sources, _ = nft.New(f, nil) // allowlists live in the nftables table
+		}
+		return b, nil
 	case netfilter.NameNFTables:
-		return nft.New(f, ipt.Accepts{Opts: h.Opts})
+		b, err := nft.New(f, ipt.Accepts{Opts: h.Opts})
+		if err != nil {
+			return nil, err
+		}
+		return b, nil
 	case "":
 		return h.New(Resolve("", netfilter.Features{}), f)
 	}

@@ -22,6 +22,10 @@ type Backend struct {
 	restore   string
 	lockPath  string
 	nftBacked bool // iptables-nft: the base can be probed over netlink
+	// Sources holds the mappings' source allowlists (the nftables
+	// table's sets); nil where the kernel has no nf_tables, and then a
+	// mapping with an allowlist is refused.
+	Sources netfilter.SourceFilter
 }
 
 // Features: every portmap key of the reference plugin.
@@ -166,6 +170,15 @@ func dropOwnedPortRules(txn *ruleTxn, snap *Snapshot, o netfilter.Owner) {
 }
 
 func (b *Backend) AddPortMappings(tx *netfilter.Txn, spec netfilter.PortMapSpec) {
+	if limitsSources(spec) {
+		if b.Sources == nil {
+			tx.Fail(fmt.Errorf("%s: a source allowlist (allowedSources, sourceRanges) needs nf_tables, which this kernel does not answer", b.family))
+			return
+		}
+		// Queued first: the nftables share commits before iptables'
+		// steps, so the allowlist holds before the DNAT exists.
+		b.Sources.AddSources(tx, spec)
+	}
 	b.queue(tx, func() error {
 		if err := b.addPortMappings(spec); err != nil {
 			return err
@@ -210,6 +223,20 @@ func (b *Backend) addPortMappings(spec netfilter.PortMapSpec) error {
 
 func (b *Backend) DelPortMappings(tx *netfilter.Txn, spec netfilter.PortMapSpec) {
 	b.queue(tx, func() error { return b.delPortMappings(spec) })
+	// Without a record the allowlist is searched for too.
+	if b.Sources != nil && (limitsSources(spec) || spec.ContainerIP == nil) {
+		b.Sources.DelSources(tx, spec)
+	}
+}
+
+// limitsSources reports whether a mapping of spec has a source allowlist.
+func limitsSources(spec netfilter.PortMapSpec) bool {
+	for _, m := range spec.Mappings {
+		if len(m.Sources) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func (b *Backend) delPortMappings(spec netfilter.PortMapSpec) error {
@@ -238,6 +265,11 @@ func (b *Backend) CheckPortMappings(spec netfilter.PortMapSpec) error {
 	}
 	if r := loopbackDrop(b.family); b.checkAll([]filterRule{r}) != nil {
 		return fmt.Errorf("%s: raw rule %q is missing from chain %s", b.family, joinArgs(r.args), r.chain)
+	}
+	if limitsSources(spec) && b.Sources != nil {
+		if err := b.Sources.CheckSources(spec); err != nil {
+			return err
+		}
 	}
 	chain := DNATChain(spec.Owner)
 	if !snap.chains[chain] {

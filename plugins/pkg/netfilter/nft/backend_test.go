@@ -36,6 +36,7 @@ func specsFor(f netfilter.Family, id string) attachment {
 				{HostPort: 8080, ContainerPort: 80, Protocol: "tcp"},
 				{HostPort: 8053, ContainerPort: 53, Protocol: "udp", HostIP: net.ParseIP(bound)},
 				{HostPort: 9000, ContainerPort: 9000, Protocol: "sctp"},
+				{HostPort: 9443, ContainerPort: 443, Protocol: "tcp", Sources: []*net.IPNet{cidr("192.0.2.0/24"), cidr("2001:db8::/32")}},
 			},
 		},
 		masq: netfilter.MasqSpec{Owner: o, IP: net.ParseIP(ip), Bridge: "br0"},

@@ -66,6 +66,7 @@ func (l *layout) portElems(spec netfilter.PortMapSpec) []elem {
 		}
 		out = append(out, elem{set, nftables.SetElement{Key: key, Val: val, Comment: comment}})
 	}
+	out = append(out, l.sourceElems(spec)...)
 	if spec.SNAT && spec.MasqAll {
 		out = append(out, elem{l.masqAll, nftables.SetElement{Key: l.addrBytes(spec.ContainerIP), Comment: comment}})
 	}
@@ -113,6 +114,39 @@ func (l *layout) forwardElems(spec netfilter.ForwardSpec) []elem {
 	}{{spec.Protect, l.fwdProtect}, {spec.Isolate, l.fwdIsolate}, {spec.NoICC, l.fwdNoICC}} {
 		if on.yes {
 			out = append(out, elem{on.set, nftables.SetElement{Key: key, Comment: comment}})
+		}
+	}
+	return out
+}
+
+// sourceElems are the allowlist elements of spec's mappings in this
+// family: each limited port, and each source range it allows.
+func (l *layout) sourceElems(spec netfilter.PortMapSpec) []elem {
+	var out []elem
+	comment := spec.Owner.Comment()
+	seen := map[string]bool{}
+	add := func(e elem) {
+		k := e.set.Name + string(e.e.Key) + string(e.e.KeyEnd)
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, e)
+		}
+	}
+	for _, m := range spec.Mappings {
+		if _, ok := netfilter.HostIPFor(m, l.f); !ok {
+			continue
+		}
+		sources, limited := m.SourcesIn(l.f)
+		if !limited {
+			continue
+		}
+		key := append(pad4([]byte{protoNum(m.Protocol)}), pad4(port(m.HostPort))...)
+		add(elem{l.srcLimited, nftables.SetElement{Key: key, Comment: comment}})
+		for _, n := range sources {
+			first, last := netBounds(n)
+			add(elem{l.srcAllowed, nftables.SetElement{
+				Key:    append(append([]byte{}, key...), l.addrBytes(first)...),
+				KeyEnd: append(append([]byte{}, key...), l.addrBytes(last)...), Comment: comment}})
 		}
 	}
 	return out

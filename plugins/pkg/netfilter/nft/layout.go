@@ -20,6 +20,12 @@ package nft
 //	    ct direction original ip daddr @guard_protect
 //	        ip daddr . iifname != @fwd_members drop                          direct routing from outside the bridge
 //	  }
+//	  set src_limited   { type inet_proto . inet_service }                published ports with a source allowlist
+//	  set src_allowed   { type inet_proto . inet_service . ipv4_addr; flags interval }   ... and the sources each allows
+//	    (guard, last rule) fib daddr type local meta l4proto . th dport @src_limited
+//	        meta l4proto . th dport . ip saddr != @src_allowed drop         a source the allowlist refuses
+//	  chain guard_out { type filter hook output priority mangle;          the same for the host's own connections
+//	    ct state established,related accept; (the source drop) }
 //	  chain prerouting  { type nat hook prerouting priority dstnat; fib daddr type local jump hostports }
 //	  chain output      { type nat hook output priority dstnat; fib daddr type local jump hostports }
 //	  chain hostports {
@@ -98,7 +104,10 @@ const (
 	SetFwdIsolate     = "fwd_isolate"
 	SetFwdNoICC       = "fwd_noicc"
 	SetGuardProtect   = "guard_protect"
+	SetSrcLimited     = "src_limited"
+	SetSrcAllowed     = "src_allowed"
 	ChainGuard        = "guard"
+	ChainGuardOut     = "guard_out"
 	ChainForward      = "forward"
 	ChainPrerouting   = "prerouting"
 	ChainOutput       = "output"
@@ -115,7 +124,7 @@ type layout struct {
 	hostPorts, hostPortsBound, hairpin, masqAll, masqIPs, masqLocal *nftables.Set
 	masqExcept                                                      *nftables.Set
 	fwdMembers, fwdProtect, fwdIsolate, fwdNoICC                    *nftables.Set
-	guardProtect                                                    *nftables.Set
+	guardProtect, srcLimited, srcAllowed                            *nftables.Set
 	addrType                                                        nftables.SetDatatype
 	addrLen                                                         uint32 // bytes of an address
 }
@@ -147,12 +156,16 @@ func newLayout(f netfilter.Family) *layout {
 	l.fwdMembers, l.fwdProtect = addrIf(SetFwdMembers), addrIf(SetFwdProtect)
 	l.fwdIsolate, l.fwdNoICC = addrIf(SetFwdIsolate), addrIf(SetFwdNoICC)
 	l.guardProtect = &nftables.Set{Table: l.table, Name: SetGuardProtect, KeyType: l.addrType}
+	l.srcLimited = &nftables.Set{Table: l.table, Name: SetSrcLimited, Concatenation: true,
+		KeyType: nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService)}
+	l.srcAllowed = &nftables.Set{Table: l.table, Name: SetSrcAllowed, Concatenation: true, Interval: true,
+		KeyType: nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService, l.addrType)}
 	return l
 }
 
 func (l *layout) sets() []*nftables.Set {
 	return []*nftables.Set{l.hostPorts, l.hostPortsBound, l.hairpin, l.masqAll, l.masqIPs, l.masqLocal, l.masqExcept,
-		l.fwdMembers, l.fwdProtect, l.fwdIsolate, l.fwdNoICC, l.guardProtect}
+		l.fwdMembers, l.fwdProtect, l.fwdIsolate, l.fwdNoICC, l.guardProtect, l.srcLimited, l.srcAllowed}
 }
 
 // 32-bit register n (NFT_REG32_00 is 8); register 1 is the same memory as reg32(0).
@@ -265,7 +278,8 @@ func (l *layout) rules() map[string][][]expr.Any {
 		}, append(l.notMulticast(), &expr.Masq{})...),
 	)
 	return map[string][][]expr.Any{
-		ChainGuard:       l.guardRules(),
+		ChainGuard:       append(l.guardRules(), l.sourceDrop()),
+		ChainGuardOut:    {established(), l.sourceDrop()},
 		ChainPrerouting:  {fibLocalJump()},
 		ChainOutput:      {fibLocalJump()},
 		ChainHostPorts:   hostports,
@@ -310,6 +324,27 @@ func (l *layout) guardRules() [][]expr.Any {
 			&expr.Lookup{SourceRegister: 1, SetName: l.fwdMembers.Name, SetID: l.fwdMembers.ID, Invert: true},
 			&expr.Verdict{Kind: expr.VerdictDrop},
 		},
+	}
+}
+
+// sourceDrop drops a connection to a published port whose mapping limits
+// its sources (src_limited, by protocol and host port) from a source not
+// among them (src_allowed, protocol . port . source range): two lookups,
+// whatever the number of mappings or allowed networks. Before any DNAT,
+// on prerouting (from outside, hairpin) and output (from the host).
+func (l *layout) sourceDrop() []expr.Any {
+	proto := func(reg uint32) expr.Any { return &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg} }
+	dport := func(reg uint32) expr.Any {
+		return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2}
+	}
+	return []expr.Any{
+		&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)},
+		proto(1), dport(reg32(1)),
+		&expr.Lookup{SourceRegister: 1, SetName: l.srcLimited.Name, SetID: l.srcLimited.ID},
+		proto(1), dport(reg32(1)), l.saddr(reg32(2)),
+		&expr.Lookup{SourceRegister: 1, SetName: l.srcAllowed.Name, SetID: l.srcAllowed.ID, Invert: true},
+		&expr.Verdict{Kind: expr.VerdictDrop},
 	}
 }
 
@@ -386,6 +421,7 @@ type chainSpec struct {
 func baseChains() []chainSpec {
 	return []chainSpec{
 		{ChainGuard, nftables.ChainTypeFilter, nftables.ChainHookPrerouting, nftables.ChainPriorityMangle},
+		{ChainGuardOut, nftables.ChainTypeFilter, nftables.ChainHookOutput, nftables.ChainPriorityMangle},
 		{ChainPrerouting, nftables.ChainTypeNAT, nftables.ChainHookPrerouting, nftables.ChainPriorityNATDest},
 		{ChainOutput, nftables.ChainTypeNAT, nftables.ChainHookOutput, nftables.ChainPriorityNATDest},
 		{ChainHostPorts, "", nil, nil},

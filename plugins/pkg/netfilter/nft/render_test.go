@@ -107,7 +107,8 @@ func renderValue(v reflect.Value) string {
 		var fields []string
 		for i := 0; i < v.NumField(); i++ {
 			f := v.Field(i)
-			if !v.Type().Field(i).IsExported() || f.IsZero() {
+			// A set's ID names it within one batch only; the name stays.
+			if !v.Type().Field(i).IsExported() || f.IsZero() || v.Type().Field(i).Name == "SetID" {
 				continue
 			}
 			fields = append(fields, v.Type().Field(i).Name+"="+renderValue(f))
