@@ -48,7 +48,7 @@ type PortMapConf struct {
 	// this network's published ports (a mapping's sourceRanges take its
 	// place); others get nothing back. Empty: every source.
 	AllowedSources []string `json:"allowedSources,omitempty"`
-	RuntimeConfig      struct {
+	RuntimeConfig  struct {
 		PortMaps []PortMapEntry `json:"portMappings,omitempty"`
 	} `json:"runtimeConfig,omitempty"`
 
