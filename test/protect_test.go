@@ -150,6 +150,7 @@ func (w *world) dropNFTLoopbackRule() {
 //     flannel and `ufw route allow` add), a neighbour routing to a
 //     container still reaches no port of it; the control is a
 //     nat-unprotected network, reachable through the same ACCEPT;
+//   - trustedHostInterfaces lets the neighbour's link in, and no other;
 //   - a neighbour sending to 127.0.0.1 reaches no 127.0.0.1 mapping
 //     whichever backend bridge and portmap each use; the control removes
 //     the drop.
@@ -172,9 +173,17 @@ func TestProtectionsBeforeForward(t *testing.T) {
 				bridgeKeys: map[string]any{"gatewayMode": "nat-unprotected", "ipMasqBackend": c.bridge}, portmapKeys: keys.portmapKeys})
 			cU := w.newContainer("cu")
 			ipU := w.addTo(netU, cU, nil)
+			// trustedHostInterfaces: the neighbour's link may route in.
+			netT := w.network(network{name: "nett", bridge: "dnett", subnet: "172.22.0.0/16",
+				bridgeKeys: map[string]any{"trustedHostInterfaces": []string{"eth1"}, "ipMasqBackend": c.bridge}, portmapKeys: keys.portmapKeys})
+			cT := w.newContainer("ct")
+			ipT := w.addTo(netT, cT, nil)
+			w.client.MustRun("ip", "route", "add", "172.22.0.0/16", "via", hostAddr)
 			for _, proto := range []string{"tcp", "udp"} {
 				w.mustNotReach(nbr, proto, ip1, helloPort)
 				w.mustReach(nbr, proto, ipU, helloPort)
+				w.mustReach(nbr, proto, ipT, helloPort)
+				w.mustNotReach(w.client, proto, ipT, helloPort) // eth0 is not trusted: a route, but no way in
 				w.mustReach(nbr, proto, hostAddrNbr, portAll) // published: still reachable
 			}
 			w.mustNotReach(nbr, "tcp", "127.0.0.1", portLocal)

@@ -105,8 +105,11 @@ type ForwardSpec struct {
 	// before it have none.
 	Subnet  *net.IPNet `json:",omitempty"`
 	Protect bool       // drop what reaches the address from outside the bridge, unless DNATed to a published port
-	Isolate bool       // drop what comes from another isolated network, unless DNATed
-	NoICC   bool       // drop what comes from another container of the same bridge, unless DNATed
+	// Trusted are host interfaces direct routing from which Protect
+	// spares (trustedHostInterfaces: a VPN, an overlay).
+	Trusted []string `json:",omitempty"`
+	Isolate bool     // drop what comes from another isolated network, unless DNATed
+	NoICC   bool     // drop what comes from another container of the same bridge, unless DNATed
 	// Mode is the bridge's gateway mode that set Protect, and ModeWhy why
 	// it applies (a Kubernetes pod, the config, Docker's default): what
 	// dnetctl shows and CHECK compares. The backends read neither.

@@ -58,6 +58,10 @@ type NetConf struct {
 	// ICC false (Docker's enable_icc=false) blocks container-to-container
 	// traffic on the bridge, except through published ports.
 	ICC *bool `json:"icc,omitempty"`
+	// TrustedHostInterfaces (Docker's trusted_host_interfaces) are host
+	// interfaces, a VPN or an overlay, from which direct routing to the
+	// containers is allowed in spite of gatewayMode nat's protection.
+	TrustedHostInterfaces []string `json:"trustedHostInterfaces,omitempty"`
 
 	// Reference keys not implemented yet: rejected when set, never ignored.
 	Vlan                int               `json:"vlan,omitempty"`
@@ -124,6 +128,14 @@ func LoadConfig(stdin []byte, envArgs string) (*NetConf, error) {
 	}
 	if err := n.parseNonMasq(); err != nil {
 		return nil, err
+	}
+	for _, name := range n.TrustedHostInterfaces {
+		if name == "" || len(name) > 15 || strings.ContainsAny(name, "/ \t\n\x00") || name == "." || name == ".." {
+			return nil, cnierr.Config("bridge: trustedHostInterfaces: %q is not an interface name (at most 15 characters, no '/' or space)", name)
+		}
+		if name == n.BrName {
+			return nil, cnierr.Config("bridge: trustedHostInterfaces: %q is the network's own bridge, which always reaches its containers", name)
+		}
 	}
 
 	n.mac = n.RuntimeConfig.Mac

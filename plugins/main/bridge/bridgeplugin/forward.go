@@ -19,6 +19,7 @@ func forwardSpecs(n *NetConf, o netfilter.Owner, ips []*current.IPConfig) []netf
 		specs = append(specs, netfilter.ForwardSpec{
 			Owner: o, IP: ipc.Address.IP, Bridge: n.BrName, Subnet: subnet,
 			Protect: n.GatewayMode == GatewayModeNAT,
+			Trusted: n.TrustedHostInterfaces,
 			Isolate: *n.IsolateNetworks,
 			NoICC:   !*n.ICC,
 			Mode:    n.GatewayMode,

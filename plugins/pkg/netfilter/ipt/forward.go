@@ -131,6 +131,9 @@ func forwardNetRules(spec netfilter.ForwardSpec, drops bool) []filterRule {
 		return rules
 	}
 	if spec.Protect {
+		for _, ifc := range spec.Trusted {
+			rules = append(rules, filterRule{chain: ChainGuard, table: "mangle", args: with("-d", guardDest(spec), "-i", ifc, "-j", "RETURN")})
+		}
 		rules = append(rules, filterRule{chain: ChainGuard, table: "mangle",
 			args: with("-d", guardDest(spec), "!", "-i", br, "-m", "addrtype", "!", "--dst-type", "LOCAL", "-m", "conntrack", "--ctdir", "ORIGINAL", "-j", "DROP")})
 	}

@@ -132,7 +132,7 @@ func (b *Backend) AddForward(tx *netfilter.Txn, spec netfilter.ForwardSpec) {
 func (b *Backend) DelForward(tx *netfilter.Txn, spec netfilter.ForwardSpec) {
 	l := newLayout(b.family)
 	b.queueDel(tx, "forwarding rules", spec.Owner, spec.IP != nil, func() []elem { return l.forwardElems(spec) },
-		l.fwdMembers, l.fwdProtect, l.fwdIsolate, l.fwdNoICC, l.guardProtect)
+		l.fwdMembers, l.fwdProtect, l.fwdIsolate, l.fwdNoICC, l.guardProtect, l.guardTrusted)
 }
 
 func (b *Backend) CheckForward(spec netfilter.ForwardSpec) error {

@@ -107,6 +107,9 @@ func (l *layout) forwardElems(spec netfilter.ForwardSpec) []elem {
 	out := []elem{{l.fwdMembers, nftables.SetElement{Key: key, Comment: comment}}}
 	if spec.Protect {
 		out = append(out, elem{l.guardProtect, nftables.SetElement{Key: l.addrBytes(spec.IP), Comment: comment}})
+		for _, ifc := range spec.Trusted {
+			out = append(out, elem{l.guardTrusted, nftables.SetElement{Key: append(ifname(ifc), l.addrBytes(spec.IP)...), Comment: comment}})
+		}
 	}
 	for _, on := range []struct {
 		yes bool

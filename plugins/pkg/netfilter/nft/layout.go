@@ -17,8 +17,9 @@ package nft
 //	  chain guard { type filter hook prerouting priority mangle;           after conntrack, before any DNAT
 //	    ct state established,related accept                                 a connection's later packets skip the rest
 //	    iifname != "lo" ip daddr 127.0.0.0/8 drop    (ip6: ::1)             loopback from outside: see loopbackDrop
-//	    ct direction original ip daddr @guard_protect
+//	    ct direction original ip daddr @guard_protect iifname . ip daddr != @guard_trusted
 //	        ip daddr . iifname != @fwd_members drop                          direct routing from outside the bridge
+//	  set guard_trusted { type ifname . ipv4_addr }  trustedHostInterfaces: direct routing allowed from them
 //	  }
 //	  set src_limited   { type inet_proto . inet_service }                published ports with a source allowlist
 //	  set src_allowed   { type inet_proto . inet_service . ipv4_addr; flags interval }   ... and the sources each allows
@@ -41,13 +42,11 @@ package nft
 //	        ip daddr != 224.0.0.0/4 masquerade
 //	  }
 //	  set fwd_members  { type ipv4_addr . ifname }  every container address and its bridge
-//	  set fwd_protect  { type ipv4_addr . ifname }  ... of networks with direct-routing protection
+//	  set fwd_protect  { type ipv4_addr . ifname }  ... of networks with direct-routing protection (for dnetctl; guard_protect drops)
 //	  set fwd_isolate  { type ipv4_addr . ifname }  ... of networks isolated from each other
 //	  set fwd_noicc    { type ipv4_addr . ifname }  ... of networks without container-to-container traffic
 //	  chain forward { type filter hook forward priority filter; policy accept;
 //	    ct state established,related accept                                  a connection's later packets skip the lookups
-//	    ct direction original ct status & dnat == 0 ip daddr . oifname @fwd_protect
-//	        ip daddr . iifname != @fwd_members drop                             direct routing from outside the bridge
 //	    ct status & dnat == 0 ip saddr . iifname @fwd_isolate ip daddr . oifname @fwd_isolate
 //	        ip daddr . iifname != @fwd_members drop                             another isolated network
 //	    ct status & dnat == 0 ip saddr . iifname @fwd_noicc ip daddr . oifname @fwd_noicc
@@ -104,6 +103,7 @@ const (
 	SetFwdIsolate     = "fwd_isolate"
 	SetFwdNoICC       = "fwd_noicc"
 	SetGuardProtect   = "guard_protect"
+	SetGuardTrusted   = "guard_trusted"
 	SetSrcLimited     = "src_limited"
 	SetSrcAllowed     = "src_allowed"
 	ChainGuard        = "guard"
@@ -124,7 +124,7 @@ type layout struct {
 	hostPorts, hostPortsBound, hairpin, masqAll, masqIPs, masqLocal *nftables.Set
 	masqExcept                                                      *nftables.Set
 	fwdMembers, fwdProtect, fwdIsolate, fwdNoICC                    *nftables.Set
-	guardProtect, srcLimited, srcAllowed                            *nftables.Set
+	guardProtect, guardTrusted, srcLimited, srcAllowed              *nftables.Set
 	addrType                                                        nftables.SetDatatype
 	addrLen                                                         uint32 // bytes of an address
 }
@@ -156,6 +156,8 @@ func newLayout(f netfilter.Family) *layout {
 	l.fwdMembers, l.fwdProtect = addrIf(SetFwdMembers), addrIf(SetFwdProtect)
 	l.fwdIsolate, l.fwdNoICC = addrIf(SetFwdIsolate), addrIf(SetFwdNoICC)
 	l.guardProtect = &nftables.Set{Table: l.table, Name: SetGuardProtect, KeyType: l.addrType}
+	l.guardTrusted = &nftables.Set{Table: l.table, Name: SetGuardTrusted, Concatenation: true,
+		KeyType: nftables.MustConcatSetType(nftables.TypeIFName, l.addrType)}
 	l.srcLimited = &nftables.Set{Table: l.table, Name: SetSrcLimited, Concatenation: true,
 		KeyType: nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService)}
 	l.srcAllowed = &nftables.Set{Table: l.table, Name: SetSrcAllowed, Concatenation: true, Interval: true,
@@ -165,7 +167,7 @@ func newLayout(f netfilter.Family) *layout {
 
 func (l *layout) sets() []*nftables.Set {
 	return []*nftables.Set{l.hostPorts, l.hostPortsBound, l.hairpin, l.masqAll, l.masqIPs, l.masqLocal, l.masqExcept,
-		l.fwdMembers, l.fwdProtect, l.fwdIsolate, l.fwdNoICC, l.guardProtect, l.srcLimited, l.srcAllowed}
+		l.fwdMembers, l.fwdProtect, l.fwdIsolate, l.fwdNoICC, l.guardProtect, l.guardTrusted, l.srcLimited, l.srcAllowed}
 }
 
 // 32-bit register n (NFT_REG32_00 is 8); register 1 is the same memory as reg32(0).
@@ -319,6 +321,9 @@ func (l *layout) guardRules() [][]expr.Any {
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0}},
 			l.daddr(1),
 			&expr.Lookup{SourceRegister: 1, SetName: l.guardProtect.Name, SetID: l.guardProtect.ID},
+			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+			l.daddr(reg32(4)),
+			&expr.Lookup{SourceRegister: 1, SetName: l.guardTrusted.Name, SetID: l.guardTrusted.ID, Invert: true},
 			l.daddr(1),
 			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg32(words)},
 			&expr.Lookup{SourceRegister: 1, SetName: l.fwdMembers.Name, SetID: l.fwdMembers.ID, Invert: true},
@@ -377,15 +382,8 @@ func (l *layout) forwardRules() [][]expr.Any {
 		}
 		return append(out, drop)
 	}
-	original := []expr.Any{
-		&expr.Ct{Register: 1, Key: expr.CtKeyDIRECTION},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0}},
-	}
 	return [][]expr.Any{
 		established(),
-		rule(original, notDNAT(),
-			in(l.daddr, expr.MetaKeyOIFNAME, l.fwdProtect, false),
-			in(l.daddr, expr.MetaKeyIIFNAME, l.fwdMembers, true)),
 		rule(notDNAT(),
 			in(l.saddr, expr.MetaKeyIIFNAME, l.fwdIsolate, false),
 			in(l.daddr, expr.MetaKeyOIFNAME, l.fwdIsolate, false),
@@ -442,8 +440,17 @@ func (l *layout) missing(c *nftables.Conn) string {
 		}
 	}
 	sets, err := c.GetSets(l.table)
-	if err != nil || len(sets) != len(l.sets()) {
+	if err != nil {
 		return "a set"
+	}
+	have := map[string]bool{}
+	for _, s := range sets {
+		have[s.Name] = true
+	}
+	for _, s := range l.sets() {
+		if !have[s.Name] {
+			return "set " + s.Name
+		}
 	}
 	return ""
 }
