@@ -184,7 +184,7 @@ func TestProtectionsBeforeForward(t *testing.T) {
 				w.mustReach(nbr, proto, ipU, helloPort)
 				w.mustReach(nbr, proto, ipT, helloPort)
 				w.mustNotReach(w.client, proto, ipT, helloPort) // eth0 is not trusted: a route, but no way in
-				w.mustReach(nbr, proto, hostAddrNbr, portAll) // published: still reachable
+				w.mustReach(nbr, proto, hostAddrNbr, portAll)   // published: still reachable
 			}
 			w.mustNotReach(nbr, "tcp", "127.0.0.1", portLocal)
 			// The control: without the drops, the neighbour gets through.
