@@ -33,6 +33,7 @@ func main() {
 		"parallel ADDs while filling, per variant: each variant's fastest fill (test/bench/results/README.md)")
 	pluginRuns := flag.Int("plugin-runs", 3, "runs per plugin in the per-plugin breakdown")
 	only := flag.String("variants", "", "comma-separated subset of variants to run (default: all four)")
+	flag.IntVar(&allowlist, "allowlist", 0, "give the network's published ports a source allowlist of this many entries (ours only; the client is among them)")
 	flag.BoolVar(&fillMasq, "fill-masq", false, "the containers present masquerade outbound too, like the measured chain (a far longer fill for the reference iptables)")
 	readme := flag.String("readme", "", "measure nothing: copy the targets table of -out's results.md into this README")
 	flag.Parse()

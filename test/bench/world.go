@@ -115,16 +115,25 @@ func newWorld(v variant, tag string) (w *world, err error) {
 		},
 	}
 	raw, _ := json.Marshal(conf)
-	if w.list, err = libcni.ConfListFromBytes(raw); err != nil {
+	if w.fillList, err = libcni.ConfListFromBytes(raw); err != nil {
 		return nil, err
 	}
-	w.fillList = w.list
 	if !fillMasq {
 		conf["plugins"].([]any)[0].(map[string]any)["ipMasq"] = false
-		raw, _ = json.Marshal(conf)
+		raw, _ := json.Marshal(conf)
 		if w.fillList, err = libcni.ConfListFromBytes(raw); err != nil {
 			return nil, err
 		}
+		conf["plugins"].([]any)[0].(map[string]any)["ipMasq"] = true
+	}
+	// Only the measured chain gets the allowlist: the containers present
+	// are there for their mappings.
+	if allowlist > 0 {
+		conf["plugins"].([]any)[1].(map[string]any)["allowedSources"] = allowlistOf(allowlist)
+	}
+	raw, _ = json.Marshal(conf)
+	if w.list, err = libcni.ConfListFromBytes(raw); err != nil {
+		return nil, err
 	}
 	w.cni = libcni.NewCNIConfigWithCacheDir([]string{v.bin}, filepath.Join(w.dir, "cache"), nil)
 	return w, nil
@@ -184,6 +193,20 @@ func (w *world) rt(c *container) *libcni.RuntimeConf {
 // masquerade is an iptables chain of its own in the reference, which would
 // make its fill the longest part of make bench.
 var fillMasq bool
+
+// allowlist, when positive, is the size of the source allowlist
+// (allowedSources) every published port gets: the client's address, the
+// containers' subnet and the host's loopback, and distinct /32s in
+// 10.0.0.0/8 that no connection comes from.
+var allowlist int
+
+func allowlistOf(n int) []string {
+	out := []string{"192.0.2.2", "172.17.0.0/16", "127.0.0.0/8"}
+	for i := 0; len(out) < n; i++ {
+		out = append(out, fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255))
+	}
+	return out
+}
 
 // add runs the chain ADD inside the host netns and returns its duration.
 // The plugins are forked from a thread that sits in the host netns.
