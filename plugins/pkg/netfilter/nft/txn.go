@@ -160,14 +160,32 @@ func (p *part) after(ops []op) error {
 // made complete by this process.
 type baseKey netfilter.Family
 
-func queueAdd(c *nftables.Conn, elems []elem) error {
-	for _, e := range elems {
-		if err := c.SetAddElements(e.set, []nftables.SetElement{e.e}); err != nil {
+// elemsPerMessage bounds the elements of one netlink message: its
+// element list is one attribute, whose length is 16 bits, and an
+// allowlist element with its comment takes about 120 bytes. Sending them
+// a message each instead would make the kernel answer a thousand-entry
+// allowlist with a thousand acks, more than the socket buffer holds.
+const elemsPerMessage = 256
+
+// bySet calls queue for elems in runs of one set, at most
+// elemsPerMessage at a time, keeping their order.
+func bySet(elems []elem, queue func(*nftables.Set, []nftables.SetElement) error) error {
+	for i := 0; i < len(elems); {
+		j := i
+		var run []nftables.SetElement
+		for j < len(elems) && elems[j].set == elems[i].set && len(run) < elemsPerMessage {
+			run = append(run, elems[j].e)
+			j++
+		}
+		if err := queue(elems[i].set, run); err != nil {
 			return err
 		}
+		i = j
 	}
 	return nil
 }
+
+func queueAdd(c *nftables.Conn, elems []elem) error { return bySet(elems, c.SetAddElements) }
 
 // queueDelete deletes elems whether or not they exist: add (a no-op when
 // present with the same data), then delete.
@@ -175,14 +193,15 @@ func queueDelete(c *nftables.Conn, elems []elem) error {
 	if err := queueAdd(c, elems); err != nil {
 		return err
 	}
-	for _, e := range elems {
-		// An interval element is named by both ends: by its start
-		// alone, the kernel finds no such element and refuses the batch.
-		if err := c.SetDeleteElements(e.set, []nftables.SetElement{{Key: e.e.Key, KeyEnd: e.e.KeyEnd}}); err != nil {
-			return err
+	return bySet(elems, func(s *nftables.Set, es []nftables.SetElement) error {
+		keys := make([]nftables.SetElement, len(es))
+		for i, e := range es {
+			// An interval element is named by both ends: by its start
+			// alone, the kernel finds no such element and refuses the batch.
+			keys[i] = nftables.SetElement{Key: e.Key, KeyEnd: e.KeyEnd}
 		}
-	}
-	return nil
+		return c.SetDeleteElements(s, keys)
+	})
 }
 
 // queueByComment dumps sets and queues the deletion of the elements
@@ -199,10 +218,12 @@ func queueByComment(c netfilter.NFTSession, o netfilter.Owner, sets []*nftables.
 				mine = append(mine, nftables.SetElement{Key: e.Key, KeyEnd: e.KeyEnd})
 			}
 		}
-		if len(mine) > 0 {
-			if err := c.SetDeleteElements(s, mine); err != nil {
+		for len(mine) > 0 {
+			n := min(len(mine), elemsPerMessage)
+			if err := c.SetDeleteElements(s, mine[:n]); err != nil {
 				return err
 			}
+			mine = mine[n:]
 		}
 	}
 	return nil

@@ -81,3 +81,36 @@ func TestTxnWithTheKernel(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A thousand-entry allowlist is one transaction the kernel takes: its
+// elements go a few hundred to a message, not one message (and one ack)
+// each, which overflowed the socket buffer.
+func TestLargeAllowlistWithTheKernel(t *testing.T) {
+	testenv.RequireRoot(t)
+	host := testenv.NewNS(t, testenv.Prefix()+"-host")
+	m := netfilter.PortMapping{HostPort: 8080, ContainerPort: 80, Protocol: "tcp"}
+	for i := 0; i < 1000; i++ {
+		m.Sources = append(m.Sources, &net.IPNet{IP: net.IPv4(10, byte(i>>8), byte(i), 0).To4(), Mask: net.CIDRMask(24, 32)})
+	}
+	spec := netfilter.PortMapSpec{Owner: netfilter.Owner{Network: "net", ContainerID: "big", IfName: "eth0"},
+		ContainerIP: net.ParseIP("10.66.0.2"), Mappings: []netfilter.PortMapping{m}}
+	err := ns.WithNetNSPath(host.Path(), func(ns.NetNS) error {
+		b, err := New(netfilter.IPv4, nil)
+		if err != nil {
+			return err
+		}
+		if err := netfilter.Do(func(tx *netfilter.Txn) { b.AddPortMappings(tx, spec) }); err != nil {
+			return err
+		}
+		if err := b.CheckPortMappings(spec); err != nil {
+			return err
+		}
+		return netfilter.Do(func(tx *netfilter.Txn) { b.DelPortMappings(tx, spec) })
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := host.MustRun("nft", "list", "set", "ip", "dnet", "src_allowed"); strings.Contains(out, "10.0.") {
+		t.Errorf("elements left after DEL:\n%s", out)
+	}
+}
