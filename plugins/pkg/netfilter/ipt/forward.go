@@ -10,9 +10,8 @@ package ipt
 //	filter DNET-FILTER   -i br ! -o br -j DNET-ISOLATE                      isolation, stage 1
 //	                     -i br -o br -m conntrack ! --ctstate DNAT -j DROP  icc off
 //	filter DNET-ISOLATE  -o br -m conntrack ! --ctstate DNAT -j DROP        isolation, stage 2
-//	mangle PREROUTING    -m comment --comment dnet:base -j DNET-GUARD       first
-//	mangle DNET-GUARD    -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment dnet:base -j RETURN   first
-//	                     -d subnet ! -i br -m addrtype ! --dst-type LOCAL -m conntrack --ctdir ORIGINAL -j DROP   direct routing
+//	mangle PREROUTING    -m comment --comment dnet:base -j DNET-GUARD       first; only with a protected network
+//	mangle DNET-GUARD    -d subnet ! -i br -m addrtype ! --dst-type LOCAL -m conntrack --ctdir ORIGINAL -j DROP   direct routing
 //	raw PREROUTING       -d 127.0.0.0/8 ! -i lo -m comment --comment dnet:base -j DROP   first (ip6: ::1)
 //
 // The drops that keep the outside out come before any DNAT and before
@@ -88,15 +87,19 @@ func forwardComment(spec netfilter.ForwardSpec, drops bool) string {
 // ForwardTag starts the comment of every rule of bridge's network.
 func ForwardTag(bridge string) string { return netfilter.TagPrefix + "fwd br=" + bridge + " " }
 
-// forwardBase is what every network's rules rely on.
-func forwardBase(f netfilter.Family, drops bool) []filterRule {
+// forwardBase is what spec's network's rules rely on. The mangle jump is
+// there only for a protected network: it costs every packet the host
+// receives, so a host without one does not pay it.
+func forwardBase(f netfilter.Family, spec netfilter.ForwardSpec, drops bool) []filterRule {
 	base := []filterRule{{chain: "FORWARD", args: []string{"-m", "comment", "--comment", netfilter.CommentBase, "-j", ChainForward}}}
 	if drops {
 		base = append(base,
 			filterRule{chain: ChainForward, args: []string{"-m", "comment", "--comment", netfilter.CommentBase, "-j", ChainFilter}, insert: true},
-			loopbackDrop(f),
-			filterRule{chain: "PREROUTING", table: "mangle", args: []string{"-m", "comment", "--comment", netfilter.CommentBase, "-j", ChainGuard}, insert: true},
-			filterRule{chain: ChainGuard, table: "mangle", args: []string{"-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-m", "comment", "--comment", netfilter.CommentBase, "-j", "RETURN"}, insert: true})
+			loopbackDrop(f))
+	}
+	if drops && spec.Protect {
+		base = append(base,
+			filterRule{chain: "PREROUTING", table: "mangle", args: []string{"-m", "comment", "--comment", netfilter.CommentBase, "-j", ChainGuard}, insert: true})
 	}
 	return base
 }
@@ -149,35 +152,46 @@ func forwardNetRules(spec netfilter.ForwardSpec, drops bool) []filterRule {
 }
 
 // forwardChains are the chains of ours the rules need, by table.
-func forwardChains(drops bool) map[string][]string {
-	if drops {
+func forwardChains(spec netfilter.ForwardSpec, drops bool) map[string][]string {
+	switch {
+	case drops && spec.Protect:
 		return map[string][]string{"filter": {ChainForward, ChainFilter, ChainIsolate}, "mangle": {ChainGuard}}
+	case drops:
+		return map[string][]string{"filter": {ChainForward, ChainFilter, ChainIsolate}}
 	}
 	return map[string][]string{"filter": {ChainForward}}
 }
+
+// ourChains are every chain of ours, by table: where a network's old
+// rules may be.
+var ourChains = map[string][]string{"filter": {ChainForward, ChainFilter, ChainIsolate}, "mangle": {ChainGuard}}
 
 // ensureForward installs spec's network rules (and the base) unless they
 // are all in place already: one iptables-restore of -C lines changes
 // nothing and fails if one is missing, and only then are the tables read
 // and rewritten.
 func (b *Backend) ensureForward(spec netfilter.ForwardSpec, drops bool) error {
-	want := append(forwardBase(b.family, drops), forwardNetRules(spec, drops)...)
+	want := append(forwardBase(b.family, spec, drops), forwardNetRules(spec, drops)...)
 	if b.checkAll(want) == nil {
 		return nil
 	}
 	tables := []string{"filter"}
 	if drops {
-		tables = append(tables, "raw", "mangle") // the loopback drop; direct routing
+		tables = append(tables, "raw") // the loopback drop
+	}
+	// Direct routing: the network's drop, or an old one to remove.
+	if drops && (spec.Protect || b.hasChain("mangle", ChainGuard)) {
+		tables = append(tables, "mangle")
 	}
 	for _, table := range tables {
 		err := b.editTable(table, nil, func(txn *ruleTxn, snap *Snapshot) error {
-			for _, c := range forwardChains(drops)[table] {
+			for _, c := range forwardChains(spec, drops)[table] {
 				if !snap.chains[c] {
 					txn.declareChain(c)
 					snap.chains[c] = true
 				}
 			}
-			for _, r := range forwardBase(b.family, drops) {
+			for _, r := range forwardBase(b.family, spec, drops) {
 				if r.in() != table || snap.hasRule(r.chain, netfilter.CommentBase, "-j "+r.args[len(r.args)-1]+" ") {
 					continue
 				}
@@ -189,7 +203,7 @@ func (b *Backend) ensureForward(spec netfilter.ForwardSpec, drops bool) error {
 			}
 			// The network's rules in this table, replaced as a whole.
 			prefix := `"` + ForwardTag(spec.Bridge)
-			for _, c := range forwardChains(true)[table] {
+			for _, c := range ourChains[table] {
 				for _, r := range snap.Matching(c, prefix) {
 					txn.deleteSaved(c, r)
 				}
@@ -226,7 +240,7 @@ func (b *Backend) checkAll(rules []filterRule) error {
 
 // checkForward reports the first of spec's rules that is missing.
 func (b *Backend) checkForward(spec netfilter.ForwardSpec, drops bool) error {
-	want := append(forwardBase(b.family, drops), forwardNetRules(spec, drops)...)
+	want := append(forwardBase(b.family, spec, drops), forwardNetRules(spec, drops)...)
 	err := b.checkAll(want)
 	if err == nil {
 		return nil
@@ -248,3 +262,13 @@ func (b *Backend) AddForward(tx *netfilter.Txn, spec netfilter.ForwardSpec) {
 func (b *Backend) DelForward(*netfilter.Txn, netfilter.ForwardSpec) {}
 
 func (b *Backend) CheckForward(spec netfilter.ForwardSpec) error { return b.checkForward(spec, true) }
+
+// hasChain reports whether table already holds chain: over netlink with
+// iptables-nft; with iptables-legacy, whether the table is loaded at all
+// (reading it would load it, and hook every packet).
+func (b *Backend) hasChain(table, chain string) bool {
+	if b.nftBacked {
+		return b.nftHasAnyChain(table, []string{chain})
+	}
+	return LegacyTablePresent(b.family, table)
+}
