@@ -7,6 +7,8 @@ import (
 	"syscall"
 
 	"github.com/google/nftables"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // Every nf_tables request of a process, whichever package makes it, goes
@@ -53,7 +55,7 @@ func NFTConn() (c NFTSession, done func(error), err error) {
 	}
 	conn := nftSocks.byNS[st.Ino]
 	if conn == nil {
-		if conn, err = nftables.New(nftables.AsLasting()); err != nil {
+		if conn, err = nftables.New(nftables.AsLasting(), nftables.WithSockOptions(bigBuffers)); err != nil {
 			nftSocks.Unlock()
 			return c, nil, err
 		}
@@ -82,3 +84,30 @@ var NFTablesAvailable = sync.OnceValue(func() bool {
 	done(err)
 	return err == nil
 })
+
+// batchBuffer is the socket buffer a transaction may fill. A batch is one
+// sendmsg, which the kernel refuses when it exceeds the send buffer
+// (208 KiB by default): ten mappings with a thousand-entry allowlist each
+// are about 1.2 MB. Plugins run as root, so the FORCE options lift the
+// system's limit for this socket alone.
+const batchBuffer = 16 << 20
+
+func bigBuffers(c *netlink.Conn) error {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return nil // not a real socket (tests): keep the default
+	}
+	var serr error
+	err = raw.Control(func(fd uintptr) {
+		for _, opt := range []int{unix.SO_SNDBUFFORCE, unix.SO_RCVBUFFORCE} {
+			if e := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, opt, batchBuffer); e != nil {
+				serr = e
+			}
+		}
+	})
+	if err == nil && serr != nil { // not root: as large as the system allows
+		_ = c.SetWriteBuffer(batchBuffer)
+		_ = c.SetReadBuffer(batchBuffer)
+	}
+	return nil
+}
