@@ -21,6 +21,8 @@ func testPublishedPortsIPv6(t *testing.T, w *world, d driver) {
 	}
 	// c2 publishes one port on 0.0.0.0 and one on ::, each one family only.
 	c2ms := append(both(portV4Only, "0.0.0.0"), both(portV6Only, "::")...)
+	// And one only the client may reach, by its IPv6 address.
+	c2ms = append(c2ms, withSources(both(portAllow6, ""), clientAddr6)...)
 	if _, err := d.add(c2, c2ms); err != nil {
 		t.Fatalf("ADD v6b: %v", err)
 	}
@@ -51,6 +53,13 @@ func testPublishedPortsIPv6(t *testing.T, w *world, d driver) {
 			w.mustNotReach(w.client, proto, hostAddr6, portV4Only)
 			w.mustReach(w.client, proto, hostAddr6, portV6Only)
 			w.mustNotReach(w.client, proto, hostAddr, portV6Only)
+			// A source allowlist over IPv6: the client in; a container
+			// (hairpin) and the host out; over IPv4, the list has no
+			// entry of the family, so no source gets in.
+			w.mustReach(w.client, proto, hostAddr6, portAllow6)
+			w.mustNotReach(c1.ns, proto, hostAddr6, portAllow6)
+			w.mustNotReach(w.host, proto, hostAddr6, portAllow6)
+			w.mustNotReach(w.client, proto, hostAddr, portAllow6)
 		})
 	}
 	for c, ms := range map[*container][]mapping{c1: ms, c2: c2ms} {
@@ -65,6 +74,7 @@ func testPublishedPortsIPv6(t *testing.T, w *world, d driver) {
 const (
 	portV4Only = 8610
 	portV6Only = 8611
+	portAllow6 = 8612 // published with an IPv6 source allowlist
 )
 
 // TestPublishedPortsIPv6 runs the IPv6 port path with each backend.
