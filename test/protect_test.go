@@ -339,3 +339,36 @@ func TestGatewayModeFollowsKubernetes(t *testing.T) {
 		})
 	}
 }
+
+// TestICCIPv6: with icc off on a dual-stack network, where br_netfilter
+// passes bridged IPv4 frames through the IP hooks and not IPv6 ones, the
+// bridge turns bridge-nf-call-ip6tables on, and two containers reach
+// each other over IPv6 only through published ports, as over IPv4. (The
+// control, icc on, is TestPublishedPortsIPv6's container to container.)
+func TestICCIPv6(t *testing.T) {
+	if _, err := os.Stat("/proc/sys/net/bridge/bridge-nf-call-ip6tables"); err != nil {
+		t.Skip("no br_netfilter in this kernel")
+	}
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t, backend)
+			w.dualStack()
+			w.host.MustRun("sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1")
+			w.host.MustRun("sysctl", "-qw", "net.bridge.bridge-nf-call-ip6tables=0")
+			conf := w.network(network{file: "dual-stack/10-docker0.conflist", bridgeKeys: map[string]any{"icc": false}})
+			n1, n2 := w.newContainer("a"), w.newContainer("b")
+			w.addTo(conf, n1, nil)
+			w.addTo(conf, n2, both(8093, ""))
+			ip2 := containerIP6(t, n2)
+			w.waitServing(n2, ip2)
+			if got := strings.TrimSpace(w.host.MustRun("sysctl", "-n", "net.bridge.bridge-nf-call-ip6tables")); got != "1" {
+				t.Errorf("bridge-nf-call-ip6tables is %s after ADD, want 1", got)
+			}
+			for _, proto := range []string{"tcp", "udp"} {
+				w.mustNotReach(n1.ns, proto, ip2, helloPort)
+				w.mustReach(n1.ns, proto, hostAddr6, 8093)
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package bridgeplugin
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/dockernet/cni-plugins/plugins/pkg/attachment"
 	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+	"github.com/dockernet/cni-plugins/plugins/pkg/procsys"
 )
 
 func forwardSpecs(n *NetConf, o netfilter.Owner, ips []*current.IPConfig) []netfilter.ForwardSpec {
@@ -76,4 +78,25 @@ func checkGatewayMode(n *NetConf, o netfilter.Owner) error {
 func brNetfilter() bool {
 	v, err := os.ReadFile("/proc/sys/net/bridge/bridge-nf-call-iptables")
 	return err == nil && strings.TrimSpace(string(v)) == "1"
+}
+
+// iccForIPv6 makes icc: false hold for IPv6 too. Where br_netfilter
+// passes bridged IPv4 frames through the IP hooks (so the bridge relies
+// on its forward drops, not on isolated ports) but not IPv6 ones, IPv6
+// between two containers of the bridge would pass unfiltered: as Docker
+// does, it turns bridge-nf-call-ip6tables on, and says so.
+func iccForIPv6(n *NetConf, result *current.Result) error {
+	if *n.ICC || !brNetfilter() || !hasIPv6(result) {
+		return nil
+	}
+	const key = "net/bridge/bridge-nf-call-ip6tables"
+	v, err := os.ReadFile("/proc/sys/" + key)
+	if err != nil || strings.TrimSpace(string(v)) == "1" {
+		return nil
+	}
+	if err := procsys.Set(key, "1"); err != nil {
+		return cnierr.Wrap(err, "bridge: icc false for IPv6: set "+key)
+	}
+	fmt.Fprintf(os.Stderr, "bridge: icc is false and bridge-nf-call-iptables is on: turned net.bridge.bridge-nf-call-ip6tables on too, so that IPv6 between containers of %s is filtered as IPv4 is\n", n.BrName)
+	return nil
 }

@@ -105,6 +105,9 @@ func Add(args *skel.CmdArgs) (err error) {
 		if err := configureL3(n, args, result, netns, br); err != nil {
 			return err
 		}
+		if err := iccForIPv6(n, result); err != nil {
+			return err
+		}
 		// Masquerade and forwarding: one netfilter transaction.
 		env := attachment.HostEnv(n.StateDir)
 		change := env.Begin("bridge")
