@@ -14,7 +14,8 @@
 //     the same transaction, before the new state is added.
 //   - If the commit fails, everything the change installed is removed in a
 //     second transaction (removals succeed when there is nothing to
-//     remove), and the records it wrote are deleted.
+//     remove), and then the records it wrote are deleted; if that removal
+//     fails too, the records stay, for DEL or GC.
 //   - Remove deletes what the record says, through the backend it names,
 //     and the record once that has landed. Without a record (lost, or the
 //     state was never recorded) it asks every available backend to find

@@ -2,6 +2,7 @@ package attachment
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
@@ -47,7 +48,12 @@ func (c *Change) Commit() error {
 			for i := len(c.undo) - 1; i >= 0; i-- {
 				c.undo[i](&undo)
 			}
-			_ = undo.Commit()
+			// A record goes only once what it describes is gone: if the
+			// undo fails too (a killed iptables-restore, say), the records
+			// stay for the runtime's DEL or a GC to find the state by.
+			if uerr := undo.Commit(); uerr != nil {
+				return cnierr.Wrap(fmt.Errorf("%w; undoing it failed too, so its records stay for DEL or GC: %v", err, uerr), c.label)
+			}
 		}
 		for i := len(c.failure) - 1; i >= 0; i-- {
 			c.failure[i]()

@@ -67,3 +67,20 @@ func TestChangeUndoesEveryKind(t *testing.T) {
 		t.Error("a failed change left a record")
 	}
 }
+
+// When undoing a failed change fails too, its records stay: the state
+// they describe may still be there, and only they let DEL or GC find it.
+func TestFailedUndoKeepsTheRecords(t *testing.T) {
+	env, h := newEnv(t)
+	h.failOn["iptables IPv4 add-fwd 10.0.0.2"] = true
+	h.failOn["iptables IPv4 del-masq 10.0.0.2"] = true
+	c := env.Begin("bridge")
+	Masquerade.Install(c, owner, masqRecord("iptables", "10.0.0.2"))
+	Forwarding.Install(c, owner, Record[netfilter.ForwardSpec]{Backend: "iptables", Specs: []netfilter.ForwardSpec{{Owner: owner, IP: net.ParseIP("10.0.0.2")}}})
+	if err := c.Commit(); err == nil || !strings.Contains(err.Error(), "records stay") {
+		t.Fatalf("Commit: %v, want the failed undo named", err)
+	}
+	if !recorded(t, env, "masq") || !recorded(t, env, "forward") {
+		t.Error("a record went although undoing its state failed")
+	}
+}
