@@ -65,26 +65,6 @@ func (b *Backend) DelPortMappings(tx *netfilter.Txn, spec netfilter.PortMapSpec)
 		l.hostPorts, l.hostPortsBound, l.masqAll, l.srcLimited, l.srcAllowed)
 }
 
-// AddSources queues the allowlists of spec's mappings alone: the
-// netfilter.SourceFilter the iptables backend uses.
-func (b *Backend) AddSources(tx *netfilter.Txn, spec netfilter.PortMapSpec) {
-	l := newLayout(b.family)
-	b.part(tx).queue(op{what: "source allowlist of container " + spec.Owner.ContainerID, f: b.family, add: l.sourceElems(spec)})
-}
-
-// DelSources queues the removal of spec's allowlists.
-func (b *Backend) DelSources(tx *netfilter.Txn, spec netfilter.PortMapSpec) {
-	l := newLayout(b.family)
-	b.queueDel(tx, "source allowlist", spec.Owner, spec.ContainerIP != nil, func() []elem { return l.sourceElems(spec) },
-		l.srcLimited, l.srcAllowed)
-}
-
-// CheckSources verifies spec's allowlists.
-func (b *Backend) CheckSources(spec netfilter.PortMapSpec) error {
-	l := newLayout(b.family)
-	return b.check(l, l.sourceElems(spec), "source allowlist")
-}
-
 // queueDel queues the removal of owner's elements of one kind (what):
 // those elems gives when recorded, else those of sets carrying owner's tag.
 func (b *Backend) queueDel(tx *netfilter.Txn, what string, owner netfilter.Owner, recorded bool, elems func() []elem, sets ...*nftables.Set) {
