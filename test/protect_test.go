@@ -372,3 +372,49 @@ func TestICCIPv6(t *testing.T) {
 		})
 	}
 }
+
+// TestGatewayModeIsolated: on a network with gatewayMode isolated, as
+// Docker 28 defines it, the bridge has no address and the containers no
+// default route: they reach each other, and nothing else (the client
+// outside, the host) reaches them or is reached by them; the control is
+// the default network, where the same probes pass.
+func TestGatewayModeIsolated(t *testing.T) {
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t, backend)
+			w.host.Start(filepath.Join(w.bin, "hello"), "serve", "-bind", hostAddr, "-port", "7501")
+			iso := w.network(network{name: "iso", bridge: "dneti", subnet: "172.23.0.0/16",
+				bridgeKeys: map[string]any{"gatewayMode": "isolated"}})
+			a, b := w.newContainer("a"), w.newContainer("b")
+			for _, c := range []*container{a, b} {
+				if _, err := w.libcniFor(iso).add(c, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ipA, ipB := containerIP(t, a), containerIP(t, b)
+			// Only a container can tell b's server is up.
+			testenv.Eventually(t, 10*time.Second, "hello server in b", func() error {
+				_, err := w.request(a.ns, "tcp", ipB, helloPort)
+				return err
+			})
+			if out := w.host.MustRun("ip", "-o", "addr", "show", "dev", "dneti"); strings.Contains(out, "inet ") {
+				t.Errorf("the isolated bridge has an address:\n%s", out)
+			}
+			if out := a.ns.MustRun("ip", "route", "show", "default"); strings.TrimSpace(out) != "" {
+				t.Errorf("a container of the isolated network has a default route: %s", out)
+			}
+			w.client.MustRun("ip", "route", "add", "172.23.0.0/16", "via", hostAddr)
+			for _, proto := range []string{"tcp", "udp"} {
+				w.mustReach(a.ns, proto, ipB, helloPort)
+				w.mustNotReach(w.client, proto, ipA, helloPort)
+				w.mustNotReach(w.host, proto, ipA, helloPort)
+			}
+			w.mustNotReach(a.ns, "tcp", hostAddr, 7501)
+			// The control: a container of the default network reaches the host's service.
+			c := w.newContainer("c")
+			w.addTo(w.conflist(""), c, nil)
+			w.mustReach(c.ns, "tcp", hostAddr, 7501)
+		})
+	}
+}

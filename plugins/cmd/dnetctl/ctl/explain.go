@@ -121,8 +121,11 @@ func (p published) explain(w io.Writer) {
 	hop(5, "FORWARD: what the filter half lets through (its drops spare DNATed connections)")
 	if p.mode != "" {
 		reach := "from outside its bridge, only the published ports reach the container"
-		if p.mode == "nat-unprotected" {
+		switch p.mode {
+		case "nat-unprotected":
 			reach = "the container is reachable by address from outside its bridge too"
+		case "isolated":
+			reach = "nothing from outside its bridge reaches the container"
 		}
 		fmt.Fprintf(w, "   gatewayMode %s (%s): %s\n", p.mode, p.modeWhy, reach)
 	}

@@ -110,10 +110,11 @@ func LoadConfig(stdin []byte, envArgs string) (*NetConf, error) {
 	}
 	n.chooseGatewayMode(envArgs)
 	switch n.GatewayMode {
-	case GatewayModeNAT, GatewayModeNATUnprotected:
+	case GatewayModeNAT, GatewayModeNATUnprotected, GatewayModeIsolated:
 	default:
-		return nil, cnierr.Config("bridge: gatewayMode %q is not supported: use %q (the default) or %q", n.GatewayMode, GatewayModeNAT, GatewayModeNATUnprotected)
+		return nil, cnierr.Config("bridge: gatewayMode %q is not supported: use %q (the default), %q or %q", n.GatewayMode, GatewayModeNAT, GatewayModeNATUnprotected, GatewayModeIsolated)
 	}
+	n.applyIsolated()
 	yes := true
 	if n.IsolateNetworks == nil {
 		n.IsolateNetworks = &yes

@@ -20,7 +20,7 @@ func forwardSpecs(n *NetConf, o netfilter.Owner, ips []*current.IPConfig) []netf
 		subnet := &net.IPNet{IP: ipc.Address.IP.Mask(ipc.Address.Mask), Mask: ipc.Address.Mask}
 		specs = append(specs, netfilter.ForwardSpec{
 			Owner: o, IP: ipc.Address.IP, Bridge: n.BrName, Subnet: subnet,
-			Protect: n.GatewayMode == GatewayModeNAT,
+			Protect: n.GatewayMode == GatewayModeNAT || n.GatewayMode == GatewayModeIsolated,
 			Trusted: n.TrustedHostInterfaces,
 			Isolate: *n.IsolateNetworks,
 			NoICC:   !*n.ICC,

@@ -6,7 +6,18 @@ import "fmt"
 const (
 	GatewayModeNAT            = "nat"             // published ports only: direct routing from outside is dropped
 	GatewayModeNATUnprotected = "nat-unprotected" // any port of a container is reachable by routing to it
+	GatewayModeIsolated       = "isolated"        // no gateway, no route, no masquerade: the containers reach each other only
 )
+
+// applyIsolated makes an isolated network what Docker 28 makes it: the
+// bridge gets no address, the containers no default route and no
+// masquerade, and nothing from outside the bridge reaches them.
+func (n *NetConf) applyIsolated() {
+	if n.GatewayMode != GatewayModeIsolated {
+		return
+	}
+	n.IsGW, n.IsDefaultGW, n.IPMasq = false, false, false
+}
 
 // Why an attachment got its gateway mode, as its record and dnetctl say.
 const (
