@@ -179,46 +179,50 @@ func (b *Backend) AddPortMappings(tx *netfilter.Txn, spec netfilter.PortMapSpec)
 		// steps, so the allowlist holds before the DNAT exists.
 		b.Sources.AddSources(tx, spec)
 	}
-	b.queue(tx, func() error {
-		if err := b.addPortMappings(spec); err != nil {
-			return err
-		}
-		return b.ensureLoopbackDrop()
-	})
+	b.queue(tx, func() error { return b.addPortMappings(spec) })
 }
 
 // ensureLoopbackDrop puts the raw loopback drop in place, whichever
 // backend the bridge uses: a port published on 127.0.0.1 must not be
-// reachable from a neighbour. With iptables-nft it is found over netlink
-// and costs no process.
+// reachable from a neighbour. The fast path checks it with the rest of
+// portmap's base; this runs when that path could not be taken.
 func (b *Backend) ensureLoopbackDrop() error {
-	r := loopbackDrop(b.family)
-	if b.nftBacked && nftHasLoopbackDrop(b.family) {
-		return nil
+	lk, err := filelock.Acquire(b.lockPath)
+	if err != nil {
+		return err
 	}
+	defer lk.Release()
+	r := loopbackDrop(b.family)
 	if b.checkAll([]filterRule{r}) == nil {
 		return nil
 	}
-	return b.editTable("raw", nil, func(txn *ruleTxn, snap *Snapshot) error {
-		if !snap.hasRule(r.chain, netfilter.CommentBase, "-j DROP ") {
-			txn.insert(r.chain, r.args...)
-		}
-		return nil
-	})
+	txn := &ruleTxn{table: r.table}
+	txn.insert(r.chain, r.args...)
+	return b.apply(txn)
 }
 
+// addPortMappings is one iptables-restore on the fast path: the nat
+// rules, and -C lines for the base, raw loopback drop included. When the
+// table is not as that path assumes, the slow path rebuilds nat from a
+// snapshot and then sees to the raw drop.
 func (b *Backend) addPortMappings(spec netfilter.PortMapSpec) error {
 	fast := func(txn *ruleTxn) {
 		b.requireBase(txn, portmapBase(spec))
 		portmapAddFast(txn, spec, b.family)
 	}
-	return b.editTable("nat", fast, func(txn *ruleTxn, snap *Snapshot) error {
+	slowRan := false
+	err := b.editTable("nat", fast, func(txn *ruleTxn, snap *Snapshot) error {
+		slowRan = true
 		ensureBase(txn, snap, portmapBase(spec))
 		// Re-ADD replaces: old entry rules go, the DNAT chain is re-declared (flushed).
 		dropOwnedPortRules(txn, snap, spec.Owner)
 		portmapRules(txn, spec, b.family)
 		return nil
 	})
+	if err != nil || !slowRan {
+		return err
+	}
+	return b.ensureLoopbackDrop()
 }
 
 func (b *Backend) DelPortMappings(tx *netfilter.Txn, spec netfilter.PortMapSpec) {

@@ -14,6 +14,9 @@ import (
 type natBase struct {
 	jumps   []baseJump
 	markBit int // the shared MASQUERADE rule's mark bit; -1: none
+	// loopback: the raw loopback drop is part of the base too (portmap's:
+	// a port published on 127.0.0.1 whichever backend the bridge uses).
+	loopback bool
 }
 
 // baseJump is a jump our chain to needs from built-in chain from.
@@ -39,7 +42,8 @@ func portmapBase(spec netfilter.PortMapSpec) natBase {
 			{"OUTPUT", local, ChainHostPorts},
 			{"POSTROUTING", nil, ChainPostrouting},
 		},
-		markBit: sharedMarkBit(spec),
+		markBit:  sharedMarkBit(spec),
+		loopback: true,
 	}
 }
 
@@ -122,10 +126,14 @@ func checkBase(snap *Snapshot, nb natBase, f netfilter.Family) error {
 // txn gets a -C line per base rule, which refuses the whole restore when
 // the rule is missing.
 func (b *Backend) requireBase(txn *ruleTxn, nb natBase) {
-	if b.nftBacked && nftHasBase(b.family, nb) {
+	if b.nftBacked && nftHasBase(b.family, nb) && (!nb.loopback || nftHasLoopbackDrop(b.family)) {
 		return
 	}
 	for _, r := range nb.rules() {
 		txn.check(r.chain, r.args...)
+	}
+	if nb.loopback {
+		r := loopbackDrop(b.family)
+		txn.in(r.table).check(r.chain, r.args...)
 	}
 }

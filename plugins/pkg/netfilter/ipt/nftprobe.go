@@ -43,11 +43,7 @@ func nftHasBase(f netfilter.Family, nb natBase) bool {
 		return false
 	}
 	defer done(nil)
-	fam := nftables.TableFamilyIPv4
-	if f == netfilter.IPv6 {
-		fam = nftables.TableFamilyIPv6
-	}
-	table := &nftables.Table{Name: "nat", Family: fam}
+	table := &nftables.Table{Name: "nat", Family: f.NFT()}
 	rulesOf := func(chain string) []*nftables.Rule {
 		rules, err := c.GetRules(table, &nftables.Chain{Name: chain, Table: table})
 		if err != nil {

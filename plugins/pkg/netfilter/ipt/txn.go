@@ -11,6 +11,25 @@ type ruleTxn struct {
 	table   string
 	declare []string // chains to create, or to flush when they exist
 	lines   []string
+	// others are sections for other tables, applied in the same
+	// iptables-restore (the fast path's checks of a base that spans
+	// tables).
+	others []*ruleTxn
+}
+
+// in returns the section of txn's restore for table.
+func (t *ruleTxn) in(table string) *ruleTxn {
+	if table == t.table {
+		return t
+	}
+	for _, o := range t.others {
+		if o.table == table {
+			return o
+		}
+	}
+	o := &ruleTxn{table: table}
+	t.others = append(t.others, o)
+	return o
 }
 
 // declareChain creates chain, or empties it if it exists.
@@ -58,11 +77,26 @@ func (t *ruleTxn) flushChain(chain string) { t.lines = append(t.lines, "-F "+cha
 // deleteChain removes an (already emptied or declared) chain.
 func (t *ruleTxn) deleteChain(chain string) { t.lines = append(t.lines, "-X "+chain) }
 
-func (t *ruleTxn) empty() bool { return len(t.declare) == 0 && len(t.lines) == 0 }
+func (t *ruleTxn) empty() bool {
+	for _, o := range t.others {
+		if !o.empty() {
+			return false
+		}
+	}
+	return len(t.declare) == 0 && len(t.lines) == 0
+}
 
-// render returns iptables-restore input.
+// render returns iptables-restore input, with the other tables' sections.
 func (t *ruleTxn) render() string {
 	var b strings.Builder
+	for _, o := range t.others {
+		if !o.empty() {
+			b.WriteString(o.render())
+		}
+	}
+	if len(t.declare) == 0 && len(t.lines) == 0 {
+		return b.String()
+	}
 	b.WriteString("*" + t.table + "\n")
 	for _, c := range t.declare {
 		b.WriteString(":" + c + " - [0:0]\n")
