@@ -83,7 +83,7 @@ func describeNFT(f netfilter.Family, spec netfilter.PortMapSpec, m netfilter.Por
 		s.DNAT = append(elems, list("chain", nft.ChainHostPorts, "map @"+set)...)
 	}
 	s.Forward = append(list("chain", nft.ChainGuard, " drop"), list("chain", nft.ChainForward, " drop")...)
-	for _, name := range []string{nft.SetGuardProtect, nft.SetFwdMembers, nft.SetFwdProtect, nft.SetFwdIsolate, nft.SetFwdNoICC} {
+	for _, name := range []string{nft.SetGuardProtect, nft.SetFwdMembers, nft.SetFwdIsolate, nft.SetFwdNoICC} {
 		s.Forward = append(s.Forward, list("set", name, tag)...)
 	}
 	for _, name := range []string{nft.SetMasqIPs, nft.SetMasqLocal, nft.SetMasqAll} {

@@ -111,7 +111,7 @@ func (b *Backend) AddForward(tx *netfilter.Txn, spec netfilter.ForwardSpec) {
 // elsewhere stay, as the bridge does.
 func (b *Backend) DelForward(tx *netfilter.Txn, spec netfilter.ForwardSpec) {
 	l := newLayout(b.family)
-	b.queueDel(tx, "forwarding rules", spec.Owner, spec.IP != nil, func() []elem { return l.forwardElems(spec) },
+	b.queueDel(tx, "forwarding rules", spec.Owner, spec.IP != nil, func() []elem { return l.forwardDelElems(spec) },
 		l.fwdMembers, l.fwdProtect, l.fwdIsolate, l.fwdNoICC, l.guardProtect, l.guardTrusted)
 }
 

@@ -180,8 +180,9 @@ func TestCheckAndUnsupportedKeys(t *testing.T) {
 	if err := netfilter.Do(func(tx *netfilter.Txn) { a.add(b, tx) }); err != nil {
 		t.Fatal(err)
 	}
-	delete(k.table(byte(netfilter.IPv4.NFT()), Table).sets[SetFwdProtect].elems, k.table(byte(netfilter.IPv4.NFT()), Table).sets[SetFwdProtect].order[0])
-	if err := b.CheckForward(a.fwd); err == nil || !strings.Contains(err.Error(), "missing from fwd_protect") {
+	protect := k.table(byte(netfilter.IPv4.NFT()), Table).sets[SetGuardProtect]
+	delete(protect.elems, protect.order[0])
+	if err := b.CheckForward(a.fwd); err == nil || !strings.Contains(err.Error(), "missing from guard_protect") {
 		t.Errorf("CHECK with the protect element gone: %v", err)
 	}
 	batches := k.batches

@@ -114,10 +114,22 @@ func (l *layout) forwardElems(spec netfilter.ForwardSpec) []elem {
 	for _, on := range []struct {
 		yes bool
 		set *nftables.Set
-	}{{spec.Protect, l.fwdProtect}, {spec.Isolate, l.fwdIsolate}, {spec.NoICC, l.fwdNoICC}} {
+	}{{spec.Isolate, l.fwdIsolate}, {spec.NoICC, l.fwdNoICC}} {
 		if on.yes {
 			out = append(out, elem{on.set, nftables.SetElement{Key: key, Comment: comment}})
 		}
+	}
+	return out
+}
+
+// forwardDelElems are what DEL removes: spec's elements and, for an
+// attachment added before the guard chain took over its drop, its
+// element of fwd_protect, which no rule reads any more.
+func (l *layout) forwardDelElems(spec netfilter.ForwardSpec) []elem {
+	out := l.forwardElems(spec)
+	if spec.Protect {
+		key := append(append([]byte{}, l.addrBytes(spec.IP)...), ifname(spec.Bridge)...)
+		out = append(out, elem{l.fwdProtect, nftables.SetElement{Key: key, Comment: spec.Owner.Comment()}})
 	}
 	return out
 }

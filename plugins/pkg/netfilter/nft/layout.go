@@ -42,7 +42,7 @@ package nft
 //	        ip daddr != 224.0.0.0/4 masquerade
 //	  }
 //	  set fwd_members  { type ipv4_addr . ifname }  every container address and its bridge
-//	  set fwd_protect  { type ipv4_addr . ifname }  ... of networks with direct-routing protection (for dnetctl; guard_protect drops)
+//	  set fwd_protect  { type ipv4_addr . ifname }  no longer written (guard_protect took its place); DEL empties it
 //	  set fwd_isolate  { type ipv4_addr . ifname }  ... of networks isolated from each other
 //	  set fwd_noicc    { type ipv4_addr . ifname }  ... of networks without container-to-container traffic
 //	  chain forward { type filter hook forward priority filter; policy accept;
