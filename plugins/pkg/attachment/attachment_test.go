@@ -94,6 +94,7 @@ func (b *fakeBackend) DelForward(tx *netfilter.Txn, s netfilter.ForwardSpec) {
 	b.queue(tx, "del-fwd", s.IP)
 }
 func (b *fakeBackend) CheckForward(s netfilter.ForwardSpec) error { return b.call("check-fwd", s.IP) }
+func (b *fakeBackend) DelForwardGuard(tx *netfilter.Txn)          { b.queue(tx, "del-guard", nil) }
 
 // commit runs one kind's operation as a change of its own.
 func commit[S Spec](env Env, k Kind[S], queue func(c *Change)) error {

@@ -31,6 +31,9 @@ type Backend interface {
 	AddForward(tx *Txn, spec ForwardSpec)
 	DelForward(tx *Txn, spec ForwardSpec)
 	CheckForward(spec ForwardSpec) error
+	// DelForwardGuard removes what ForwardSpec.Guard installed, once the
+	// bridge gives forwarding back as it found it.
+	DelForwardGuard(tx *Txn)
 }
 
 // Backend names.

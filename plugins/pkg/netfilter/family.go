@@ -67,3 +67,11 @@ func (f Family) Loopback() string {
 	}
 	return "127.0.0.0/8"
 }
+
+// ForwardingKey is the family's forwarding switch under /proc/sys.
+func (f Family) ForwardingKey() string {
+	if f == IPv6 {
+		return "net/ipv6/conf/all/forwarding"
+	}
+	return "net/ipv4/ip_forward"
+}

@@ -45,6 +45,10 @@ const TagPrefix = "dnet:"
 // base chains, jumps and rules, and elements shared by a bridge's containers.
 const CommentBase = TagPrefix + "base"
 
+// CommentForwardGuard marks the drop of forwarding no network of ours
+// takes part in (ForwardSpec.Guard).
+const CommentForwardGuard = TagPrefix + "fwd-guard"
+
 // Marker is what every rule or element of o's comment starts with; the
 // backends find o's state by it.
 func (o Owner) Marker() string { return TagPrefix + o.Tag() + " " }

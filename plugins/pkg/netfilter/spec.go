@@ -110,6 +110,11 @@ type ForwardSpec struct {
 	Trusted []string `json:",omitempty"`
 	Isolate bool     // drop what comes from another isolated network, unless DNATed
 	NoICC   bool     // drop what comes from another container of the same bridge, unless DNATed
+	// Guard drops forwarding that neither enters nor leaves one of the
+	// backend's networks: the bridge turned the family's forwarding on,
+	// and Docker does the same then. It is the host's, not the
+	// attachment's: no DEL of a spec removes it (DelForwardGuard does).
+	Guard bool `json:",omitempty"`
 	// Mode is the bridge's gateway mode that set Protect, and ModeWhy why
 	// it applies (a Kubernetes pod, the config, Docker's default): what
 	// dnetctl shows and CHECK compares. The backends read neither.

@@ -62,6 +62,12 @@ type NetConf struct {
 	// interfaces, a VPN or an overlay, from which direct routing to the
 	// containers is allowed in spite of gatewayMode nat's protection.
 	TrustedHostInterfaces []string `json:"trustedHostInterfaces,omitempty"`
+	// IPForwardNoDrop (Docker's ip-forward-no-drop): when this bridge turns
+	// the host's forwarding on, keep forwarding everything instead of
+	// dropping what no container network takes part in (ip_forward.go).
+	IPForwardNoDrop bool               `json:"ipForwardNoDrop,omitempty"`
+	kubernetesPod   bool               // CNI_ARGS name a Kubernetes pod: the node's forwarding is Kubernetes'
+	guarded         []netfilter.Family // families whose forwarding this bridge turned on, with the guard
 
 	// Reference keys not implemented yet: rejected when set, never ignored.
 	Vlan                int               `json:"vlan,omitempty"`

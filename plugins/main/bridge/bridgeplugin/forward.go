@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strings"
 
 	current "github.com/containernetworking/cni/pkg/types/100"
@@ -24,6 +25,7 @@ func forwardSpecs(n *NetConf, o netfilter.Owner, ips []*current.IPConfig) []netf
 			Trusted: n.TrustedHostInterfaces,
 			Isolate: *n.IsolateNetworks,
 			NoICC:   !*n.ICC,
+			Guard:   slices.Contains(n.guarded, netfilter.FamilyOf(ipc.Address.IP)),
 			Mode:    n.GatewayMode,
 			ModeWhy: n.gatewayModeWhy,
 		})
@@ -49,6 +51,7 @@ func delForwarding(c *attachment.Change, n *NetConf, o netfilter.Owner) {
 
 // checkForwarding verifies the forwarding rules of each address in ips.
 func checkForwarding(n *NetConf, o netfilter.Owner, ips []*current.IPConfig) error {
+	n.guarded = recordedGuards(n)
 	return attachment.Forwarding.CheckInstalled(attachment.HostEnv(n.StateDir), o, forwardSpecs(n, o, ips), n.backend())
 }
 

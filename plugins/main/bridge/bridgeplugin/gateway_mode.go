@@ -37,6 +37,7 @@ const (
 // So the namespace, not the config, tells a pod from a Docker-like
 // container: flannel's generated delegate config has no mark of its own.
 func (n *NetConf) chooseGatewayMode(envArgs string) {
+	n.kubernetesPod = envArg(envArgs, "K8S_POD_NAMESPACE") != ""
 	if n.GatewayMode != "" {
 		n.gatewayModeWhy = ModeWhyConfig
 		return

@@ -73,7 +73,7 @@ func Add(args *skel.CmdArgs) (err error) {
 	if err := recordLink(n, o); err != nil {
 		return err
 	}
-	undo.push(func() { _ = forgetLink(n, o) })
+	undo.push(func() { _ = forgetLink(n, o); _ = releaseForwarding(n) })
 	hostIf, contIf, err := setupVeth(n, args, o, netns, hostNS, br)
 	if err != nil {
 		return err
@@ -212,9 +212,7 @@ func configureL3(n *NetConf, args *skel.CmdArgs, result *current.Result, netns n
 		}
 	}
 	if n.IsGW {
-		if err := ip.EnableForward(result.IPs); err != nil {
-			return cnierr.Wrap(err, "bridge: enable forwarding")
-		}
+		return enableForwarding(n, result.IPs)
 	}
 	return nil
 }
@@ -308,7 +306,7 @@ func Del(args *skel.CmdArgs) error {
 			return err
 		}
 	}
-	return nil
+	return releaseForwarding(n)
 }
 
 // delNetfilter removes o's masquerade and forwarding in one transaction.

@@ -13,6 +13,9 @@ package ipt
 //	mangle PREROUTING    -m comment --comment dnet:base -j DNET-GUARD       first; only with a protected network
 //	mangle DNET-GUARD    -d subnet ! -i br -m addrtype ! --dst-type LOCAL -m conntrack --ctdir ORIGINAL -j DROP   direct routing
 //	raw PREROUTING       -d 127.0.0.0/8 ! -i lo -m comment --comment dnet:base -j DROP   first (ip6: ::1)
+//	filter FORWARD       -m comment --comment dnet:fwd-guard -j DNET-FWD-GUARD   after the jump; only when the bridge turned forwarding on
+//	filter DNET-FWD-GUARD  -i br -j RETURN; -o br -j RETURN                 each network, first
+//	                     -m comment --comment dnet:fwd-guard -j DROP        no network of ours takes part
 //
 // The drops that keep the outside out come before any DNAT and before
 // FORWARD, where no ACCEPT another firewall put earlier in FORWARD (ufw's
@@ -45,10 +48,11 @@ import (
 )
 
 const (
-	ChainForward = "DNET-FORWARD"
-	ChainFilter  = "DNET-FILTER"
-	ChainIsolate = "DNET-ISOLATE"
-	ChainGuard   = "DNET-GUARD"
+	ChainForward  = "DNET-FORWARD"
+	ChainFilter   = "DNET-FILTER"
+	ChainIsolate  = "DNET-ISOLATE"
+	ChainGuard    = "DNET-GUARD"
+	ChainFwdGuard = "DNET-FWD-GUARD"
 )
 
 // filterRule is one rule of the filter half: where it goes and its tokens.
@@ -101,7 +105,36 @@ func forwardBase(f netfilter.Family, spec netfilter.ForwardSpec, drops bool) []f
 		base = append(base,
 			filterRule{chain: "PREROUTING", table: "mangle", args: []string{"-m", "comment", "--comment", netfilter.CommentBase, "-j", ChainGuard}, insert: true})
 	}
+	if drops && spec.Guard {
+		base = append(base, forwardGuard)
+	}
 	return base
+}
+
+// forwardGuard jumps, at the end of FORWARD, to DNET-FWD-GUARD, which
+// drops what none of our networks takes part in: Docker's FORWARD policy
+// DROP when it turned forwarding on, without changing a policy we did not
+// set. The host's own FORWARD rules still decide first, as under Docker.
+var forwardGuard = filterRule{chain: "FORWARD", args: []string{"-m", "comment", "--comment", netfilter.CommentForwardGuard, "-j", ChainFwdGuard}}
+
+// guardDrop ends DNET-FWD-GUARD; each network's RETURNs go before it.
+var guardDrop = []string{"-m", "comment", "--comment", netfilter.CommentForwardGuard, "-j", "DROP"}
+
+// placeGuard makes DNET-FWD-GUARD end in its drop and appends the jump to
+// it, or moves the jump after a jump to DNET-FORWARD this transaction
+// appends: before that one it would drop what DNET-FORWARD accepts.
+func placeGuard(txn *ruleTxn, snap *Snapshot, jumpAppended bool) {
+	if !snap.hasRule(ChainFwdGuard, netfilter.CommentForwardGuard, "-j DROP ") {
+		txn.add(ChainFwdGuard, guardDrop...)
+	}
+	saved := snap.Matching(forwardGuard.chain, netfilter.CommentForwardGuard)
+	if len(saved) > 0 && !jumpAppended {
+		return
+	}
+	for _, r := range saved {
+		txn.deleteSaved(forwardGuard.chain, r)
+	}
+	txn.add(forwardGuard.chain, forwardGuard.args...)
 }
 
 // loopbackDrop drops, before any DNAT, what arrives from outside addressed
@@ -133,6 +166,11 @@ func forwardNetRules(spec netfilter.ForwardSpec, drops bool) []filterRule {
 	if !drops {
 		return rules
 	}
+	if spec.Guard {
+		rules = append(rules,
+			filterRule{chain: ChainFwdGuard, args: with("-i", br, "-j", "RETURN"), insert: true},
+			filterRule{chain: ChainFwdGuard, args: with("-o", br, "-j", "RETURN"), insert: true})
+	}
 	if spec.Protect {
 		for _, ifc := range spec.Trusted {
 			rules = append(rules, filterRule{chain: ChainGuard, table: "mangle", args: with("-d", guardDest(spec), "-i", ifc, "-j", "RETURN")})
@@ -153,18 +191,22 @@ func forwardNetRules(spec netfilter.ForwardSpec, drops bool) []filterRule {
 
 // forwardChains are the chains of ours the rules need, by table.
 func forwardChains(spec netfilter.ForwardSpec, drops bool) map[string][]string {
-	switch {
-	case drops && spec.Protect:
-		return map[string][]string{"filter": {ChainForward, ChainFilter, ChainIsolate}, "mangle": {ChainGuard}}
-	case drops:
-		return map[string][]string{"filter": {ChainForward, ChainFilter, ChainIsolate}}
+	if !drops {
+		return map[string][]string{"filter": {ChainForward}}
 	}
-	return map[string][]string{"filter": {ChainForward}}
+	out := map[string][]string{"filter": {ChainForward, ChainFilter, ChainIsolate}}
+	if spec.Guard {
+		out["filter"] = append(out["filter"], ChainFwdGuard)
+	}
+	if spec.Protect {
+		out["mangle"] = []string{ChainGuard}
+	}
+	return out
 }
 
 // ourChains are every chain of ours, by table: where a network's old
 // rules may be.
-var ourChains = map[string][]string{"filter": {ChainForward, ChainFilter, ChainIsolate}, "mangle": {ChainGuard}}
+var ourChains = map[string][]string{"filter": {ChainForward, ChainFilter, ChainIsolate, ChainFwdGuard}, "mangle": {ChainGuard}}
 
 // ensureForward installs spec's network rules (and the base) unless they
 // are all in place already: one iptables-restore of -C lines changes
@@ -191,15 +233,23 @@ func (b *Backend) ensureForward(spec netfilter.ForwardSpec, drops bool) error {
 					snap.chains[c] = true
 				}
 			}
+			jumpAppended := false
 			for _, r := range forwardBase(b.family, spec, drops) {
-				if r.in() != table || snap.hasRule(r.chain, netfilter.CommentBase, "-j "+r.args[len(r.args)-1]+" ") {
+				if r.in() != table || r.args[len(r.args)-1] == ChainFwdGuard {
 					continue
 				}
+				if snap.hasRule(r.chain, netfilter.CommentBase, "-j "+r.args[len(r.args)-1]+" ") {
+					continue
+				}
+				jumpAppended = jumpAppended || r.chain == "FORWARD"
 				if r.insert {
 					txn.insert(r.chain, r.args...)
 				} else {
 					txn.add(r.chain, r.args...)
 				}
+			}
+			if drops && spec.Guard && table == "filter" {
+				placeGuard(txn, snap, jumpAppended)
 			}
 			// The network's rules in this table, replaced as a whole.
 			prefix := `"` + ForwardTag(spec.Bridge)
@@ -209,7 +259,11 @@ func (b *Backend) ensureForward(spec netfilter.ForwardSpec, drops bool) error {
 				}
 			}
 			for _, r := range forwardNetRules(spec, drops) {
-				if r.in() == table {
+				switch {
+				case r.in() != table:
+				case r.insert:
+					txn.insert(r.chain, r.args...)
+				default:
 					txn.add(r.chain, r.args...)
 				}
 			}
@@ -260,6 +314,23 @@ func (b *Backend) AddForward(tx *netfilter.Txn, spec netfilter.ForwardSpec) {
 
 // DelForward removes nothing: the rules are the network's, not the container's.
 func (b *Backend) DelForward(*netfilter.Txn, netfilter.ForwardSpec) {}
+
+// DelForwardGuard deletes the jump to the forwarding guard and its chain,
+// if there.
+func (b *Backend) DelForwardGuard(tx *netfilter.Txn) {
+	b.queue(tx, func() error {
+		return b.editTable("filter", nil, func(txn *ruleTxn, snap *Snapshot) error {
+			for _, r := range snap.Matching(forwardGuard.chain, netfilter.CommentForwardGuard) {
+				txn.deleteSaved(forwardGuard.chain, r)
+			}
+			if snap.chains[ChainFwdGuard] {
+				txn.flushChain(ChainFwdGuard)
+				txn.deleteChain(ChainFwdGuard)
+			}
+			return nil
+		})
+	})
+}
 
 func (b *Backend) CheckForward(spec netfilter.ForwardSpec) error { return b.checkForward(spec, true) }
 

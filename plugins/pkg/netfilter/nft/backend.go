@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 
 	"github.com/google/nftables"
 	"golang.org/x/sys/unix"
@@ -49,35 +50,47 @@ func (b *Backend) AddPortMappings(tx *netfilter.Txn, spec netfilter.PortMapSpec)
 	}
 	l := newLayout(b.family)
 	elems := l.portElems(spec)
+	_, lists := l.sourceElems(spec)
 	if spec.SNAT && spec.HairpinIf != "" {
 		// Shared by every container of the bridge, so tagged as base: no DEL removes it.
 		elems = append(elems, elem{l.hairpin, nftables.SetElement{Key: ifname(spec.HairpinIf), Comment: netfilter.CommentBase}})
 	}
 	b.part(tx).queue(op{
-		what: "publish ports of container " + spec.Owner.ContainerID, f: b.family, add: elems,
+		what: "publish ports of container " + spec.Owner.ContainerID, f: b.family, add: elems, lists: lists,
 		onExists: func() error { return b.conflict(spec) },
 	})
 }
 
 func (b *Backend) DelPortMappings(tx *netfilter.Txn, spec netfilter.PortMapSpec) {
 	l := newLayout(b.family)
-	b.queueDel(tx, "ports", spec.Owner, spec.ContainerIP != nil, func() []elem { return l.portElems(spec) },
-		l.hostPorts, l.hostPortsBound, l.masqAll, l.srcLimited, l.srcAllowed)
+	_, lists := l.sourceElems(spec)
+	o := b.delOp("ports", spec.Owner, spec.ContainerIP != nil, func() []elem { return l.portElems(spec) },
+		l.hostPorts, l.hostPortsBound, l.masqAll, l.srcPorts, l.srcLimited, l.srcAllowed)
+	o.lists, o.after = lists, b.dropLists(lists, spec.ContainerIP != nil, spec.Mappings)
+	b.part(tx).queue(o)
 }
 
 // queueDel queues the removal of owner's elements of one kind (what):
 // those elems gives when recorded, else those of sets carrying owner's tag.
 func (b *Backend) queueDel(tx *netfilter.Txn, what string, owner netfilter.Owner, recorded bool, elems func() []elem, sets ...*nftables.Set) {
+	b.part(tx).queue(b.delOp(what, owner, recorded, elems, sets...))
+}
+
+func (b *Backend) delOp(what string, owner netfilter.Owner, recorded bool, elems func() []elem, sets ...*nftables.Set) op {
 	o := op{what: "remove " + what + " of container " + owner.ContainerID, f: b.family, owner: owner, sets: sets}
 	if recorded {
 		o.del = elems()
 	}
-	b.part(tx).queue(o)
+	return o
 }
 
 func (b *Backend) CheckPortMappings(spec netfilter.PortMapSpec) error {
 	l := newLayout(b.family)
-	return b.check(l, l.portElems(spec), "port mapping")
+	if err := b.check(l, l.portElems(spec), "port mapping"); err != nil {
+		return err
+	}
+	_, lists := l.sourceElems(spec)
+	return b.checkLists(l, lists)
 }
 
 func (b *Backend) AddMasquerade(tx *netfilter.Txn, spec netfilter.MasqSpec) {
@@ -113,6 +126,13 @@ func (b *Backend) DelForward(tx *netfilter.Txn, spec netfilter.ForwardSpec) {
 	l := newLayout(b.family)
 	b.queueDel(tx, "forwarding rules", spec.Owner, spec.IP != nil, func() []elem { return l.forwardDelElems(spec) },
 		l.fwdMembers, l.fwdProtect, l.fwdIsolate, l.fwdNoICC, l.guardProtect, l.guardTrusted)
+}
+
+// DelForwardGuard empties fwd_guard: the forward chain's last drop ends
+// at its first lookup again.
+func (b *Backend) DelForwardGuard(tx *netfilter.Txn) {
+	l := newLayout(b.family)
+	b.part(tx).queue(op{what: "remove the forwarding guard", f: b.family, del: []elem{l.guardElem()}})
 }
 
 func (b *Backend) CheckForward(spec netfilter.ForwardSpec) error {
@@ -182,7 +202,7 @@ func (b *Backend) check(l *layout, elems []elem, what string) (err error) {
 		}
 		found := false
 		for _, h := range have {
-			if string(h.Key) == string(want.e.Key) && string(h.Val) == string(want.e.Val) {
+			if string(h.Key) == string(want.e.Key) && sameData(h, want.e) {
 				found = true
 				break
 			}
@@ -192,4 +212,14 @@ func (b *Backend) check(l *layout, elems []elem, what string) (err error) {
 		}
 	}
 	return nil
+}
+
+// sameData compares an element's data: a value, or a verdict, which
+// google/nftables hands back undecoded (NFTA_DATA_VERDICT's attributes),
+// where a jump's chain is its name as a string.
+func sameData(have, want nftables.SetElement) bool {
+	if want.VerdictData == nil {
+		return string(have.Val) == string(want.Val)
+	}
+	return strings.Contains(string(have.Val), want.VerdictData.Chain+"\x00")
 }

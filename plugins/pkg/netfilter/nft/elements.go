@@ -4,6 +4,7 @@ import (
 	"net"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
@@ -66,7 +67,8 @@ func (l *layout) portElems(spec netfilter.PortMapSpec) []elem {
 		}
 		out = append(out, elem{set, nftables.SetElement{Key: key, Val: val, Comment: comment}})
 	}
-	out = append(out, l.sourceElems(spec)...)
+	sources, _ := l.sourceElems(spec)
+	out = append(out, sources...)
 	if spec.SNAT && spec.MasqAll {
 		out = append(out, elem{l.masqAll, nftables.SetElement{Key: l.addrBytes(spec.ContainerIP), Comment: comment}})
 	}
@@ -119,6 +121,9 @@ func (l *layout) forwardElems(spec netfilter.ForwardSpec) []elem {
 			out = append(out, elem{on.set, nftables.SetElement{Key: key, Comment: comment}})
 		}
 	}
+	if spec.Guard {
+		out = append(out, l.guardElem())
+	}
 	return out
 }
 
@@ -126,6 +131,7 @@ func (l *layout) forwardElems(spec netfilter.ForwardSpec) []elem {
 // attachment added before the guard chain took over its drop, its
 // element of fwd_protect, which no rule reads any more.
 func (l *layout) forwardDelElems(spec netfilter.ForwardSpec) []elem {
+	spec.Guard = false // the host's: DelForwardGuard removes it
 	out := l.forwardElems(spec)
 	if spec.Protect {
 		key := append(append([]byte{}, l.addrBytes(spec.IP)...), ifname(spec.Bridge)...)
@@ -135,18 +141,12 @@ func (l *layout) forwardDelElems(spec netfilter.ForwardSpec) []elem {
 }
 
 // sourceElems are the allowlist elements of spec's mappings in this
-// family: each limited port, and each source range it allows.
-func (l *layout) sourceElems(spec netfilter.PortMapSpec) []elem {
+// family, each limited port jumping to its list's chain, and the lists.
+func (l *layout) sourceElems(spec netfilter.PortMapSpec) ([]elem, []srcList) {
 	var out []elem
+	var lists []srcList
 	comment := spec.Owner.Comment()
 	seen := map[string]bool{}
-	add := func(e elem) {
-		k := e.set.Name + string(e.e.Key) + string(e.e.KeyEnd)
-		if !seen[k] {
-			seen[k] = true
-			out = append(out, e)
-		}
-	}
 	for _, m := range spec.Mappings {
 		if _, ok := netfilter.HostIPFor(m, l.f); !ok {
 			continue
@@ -155,14 +155,18 @@ func (l *layout) sourceElems(spec netfilter.PortMapSpec) []elem {
 		if !limited {
 			continue
 		}
-		key := append(pad4([]byte{protoNum(m.Protocol)}), pad4(port(m.HostPort))...)
-		add(elem{l.srcLimited, nftables.SetElement{Key: key, Comment: comment}})
-		for _, n := range sources {
-			first, last := netBounds(n)
-			add(elem{l.srcAllowed, nftables.SetElement{
-				Key:    append(append([]byte{}, key...), l.addrBytes(first)...),
-				KeyEnd: append(append([]byte{}, key...), l.addrBytes(last)...), Comment: comment}})
+		list := l.listOf(sources)
+		if !seen[list.name] {
+			seen[list.name] = true
+			lists = append(lists, list)
 		}
+		key := append(pad4([]byte{protoNum(m.Protocol)}), pad4(port(m.HostPort))...)
+		if seen[string(key)] {
+			continue
+		}
+		seen[string(key)] = true
+		out = append(out, elem{l.srcPorts, nftables.SetElement{Key: key, Comment: comment,
+			VerdictData: &expr.Verdict{Kind: expr.VerdictJump, Chain: list.name}}})
 	}
-	return out
+	return out, lists
 }

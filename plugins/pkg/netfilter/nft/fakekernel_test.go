@@ -154,6 +154,28 @@ func (k *fakeKernel) apply(m netlink.Message) unix.Errno {
 		}
 		ch := t.chains[str(a[unix.NFTA_RULE_CHAIN])]
 		ch.rules = append(ch.rules, m)
+	case unix.NFT_MSG_DELCHAIN:
+		// Its rules go with it, unless something still jumps to it.
+		t := k.table(fam, str(a[unix.NFTA_CHAIN_TABLE]))
+		name := str(a[unix.NFTA_CHAIN_NAME])
+		if t == nil || t.chains[name] == nil {
+			return unix.ENOENT
+		}
+		if t.refersTo(name, name) {
+			return unix.EBUSY
+		}
+		delete(t.chains, name)
+		t.order = without(t.order, name)
+	case unix.NFT_MSG_DELSET:
+		t := k.table(fam, str(a[unix.NFTA_SET_TABLE]))
+		name := str(a[unix.NFTA_SET_NAME])
+		if t == nil || t.sets[name] == nil {
+			return unix.ENOENT
+		}
+		if t.refersTo(name, "") {
+			return unix.EBUSY
+		}
+		delete(t.sets, name)
 	case unix.NFT_MSG_NEWSET:
 		t := k.table(fam, str(a[unix.NFTA_SET_TABLE]))
 		if t == nil {
@@ -195,7 +217,30 @@ func (k *fakeKernel) apply(m netlink.Message) unix.Errno {
 	return 0
 }
 
-// elemKey is an element's key (and key end), and its data.
+// refersTo reports whether a rule (outside chain skip) or an element's
+// data names name: a lookup of a set, a jump to a chain. The fake knows
+// names only as strings in the messages, which is enough for its tests.
+func (t *fakeTable) refersTo(name, skip string) bool {
+	needle := []byte(name + "\x00")
+	for chain, ch := range t.chains {
+		for _, r := range ch.rules {
+			if chain != skip && strings.Contains(string(r.Data), string(needle)) {
+				return true
+			}
+		}
+	}
+	for _, s := range t.sets {
+		for _, e := range s.elems {
+			if strings.Contains(string(e.val), string(needle)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// elemKey is an element's key (and key end, and interval end flag), and
+// its data as sent (a value or a verdict).
 func elemKey(raw []byte) (string, []byte) {
 	ad, err := netlink.NewAttributeDecoder(raw)
 	if err != nil {
@@ -209,7 +254,11 @@ func elemKey(raw []byte) (string, []byte) {
 		case nftables.NFTA_SET_ELEM_KEY_END:
 			end = value(ad.Bytes())
 		case unix.NFTA_SET_ELEM_DATA:
-			val = value(ad.Bytes())
+			val = ad.Bytes()
+		case unix.NFTA_SET_ELEM_FLAGS:
+			if binary.BigEndian.Uint32(ad.Bytes())&unix.NFT_SET_ELEM_INTERVAL_END != 0 {
+				end = append(end, "/end"...)
+			}
 		}
 	}
 	return string(key) + "\x00" + string(end), val
@@ -271,6 +320,27 @@ func (k *fakeKernel) get(req netlink.Message) []netlink.Message {
 			data = append(data, r.Data)
 		}
 		return reply(unix.NFT_MSG_NEWRULE, data...)
+	case unix.NFT_MSG_GETCHAIN:
+		var data [][]byte
+		for _, key := range sortedKeys(k.tables) {
+			t := k.tables[key]
+			if t.family != fam || (a[unix.NFTA_CHAIN_TABLE] != nil && t.name != str(a[unix.NFTA_CHAIN_TABLE])) {
+				continue
+			}
+			for _, name := range t.order {
+				if a[unix.NFTA_CHAIN_NAME] == nil || name == str(a[unix.NFTA_CHAIN_NAME]) {
+					data = append(data, t.chains[name].msg.Data)
+				}
+			}
+		}
+		if a[unix.NFTA_CHAIN_NAME] != nil {
+			if len(data) == 0 {
+				return errMsg(req, unix.ENOENT)
+			}
+			return []netlink.Message{{Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWCHAIN),
+				Sequence: req.Header.Sequence, PID: req.Header.PID}, Data: data[0]}}
+		}
+		return reply(unix.NFT_MSG_NEWCHAIN, data...)
 	case unix.NFT_MSG_GETSET:
 		t := k.table(fam, str(a[unix.NFTA_SET_TABLE]))
 		if t == nil {

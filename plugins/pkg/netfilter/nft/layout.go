@@ -21,10 +21,12 @@ package nft
 //	        ip daddr . iifname != @fwd_members drop                          direct routing from outside the bridge
 //	  set guard_trusted { type ifname . ipv4_addr }  trustedHostInterfaces: direct routing allowed from them
 //	  }
-//	  set src_limited   { type inet_proto . inet_service }                published ports with a source allowlist
-//	  set src_allowed   { type inet_proto . inet_service . ipv4_addr; flags interval }   ... and the sources each allows
-//	    (guard, last rule) fib daddr type local meta l4proto . th dport @src_limited
-//	        meta l4proto . th dport . ip saddr != @src_allowed drop         a source the allowlist refuses
+//	  map src_ports     { type inet_proto . inet_service : verdict }      published ports with a source allowlist,
+//	    (guard, last rule) fib daddr type local                            and the chain of their list
+//	        meta l4proto . th dport vmap @src_ports
+//	  set srcl_<hash>   { type ipv4_addr; flags interval }                 one per distinct list, shared by its ports
+//	  chain srcl_<hash> { ip saddr != @srcl_<hash> drop }                 a source the list refuses
+//	  set src_limited, src_allowed                                         no longer written (src_ports took their place); DEL empties them
 //	  chain guard_out { type filter hook output priority mangle;          the same for the host's own connections
 //	    ct state established,related accept; (the source drop) }
 //	  chain prerouting  { type nat hook prerouting priority dstnat; fib daddr type local jump hostports }
@@ -45,12 +47,15 @@ package nft
 //	  set fwd_protect  { type ipv4_addr . ifname }  no longer written (guard_protect took its place); DEL empties it
 //	  set fwd_isolate  { type ipv4_addr . ifname }  ... of networks isolated from each other
 //	  set fwd_noicc    { type ipv4_addr . ifname }  ... of networks without container-to-container traffic
+//	  set fwd_guard    { type nf_proto }            the family, when the bridge turned its forwarding on
 //	  chain forward { type filter hook forward priority filter; policy accept;
 //	    ct state established,related accept                                  a connection's later packets skip the lookups
 //	    ct status & dnat == 0 ip saddr . iifname @fwd_isolate ip daddr . oifname @fwd_isolate
 //	        ip daddr . iifname != @fwd_members drop                             another isolated network
 //	    ct status & dnat == 0 ip saddr . iifname @fwd_noicc ip daddr . oifname @fwd_noicc
 //	        ip daddr . iifname @fwd_members drop                                the same bridge, icc off
+//	    meta nfproto @fwd_guard ip saddr . iifname != @fwd_members
+//	        ip daddr . oifname != @fwd_members drop                             no container network takes part
 //	  }
 //	}
 //
@@ -106,6 +111,8 @@ const (
 	SetGuardTrusted   = "guard_trusted"
 	SetSrcLimited     = "src_limited"
 	SetSrcAllowed     = "src_allowed"
+	SetFwdGuard       = "fwd_guard"
+	SetSrcPorts       = "src_ports"
 	ChainGuard        = "guard"
 	ChainGuardOut     = "guard_out"
 	ChainForward      = "forward"
@@ -124,7 +131,8 @@ type layout struct {
 	hostPorts, hostPortsBound, hairpin, masqAll, masqIPs, masqLocal *nftables.Set
 	masqExcept                                                      *nftables.Set
 	fwdMembers, fwdProtect, fwdIsolate, fwdNoICC                    *nftables.Set
-	guardProtect, guardTrusted, srcLimited, srcAllowed              *nftables.Set
+	guardProtect, guardTrusted, srcLimited, srcAllowed, fwdGuard    *nftables.Set
+	srcPorts                                                        *nftables.Set
 	addrType                                                        nftables.SetDatatype
 	addrLen                                                         uint32 // bytes of an address
 }
@@ -162,12 +170,16 @@ func newLayout(f netfilter.Family) *layout {
 		KeyType: nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService)}
 	l.srcAllowed = &nftables.Set{Table: l.table, Name: SetSrcAllowed, Concatenation: true, Interval: true,
 		KeyType: nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService, l.addrType)}
+	l.fwdGuard = &nftables.Set{Table: l.table, Name: SetFwdGuard, KeyType: nftables.TypeNFProto}
+	l.srcPorts = &nftables.Set{Table: l.table, Name: SetSrcPorts, IsMap: true, Concatenation: true,
+		KeyType: nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService), DataType: nftables.TypeVerdict}
 	return l
 }
 
 func (l *layout) sets() []*nftables.Set {
 	return []*nftables.Set{l.hostPorts, l.hostPortsBound, l.hairpin, l.masqAll, l.masqIPs, l.masqLocal, l.masqExcept,
-		l.fwdMembers, l.fwdProtect, l.fwdIsolate, l.fwdNoICC, l.guardProtect, l.guardTrusted, l.srcLimited, l.srcAllowed}
+		l.fwdMembers, l.fwdProtect, l.fwdIsolate, l.fwdNoICC, l.guardProtect, l.guardTrusted, l.srcLimited, l.srcAllowed,
+		l.fwdGuard, l.srcPorts}
 }
 
 // 32-bit register n (NFT_REG32_00 is 8); register 1 is the same memory as reg32(0).
@@ -332,24 +344,19 @@ func (l *layout) guardRules() [][]expr.Any {
 	}
 }
 
-// sourceDrop drops a connection to a published port whose mapping limits
-// its sources (src_limited, by protocol and host port) from a source not
-// among them (src_allowed, protocol . port . source range): two lookups,
-// whatever the number of mappings or allowed networks. Before any DNAT,
-// on prerouting (from outside, hairpin) and output (from the host).
+// sourceDrop sends a connection to a published port whose mapping limits
+// its sources to the chain of its list (src_ports, by protocol and host
+// port), which drops a source outside the list: a map lookup, then one
+// lookup in the list's own interval set, whatever the number of mappings
+// or of networks in the list. Before any DNAT, on prerouting (from
+// outside, hairpin) and output (from the host).
 func (l *layout) sourceDrop() []expr.Any {
-	proto := func(reg uint32) expr.Any { return &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg} }
-	dport := func(reg uint32) expr.Any {
-		return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2}
-	}
 	return []expr.Any{
 		&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)},
-		proto(1), dport(reg32(1)),
-		&expr.Lookup{SourceRegister: 1, SetName: l.srcLimited.Name, SetID: l.srcLimited.ID},
-		proto(1), dport(reg32(1)), l.saddr(reg32(2)),
-		&expr.Lookup{SourceRegister: 1, SetName: l.srcAllowed.Name, SetID: l.srcAllowed.ID, Invert: true},
-		&expr.Verdict{Kind: expr.VerdictDrop},
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Payload{DestRegister: reg32(1), Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Lookup{SourceRegister: 1, DestRegister: 0, IsDestRegSet: true, SetName: l.srcPorts.Name, SetID: l.srcPorts.ID},
 	}
 }
 
@@ -392,7 +399,19 @@ func (l *layout) forwardRules() [][]expr.Any {
 			in(l.saddr, expr.MetaKeyIIFNAME, l.fwdNoICC, false),
 			in(l.daddr, expr.MetaKeyOIFNAME, l.fwdNoICC, false),
 			in(l.daddr, expr.MetaKeyIIFNAME, l.fwdMembers, false)),
+		// The set is empty, and the rule ends at its first lookup, unless
+		// the bridge turned forwarding on (ForwardSpec.Guard).
+		rule([]expr.Any{&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+			&expr.Lookup{SourceRegister: 1, SetName: l.fwdGuard.Name, SetID: l.fwdGuard.ID}},
+			in(l.saddr, expr.MetaKeyIIFNAME, l.fwdMembers, true),
+			in(l.daddr, expr.MetaKeyOIFNAME, l.fwdMembers, true)),
 	}
+}
+
+// guardElem is the fwd_guard element that turns the forward chain's last
+// drop on: the host's, so tagged as such and removed by no attachment's DEL.
+func (l *layout) guardElem() elem {
+	return elem{l.fwdGuard, nftables.SetElement{Key: []byte{byte(l.nfproto())}, Comment: netfilter.CommentForwardGuard}}
 }
 
 func (l *layout) notMulticast() []expr.Any {

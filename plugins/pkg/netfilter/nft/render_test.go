@@ -65,9 +65,13 @@ func (k *fakeKernel) render(family byte) string {
 			if len(e.KeyEnd) > 0 {
 				fmt.Fprintf(&b, "-%s", hex.EncodeToString(e.KeyEnd))
 			}
+			if e.IntervalEnd {
+				b.WriteString(" end")
+			}
 			if len(e.Val) > 0 {
 				fmt.Fprintf(&b, " : %s", hex.EncodeToString(e.Val))
 			}
+
 			fmt.Fprintf(&b, " %q\n", e.Comment)
 		}
 	}

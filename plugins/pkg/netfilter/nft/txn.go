@@ -24,8 +24,13 @@ type op struct {
 	// onExists names the conflict when an add is refused because a key
 	// holds another owner's element.
 	onExists func() error
-	// after runs once the op has landed (the accepts in other firewalls).
+	// after runs once the op has landed (the accepts in other firewalls,
+	// dropping source lists no port uses any more).
 	after func() error
+	// lists are the source allowlists the elements jump to: queued whole
+	// before an add, and at least as an empty shell before a delete, whose
+	// elements are re-added before they are deleted (see queueDelete).
+	lists []srcList
 }
 
 func (o op) deletes() bool { return o.sets != nil }
@@ -86,6 +91,11 @@ func (p *part) apply(c netfilter.NFTSession, ops []op) error {
 				}
 			}
 			tables[o.f], based[o.f] = true, true
+			for _, list := range o.lists {
+				if err := l.ensureList(c.Conn, list); err != nil {
+					return err
+				}
+			}
 			if err := queueAdd(c.Conn, o.add); err != nil {
 				return err
 			}
@@ -100,6 +110,11 @@ func (p *part) apply(c netfilter.NFTSession, ops []op) error {
 		}
 		var err error
 		if len(o.del) > 0 {
+			for _, list := range o.lists {
+				if err := l.listShell(c.Conn, list); err != nil {
+					return err
+				}
+			}
 			err = queueDelete(c.Conn, o.del)
 		} else {
 			err = queueByComment(c, o.owner, o.sets)
