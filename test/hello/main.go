@@ -10,6 +10,7 @@
 //	hello udp   HOST:PORT             sends one datagram, prints the reply
 //	hello sink  [-port 5000]          TCP: reads each connection to EOF, then closes it (benchmarks)
 //	hello pause                       waits for SIGTERM or SIGINT (a pod sandbox's process)
+//	hello ping  ADDR                  one ICMP echo to an IPv4 address, prints the replier
 package main
 
 import (
@@ -70,13 +71,18 @@ func main() {
 			usage()
 		}
 		exitOn(udp(os.Args[2]))
+	case "ping":
+		if len(os.Args) != 3 {
+			usage()
+		}
+		exitOn(ping(os.Args[2]))
 	default:
 		usage()
 	}
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: hello serve [-bind ADDR] [-port N] | hello sink [-port N] | hello pause | hello get URL | hello post URL BODY | hello blast HOST:PORT SECONDS | hello udp HOST:PORT")
+	fmt.Fprintln(os.Stderr, "usage: hello serve [-bind ADDR] [-port N] | hello sink [-port N] | hello pause | hello get URL | hello post URL BODY | hello blast HOST:PORT SECONDS | hello udp HOST:PORT | hello ping ADDR")
 	os.Exit(2)
 }
 
@@ -187,6 +193,47 @@ func udp(addr string) error {
 	}
 	_, err = os.Stdout.Write(buf[:n])
 	return err
+}
+
+// ping sends one ICMP echo request over a raw socket and waits for the
+// reply: the tests probe ICMP where no ping is installed.
+func ping(addr string) error {
+	conn, err := net.ListenPacket("ip4:icmp", "0.0.0.0")
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	dst, err := net.ResolveIPAddr("ip4", addr)
+	if err != nil {
+		return err
+	}
+	id := os.Getpid() & 0xffff
+	msg := []byte{8, 0, 0, 0, byte(id >> 8), byte(id), 0, 1, 'd', 'n', 'e', 't'}
+	sum := 0
+	for i := 0; i < len(msg); i += 2 {
+		sum += int(msg[i])<<8 | int(msg[i+1])
+	}
+	for sum > 0xffff {
+		sum = sum>>16 + sum&0xffff
+	}
+	msg[2], msg[3] = byte(^sum>>8), byte(^sum)
+	if _, err := conn.WriteTo(msg, dst); err != nil {
+		return err
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	buf := make([]byte, 1500)
+	for {
+		n, from, err := conn.ReadFrom(buf)
+		if err != nil {
+			return err
+		}
+		// An echo reply (type 0) to this request; the kernel hands a raw
+		// socket every ICMP message, the ones it sends included.
+		if n >= 8 && buf[0] == 0 && int(buf[4])<<8|int(buf[5]) == id && from.String() == dst.String() {
+			fmt.Printf("reply from %s\n", from)
+			return nil
+		}
+	}
 }
 
 // sink serves the benchmarks: it greets every connection with one byte, so

@@ -73,6 +73,10 @@ type PortMapSpec struct {
 	ExternalMark string   // chain that sets the masquerade mark (e.g. KUBE-MARK-MASQ)
 	Conditions   []string // extra match tokens on the entry rule (conditionsV4/V6)
 	HairpinIf    string   // host interface towards the container (its bridge)
+	// Routed publishes each mapping's container port on the container's
+	// own address instead of a host port (gatewayMode routed): no DNAT,
+	// no masquerade, only the direct-routing drop spared for it.
+	Routed bool `json:",omitempty"`
 }
 
 // Needs are the optional backend features spec uses.
@@ -115,6 +119,9 @@ type ForwardSpec struct {
 	// and Docker does the same then. It is the host's, not the
 	// attachment's: no DEL of a spec removes it (DelForwardGuard does).
 	Guard bool `json:",omitempty"`
+	// Routed (gatewayMode routed) spares ICMP from Protect's drop; the
+	// published container ports are spared by portmap's routed specs.
+	Routed bool `json:",omitempty"`
 	// Mode is the bridge's gateway mode that set Protect, and ModeWhy why
 	// it applies (a Kubernetes pod, the config, Docker's default): what
 	// dnetctl shows and CHECK compares. The backends read neither.

@@ -116,11 +116,11 @@ func LoadConfig(stdin []byte, envArgs string) (*NetConf, error) {
 	}
 	n.chooseGatewayMode(envArgs)
 	switch n.GatewayMode {
-	case GatewayModeNAT, GatewayModeNATUnprotected, GatewayModeIsolated:
+	case GatewayModeNAT, GatewayModeNATUnprotected, GatewayModeIsolated, GatewayModeRouted:
 	default:
-		return nil, cnierr.Config("bridge: gatewayMode %q is not supported: use %q (the default), %q or %q", n.GatewayMode, GatewayModeNAT, GatewayModeNATUnprotected, GatewayModeIsolated)
+		return nil, cnierr.Config("bridge: gatewayMode %q is not supported: use %q (the default), %q, %q or %q", n.GatewayMode, GatewayModeNAT, GatewayModeNATUnprotected, GatewayModeRouted, GatewayModeIsolated)
 	}
-	n.applyIsolated()
+	n.applyMode()
 	yes := true
 	if n.IsolateNetworks == nil {
 		n.IsolateNetworks = &yes

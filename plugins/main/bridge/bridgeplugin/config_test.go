@@ -52,7 +52,7 @@ func TestLoadConfig(t *testing.T) {
 		}},
 		{name: "non-masquerade CIDR not a CIDR", conf: `{"name":"n","nonMasqueradeCIDRs":["10.244.0.0"]}`, code: 7, msg: "is not a CIDR"},
 		{name: "non-masquerade CIDRs overlapping", conf: `{"name":"n","nonMasqueradeCIDRs":["10.244.0.0/16","10.244.1.0/24"]}`, code: 7, msg: "overlap"},
-		{name: "unknown gateway mode", conf: `{"name":"n","gatewayMode":"routed"}`, code: 7, msg: `gatewayMode "routed" is not supported`},
+		{name: "unknown gateway mode", conf: `{"name":"n","gatewayMode":"bogus"}`, code: 7, msg: `gatewayMode "bogus" is not supported`},
 		{name: "unknown backend without ipMasq", conf: `{"name":"n","ipMasqBackend":"pf","ipam":{"type":"host-local"}}`, code: 7, msg: "unknown netfilter backend"},
 		{name: "default gateway implies gateway", conf: `{"name":"n","isDefaultGateway":true}`, check: func(t *testing.T, n *NetConf) {
 			if !n.IsGW {
@@ -62,6 +62,11 @@ func TestLoadConfig(t *testing.T) {
 		{name: "mac precedence", conf: `{"name":"n","runtimeConfig":{"mac":"02:00:00:00:00:01"},"args":{"cni":{"mac":"02:00:00:00:00:02"}}}`, envArgs: "MAC=02:00:00:00:00:03", check: func(t *testing.T, n *NetConf) {
 			if n.mac != "02:00:00:00:00:03" {
 				t.Errorf("mac %s", n.mac)
+			}
+		}},
+		{name: "routed: no masquerade, still the gateway", conf: `{"name":"n","gatewayMode":"routed","isDefaultGateway":true,"ipMasq":true}`, check: func(t *testing.T, n *NetConf) {
+			if n.IPMasq || !n.IsGW || !n.IsDefaultGW || !n.protects() {
+				t.Errorf("routed: ipMasq %v isGateway %v isDefaultGateway %v protects %v", n.IPMasq, n.IsGW, n.IsDefaultGW, n.protects())
 			}
 		}},
 		{name: "not json", conf: `{"name":`, code: 6},

@@ -21,9 +21,12 @@ func forwardSpecs(n *NetConf, o netfilter.Owner, ips []*current.IPConfig) []netf
 		subnet := &net.IPNet{IP: ipc.Address.IP.Mask(ipc.Address.Mask), Mask: ipc.Address.Mask}
 		specs = append(specs, netfilter.ForwardSpec{
 			Owner: o, IP: ipc.Address.IP, Bridge: n.BrName, Subnet: subnet,
-			Protect: n.GatewayMode == GatewayModeNAT || n.GatewayMode == GatewayModeIsolated,
+			Protect: n.protects(),
+			Routed:  n.GatewayMode == GatewayModeRouted,
 			Trusted: n.TrustedHostInterfaces,
-			Isolate: *n.IsolateNetworks,
+			// A routed network's published ports are for everyone, the
+			// containers of other networks included, by address.
+			Isolate: *n.IsolateNetworks && n.GatewayMode != GatewayModeRouted,
 			NoICC:   !*n.ICC,
 			Guard:   slices.Contains(n.guarded, netfilter.FamilyOf(ipc.Address.IP)),
 			Mode:    n.GatewayMode,

@@ -7,17 +7,25 @@ const (
 	GatewayModeNAT            = "nat"             // published ports only: direct routing from outside is dropped
 	GatewayModeNATUnprotected = "nat-unprotected" // any port of a container is reachable by routing to it
 	GatewayModeIsolated       = "isolated"        // no gateway, no route, no masquerade: the containers reach each other only
+	GatewayModeRouted         = "routed"          // no masquerade; published container ports and ICMP reachable at the container's address
 )
 
-// applyIsolated makes an isolated network what Docker 28 makes it: the
-// bridge gets no address, the containers no default route and no
-// masquerade, and nothing from outside the bridge reaches them.
-func (n *NetConf) applyIsolated() {
-	if n.GatewayMode != GatewayModeIsolated {
-		return
+// applyMode makes an isolated or routed network what Docker 28 makes it.
+// Isolated: the bridge gets no address, the containers no default route
+// and no masquerade, and nothing from outside the bridge reaches them.
+// Routed: no masquerade; the rest is the gateway's and the filter's.
+func (n *NetConf) applyMode() {
+	switch n.GatewayMode {
+	case GatewayModeIsolated:
+		n.IsGW, n.IsDefaultGW, n.IPMasq = false, false, false
+	case GatewayModeRouted:
+		n.IPMasq = false
 	}
-	n.IsGW, n.IsDefaultGW, n.IPMasq = false, false, false
 }
+
+// protects reports whether the gateway mode drops direct routing to the
+// containers (what it spares aside).
+func (n *NetConf) protects() bool { return n.GatewayMode != GatewayModeNATUnprotected }
 
 // Why an attachment got its gateway mode, as its record and dnetctl say.
 const (

@@ -101,6 +101,12 @@ func Add(args *skel.CmdArgs) error {
 			return cnierr.Config("portmap: hostIP %s of %s is an %s address, and the container has none of that family: publish it on an address of a family the container has, or without hostIP", m.HostIP, m, netfilter.FamilyOf(m.HostIP))
 		}
 	}
+	if backend, routed, err := routedBridge(c, ownerOf(c, args)); err != nil || routed {
+		if err != nil {
+			return err
+		}
+		return addRouted(c, args, prev, addrs, backend)
+	}
 	rec := attachment.Record[netfilter.PortMapSpec]{Backend: c.backend()}
 	if c.Backend == "" {
 		fmt.Fprintf(os.Stderr, "portmap: using the %s backend (no \"backend\" configured)\n", rec.Backend)
@@ -221,13 +227,20 @@ func Check(args *skel.CmdArgs) error {
 		return nil
 	}
 	addrs := containerAddrs(prev)
+	o := ownerOf(c, args)
+	if backend, routed, err := routedBridge(c, o); err != nil || routed {
+		if err != nil {
+			return err
+		}
+		return attachment.PortMappings.CheckInstalled(attachment.HostEnv(c.StateDir), o, routedSpecs(c, o, addrs), backend)
+	}
 	specs := make([]netfilter.PortMapSpec, 0, len(addrs))
 	for _, f := range netfilter.BothFamilies {
 		if addr := addrs[f]; addr != nil {
 			specs = append(specs, specFor(c, args, f, addr))
 		}
 	}
-	return attachment.PortMappings.CheckInstalled(attachment.HostEnv(c.StateDir), ownerOf(c, args), specs, c.backend())
+	return attachment.PortMappings.CheckInstalled(attachment.HostEnv(c.StateDir), o, specs, c.backend())
 }
 
 // Status reports readiness: the configured backend must be usable.

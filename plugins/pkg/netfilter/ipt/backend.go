@@ -170,6 +170,10 @@ func dropOwnedPortRules(txn *ruleTxn, snap *Snapshot, o netfilter.Owner) {
 }
 
 func (b *Backend) AddPortMappings(tx *netfilter.Txn, spec netfilter.PortMapSpec) {
+	if spec.Routed {
+		b.queue(tx, func() error { return b.addRoutedPorts(spec) })
+		return
+	}
 	if limitsSources(spec) {
 		if b.Sources == nil {
 			tx.Fail(fmt.Errorf("%s: a source allowlist (allowedSources, sourceRanges) needs nf_tables, which this kernel does not answer", b.family))
@@ -226,6 +230,12 @@ func (b *Backend) addPortMappings(spec netfilter.PortMapSpec) error {
 }
 
 func (b *Backend) DelPortMappings(tx *netfilter.Txn, spec netfilter.PortMapSpec) {
+	if spec.Routed || spec.ContainerIP == nil { // without a record, either may be there
+		b.queue(tx, func() error { return b.delRoutedPorts(spec.Owner) })
+	}
+	if spec.Routed {
+		return
+	}
 	b.queue(tx, func() error { return b.delPortMappings(spec) })
 	// Without a record the allowlist is searched for too.
 	if b.Sources != nil && (limitsSources(spec) || spec.ContainerIP == nil) {
@@ -260,6 +270,9 @@ func (b *Backend) delPortMappings(spec netfilter.PortMapSpec) error {
 }
 
 func (b *Backend) CheckPortMappings(spec netfilter.PortMapSpec) error {
+	if spec.Routed {
+		return b.checkRoutedPorts(spec)
+	}
 	snap, err := b.Snapshot("nat")
 	if err != nil {
 		return err

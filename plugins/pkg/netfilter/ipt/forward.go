@@ -78,7 +78,7 @@ func forwardComment(spec netfilter.ForwardSpec, drops bool) string {
 		for _, s := range []struct {
 			yes  bool
 			name string
-		}{{spec.Protect, "protect"}, {spec.Isolate, "isolate"}, {spec.NoICC, "noicc"}} {
+		}{{spec.Protect, "protect"}, {spec.Routed, "routed"}, {spec.Isolate, "isolate"}, {spec.NoICC, "noicc"}} {
 			if s.yes {
 				on = append(on, s.name)
 			}
@@ -175,6 +175,9 @@ func forwardNetRules(spec netfilter.ForwardSpec, drops bool) []filterRule {
 		for _, ifc := range spec.Trusted {
 			rules = append(rules, filterRule{chain: ChainGuard, table: "mangle", args: with("-d", guardDest(spec), "-i", ifc, "-j", "RETURN")})
 		}
+		if spec.Routed {
+			rules = append(rules, filterRule{chain: ChainGuard, table: "mangle", args: with("-d", guardDest(spec), "-p", icmpName(netfilter.FamilyOf(spec.IP)), "-j", "RETURN")})
+		}
 		rules = append(rules, filterRule{chain: ChainGuard, table: "mangle",
 			args: with("-d", guardDest(spec), "!", "-i", br, "-m", "addrtype", "!", "--dst-type", "LOCAL", "-m", "conntrack", "--ctdir", "ORIGINAL", "-j", "DROP")})
 	}
@@ -187,6 +190,14 @@ func forwardNetRules(spec netfilter.ForwardSpec, drops bool) []filterRule {
 		rules = append(rules, filterRule{chain: ChainFilter, args: with("-i", br, "-o", br, "-m", "conntrack", "!", "--ctstate", "DNAT", "-j", "DROP")})
 	}
 	return rules
+}
+
+// icmpName is how iptables-save names the family's ICMP.
+func icmpName(f netfilter.Family) string {
+	if f == netfilter.IPv6 {
+		return "ipv6-icmp"
+	}
+	return "icmp"
 }
 
 // forwardChains are the chains of ours the rules need, by table.

@@ -65,7 +65,7 @@ func (b *Backend) DelPortMappings(tx *netfilter.Txn, spec netfilter.PortMapSpec)
 	l := newLayout(b.family)
 	_, lists := l.sourceElems(spec)
 	o := b.delOp("ports", spec.Owner, spec.ContainerIP != nil, func() []elem { return l.portElems(spec) },
-		l.hostPorts, l.hostPortsBound, l.masqAll, l.srcPorts, l.srcLimited, l.srcAllowed)
+		l.hostPorts, l.hostPortsBound, l.masqAll, l.srcPorts, l.srcLimited, l.srcAllowed, l.guardOpen)
 	o.lists, o.after = lists, b.dropLists(lists, spec.ContainerIP != nil, spec.Mappings)
 	b.part(tx).queue(o)
 }
@@ -125,7 +125,7 @@ func (b *Backend) AddForward(tx *netfilter.Txn, spec netfilter.ForwardSpec) {
 func (b *Backend) DelForward(tx *netfilter.Txn, spec netfilter.ForwardSpec) {
 	l := newLayout(b.family)
 	b.queueDel(tx, "forwarding rules", spec.Owner, spec.IP != nil, func() []elem { return l.forwardDelElems(spec) },
-		l.fwdMembers, l.fwdProtect, l.fwdIsolate, l.fwdNoICC, l.guardProtect, l.guardTrusted)
+		l.fwdMembers, l.fwdProtect, l.fwdIsolate, l.fwdNoICC, l.guardProtect, l.guardTrusted, l.guardICMP)
 }
 
 // DelForwardGuard empties fwd_guard: the forward chain's last drop ends

@@ -40,7 +40,7 @@ func specsFor(f netfilter.Family, id string) attachment {
 			},
 		},
 		masq: netfilter.MasqSpec{Owner: o, IP: net.ParseIP(ip), Bridge: "br0"},
-		fwd:  netfilter.ForwardSpec{Owner: o, IP: net.ParseIP(ip), Bridge: "br0", Protect: true, Isolate: true, NoICC: true, Trusted: []string{"wg0"}, Guard: true},
+		fwd:  netfilter.ForwardSpec{Owner: o, IP: net.ParseIP(ip), Bridge: "br0", Protect: true, Isolate: true, NoICC: true, Trusted: []string{"wg0"}, Guard: true, Routed: true},
 	}
 	for _, e := range except {
 		a.masq.Except = append(a.masq.Except, cidr(e))

@@ -51,6 +51,9 @@ type elem struct {
 
 // portElems are the map elements of spec in this family.
 func (l *layout) portElems(spec netfilter.PortMapSpec) []elem {
+	if spec.Routed {
+		return l.routedElems(spec)
+	}
 	var out []elem
 	comment := spec.Owner.Comment()
 	for _, m := range spec.Mappings {
@@ -71,6 +74,24 @@ func (l *layout) portElems(spec netfilter.PortMapSpec) []elem {
 	out = append(out, sources...)
 	if spec.SNAT && spec.MasqAll {
 		out = append(out, elem{l.masqAll, nftables.SetElement{Key: l.addrBytes(spec.ContainerIP), Comment: comment}})
+	}
+	return out
+}
+
+// routedElems open each mapping's container port on the container's own
+// address (gatewayMode routed): no host port, no DNAT.
+func (l *layout) routedElems(spec netfilter.PortMapSpec) []elem {
+	var out []elem
+	seen := map[string]bool{}
+	for _, m := range spec.Mappings {
+		if _, ok := netfilter.HostIPFor(m, l.f); !ok {
+			continue
+		}
+		key := append(append([]byte{}, l.addrBytes(spec.ContainerIP)...), append(pad4([]byte{protoNum(m.Protocol)}), pad4(port(m.ContainerPort))...)...)
+		if !seen[string(key)] {
+			seen[string(key)] = true
+			out = append(out, elem{l.guardOpen, nftables.SetElement{Key: key, Comment: spec.Owner.Comment()}})
+		}
 	}
 	return out
 }
@@ -120,6 +141,9 @@ func (l *layout) forwardElems(spec netfilter.ForwardSpec) []elem {
 		if on.yes {
 			out = append(out, elem{on.set, nftables.SetElement{Key: key, Comment: comment}})
 		}
+	}
+	if spec.Protect && spec.Routed {
+		out = append(out, elem{l.guardICMP, nftables.SetElement{Key: l.addrBytes(spec.IP), Comment: comment}})
 	}
 	if spec.Guard {
 		out = append(out, l.guardElem())

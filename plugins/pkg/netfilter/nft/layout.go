@@ -20,6 +20,10 @@ package nft
 //	    ct direction original ip daddr @guard_protect iifname . ip daddr != @guard_trusted
 //	        ip daddr . iifname != @fwd_members drop                          direct routing from outside the bridge
 //	  set guard_trusted { type ifname . ipv4_addr }  trustedHostInterfaces: direct routing allowed from them
+//	  set guard_open    { type ipv4_addr . inet_proto . inet_service }   gatewayMode routed: published container ports
+//	  set guard_icmp    { type ipv4_addr }           ... and the containers ICMP reaches
+//	    (guard, before the direct-routing drop) ip daddr . meta l4proto . th dport @guard_open accept
+//	                                            ip daddr @guard_icmp meta l4proto icmp accept
 //	  }
 //	  map src_ports     { type inet_proto . inet_service : verdict }      published ports with a source allowlist,
 //	    (guard, last rule) fib daddr type local                            and the chain of their list
@@ -113,6 +117,8 @@ const (
 	SetSrcAllowed     = "src_allowed"
 	SetFwdGuard       = "fwd_guard"
 	SetSrcPorts       = "src_ports"
+	SetGuardOpen      = "guard_open"
+	SetGuardICMP      = "guard_icmp"
 	ChainGuard        = "guard"
 	ChainGuardOut     = "guard_out"
 	ChainForward      = "forward"
@@ -132,7 +138,7 @@ type layout struct {
 	masqExcept                                                      *nftables.Set
 	fwdMembers, fwdProtect, fwdIsolate, fwdNoICC                    *nftables.Set
 	guardProtect, guardTrusted, srcLimited, srcAllowed, fwdGuard    *nftables.Set
-	srcPorts                                                        *nftables.Set
+	srcPorts, guardOpen, guardICMP                                  *nftables.Set
 	addrType                                                        nftables.SetDatatype
 	addrLen                                                         uint32 // bytes of an address
 }
@@ -173,13 +179,16 @@ func newLayout(f netfilter.Family) *layout {
 	l.fwdGuard = &nftables.Set{Table: l.table, Name: SetFwdGuard, KeyType: nftables.TypeNFProto}
 	l.srcPorts = &nftables.Set{Table: l.table, Name: SetSrcPorts, IsMap: true, Concatenation: true,
 		KeyType: nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService), DataType: nftables.TypeVerdict}
+	l.guardOpen = &nftables.Set{Table: l.table, Name: SetGuardOpen, Concatenation: true,
+		KeyType: nftables.MustConcatSetType(l.addrType, nftables.TypeInetProto, nftables.TypeInetService)}
+	l.guardICMP = &nftables.Set{Table: l.table, Name: SetGuardICMP, KeyType: l.addrType}
 	return l
 }
 
 func (l *layout) sets() []*nftables.Set {
 	return []*nftables.Set{l.hostPorts, l.hostPortsBound, l.hairpin, l.masqAll, l.masqIPs, l.masqLocal, l.masqExcept,
 		l.fwdMembers, l.fwdProtect, l.fwdIsolate, l.fwdNoICC, l.guardProtect, l.guardTrusted, l.srcLimited, l.srcAllowed,
-		l.fwdGuard, l.srcPorts}
+		l.fwdGuard, l.srcPorts, l.guardOpen, l.guardICMP}
 }
 
 // 32-bit register n (NFT_REG32_00 is 8); register 1 is the same memory as reg32(0).
@@ -199,6 +208,14 @@ func (l *layout) daddr(reg uint32) expr.Any {
 		off = 24
 	}
 	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: l.addrLen}
+}
+
+// icmpProto is the family's ICMP protocol number.
+func (l *layout) icmpProto() byte {
+	if l.f == netfilter.IPv6 {
+		return unix.IPPROTO_ICMPV6
+	}
+	return unix.IPPROTO_ICMP
 }
 
 func (l *layout) nfproto() uint32 {
@@ -325,9 +342,17 @@ func (l *layout) loopbackDrop() []expr.Any {
 // and any FORWARD rule, which no accept elsewhere can undo.
 func (l *layout) guardRules() [][]expr.Any {
 	words := l.addrLen / 4
+	accept := &expr.Verdict{Kind: expr.VerdictAccept}
 	return [][]expr.Any{
 		established(),
 		l.loopbackDrop(),
+		// gatewayMode routed: the published container ports, and ICMP.
+		{l.daddr(1), &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg32(words)},
+			&expr.Payload{DestRegister: reg32(words + 1), Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+			&expr.Lookup{SourceRegister: 1, SetName: l.guardOpen.Name, SetID: l.guardOpen.ID}, accept},
+		{l.daddr(1), &expr.Lookup{SourceRegister: 1, SetName: l.guardICMP.Name, SetID: l.guardICMP.ID},
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{l.icmpProto()}}, accept},
 		{
 			&expr.Ct{Register: 1, Key: expr.CtKeyDIRECTION},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0}},
