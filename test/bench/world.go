@@ -86,6 +86,12 @@ func newWorld(v variant, tag string) (w *world, err error) {
 	if err := testenv.Connect(w.hostNS, "eth0", "192.0.2.1/24", w.clientNS, "eth0", "192.0.2.2/24"); err != nil {
 		return nil, err
 	}
+	// A container host forwards already (Docker, or the node's sysctl.d,
+	// turned it on): the bridge then neither turns it on nor guards it,
+	// and every chain measured is the steady case.
+	if out, err := w.hostNS.Run("sysctl", "-qw", "net.ipv4.ip_forward=1"); err != nil {
+		return nil, fmt.Errorf("host forwarding: %v: %s", err, out)
+	}
 	// For the "direct" baseline the client routes to the containers.
 	if out, err := w.clientNS.Run("ip", "route", "add", "172.17.0.0/16", "via", "192.0.2.1"); err != nil {
 		return nil, fmt.Errorf("client route: %v: %s", err, out)
