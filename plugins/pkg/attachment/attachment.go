@@ -94,6 +94,12 @@ func (k Kind[S]) Install(c *Change, o netfilter.Owner, rec Record[S]) {
 		return
 	}
 	c.onFailure(func() { _ = c.env.Store.Remove(k.Name, o.Tag()) })
+	k.queueAdds(c, rec, true)
+}
+
+// queueAdds queues the adds of rec's specs through the backend it names;
+// undone too means a failed commit removes them again.
+func (k Kind[S]) queueAdds(c *Change, rec Record[S], undone bool) {
 	for _, spec := range rec.Specs {
 		be, err := c.env.Backends.New(rec.Backend, spec.Family())
 		if err != nil {
@@ -101,7 +107,9 @@ func (k Kind[S]) Install(c *Change, o netfilter.Owner, rec Record[S]) {
 			return
 		}
 		k.Add(be, &c.tx, spec)
-		c.undo = append(c.undo, func(tx *netfilter.Txn) { k.Del(be, tx, spec) })
+		if undone {
+			c.undo = append(c.undo, func(tx *netfilter.Txn) { k.Del(be, tx, spec) })
+		}
 		k.whenLanded(c, be, spec)
 	}
 }

@@ -29,6 +29,7 @@ type Stored interface {
 	Intact(tag string) bool
 	Verify(env Env) error
 	Reapply(c *Change)
+	Reinstall(c *Change)
 	Remove(c *Change)
 }
 
@@ -84,6 +85,7 @@ func (s stored[S]) Ports() []netfilter.PortMapping {
 
 func (s stored[S]) Verify(env Env) error { return s.k.Verify(env, s.rec) }
 func (s stored[S]) Reapply(c *Change)    { s.k.Reapply(c, s.rec) }
+func (s stored[S]) Reinstall(c *Change)  { s.k.Reinstall(c, s.rec) }
 func (s stored[S]) Remove(c *Change)     { s.k.removeRecord(c, s.tag, s.rec) }
 
 // SpecsOf returns st's specs if it is a record of kind k.
@@ -156,6 +158,12 @@ func (k Kind[S]) Reapply(c *Change, rec Record[S]) {
 		k.whenLanded(c, be, spec)
 	}
 }
+
+// Reinstall queues what rec says again without looking first: after a
+// flush nothing of it is there, every add is idempotent, and checking each
+// spec would cost a dump each. Nothing is undone if the change fails:
+// what was there before stays.
+func (k Kind[S]) Reinstall(c *Change, rec Record[S]) { k.queueAdds(c, rec, false) }
 
 // Verify checks that rec's state is in place, through the backend it names.
 func (k Kind[S]) Verify(env Env, rec Record[S]) error {

@@ -36,6 +36,17 @@ type Backend interface {
 	DelForwardGuard(tx *Txn)
 }
 
+// BaseKinds are the kinds of state whose shared base a probe looks at.
+type BaseKinds struct{ Ports, Masquerade, Forward bool }
+
+// BaseProber is a cheap test, whatever the number of attachments, that
+// the state every attachment of kinds relies on is in place: a table,
+// base chains, the jumps to them. A flush or a firewall reload removes
+// those first, so it is what the node agent probes between restores.
+type BaseProber interface {
+	ProbeBase(kinds BaseKinds) error
+}
+
 // Backend names.
 const (
 	NameIPTables = "iptables"
@@ -106,6 +117,7 @@ func ValidateBackendName(name string) error {
 type ForwardAccepts interface {
 	Ensure(f Family, bridge string) error
 	Check(f Family, bridge string) error
+	Probe(f Family) error // cheap: what a flush removes first
 }
 
 // SourceFilter is the seam for source allowlists: only an nftables set

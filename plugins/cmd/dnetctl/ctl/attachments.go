@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 
+	"github.com/dockernet/cni-plugins/plugins/cmd/dnetctl/watch"
 	"github.com/dockernet/cni-plugins/plugins/pkg/attachment"
 )
 
@@ -22,9 +23,12 @@ type Attachment struct {
 	Backends    []string `json:"backends"` // kind=backend
 	// GatewayMode is the bridge's gateway mode for this attachment (from
 	// its forwarding record), and GatewayModeWhy why it applies.
-	GatewayMode    string   `json:"gatewayMode,omitempty"`
-	GatewayModeWhy string   `json:"gatewayModeWhy,omitempty"`
-	Problems       []string `json:"problems,omitempty"`
+	GatewayMode    string `json:"gatewayMode,omitempty"`
+	GatewayModeWhy string `json:"gatewayModeWhy,omitempty"`
+	// Held are the host ports the node agent (dnetctl watch) holds for
+	// this attachment, as sockets it bound; empty without the agent.
+	Held     []string `json:"held,omitempty"`
+	Problems []string `json:"problems,omitempty"`
 
 	records []attachment.Stored // in attachment.Kinds order
 }
@@ -104,4 +108,23 @@ func Restore(env attachment.Env, as []*Attachment) error {
 		}
 	}
 	return nil
+}
+
+// markHeld fills each attachment's Held from a live agent's status file.
+func markHeld(as []*Attachment, statusFile string) {
+	st, ok := watch.ReadStatus(statusFile)
+	if !ok {
+		return
+	}
+	held := map[string]bool{}
+	for _, h := range st.Held {
+		held[h] = true
+	}
+	for _, a := range as {
+		for _, p := range a.mappings() {
+			if key, ok := watch.PortKey(p.spec.Family(), p.m); ok && held[key] && !slices.Contains(a.Held, key) {
+				a.Held = append(a.Held, key)
+			}
+		}
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/version"
 
+	"github.com/dockernet/cni-plugins/plugins/cmd/dnetctl/watch"
 	"github.com/dockernet/cni-plugins/plugins/pkg/attachment"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter/reference"
@@ -35,6 +36,11 @@ const usage = `usage: dnetctl [-state-dir DIR] COMMAND [FLAGS]
             published host port takes now, hop by hop: the DNAT element or rule,
             route, bridge port, veth, forwarding and masquerade rules with their
             counters, and the connections conntrack tracks
+  watch     [-poll DUR] [-hold-ports] [-collect] [-grace DUR] [-cni-path DIR]
+            [-cache-dir DIR] [-status-file FILE]: the optional node agent: puts back
+            what a firewall flush or reload removed as soon as nf_tables reports it
+            (or within -poll), holds every published host port while it is
+            published, and with -collect deletes attachments whose container is gone
   install   -conflist FILE [-bin-src DIR] [-bin-dir DIR] [-conf-dir DIR]
             [-subnet CIDR] [-bridge NAME]: the plugins and the conflist, each
             written atomically; a bridge name or subnet this host already uses
@@ -63,6 +69,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return runReport(env, cmd, rest, stdout, stderr)
 	case "gc":
 		return runGC(rest, stdout, stderr)
+	case "watch":
+		return runWatch(env, rest, stderr)
 	}
 	global.Usage()
 	return 2
@@ -74,6 +82,7 @@ func runReport(env attachment.Env, cmd string, args []string, stdout, stderr io.
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	asJSON := fs.Bool("json", false, "print JSON")
+	statusFile := fs.String("status-file", watch.DefaultStatusFile, "the node agent's status file, for the ports it holds")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -83,6 +92,7 @@ func runReport(env attachment.Env, cmd string, args []string, stdout, stderr io.
 	}
 	fail := func(err error) int { fmt.Fprintln(stderr, "dnetctl:", err); return 1 }
 	as, unreadable := Load(env)
+	markHeld(as, *statusFile)
 	if unreadable != nil {
 		fmt.Fprintln(stderr, "dnetctl: some records do not load, and are left as they are:", unreadable)
 	}
@@ -208,6 +218,9 @@ func printReport(w io.Writer, as []*Attachment, foreign []reference.Attachment, 
 		ports := strings.Join(a.Ports, ", ")
 		if ports == "" {
 			ports = "-"
+		}
+		if len(a.Held) > 0 {
+			ports += fmt.Sprintf(" (%d held)", len(a.Held))
 		}
 		mode := a.GatewayMode
 		if mode == "" {

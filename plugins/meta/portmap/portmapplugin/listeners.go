@@ -15,6 +15,10 @@ import (
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
 )
 
+// agentComm is the node agent's process name (dnetctl watch): the ports
+// it holds are published ports of recorded attachments, not services.
+const agentComm = "dnetctl"
+
 // tcpListen is TCP_LISTEN in sock_diag's state numbering.
 const tcpListen = 10
 
@@ -61,8 +65,12 @@ func hostListeners(ms []netfilter.PortMapping, families []netfilter.Family) (map
 					m.Protocol == "tcp" && s.State != tcpListen || m.Protocol == "udp" && s.ID.DestinationPort != 0 {
 					continue
 				}
+				owner := socketOwner(s.INode)
+				if strings.HasPrefix(owner, "process "+agentComm+",") {
+					continue // the node agent holding a recorded mapping: the ledger decides
+				}
 				addr := net.JoinHostPort(s.ID.Source.String(), strconv.Itoa(m.HostPort))
-				busy[i] = fmt.Sprintf("%s/%s (%s)", addr, m.Protocol, socketOwner(s.INode))
+				busy[i] = fmt.Sprintf("%s/%s (%s)", addr, m.Protocol, owner)
 				break
 			}
 			if busy[i] != "" {

@@ -223,3 +223,32 @@ func sameData(have, want nftables.SetElement) bool {
 	}
 	return strings.Contains(string(have.Val), want.VerdictData.Chain+"\x00")
 }
+
+// ProbeBase reports whether this family's table is there with its whole
+// base (chains with their rules, sets): what every attachment relies on,
+// and what a flush or a reload removes. A few dumps.
+func (b *Backend) ProbeBase(kinds netfilter.BaseKinds) error {
+	if err := b.probeTable(); err != nil {
+		return err
+	}
+	if kinds.Forward && b.accepts != nil {
+		return b.accepts.Probe(b.family)
+	}
+	return nil
+}
+
+func (b *Backend) probeTable() error {
+	c, done, err := b.dial()
+	if err != nil {
+		return err
+	}
+	defer done(nil)
+	l := newLayout(b.family)
+	if _, err := c.ListTableOfFamily(Table, b.family.NFT()); err != nil {
+		return fmt.Errorf("%s nftables: table %s is gone", b.family, Table)
+	}
+	if what := l.missing(c.Conn); what != "" {
+		return fmt.Errorf("%s nftables: table %s lacks %s", b.family, Table, what)
+	}
+	return nil
+}

@@ -1,0 +1,111 @@
+// Package watch is dnetctl's optional node agent: it keeps what the
+// records say installed through firewall flushes and reloads, holds the
+// published host ports as Docker does, and collects the attachments whose
+// container is gone when no runtime sends a DEL or a GC. See README.md.
+package watch
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"time"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/attachment"
+)
+
+// Agent is one node's agent. Run it in the host network namespace.
+type Agent struct {
+	Env attachment.Env
+	// Poll is how often it looks without being told: iptables-legacy
+	// sends no notification, and a missed one costs at most this long.
+	Poll time.Duration
+	// Hold binds every published host port while its mapping lives.
+	Hold bool
+	// Collect, when set, removes attachments whose container is gone.
+	Collect *Collector
+	// StatusFile, when set, is rewritten after each look: the health line.
+	StatusFile string
+	Log        *log.Logger
+
+	records records
+	guard   restoreGuard
+	held    *holder
+	status  status
+}
+
+// New returns an agent over env logging to w.
+func New(env attachment.Env, w io.Writer) *Agent {
+	return &Agent{Env: env, Poll: time.Second, Log: log.New(w, "dnetctl watch: ", log.LstdFlags|log.Lmicroseconds)}
+}
+
+// Run looks once, then at every nf_tables change and every Poll, until
+// ctx ends; it releases the ports it holds when it returns.
+func (a *Agent) Run(ctx context.Context) error {
+	a.held = newHolder(a.Log)
+	defer a.held.releaseAll()
+	changes, stop := subscribe(a.Log)
+	defer stop()
+	tick := time.NewTicker(a.Poll)
+	defer tick.Stop()
+	a.Log.Printf("watching the records in %s (poll %s, hold ports %v, collect %v)", a.Env.Store.Dir, a.Poll, a.Hold, a.Collect != nil)
+	a.look("start")
+	for {
+		select {
+		case <-ctx.Done():
+			a.Log.Printf("stopping: %d ports released", a.held.count())
+			return nil
+		case _, ok := <-changes:
+			if !ok {
+				changes = nil // the subscription ended: polling alone from now on
+				a.Log.Printf("nf_tables notifications ended; polling every %s", a.Poll)
+				continue
+			}
+			drain(changes, 20*time.Millisecond)
+			a.look("nf_tables change")
+		case <-tick.C:
+			a.look("")
+		}
+	}
+}
+
+// drain swallows the rest of a burst: one look answers a whole transaction.
+func drain(ch <-chan struct{}, quiet time.Duration) {
+	t := time.NewTimer(quiet)
+	defer t.Stop()
+	for {
+		select {
+		case _, ok := <-ch:
+			if !ok {
+				return
+			}
+			t.Reset(quiet)
+		case <-t.C:
+			return
+		}
+	}
+}
+
+// look is one pass: reload the records if they changed, put back what a
+// flush removed, hold and release ports, collect what is gone.
+func (a *Agent) look(why string) {
+	start := time.Now()
+	if err := a.records.reload(a.Env); err != nil {
+		a.Log.Printf("records: %v", err)
+	}
+	if missing := a.probe(); missing != nil {
+		a.restore(why, missing, start)
+	}
+	if a.Hold {
+		a.held.sync(a.records.ports())
+	}
+	if a.Collect != nil {
+		a.Collect.sweep(a.Env, a.Log, time.Now())
+	}
+	a.writeStatus()
+}
+
+// String is the status line.
+func (a *Agent) String() string {
+	return fmt.Sprintf("%d attachments, %d ports held, %d restores (last %s)", a.records.count(), a.held.count(), a.status.Restores, a.status.LastRestore)
+}
