@@ -31,20 +31,7 @@ func TestClientCRI(t *testing.T) {
 // returns crictl, bound to c, for more.
 func criSuite(h *clientHost, c *containerd) func(...string) (string, error) {
 	t := h.t
-	crictl := testenv.Built(t, "CRICTL", ".tools/bin/crictl", "")
-	cfg := filepath.Join(c.dir, "crictl.yaml")
-	writeFile(t, cfg, fmt.Sprintf("runtime-endpoint: unix://%[1]s\nimage-endpoint: unix://%[1]s\ntimeout: 30\n", c.sock))
-	cri := func(args ...string) (string, error) {
-		out, err := h.run(append([]string{crictl, "--config", cfg}, args...)...)
-		return strings.TrimSpace(out), err
-	}
-	t.Cleanup(func() {
-		pods, _ := cri("pods", "-q")
-		for _, p := range strings.Fields(pods) {
-			_, _ = cri("stopp", p)
-			_, _ = cri("rmp", p)
-		}
-	})
+	cri := h.crictl(c)
 
 	// What kubelet sends for a pod with hostPorts: TCP and UDP, on every
 	// address and on one.
@@ -129,6 +116,26 @@ func criSuite(h *clientHost, c *containerd) func(...string) (string, error) {
 	h.check("crictl stopp and rmp the second pod", err)
 	h.check("nothing left after stopp and rmp", h.leftovers("cni0", ip))
 	h.check("dnetctl check after rmp", h.dnetctlCheck())
+	return cri
+}
+
+// crictl is crictl bound to containerd c, as kubelet's stand-in; every
+// pod left is stopped and removed at cleanup.
+func (h *clientHost) crictl(c *containerd) func(...string) (string, error) {
+	crictl := testenv.Built(h.t, "CRICTL", ".tools/bin/crictl", "")
+	cfg := filepath.Join(c.dir, "crictl.yaml")
+	writeFile(h.t, cfg, fmt.Sprintf("runtime-endpoint: unix://%[1]s\nimage-endpoint: unix://%[1]s\ntimeout: 30\n", c.sock))
+	cri := func(args ...string) (string, error) {
+		out, err := h.run(append([]string{crictl, "--config", cfg}, args...)...)
+		return strings.TrimSpace(out), err
+	}
+	h.t.Cleanup(func() {
+		pods, _ := cri("pods", "-q")
+		for _, p := range strings.Fields(pods) {
+			_, _ = cri("stopp", p)
+			_, _ = cri("rmp", p)
+		}
+	})
 	return cri
 }
 

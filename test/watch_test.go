@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -247,5 +248,88 @@ func (c *container) vanish(t *testing.T) {
 	}
 	if err := c.ns.Delete(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestWatchCollectsCRI: containerd 1.6 never sends CNI GC. A pod whose
+// sandbox died with its netns (as a crashed runtime or a reboot leaves it)
+// and whose DEL never came is collected by the agent, through the DEL
+// containerd's libcni cache allows: its rules, hostPort and address go;
+// a live pod beside it is untouched. The agent runs where containerd
+// does, in the private mount namespace, so the DEL finds the same store.
+func TestWatchCollectsCRI(t *testing.T) {
+	h := newClientHost(t, "containerd CRI, agent", "containerd", "ctr", "runc")
+	writeFile(t, filepath.Join(h.netD, "10-dockernet.conflist"), string(renderKubernetes(t, podCIDR)))
+	c := h.startContainerd("k8s.io")
+	cri := h.crictl(c)
+	ids, ips := map[string]string{}, map[string]string{}
+	for i, name := range []string{"live", "gone"} {
+		pod := podSandbox{Name: name, Ports: []criPort{{Protocol: criTCP, ContainerPort: helloPort, HostPort: 8090 + i}}}
+		id, err := cri("runp", pod.write(t, c.dir))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[name], ips[name] = id, h.podIP(cri, id)
+	}
+
+	status, logFile := filepath.Join(h.dir, "watch.json"), filepath.Join(h.dir, "watch.log")
+	log, err := os.Create(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent := h.command(filepath.Join(h.bin, "dnetctl"), "watch", "-collect", "-grace", "1s", "-poll", "500ms",
+		"-cni-path", "/opt/cni/bin", "-status-file", status)
+	agent.Stdout, agent.Stderr = log, log
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = agent.Process.Kill()
+		_ = agent.Wait()
+		data, _ := os.ReadFile(logFile)
+		t.Logf("the agent's log:\n%s", data)
+	})
+
+	// The gone pod's sandbox dies and its netns is unmounted: the kernel
+	// frees the netns and deletes the veth pair. No StopPodSandbox comes.
+	var info struct {
+		Info struct {
+			Pid         int `json:"pid"`
+			RuntimeSpec struct {
+				Linux struct {
+					Namespaces []struct{ Type, Path string } `json:"namespaces"`
+				} `json:"linux"`
+			} `json:"runtimeSpec"`
+		} `json:"info"`
+	}
+	out, err := cri("inspectp", "-o", "json", ids["gone"])
+	if err == nil {
+		err = json.Unmarshal([]byte(out), &info)
+	}
+	if err != nil || info.Info.Pid <= 0 {
+		t.Fatalf("crictl inspectp %s: %v (pid %d)", ids["gone"], err, info.Info.Pid)
+	}
+	_ = syscall.Kill(info.Info.Pid, syscall.SIGKILL)
+	for _, ns := range info.Info.RuntimeSpec.Linux.Namespaces {
+		if ns.Type == "network" && ns.Path != "" {
+			if _, err := h.run("umount", ns.Path); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	testenv.Eventually(t, 30*time.Second, "the gone pod collected", func() error {
+		if out, _ := h.host.Run("nft", "list", "table", "ip", "dnet"); strings.Contains(out, ips["gone"]+" ") {
+			return fmt.Errorf("the table still names %s", ips["gone"])
+		}
+		if _, err := os.Stat(filepath.Join(h.varLib, "networks", "dockernet", ips["gone"])); err == nil {
+			return fmt.Errorf("%s is still reserved", ips["gone"])
+		}
+		return nil
+	})
+	if out, _ := h.host.Run("nft", "list", "table", "ip", "dnet"); !strings.Contains(out, ips["live"]+" ") {
+		t.Errorf("the live pod's %s is gone from the table too:\n%s", ips["live"], out)
+	}
+	if _, err := os.Stat(filepath.Join(h.varLib, "networks", "dockernet", ips["live"])); err != nil {
+		t.Errorf("the live pod's address %s is no longer reserved: %v", ips["live"], err)
 	}
 }

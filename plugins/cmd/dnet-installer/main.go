@@ -2,7 +2,8 @@
 // node (a DaemonSet, conf/kubernetes/dnet-installer.yaml) it copies the
 // plugins into the node's /opt/cni/bin and writes the conflist, with the
 // node's pod CIDR, into its /etc/cni/net.d, each atomically; then it waits,
-// so that the pod stays up and a restart installs again.
+// so that the pod stays up and a restart installs again, or, with -watch,
+// becomes the node agent (dnetctl watch, plugins/cmd/dnetctl/watch).
 //
 // With -binaries-only it copies the plugins alone, for nodes whose
 // conflist another component writes (flannel, k3s); without it, it writes
@@ -16,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -34,8 +36,17 @@ const (
 
 type options struct {
 	src, binDir, confDir, conflist, podCIDR, clusterCIDR string
-	wait, binariesOnly                                   bool
+	wait, binariesOnly, watch                            bool
 }
+
+// Where the agent finds the node's plugin state, libcni's cache and the
+// plugins' locks: the DaemonSet mounts them at the node's own paths, so
+// that the plugins it runs for a collection see what they would see.
+const (
+	agentStateDir  = "/var/lib/cni/dockernet"
+	agentStatus    = "/run/dockernet/watch.json"
+	agentCollectIn = "5m"
+)
 
 func parseFlags(args []string) (options, error) {
 	var o options
@@ -48,6 +59,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.clusterCIDR, "cluster-cidr", "", "the cluster's pod network, never masqueraded between pods (default: the conflist's nonMasqueradeCIDRs, 10.244.0.0/16)")
 	fs.BoolVar(&o.wait, "wait", false, "after installing, wait for SIGTERM (a DaemonSet's container)")
 	fs.BoolVar(&o.binariesOnly, "binaries-only", false, "copy the plugins only, never touching -conf-dir (flannel, k3s: another component writes the conflist)")
+	fs.BoolVar(&o.watch, "watch", false, "after installing, run the node agent (dnetctl watch -collect) until SIGTERM, instead of waiting")
 	err := fs.Parse(args)
 	if err == nil && fs.NArg() > 0 {
 		err = fmt.Errorf("unexpected arguments %v", fs.Args())
@@ -64,11 +76,25 @@ func main() {
 		fmt.Fprintln(os.Stderr, "dnet-installer:", err)
 		os.Exit(1)
 	}
+	if o.watch {
+		fmt.Fprintln(os.Stderr, "dnet-installer: exec:", strings.Join(agentArgs(o), " "))
+		err := syscall.Exec(filepath.Join(o.src, "bin", "dnetctl"), agentArgs(o), os.Environ())
+		fmt.Fprintln(os.Stderr, "dnet-installer: run the node agent:", err)
+		os.Exit(1)
+	}
 	if o.wait {
 		sig := make(chan os.Signal, 1)
 		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 		<-sig
 	}
+}
+
+// agentArgs are the node agent's command line: it holds the published
+// ports, restores them after a firewall reload, and collects pods whose
+// netns has been gone for five minutes with the plugins the node runs.
+func agentArgs(o options) []string {
+	return []string{"dnetctl", "-state-dir", agentStateDir, "watch", "-collect", "-grace", agentCollectIn,
+		"-cni-path", o.binDir, "-status-file", agentStatus}
 }
 
 func run(o options) error {

@@ -86,8 +86,8 @@ func TestManifest(t *testing.T) {
 	}
 	c := pod.Containers[0]
 	o, err := parseFlags(c.Args)
-	if err != nil || !o.wait {
-		t.Errorf("args %v: %v; want flags the installer takes, with -wait", c.Args, err)
+	if err != nil || !(o.wait || o.watch) {
+		t.Errorf("args %v: %v; want flags the installer takes, with -wait or -watch", c.Args, err)
 	}
 	var nodeName bool
 	for _, e := range c.Env {
@@ -109,7 +109,16 @@ func TestManifest(t *testing.T) {
 		}
 		mounted[m.MountPath] = hostPaths[m.Name]
 	}
-	for in, want := range map[string]string{o.binDir: "/opt/cni/bin", o.confDir: "/etc/cni/net.d"} {
+	want := map[string]string{o.binDir: "/opt/cni/bin", o.confDir: "/etc/cni/net.d"}
+	if o.watch {
+		// The agent and the plugins it runs see the node's state, cache
+		// and locks at the node's own paths, and may change sysctls.
+		want["/var/lib/cni"], want["/run/dockernet"] = "/var/lib/cni", "/run/dockernet"
+		if sc := c.SecurityContext; sc == nil || sc.Privileged == nil || !*sc.Privileged {
+			t.Error("with -watch the container must be privileged: the agent and the DELs it runs change netfilter and sysctls")
+		}
+	}
+	for in, want := range want {
 		if mounted[in] != want {
 			t.Errorf("the installer writes %s, which mounts host path %q, want %s", in, mounted[in], want)
 		}

@@ -46,9 +46,10 @@ type Kind[S Spec] struct {
 	Add    func(netfilter.Backend, *netfilter.Txn, S)
 	Del    func(netfilter.Backend, *netfilter.Txn, S)
 	Check  func(netfilter.Backend, S) error
-	// Landed, when set, runs after a committed change added or removed
-	// spec's state.
-	Landed func(netfilter.Backend, S) error
+	// FlushUDP: after a committed change added or removed spec's state,
+	// the UDP conntrack entries of its host ports go, once per family for
+	// the whole change (each flush reads the whole conntrack table).
+	FlushUDP bool
 }
 
 // Env is where attachments' state lives: the record store and the
@@ -133,8 +134,8 @@ func (k Kind[S]) queueRemoval(c *Change, name string, specs []S, undone bool) {
 }
 
 func (k Kind[S]) whenLanded(c *Change, be netfilter.Backend, spec S) {
-	if k.Landed != nil {
-		c.onSuccess(func() error { return k.Landed(be, spec) })
+	if k.FlushUDP {
+		c.flushUDP(be.Family(), spec.Ports())
 	}
 }
 

@@ -309,6 +309,6 @@ func TestRecordsWrittenBeforeThisPackage(t *testing.T) {
 // which needs the kernel.
 var portMappingsNoConntrack = func() Kind[netfilter.PortMapSpec] {
 	k := PortMappings
-	k.Landed = nil
+	k.FlushUDP = false
 	return k
 }()

@@ -17,9 +17,17 @@ type Change struct {
 	label   string
 	tx      netfilter.Txn
 	err     error
-	undo    []func(*netfilter.Txn) // removals of what installs queued
-	failure []func()               // on failure: drop the records installs wrote
-	success []func() error         // on success: records to delete, conntrack to flush
+	undo    []func(*netfilter.Txn)                       // removals of what installs queued
+	failure []func()                                     // on failure: drop the records installs wrote
+	success []func() error                               // on success: records to delete
+	udp     map[netfilter.Family][]netfilter.PortMapping // on success: UDP conntrack to flush
+}
+
+func (c *Change) flushUDP(f netfilter.Family, ms []netfilter.PortMapping) {
+	if c.udp == nil {
+		c.udp = map[netfilter.Family][]netfilter.PortMapping{}
+	}
+	c.udp[f] = append(c.udp[f], ms...)
 }
 
 // Begin starts a change; label names the plugin in its errors.
@@ -63,6 +71,11 @@ func (c *Change) Commit() error {
 	var errs []error
 	for _, f := range c.success {
 		errs = append(errs, f())
+	}
+	for _, f := range netfilter.BothFamilies {
+		if ms := c.udp[f]; len(ms) > 0 {
+			errs = append(errs, netfilter.FlushUDP(f, ms))
+		}
 	}
 	return errors.Join(errs...)
 }

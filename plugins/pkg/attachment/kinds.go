@@ -15,14 +15,12 @@ var Masquerade = Kind[netfilter.MasqSpec]{
 // conntrack entries of its host ports: a UDP "connection" outlives its
 // rules, and would keep sending a client's datagrams where they went before.
 var PortMappings = Kind[netfilter.PortMapSpec]{
-	Name:   "portmap",
-	Plugin: "portmap",
-	Add:    netfilter.Backend.AddPortMappings,
-	Del:    netfilter.Backend.DelPortMappings,
-	Check:  netfilter.Backend.CheckPortMappings,
-	Landed: func(be netfilter.Backend, s netfilter.PortMapSpec) error {
-		return netfilter.FlushUDP(be.Family(), s.Mappings)
-	},
+	Name:     "portmap",
+	Plugin:   "portmap",
+	Add:      netfilter.Backend.AddPortMappings,
+	Del:      netfilter.Backend.DelPortMappings,
+	Check:    netfilter.Backend.CheckPortMappings,
+	FlushUDP: true,
 }
 
 // Forwarding is bridge's filter half: what may be forwarded to and from

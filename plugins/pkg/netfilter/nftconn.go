@@ -55,7 +55,7 @@ func NFTConn() (c NFTSession, done func(error), err error) {
 	}
 	conn := nftSocks.byNS[st.Ino]
 	if conn == nil {
-		if conn, err = nftables.New(nftables.AsLasting(), nftables.WithSockOptions(bigBuffers)); err != nil {
+		if conn, err = nftables.New(nftables.AsLasting(), nftables.WithSockOptions(BigBuffers)); err != nil {
 			nftSocks.Unlock()
 			return c, nil, err
 		}
@@ -70,6 +70,17 @@ func NFTConn() (c NFTSession, done func(error), err error) {
 		}
 		nftSocks.Unlock()
 	}, nil
+}
+
+// ForgetKnown drops what every session has learned of its namespace's
+// state: a plugin's run is too short for that state to change under it,
+// the node agent's is not, and it calls this before each restore.
+func ForgetKnown() {
+	nftSocks.Lock()
+	defer nftSocks.Unlock()
+	for ino := range nftSocks.cache {
+		nftSocks.cache[ino] = map[any]bool{}
+	}
 }
 
 // NFTablesAvailable reports whether the kernel answers nf_tables netlink.
@@ -92,7 +103,10 @@ var NFTablesAvailable = sync.OnceValue(func() bool {
 // system's limit for this socket alone.
 const batchBuffer = 16 << 20
 
-func bigBuffers(c *netlink.Conn) error {
+// BigBuffers gives a netlink socket batchBuffer of send and receive
+// buffer: what a batch needs, and what a monitor needs to take in the
+// notifications of a thousand attachments restored at once.
+func BigBuffers(c *netlink.Conn) error {
 	raw, err := c.SyscallConn()
 	if err != nil {
 		return nil // not a real socket (tests): keep the default

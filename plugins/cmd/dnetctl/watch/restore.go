@@ -36,9 +36,9 @@ func (a *Agent) probe() []string {
 // removing our state (a firewall manager reapplying its own ruleset in a
 // loop): the agent then stops for a while and says so, rather than fight.
 const (
-	fightWindow = 30 * time.Second
-	fightMax    = 5
-	fightPause  = time.Minute
+	fightWindow = 10 * time.Second
+	fightMax    = 10
+	fightPause  = 30 * time.Second
 )
 
 type restoreGuard struct {
@@ -96,6 +96,9 @@ func (a *Agent) restore(why string, missing []string, start time.Time) {
 // batch per nftables family); when that fails, one per attachment, so
 // that one bad record does not keep the others out.
 func reinstall(env attachment.Env, byTag map[string][]attachment.Stored) (int, error) {
+	// What the sessions learned before (the table's base is there) is
+	// what the flush made untrue.
+	netfilter.ForgetKnown()
 	change := env.Begin("watch")
 	for _, recs := range byTag {
 		for _, st := range recs {

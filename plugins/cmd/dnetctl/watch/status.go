@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -25,13 +26,26 @@ type status struct {
 // DefaultStatusFile is where the agent and dnetctl list meet by default.
 const DefaultStatusFile = "/run/dockernet/watch.json"
 
+// statusEvery is how often the status file is rewritten when nothing
+// changed: its "updated" is the agent's heartbeat. A thousand attachments
+// hold eight thousand ports, a file of some 200 KB not worth writing at
+// every poll.
+const statusEvery = 10 * time.Second
+
 func (a *Agent) writeStatus() {
 	if a.StatusFile == "" {
 		return
 	}
+	held := a.held.held()
+	now := time.Now()
+	changed := a.records.count() != a.status.Attachments || !slices.Equal(held, a.status.Held) || a.status.Restores != a.written.restores
+	if !changed && now.Sub(a.written.at) < statusEvery {
+		return
+	}
+	a.written.at, a.written.restores = now, a.status.Restores
 	a.status.PID, a.status.StateDir = os.Getpid(), a.Env.Store.Dir
-	a.status.Updated = time.Now().UTC().Format(time.RFC3339Nano)
-	a.status.Attachments, a.status.Held = a.records.count(), a.held.held()
+	a.status.Updated = now.UTC().Format(time.RFC3339Nano)
+	a.status.Attachments, a.status.Held = a.records.count(), held
 	data, _ := json.MarshalIndent(a.status, "", "  ")
 	_ = os.MkdirAll(filepath.Dir(a.StatusFile), 0o755)
 	tmp := a.StatusFile + ".tmp"

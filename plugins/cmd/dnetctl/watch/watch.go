@@ -32,6 +32,10 @@ type Agent struct {
 	guard   restoreGuard
 	held    *holder
 	status  status
+	written struct { // when the status file was last written, and with how many restores
+		at       time.Time
+		restores int
+	}
 }
 
 // New returns an agent over env logging to w.
@@ -55,12 +59,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			a.Log.Printf("stopping: %d ports released", a.held.count())
 			return nil
-		case _, ok := <-changes:
-			if !ok {
-				changes = nil // the subscription ended: polling alone from now on
-				a.Log.Printf("nf_tables notifications ended; polling every %s", a.Poll)
-				continue
-			}
+		case <-changes:
 			drain(changes, 20*time.Millisecond)
 			a.look("nf_tables change")
 		case <-tick.C:

@@ -14,18 +14,20 @@ import (
 func TestRestoreGuard(t *testing.T) {
 	var g restoreGuard
 	t0 := time.Unix(1000, 0)
+	step := fightWindow / (2 * fightMax) // all of them well within one window
 	for i := 0; i < fightMax; i++ {
-		if ok, fighting := g.allow(t0.Add(time.Duration(i) * time.Second)); !ok || fighting {
+		if ok, fighting := g.allow(t0.Add(time.Duration(i) * step)); !ok || fighting {
 			t.Fatalf("restore %d refused", i+1)
 		}
 	}
-	if ok, fighting := g.allow(t0.Add(fightMax * time.Second)); ok || !fighting {
+	last := t0.Add(fightMax * step)
+	if ok, fighting := g.allow(last); ok || !fighting {
 		t.Fatalf("restore %d allowed: the agent would fight", fightMax+1)
 	}
-	if ok, _ := g.allow(t0.Add(fightMax*time.Second + fightPause/2)); ok {
+	if ok, _ := g.allow(last.Add(fightPause / 2)); ok {
 		t.Fatal("allowed during the pause")
 	}
-	if ok, _ := g.allow(t0.Add(fightMax*time.Second + fightPause + time.Second)); !ok {
+	if ok, _ := g.allow(last.Add(fightPause + time.Second)); !ok {
 		t.Fatal("refused after the pause")
 	}
 	// Restores far apart never add up to a fight.

@@ -116,6 +116,7 @@ func (b *Backend) AddForward(tx *netfilter.Txn, spec netfilter.ForwardSpec) {
 	o := op{what: "forwarding rules for container " + spec.Owner.ContainerID, f: b.family, add: l.forwardElems(spec)}
 	if b.accepts != nil {
 		o.after = func() error { return b.accepts.Ensure(b.family, spec.Bridge) }
+		o.afterKey = fmt.Sprintf("accepts %s %s", b.family, spec.Bridge)
 	}
 	b.part(tx).queue(o)
 }

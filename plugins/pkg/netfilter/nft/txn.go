@@ -25,8 +25,11 @@ type op struct {
 	// holds another owner's element.
 	onExists func() error
 	// after runs once the op has landed (the accepts in other firewalls,
-	// dropping source lists no port uses any more).
-	after func() error
+	// dropping source lists no port uses any more); ops with the same
+	// afterKey ("" for none) run it once per commit: a thousand
+	// attachments of one bridge restored together need its accepts once.
+	after    func() error
+	afterKey string
 	// lists are the source allowlists the elements jump to: queued whole
 	// before an add, and at least as an empty shell before a delete, whose
 	// elements are re-added before they are deleted (see queueDelete).
@@ -163,10 +166,13 @@ func (p *part) alone(o op) error {
 
 func (p *part) after(ops []op) error {
 	var errs []error
+	done := map[string]bool{}
 	for _, o := range ops {
-		if o.after != nil {
-			errs = append(errs, o.after())
+		if o.after == nil || (o.afterKey != "" && done[o.afterKey]) {
+			continue
 		}
+		done[o.afterKey] = true
+		errs = append(errs, o.after())
 	}
 	return errors.Join(errs...)
 }
