@@ -5,6 +5,7 @@ import (
 	"log"
 	"net"
 	"os"
+	"reflect"
 	"sort"
 	"strconv"
 
@@ -42,6 +43,10 @@ type holder struct {
 	log    *log.Logger
 	socks  map[heldPort]io.Closer
 	failed map[heldPort]bool // said once
+	// last is the want of the last sync, and list the held ports sorted:
+	// an idle look with nothing changed and nothing failed does no work.
+	last map[heldPort]string
+	list []string
 }
 
 func newHolder(l *log.Logger) *holder {
@@ -57,16 +62,25 @@ func (h *holder) count() int {
 
 // held lists the ports held, sorted.
 func (h *holder) held() []string {
-	var out []string
-	for p := range h.socks {
-		out = append(out, p.String())
+	if h == nil {
+		return nil
 	}
-	sort.Strings(out)
-	return out
+	if h.list == nil {
+		h.list = []string{}
+		for p := range h.socks {
+			h.list = append(h.list, p.String())
+		}
+		sort.Strings(h.list)
+	}
+	return h.list
 }
 
 // sync holds what want names (port → container) and releases the rest.
 func (h *holder) sync(want map[heldPort]string) {
+	if len(h.failed) == 0 && h.last != nil && reflect.ValueOf(want).UnsafePointer() == reflect.ValueOf(h.last).UnsafePointer() {
+		return // the same records as last time, all held
+	}
+	h.last, h.list = want, nil
 	for p, c := range h.socks {
 		if _, ok := want[p]; !ok {
 			_ = c.Close()
@@ -102,6 +116,7 @@ func (h *holder) releaseAll() {
 		_ = c.Close()
 		delete(h.socks, p)
 	}
+	h.last, h.list = nil, nil
 }
 
 // bind opens p's socket: TCP bound and not listening, so that a

@@ -15,6 +15,10 @@ import (
 type records struct {
 	sig   string
 	byTag map[string][]attachment.Stored
+	// held is what ports gave for the records of sig: computed again
+	// only when they change (a thousand attachments publish 8,000).
+	held    map[heldPort]string
+	heldSig string
 }
 
 func signature(dir string) string {
@@ -74,7 +78,11 @@ func (r *records) uses() map[use]netfilter.BaseKinds {
 
 // ports are the host ports the records publish: what the agent holds.
 func (r *records) ports() map[heldPort]string {
+	if r.held != nil && r.heldSig == r.sig {
+		return r.held
+	}
 	out := map[heldPort]string{}
+	defer func() { r.held, r.heldSig = out, r.sig }()
 	for _, recs := range r.byTag {
 		for _, st := range recs {
 			for _, s := range attachment.SpecsOf(attachment.PortMappings, st) {

@@ -62,6 +62,19 @@ func nftHasBase(f netfilter.Family, nb natBase) bool {
 	return anyRule(rulesOf(ChainPostrouting), func(r *nftables.Rule) bool { return masqueradesMark(r, nb.markBit) })
 }
 
+// nftJumps reports whether iptables-nft's chain from in table holds a
+// jump to chain to.
+func nftJumps(f netfilter.Family, table, from, to string) bool {
+	c, done, err := netfilter.NFTConn()
+	if err != nil {
+		return false
+	}
+	defer done(nil)
+	t := &nftables.Table{Name: table, Family: f.NFT()}
+	rules, err := c.GetRules(t, &nftables.Chain{Name: from, Table: t})
+	return err == nil && anyRule(rules, func(r *nftables.Rule) bool { return jumpsTo(r, to) })
+}
+
 func anyRule(rules []*nftables.Rule, match func(*nftables.Rule) bool) bool {
 	for _, r := range rules {
 		if match(r) {

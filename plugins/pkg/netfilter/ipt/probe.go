@@ -12,7 +12,9 @@ import (
 // -t nat -F) or a reload of a saved ruleset removes first.
 func (b *Backend) ProbeBase(kinds netfilter.BaseKinds) error {
 	var rules []filterRule
+	var nat natBase
 	add := func(nb natBase) {
+		nat.jumps = append(nat.jumps, nb.jumps...)
 		for _, r := range nb.rules() {
 			if r.args[len(r.args)-2] == "-j" && r.chain != ChainPostrouting {
 				rules = append(rules, filterRule{chain: r.chain, args: r.args, table: "nat"})
@@ -24,6 +26,12 @@ func (b *Backend) ProbeBase(kinds netfilter.BaseKinds) error {
 	}
 	if kinds.Masquerade {
 		add(masqBase())
+	}
+	// iptables-nft: the jumps read over netlink, no process, when found
+	// (the agent probes every second); otherwise the restore says.
+	nat.markBit = -1
+	if b.nftBacked && (len(nat.jumps) == 0 || nftHasBase(b.family, nat)) && (!kinds.Forward || nftJumps(b.family, "filter", "FORWARD", ChainForward)) {
+		return nil
 	}
 	if kinds.Forward {
 		rules = append(rules, forwardBase(b.family, netfilter.ForwardSpec{}, false)[0])
