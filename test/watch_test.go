@@ -104,8 +104,8 @@ func (w *world) restoredIn(since time.Time) time.Duration {
 // replaced by another; iptables -t nat -F and -F) is followed by the
 // published port answering again, and by exactly the rules there were
 // before, once each; without the agent, the port stays dead (the
-// control); an agent killed in the middle of a restore and started again
-// leaves one copy of everything.
+// control); an agent killed at several points of a restore and started
+// again leaves one copy of everything.
 func TestWatchRestores(t *testing.T) {
 	for _, backend := range backends {
 		t.Run(backend, func(t *testing.T) {
@@ -151,19 +151,22 @@ func TestWatchRestores(t *testing.T) {
 				})
 			}
 
-			// Killed right after a flush, likely in the middle of its
-			// restore, and started again: one copy of everything.
-			w.host.MustRun("nft", "flush", "ruleset")
-			time.Sleep(5 * time.Millisecond)
-			a.stop()
-			w.startAgent()
-			w.restoredIn(time.Now())
-			testenv.Eventually(t, 10*time.Second, "the rules as before, after a restart", func() error {
-				if got := w.ours(); got != before {
-					return fmt.Errorf("the rules differ:\n--- before\n%s\n--- now\n%s", before, got)
-				}
-				return nil
-			})
+			// Killed at several points after a flush (waiting out the
+			// burst, in the middle of its restore, just after it) and
+			// started again: one copy of everything each time.
+			for _, after := range []time.Duration{5 * time.Millisecond, 25 * time.Millisecond, 40 * time.Millisecond, 60 * time.Millisecond, 90 * time.Millisecond} {
+				w.host.MustRun("nft", "flush", "ruleset")
+				time.Sleep(after)
+				a.stop()
+				a = w.startAgent()
+				w.restoredIn(time.Now())
+				testenv.Eventually(t, 10*time.Second, fmt.Sprintf("the rules as before, after a kill %s after a flush", after), func() error {
+					if got := w.ours(); got != before {
+						return fmt.Errorf("the rules differ:\n--- before\n%s\n--- now\n%s", before, got)
+					}
+					return nil
+				})
+			}
 		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"slices"
+	"strings"
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
@@ -160,10 +161,18 @@ func (k Kind[S]) Reapply(c *Change, rec Record[S]) {
 }
 
 // Reinstall queues what rec says again without looking first: after a
-// flush nothing of it is there, every add is idempotent, and checking each
-// spec would cost a dump each. Nothing is undone if the change fails:
+// flush nothing of it is there, and checking each spec would cost a dump
+// each. nftables adds are idempotent; iptables' masquerade appends to a
+// shared chain on its fast path, which cannot see a rule already there,
+// so an iptables record's state is removed first (a restore killed half
+// way must not leave two copies). Nothing is undone if the change fails:
 // what was there before stays.
-func (k Kind[S]) Reinstall(c *Change, rec Record[S]) { k.queueAdds(c, rec, false) }
+func (k Kind[S]) Reinstall(c *Change, rec Record[S]) {
+	if !strings.EqualFold(rec.Backend, netfilter.NameNFTables) {
+		k.queueRemoval(c, rec.Backend, rec.Specs, false)
+	}
+	k.queueAdds(c, rec, false)
+}
 
 // Verify checks that rec's state is in place, through the backend it names.
 func (k Kind[S]) Verify(env Env, rec Record[S]) error {
