@@ -1,4 +1,4 @@
-// Package procsys writes kernel parameters under /proc/sys.
+// Package procsys reads and writes kernel parameters under /proc/sys.
 //
 // Why not utils/sysctl: it reads every value back after writing it, a
 // second path lookup. Lookups under /proc/sys grow with the number of
@@ -7,7 +7,10 @@
 // name against every one of them, so each lookup saved counts.
 package procsys
 
-import "os"
+import (
+	"os"
+	"strings"
+)
 
 // Set writes value to the parameter key ("net/ipv4/ip_forward"), in the
 // network namespace of the calling thread, with a single open.
@@ -21,4 +24,10 @@ func Set(key, value string) error {
 		werr = cerr
 	}
 	return werr
+}
+
+// Get reads the parameter key, trimmed; "" when it cannot be read.
+func Get(key string) string {
+	v, _ := os.ReadFile("/proc/sys/" + key)
+	return strings.TrimSpace(string(v))
 }

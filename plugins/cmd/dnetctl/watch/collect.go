@@ -33,28 +33,19 @@ type Collector struct {
 	since map[string]time.Time // by owner tag: when its veth was first seen missing
 }
 
-// linkRecord is the bridge's record of an attachment's veth
-// (plugins/main/bridge/bridgeplugin/link_record.go).
-type linkRecord struct {
-	Owner    netfilter.Owner
-	HostVeth string
-}
-
-const linkKind = "link"
-
 func (c *Collector) sweep(env attachment.Env, l *log.Logger, now time.Time) {
 	if c.since == nil {
 		c.since = map[string]time.Time{}
 	}
-	tags, err := env.Store.List(linkKind)
+	tags, err := env.Store.List(attachment.LinkKind)
 	if err != nil {
 		l.Printf("collect: %v", err)
 		return
 	}
 	seen := map[string]bool{}
 	for _, tag := range tags {
-		var rec linkRecord
-		if found, err := env.Store.Load(linkKind, tag, &rec); err != nil || !found || rec.Owner.Tag() != tag {
+		var rec attachment.Link
+		if found, err := env.Store.Load(attachment.LinkKind, tag, &rec); err != nil || !found || !rec.Intact(tag) {
 			continue
 		}
 		seen[tag] = true
@@ -114,7 +105,7 @@ func (c *Collector) forget(env attachment.Env, o netfilter.Owner) error {
 		st.Remove(ch)
 		errs = append(errs, ch.Commit())
 	}
-	errs = append(errs, env.Store.Remove(linkKind, o.Tag()))
+	errs = append(errs, env.Store.Remove(attachment.LinkKind, o.Tag()))
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}

@@ -164,12 +164,22 @@ func bind(p heldPort) (io.Closer, error) {
 	return os.NewFile(uintptr(fd), p.String()), nil
 }
 
+// heldPortOf is the port the agent holds for m in family f; false for a
+// mapping it does not hold (another family, a protocol without one).
+func heldPortOf(f netfilter.Family, m netfilter.PortMapping) (heldPort, bool) {
+	host, ok := netfilter.HostIPFor(m, f)
+	if !ok || (m.Protocol != "tcp" && m.Protocol != "udp") {
+		return heldPort{}, false
+	}
+	return heldPort{f: f, proto: m.Protocol, host: host, port: m.HostPort}, true
+}
+
 // PortKey names the socket the agent holds for m in family f, as its
 // status file lists it; false for a mapping it does not hold.
 func PortKey(f netfilter.Family, m netfilter.PortMapping) (string, bool) {
-	host, ok := netfilter.HostIPFor(m, f)
-	if !ok || (m.Protocol != "tcp" && m.Protocol != "udp") {
+	p, ok := heldPortOf(f, m)
+	if !ok {
 		return "", false
 	}
-	return heldPort{f: f, proto: m.Protocol, host: host, port: m.HostPort}.String(), true
+	return p.String(), true
 }

@@ -89,10 +89,9 @@ func (r *records) ports() map[heldPort]string {
 				if s.Routed {
 					continue // no host port
 				}
-				f := s.Family()
 				for _, m := range s.Mappings {
-					if host, ok := netfilter.HostIPFor(m, f); ok && (m.Protocol == "tcp" || m.Protocol == "udp") {
-						out[heldPort{f: f, proto: m.Protocol, host: host, port: m.HostPort}] = s.Owner.ContainerID
+					if p, ok := heldPortOf(s.Family(), m); ok {
+						out[p] = s.Owner.ContainerID
 					}
 				}
 			}

@@ -6,7 +6,6 @@ package watch
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log"
 	"time"
@@ -102,9 +101,4 @@ func (a *Agent) look(why string) {
 		a.Collect.sweep(a.Env, a.Log, time.Now())
 	}
 	a.writeStatus()
-}
-
-// String is the status line.
-func (a *Agent) String() string {
-	return fmt.Sprintf("%d attachments, %d ports held, %d restores (last %s)", a.records.count(), a.held.count(), a.status.Restores, a.status.LastRestore)
 }

@@ -5,7 +5,6 @@ import (
 	"net"
 	"os"
 	"slices"
-	"strings"
 
 	current "github.com/containernetworking/cni/pkg/types/100"
 
@@ -81,10 +80,7 @@ func checkGatewayMode(n *NetConf, o netfilter.Owner) error {
 // containers of a bridge, and the DNATed hairpin is itself bridged from
 // port to port; otherwise only isolated bridge ports can stop the former,
 // and they leave the routed hairpin alone.
-func brNetfilter() bool {
-	v, err := os.ReadFile("/proc/sys/net/bridge/bridge-nf-call-iptables")
-	return err == nil && strings.TrimSpace(string(v)) == "1"
-}
+func brNetfilter() bool { return procsys.Get("net/bridge/bridge-nf-call-iptables") == "1" }
 
 // iccForIPv6 makes icc: false hold for IPv6 too. Where br_netfilter
 // passes bridged IPv4 frames through the IP hooks (so the bridge relies
@@ -96,9 +92,8 @@ func iccForIPv6(n *NetConf, result *current.Result) error {
 		return nil
 	}
 	const key = "net/bridge/bridge-nf-call-ip6tables"
-	v, err := os.ReadFile("/proc/sys/" + key)
-	if err != nil || strings.TrimSpace(string(v)) == "1" {
-		return nil
+	if v := procsys.Get(key); v == "" || v == "1" {
+		return nil // unreadable, or on already
 	}
 	if err := procsys.Set(key, "1"); err != nil {
 		return cnierr.Wrap(err, "bridge: icc false for IPv6: set "+key)

@@ -61,11 +61,6 @@ func lockForwarding(n *NetConf) (*filelock.Lock, error) {
 	return lk, nil
 }
 
-func readSysctl(key string) string {
-	v, _ := os.ReadFile("/proc/sys/" + key)
-	return strings.TrimSpace(string(v))
-}
-
 // enableForwarding turns forwarding on for the families of ips and sets
 // n.guarded to those whose forwarding this bridge turned on with a guard.
 // The attachment's link record is written before: while it exists, no
@@ -103,7 +98,7 @@ func enableForwarding(n *NetConf, ips []*current.IPConfig) error {
 	}
 	changed := false
 	for _, f := range fams {
-		was := readSysctl(f.ForwardingKey())
+		was := procsys.Get(f.ForwardingKey())
 		if was != "1" {
 			if err := procsys.Set(f.ForwardingKey(), "1"); err != nil {
 				return cnierr.Wrap(err, "bridge: enable forwarding: set "+f.ForwardingKey())
@@ -156,7 +151,7 @@ func (r forwardingRecord) guards(backend string) []netfilter.Family {
 
 func allOn(fams []netfilter.Family) bool {
 	for _, f := range fams {
-		if readSysctl(f.ForwardingKey()) != "1" {
+		if procsys.Get(f.ForwardingKey()) != "1" {
 			return false
 		}
 	}
@@ -210,7 +205,7 @@ func releaseForwarding(n *NetConf) error {
 	}
 	var errs []error
 	for f, c := range rec.Families {
-		if readSysctl(f.ForwardingKey()) == "1" {
+		if procsys.Get(f.ForwardingKey()) == "1" {
 			errs = append(errs, procsys.Set(f.ForwardingKey(), c.Was))
 		}
 		fmt.Fprintf(os.Stderr, "bridge: no attachment left: set %s back to %s\n", sysctlName(f), c.Was)
@@ -228,7 +223,7 @@ func releaseForwarding(n *NetConf) error {
 // link record: an ADD under way or done and not yet deleted. It reads the
 // directory only until the first record.
 func anyLinkRecord(store state.Store) (bool, error) {
-	d, err := os.Open(filepath.Join(store.Dir, linkKind))
+	d, err := os.Open(filepath.Join(store.Dir, attachment.LinkKind))
 	if errors.Is(err, os.ErrNotExist) {
 		return false, nil
 	}

@@ -6,32 +6,21 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ip"
 
+	"github.com/dockernet/cni-plugins/plugins/pkg/attachment"
 	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
 	"github.com/dockernet/cni-plugins/plugins/pkg/state"
 )
 
-// A veth pair is made in two steps (created, then put on the bridge), so
-// a crash in between leaves a host veth nothing on the bridge points to.
-// Its record, written before the pair exists, lets GC find it: intent
-// first, as for every other piece of an attachment's state.
-const linkKind = "link"
-
-// linkRecord is what the record holds: whose veth, under which name.
-type linkRecord struct {
-	Owner    netfilter.Owner
-	HostVeth string
-}
-
 func recordLink(n *NetConf, o netfilter.Owner) error {
-	if err := state.New(n.StateDir).Save(linkKind, o.Tag(), linkRecord{Owner: o, HostVeth: o.HostVeth()}); err != nil {
+	if err := state.New(n.StateDir).Save(attachment.LinkKind, o.Tag(), attachment.Link{Owner: o, HostVeth: o.HostVeth()}); err != nil {
 		return cnierr.IO("bridge: %v", err)
 	}
 	return nil
 }
 
 func forgetLink(n *NetConf, o netfilter.Owner) error {
-	if err := state.New(n.StateDir).Remove(linkKind, o.Tag()); err != nil {
+	if err := state.New(n.StateDir).Remove(attachment.LinkKind, o.Tag()); err != nil {
 		return cnierr.IO("bridge: %v", err)
 	}
 	return nil
@@ -42,21 +31,21 @@ func forgetLink(n *NetConf, o netfilter.Owner) error {
 // reported and left as it is, as attachment.Collect does.
 func gcLinks(n *NetConf, keep map[string]bool) error {
 	store := state.New(n.StateDir)
-	tags, err := store.List(linkKind)
+	tags, err := store.List(attachment.LinkKind)
 	if err != nil {
 		return cnierr.IO("bridge: GC: %v", err)
 	}
 	var errs []error
 	for _, tag := range tags {
-		var rec linkRecord
+		var rec attachment.Link
 		if keep[tag] {
 			continue
 		}
-		if _, err := store.Load(linkKind, tag, &rec); err != nil {
+		if _, err := store.Load(attachment.LinkKind, tag, &rec); err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		if rec.Owner.Tag() != tag || rec.HostVeth != rec.Owner.HostVeth() {
+		if !rec.Intact(tag) {
 			errs = append(errs, fmt.Errorf("link record %s is not an attachment's record: left as it is", tag))
 			continue
 		}
@@ -67,7 +56,7 @@ func gcLinks(n *NetConf, keep map[string]bool) error {
 			errs = append(errs, err)
 			continue
 		}
-		errs = append(errs, store.Remove(linkKind, tag))
+		errs = append(errs, store.Remove(attachment.LinkKind, tag))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return cnierr.IO("bridge: GC of veths: %v", err)

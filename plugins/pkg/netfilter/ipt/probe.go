@@ -11,25 +11,20 @@ import (
 // built-in chains to ours that kinds rely on: what a flush (iptables -F,
 // -t nat -F) or a reload of a saved ruleset removes first.
 func (b *Backend) ProbeBase(kinds netfilter.BaseKinds) error {
-	var rules []filterRule
-	var nat natBase
-	add := func(nb natBase) {
-		nat.jumps = append(nat.jumps, nb.jumps...)
-		for _, r := range nb.rules() {
-			if r.args[len(r.args)-2] == "-j" && r.chain != ChainPostrouting {
-				rules = append(rules, filterRule{chain: r.chain, args: r.args, table: "nat"})
-			}
-		}
-	}
+	// The jumps alone (no shared mark rule: markBit -1).
+	nat := natBase{markBit: -1}
 	if kinds.Ports {
-		add(portmapBase(netfilter.PortMapSpec{}))
+		nat.jumps = append(nat.jumps, portmapBase(netfilter.PortMapSpec{}).jumps...)
 	}
 	if kinds.Masquerade {
-		add(masqBase())
+		nat.jumps = append(nat.jumps, masqBase().jumps...)
+	}
+	var rules []filterRule
+	for _, r := range nat.rules() {
+		rules = append(rules, filterRule{chain: r.chain, args: r.args, table: "nat"})
 	}
 	// iptables-nft: the jumps read over netlink, no process, when found
 	// (the agent probes every second); otherwise the restore says.
-	nat.markBit = -1
 	if b.nftBacked && (len(nat.jumps) == 0 || nftHasBase(b.family, nat)) && (!kinds.Forward || nftJumps(b.family, "filter", "FORWARD", ChainForward)) {
 		return nil
 	}
