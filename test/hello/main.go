@@ -11,6 +11,7 @@
 //	hello sink  [-port 5000]          TCP: reads each connection to EOF, then closes it (benchmarks)
 //	hello pause                       waits for SIGTERM or SIGINT (a pod sandbox's process)
 //	hello ping  ADDR                  one ICMP echo to an IPv4 address, prints the replier
+//	hello segment HOST:PORT FLAGS     one bare TCP segment (FIN, none, SYN, …), prints the flags that come back
 package main
 
 import (
@@ -71,6 +72,11 @@ func main() {
 			usage()
 		}
 		exitOn(udp(os.Args[2]))
+	case "segment":
+		if len(os.Args) != 4 {
+			usage()
+		}
+		exitOn(segment(os.Args[2], os.Args[3], 1500*time.Millisecond))
 	case "ping":
 		if len(os.Args) != 3 {
 			usage()

@@ -11,7 +11,8 @@ package ipt
 //	                     -i br -o br -m conntrack ! --ctstate DNAT -j DROP  icc off
 //	filter DNET-ISOLATE  -o br -m conntrack ! --ctstate DNAT -j DROP        isolation, stage 2
 //	mangle PREROUTING    -m comment --comment dnet:base -j DNET-GUARD       first; only with a protected network
-//	mangle DNET-GUARD    -d subnet ! -i br -m addrtype ! --dst-type LOCAL -m conntrack --ctdir ORIGINAL -j DROP   direct routing
+//	mangle DNET-GUARD    -d subnet ! -i br -m addrtype ! --dst-type LOCAL -m conntrack ! --ctstate RELATED,ESTABLISHED -j DROP
+//	                                                                        direct routing, whatever conntrack made of it
 //	raw PREROUTING       -d 127.0.0.0/8 ! -i lo -m comment --comment dnet:base -j DROP   first (ip6: ::1)
 //	filter FORWARD       -m comment --comment dnet:fwd-guard -j DNET-FWD-GUARD   after the jump; only when the bridge turned forwarding on
 //	filter DNET-FWD-GUARD  -i br -j RETURN; -o br -j RETURN                 each network, first
@@ -26,10 +27,11 @@ package ipt
 //     services; portmap's iptables backend installs it too;
 //   - mangle, after conntrack: what arrives from outside the bridge
 //     addressed to a protected network's containers (not to the host's
-//     own address on it), unless it is a reply to a connection the
-//     container opened. Docker drops at raw, before conntrack, which
-//     cannot tell such a reply (ipMasq off, nonMasqueradeCIDRs) from
-//     direct routing.
+//     own address on it), unless it belongs to a connection conntrack
+//     knows (a reply to one the container opened): new, invalid and
+//     untracked packets alike, so a bare FIN or a NOTRACK'd SYN finds no
+//     way in. Docker drops at raw, before conntrack, which cannot tell
+//     such a reply (ipMasq off, nonMasqueradeCIDRs) from direct routing.
 //
 // The iptables backend installs all of it. The nftables backend drops in
 // its own table and installs here only the base jump and the accepts, in
@@ -179,7 +181,7 @@ func forwardNetRules(spec netfilter.ForwardSpec, drops bool) []filterRule {
 			rules = append(rules, filterRule{chain: ChainGuard, table: "mangle", args: with("-d", guardDest(spec), "-p", icmpName(netfilter.FamilyOf(spec.IP)), "-j", "RETURN")})
 		}
 		rules = append(rules, filterRule{chain: ChainGuard, table: "mangle",
-			args: with("-d", guardDest(spec), "!", "-i", br, "-m", "addrtype", "!", "--dst-type", "LOCAL", "-m", "conntrack", "--ctdir", "ORIGINAL", "-j", "DROP")})
+			args: with("-d", guardDest(spec), "!", "-i", br, "-m", "addrtype", "!", "--dst-type", "LOCAL", "-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED", "-j", "DROP")})
 	}
 	if spec.Isolate {
 		rules = append(rules,

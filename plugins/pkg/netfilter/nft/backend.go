@@ -65,7 +65,7 @@ func (b *Backend) DelPortMappings(tx *netfilter.Txn, spec netfilter.PortMapSpec)
 	l := newLayout(b.family)
 	_, lists := l.sourceElems(spec)
 	o := b.delOp("ports", spec.Owner, spec.ContainerIP != nil, func() []elem { return l.portElems(spec) },
-		l.hostPorts, l.hostPortsBound, l.masqAll, l.srcPorts, l.srcLimited, l.srcAllowed, l.guardOpen)
+		l.hostPorts, l.hostPortsBound, l.masqAll, l.srcPorts, l.srcPortsBound, l.srcLimited, l.srcAllowed, l.guardOpen)
 	o.lists, o.after = lists, b.dropLists(lists, spec.ContainerIP != nil, spec.Mappings)
 	b.part(tx).queue(o)
 }

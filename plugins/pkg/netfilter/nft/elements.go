@@ -185,11 +185,15 @@ func (l *layout) sourceElems(spec netfilter.PortMapSpec) ([]elem, []srcList) {
 			lists = append(lists, list)
 		}
 		key := append(pad4([]byte{protoNum(m.Protocol)}), pad4(port(m.HostPort))...)
+		set := l.srcPorts
+		if hostIP, _ := netfilter.HostIPFor(m, l.f); hostIP != "" {
+			key, set = append(append([]byte{}, l.addrBytes(m.HostIP)...), key...), l.srcPortsBound
+		}
 		if seen[string(key)] {
 			continue
 		}
 		seen[string(key)] = true
-		out = append(out, elem{l.srcPorts, nftables.SetElement{Key: key, Comment: comment,
+		out = append(out, elem{set, nftables.SetElement{Key: key, Comment: comment,
 			VerdictData: &expr.Verdict{Kind: expr.VerdictJump, Chain: list.name}}})
 	}
 	return out, lists

@@ -17,8 +17,9 @@ package nft
 //	  chain guard { type filter hook prerouting priority mangle;           after conntrack, before any DNAT
 //	    ct state established,related accept                                 a connection's later packets skip the rest
 //	    iifname != "lo" ip daddr 127.0.0.0/8 drop    (ip6: ::1)             loopback from outside: see loopbackDrop
-//	    ct direction original ip daddr @guard_protect iifname . ip daddr != @guard_trusted
-//	        ip daddr . iifname != @fwd_members drop                          direct routing from outside the bridge
+//	    ip daddr @guard_protect iifname . ip daddr != @guard_trusted
+//	        ip daddr . iifname != @fwd_members drop                          direct routing from outside the bridge,
+//	                                                                        whatever its conntrack state
 //	  set guard_trusted { type ifname . ipv4_addr }  trustedHostInterfaces: direct routing allowed from them
 //	  set guard_open    { type ipv4_addr . inet_proto . inet_service }   gatewayMode routed: published container ports
 //	  set guard_icmp    { type ipv4_addr }           ... and the containers ICMP reaches
@@ -74,7 +75,7 @@ package nft
 // packets; it cannot override a drop in another table on the same hook
 // (iptables' FORWARD policy, for one), nor could any accept here. Where an
 // iptables filter table exists, a few per-network accept rules go there too
-// (see iptables_forward.go).
+// (see ipt/forward.go).
 //
 // The input interface is unknown in postrouting, so hairpin connections are
 // recognised where it is known (the hostports chain) and marked with bit 13,
@@ -117,6 +118,7 @@ const (
 	SetSrcAllowed     = "src_allowed"
 	SetFwdGuard       = "fwd_guard"
 	SetSrcPorts       = "src_ports"
+	SetSrcPortsBound  = "src_ports_bound"
 	SetGuardOpen      = "guard_open"
 	SetGuardICMP      = "guard_icmp"
 	ChainGuard        = "guard"
@@ -138,7 +140,7 @@ type layout struct {
 	masqExcept                                                      *nftables.Set
 	fwdMembers, fwdProtect, fwdIsolate, fwdNoICC                    *nftables.Set
 	guardProtect, guardTrusted, srcLimited, srcAllowed, fwdGuard    *nftables.Set
-	srcPorts, guardOpen, guardICMP                                  *nftables.Set
+	srcPorts, srcPortsBound, guardOpen, guardICMP                   *nftables.Set
 	addrType                                                        nftables.SetDatatype
 	addrLen                                                         uint32 // bytes of an address
 }
@@ -179,6 +181,8 @@ func newLayout(f netfilter.Family) *layout {
 	l.fwdGuard = &nftables.Set{Table: l.table, Name: SetFwdGuard, KeyType: nftables.TypeNFProto}
 	l.srcPorts = &nftables.Set{Table: l.table, Name: SetSrcPorts, IsMap: true, Concatenation: true,
 		KeyType: nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService), DataType: nftables.TypeVerdict}
+	l.srcPortsBound = &nftables.Set{Table: l.table, Name: SetSrcPortsBound, IsMap: true, Concatenation: true,
+		KeyType: nftables.MustConcatSetType(l.addrType, nftables.TypeInetProto, nftables.TypeInetService), DataType: nftables.TypeVerdict}
 	l.guardOpen = &nftables.Set{Table: l.table, Name: SetGuardOpen, Concatenation: true,
 		KeyType: nftables.MustConcatSetType(l.addrType, nftables.TypeInetProto, nftables.TypeInetService)}
 	l.guardICMP = &nftables.Set{Table: l.table, Name: SetGuardICMP, KeyType: l.addrType}
@@ -188,7 +192,7 @@ func newLayout(f netfilter.Family) *layout {
 func (l *layout) sets() []*nftables.Set {
 	return []*nftables.Set{l.hostPorts, l.hostPortsBound, l.hairpin, l.masqAll, l.masqIPs, l.masqLocal, l.masqExcept,
 		l.fwdMembers, l.fwdProtect, l.fwdIsolate, l.fwdNoICC, l.guardProtect, l.guardTrusted, l.srcLimited, l.srcAllowed,
-		l.fwdGuard, l.srcPorts, l.guardOpen, l.guardICMP}
+		l.fwdGuard, l.srcPorts, l.srcPortsBound, l.guardOpen, l.guardICMP}
 }
 
 // 32-bit register n (NFT_REG32_00 is 8); register 1 is the same memory as reg32(0).
@@ -309,8 +313,8 @@ func (l *layout) rules() map[string][][]expr.Any {
 		}, append(l.notMulticast(), &expr.Masq{})...),
 	)
 	return map[string][][]expr.Any{
-		ChainGuard:       append(l.guardRules(), l.sourceDrop()),
-		ChainGuardOut:    {established(), l.sourceDrop()},
+		ChainGuard:       append(l.guardRules(), l.sourceDrops()...),
+		ChainGuardOut:    append([][]expr.Any{established()}, l.sourceDrops()...),
 		ChainPrerouting:  {fibLocalJump()},
 		ChainOutput:      {fibLocalJump()},
 		ChainHostPorts:   hostports,
@@ -353,9 +357,10 @@ func (l *layout) guardRules() [][]expr.Any {
 		{l.daddr(1), &expr.Lookup{SourceRegister: 1, SetName: l.guardICMP.Name, SetID: l.guardICMP.ID},
 			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{l.icmpProto()}}, accept},
+		// Whatever conntrack made of it (new, invalid, untracked, no
+		// entry): only a connection's later packets, accepted first,
+		// pass, so a bare FIN or a NOTRACK'd SYN is dropped too.
 		{
-			&expr.Ct{Register: 1, Key: expr.CtKeyDIRECTION},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0}},
 			l.daddr(1),
 			&expr.Lookup{SourceRegister: 1, SetName: l.guardProtect.Name, SetID: l.guardProtect.ID},
 			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
@@ -369,19 +374,32 @@ func (l *layout) guardRules() [][]expr.Any {
 	}
 }
 
-// sourceDrop sends a connection to a published port whose mapping limits
-// its sources to the chain of its list (src_ports, by protocol and host
-// port), which drops a source outside the list: a map lookup, then one
-// lookup in the list's own interval set, whatever the number of mappings
-// or of networks in the list. Before any DNAT, on prerouting (from
-// outside, hairpin) and output (from the host).
-func (l *layout) sourceDrop() []expr.Any {
-	return []expr.Any{
-		&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)},
-		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-		&expr.Payload{DestRegister: reg32(1), Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-		&expr.Lookup{SourceRegister: 1, DestRegister: 0, IsDestRegSet: true, SetName: l.srcPorts.Name, SetID: l.srcPorts.ID},
+// sourceDrops send a connection to a published port whose mapping limits
+// its sources to the chain of its list, which drops a source outside the
+// list: a map lookup, then one lookup in the list's own interval set,
+// whatever the number of mappings or of networks in the list. A port
+// published on one host address is keyed by that address too
+// (src_ports_bound), so two containers publishing one port on two
+// addresses each own their element, and one's DEL leaves the other's;
+// a port on every address is keyed by protocol and port (src_ports),
+// which the port ledger gives to one owner at a time. Before any DNAT, on
+// prerouting (from outside, hairpin) and output (from the host).
+func (l *layout) sourceDrops() [][]expr.Any {
+	words := l.addrLen / 4
+	return [][]expr.Any{
+		{
+			l.daddr(1),
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg32(words)},
+			&expr.Payload{DestRegister: reg32(words + 1), Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+			&expr.Lookup{SourceRegister: 1, DestRegister: 0, IsDestRegSet: true, SetName: l.srcPortsBound.Name, SetID: l.srcPortsBound.ID},
+		},
+		{
+			&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)},
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Payload{DestRegister: reg32(1), Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+			&expr.Lookup{SourceRegister: 1, DestRegister: 0, IsDestRegSet: true, SetName: l.srcPorts.Name, SetID: l.srcPorts.ID},
+		},
 	}
 }
 

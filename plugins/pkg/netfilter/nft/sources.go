@@ -201,7 +201,7 @@ func (b *Backend) DelSources(tx *netfilter.Txn, spec netfilter.PortMapSpec) {
 	l := newLayout(b.family)
 	elems, lists := l.sourceElems(spec)
 	o := b.delOp("source allowlist", spec.Owner, spec.ContainerIP != nil, func() []elem { return elems },
-		l.srcPorts, l.srcLimited, l.srcAllowed)
+		l.srcPorts, l.srcPortsBound, l.srcLimited, l.srcAllowed)
 	o.lists, o.after = lists, b.dropLists(lists, spec.ContainerIP != nil, spec.Mappings)
 	b.part(tx).queue(o)
 }
