@@ -1,11 +1,17 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/testenv"
 )
 
 // Probes an attacker would send, each with a control that shows the path
@@ -152,4 +158,93 @@ func (w *world) dropDirectRoutingDrops() {
 		}
 		w.host.MustRun("nft", "delete", "rule", family, "dnet", "guard", "handle", m[1])
 	}
+}
+
+// TestIsolatedNetworkRefusesPublishing: a mapping on a gatewayMode
+// isolated network is a config error (code 7) that changes nothing of
+// the host: no route_localnet on the bridge or on the uplink the route to
+// the container would take, no hairpin interface, no port rule. And the
+// host and the isolated containers do not reach each other over IPv6
+// link-local either; the control turns IPv6 back on on the bridge.
+func TestIsolatedNetworkRefusesPublishing(t *testing.T) {
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t, backend)
+			// A default route out of eth0: without a route of its own, the
+			// isolated subnet's would be the uplink.
+			w.host.MustRun("ip", "route", "add", "default", "via", clientAddr)
+			iso := w.network(network{name: "iso", bridge: "dneti", subnet: "172.23.0.0/16",
+				bridgeKeys: map[string]any{"gatewayMode": "isolated", "keepIPv6LinkLocal": true}})
+			before := w.sysctls("eth0") + " dneti=0"
+			a := w.newContainer("a")
+			d := w.libcniFor(iso)
+			_, err := d.add(a, both(portAll, ""))
+			var cniErr *types.Error
+			if !errors.As(err, &cniErr) || cniErr.Code != types.ErrInvalidNetworkConfig {
+				t.Fatalf("ADD with a mapping on an isolated network: %v, want error code 7", err)
+			}
+			if !strings.Contains(cniErr.Msg, "isolated") {
+				t.Errorf("the error does not say why: %s", cniErr.Msg)
+			}
+			if after := w.sysctls("eth0", "dneti"); after != before {
+				t.Errorf("a refused mapping changed route_localnet: before %s, after %s", before, after)
+			}
+			rules := w.natRules()
+			for _, needle := range []string{fmt.Sprint(portAll), `"eth0"`} {
+				if strings.Contains(rules, needle) {
+					t.Errorf("a refused mapping left %q in the rules:\n%s", needle, rules)
+				}
+			}
+			if recs, _ := filepath.Glob(filepath.Join(w.stateDir(), "portmap", "*")); len(recs) > 0 {
+				t.Errorf("a refused mapping left records: %v", recs)
+			}
+			if err := d.del(a, both(portAll, "")); err != nil {
+				t.Fatalf("DEL after the refused ADD: %v", err)
+			}
+
+			// IPv6 link-local between the host and an isolated container.
+			if _, err := d.add(a, nil); err != nil {
+				t.Fatal(err)
+			}
+			ll := linkLocal(t, a.ns, "eth0") + "%25dneti"
+			if out := w.host.MustRun("ip", "-6", "addr", "show", "dev", "dneti"); strings.Contains(out, "inet6") {
+				t.Errorf("the isolated bridge has an IPv6 address:\n%s", out)
+			}
+			w.mustNotReach(w.host, "tcp", ll, helloPort)
+			// The control: with IPv6 on on the bridge, the host gets in.
+			w.host.MustRun("sysctl", "-qw", "net.ipv6.conf.dneti.accept_dad=0")
+			w.host.MustRun("sysctl", "-qw", "net.ipv6.conf.dneti.disable_ipv6=0")
+			testenv.Eventually(t, 10*time.Second, "the host over link-local", func() error {
+				_, err := w.request(w.host, "tcp", ll, helloPort)
+				return err
+			})
+		})
+	}
+}
+
+// sysctls are the route_localnet values of ifaces in the host netns.
+func (w *world) sysctls(ifaces ...string) string {
+	var out []string
+	for _, ifc := range ifaces {
+		out = append(out, ifc+"="+strings.TrimSpace(w.host.MustRun("sysctl", "-n", "net.ipv4.conf."+ifc+".route_localnet")))
+	}
+	return strings.Join(out, " ")
+}
+
+// linkLocal is ifc's IPv6 link-local address in ns, once it has one.
+func linkLocal(t *testing.T, ns *testenv.NS, ifc string) string {
+	var addr string
+	testenv.Eventually(t, 10*time.Second, "a link-local address on "+ifc, func() error {
+		out := ns.MustRun("ip", "-6", "-o", "addr", "show", "dev", ifc, "scope", "link")
+		f := strings.Fields(out)
+		for i, s := range f {
+			if s == "inet6" && i+1 < len(f) && !strings.Contains(out, "tentative") {
+				addr = strings.Split(f[i+1], "/")[0]
+				return nil
+			}
+		}
+		return fmt.Errorf("none yet: %s", out)
+	})
+	return addr
 }

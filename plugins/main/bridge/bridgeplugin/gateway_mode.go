@@ -1,6 +1,11 @@
 package bridgeplugin
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
+	"github.com/dockernet/cni-plugins/plugins/pkg/procsys"
+)
 
 // Docker's gateway modes this plugin implements.
 const (
@@ -57,4 +62,23 @@ func (n *NetConf) chooseGatewayMode(envArgs string) {
 	}
 	n.GatewayMode = GatewayModeNAT
 	n.gatewayModeWhy = ModeWhyDocker
+}
+
+// isolateBridgeIPv6 turns IPv6 off on an isolated network's bridge. It
+// has no IPv4 address, but with IPv6 on it would get a link-local one,
+// through which the host and the containers (those with IPv6, or
+// keepIPv6LinkLocal) would still reach each other. The containers still
+// reach each other over IPv6: the bridge forwards frames whatever its
+// own addresses.
+func isolateBridgeIPv6(n *NetConf) error {
+	if n.GatewayMode != GatewayModeIsolated {
+		return nil
+	}
+	if v := procsys.Get("net/ipv6/conf/" + n.BrName + "/disable_ipv6"); v == "" || v == "1" {
+		return nil // no IPv6 in this kernel, or off already
+	}
+	if err := disableIPv6(n.BrName); err != nil {
+		return cnierr.Wrap(err, "bridge: gatewayMode isolated: turn IPv6 off on "+n.BrName)
+	}
+	return nil
 }

@@ -69,6 +69,9 @@ func Add(args *skel.CmdArgs) (err error) {
 	if err != nil {
 		return cnierr.Wrap(err, "bridge")
 	}
+	if err := isolateBridgeIPv6(n); err != nil {
+		return err
+	}
 	o := owner(n, args)
 	if err := recordLink(n, o); err != nil {
 		return err

@@ -12,7 +12,6 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
-	"github.com/vishvananda/netlink"
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/attachment"
 	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
@@ -21,7 +20,6 @@ import (
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter/host"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter/ipt"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter/reference"
-	"github.com/dockernet/cni-plugins/plugins/pkg/procsys"
 )
 
 // containerAddrs returns the first container address of each family in prevResult.
@@ -101,21 +99,26 @@ func Add(args *skel.CmdArgs) error {
 			return cnierr.Config("portmap: hostIP %s of %s is an %s address, and the container has none of that family: publish it on an address of a family the container has, or without hostIP", m.HostIP, m, netfilter.FamilyOf(m.HostIP))
 		}
 	}
-	if backend, routed, err := routedBridge(c, ownerOf(c, args)); err != nil || routed {
-		if err != nil {
-			return err
-		}
-		return addRouted(c, args, prev, addrs, backend)
+	br, err := recordedBridge(c, ownerOf(c, args))
+	if err != nil {
+		return err
+	}
+	if err := refuseIsolated(c, br); err != nil {
+		return err
+	}
+	if br.mode == modeRouted {
+		return addRouted(c, args, prev, addrs, br.backend)
 	}
 	rec := attachment.Record[netfilter.PortMapSpec]{Backend: c.backend()}
 	if c.Backend == "" {
 		fmt.Fprintf(os.Stderr, "portmap: using the %s backend (no \"backend\" configured)\n", rec.Backend)
 	}
+	var localnet localnetChange
 	for _, f := range netfilter.BothFamilies {
 		if addr := addrs[f]; addr != nil {
 			spec := specFor(c, args, f, addr)
 			if *c.SNAT {
-				hairpinIf, err := enableHairpin(f, addr.IP)
+				hairpinIf, err := enableHairpin(f, addr.IP, hostSideLinks(prev, br), &localnet)
 				if err != nil {
 					return cnierr.Wrap(err, "portmap")
 				}
@@ -124,6 +127,14 @@ func Add(args *skel.CmdArgs) error {
 			rec.Specs = append(rec.Specs, spec)
 		}
 	}
+	// A failed ADD gives back the route_localnet it turned on, unless
+	// another attachment's mappings rely on it by now.
+	added := false
+	defer func() {
+		if !added {
+			localnet.undo(c.StateDir)
+		}
+	}()
 	o := ownerOf(c, args)
 	var families []netfilter.Family
 	claims := map[hostports.Key][]hostports.Claim{}
@@ -156,29 +167,8 @@ func Add(args *skel.CmdArgs) error {
 		_ = ledger.Release(o)
 		return err
 	}
+	added = true
 	return types.PrintResult(prev, c.CNIVersion)
-}
-
-// enableHairpin finds the host interface towards the container (its bridge)
-// and, for IPv4, lets 127.0.0.1:hostPort be DNATed out of it: the kernel
-// drops such packets as martians unless route_localnet is set there.
-func enableHairpin(f netfilter.Family, containerIP net.IP) (string, error) {
-	routes, err := netlink.RouteGet(containerIP)
-	if err != nil || len(routes) == 0 {
-		return "", fmt.Errorf("find the host interface towards %s: %v", containerIP, err)
-	}
-	link, err := netlink.LinkByIndex(routes[0].LinkIndex)
-	if err != nil {
-		return "", fmt.Errorf("find the host interface towards %s: %v", containerIP, err)
-	}
-	name := link.Attrs().Name
-	if f == netfilter.IPv4 {
-		key := fmt.Sprintf("net/ipv4/conf/%s/route_localnet", name)
-		if err := procsys.Set(key, "1"); err != nil {
-			return "", fmt.Errorf("set %s: %v", key, err)
-		}
-	}
-	return name, nil
 }
 
 // Del removes this attachment's rules; it needs neither prevResult nor the
@@ -228,11 +218,15 @@ func Check(args *skel.CmdArgs) error {
 	}
 	addrs := containerAddrs(prev)
 	o := ownerOf(c, args)
-	if backend, routed, err := routedBridge(c, o); err != nil || routed {
-		if err != nil {
-			return err
-		}
-		return attachment.PortMappings.CheckInstalled(attachment.HostEnv(c.StateDir), o, routedSpecs(c, o, addrs), backend)
+	br, err := recordedBridge(c, o)
+	if err != nil {
+		return err
+	}
+	if err := refuseIsolated(c, br); err != nil {
+		return err
+	}
+	if br.mode == modeRouted {
+		return attachment.PortMappings.CheckInstalled(attachment.HostEnv(c.StateDir), o, routedSpecs(c, o, addrs), br.backend)
 	}
 	specs := make([]netfilter.PortMapSpec, 0, len(addrs))
 	for _, f := range netfilter.BothFamilies {

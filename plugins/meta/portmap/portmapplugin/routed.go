@@ -21,19 +21,47 @@ import (
 // says which family. The ports open in the backend that holds the
 // bridge's drops, whatever portmap's own backend is.
 
-// routedBridge reports whether o's bridge runs in gatewayMode routed, by
-// the bridge's record, and the backend of its drops.
-func routedBridge(c *PortMapConf, o netfilter.Owner) (string, bool, error) {
+// bridgeOf is what the bridge's record says of o's network: its gateway
+// mode (GatewayMode of the bridge plugin; "" without a record, as
+// after another interface plugin), the backend of its drops, and its
+// bridge.
+type bridgeOf struct {
+	mode, backend, name string
+}
+
+// Gateway modes portmap acts on (the bridge plugin's names).
+const (
+	modeRouted   = "routed"
+	modeIsolated = "isolated"
+)
+
+func recordedBridge(c *PortMapConf, o netfilter.Owner) (bridgeOf, error) {
 	rec, found, err := attachment.Forwarding.Recorded(attachment.HostEnv(c.StateDir), o)
 	if err != nil || !found {
-		return "", false, err
+		return bridgeOf{}, err
 	}
+	out := bridgeOf{backend: rec.Backend}
 	for _, s := range rec.Specs {
+		out.name = s.Bridge
 		if s.Routed {
-			return rec.Backend, true, nil
+			out.mode = modeRouted
+		} else if s.Mode != "" {
+			out.mode = s.Mode
 		}
 	}
-	return "", false, nil
+	return out, nil
+}
+
+// refuseIsolated is the error for mappings on an isolated network: its
+// containers are reachable from their own bridge only (Docker refuses
+// to publish there too), and publishing would change the host for
+// nothing. Raised before anything is touched.
+func refuseIsolated(c *PortMapConf, br bridgeOf) error {
+	if br.mode != modeIsolated || len(c.mappings) == 0 {
+		return nil
+	}
+	return cnierr.Config("portmap: network %s is in gatewayMode isolated: its containers are reachable from bridge %s only, so %s cannot be published; remove the port mappings, or use gatewayMode nat or routed",
+		c.Name, br.name, c.mappings[0])
 }
 
 // addRouted publishes c's container ports on addrs.
