@@ -113,7 +113,12 @@ type ForwardSpec struct {
 	// spares (trustedHostInterfaces: a VPN, an overlay).
 	Trusted []string `json:",omitempty"`
 	Isolate bool     // drop what comes from another isolated network, unless DNATed
-	NoICC   bool     // drop what comes from another container of the same bridge, unless DNATed
+	// IsolateOut drops what it sends to another isolated network, unless
+	// DNATed, without closing it to others (gatewayMode routed, whose
+	// published container ports are for everyone): without it, a routed
+	// network would be a way into a nat-unprotected one.
+	IsolateOut bool `json:",omitempty"`
+	NoICC      bool // drop what comes from another container of the same bridge, unless DNATed
 	// Guard drops forwarding that neither enters nor leaves one of the
 	// backend's networks: the bridge turned the family's forwarding on,
 	// and Docker does the same then. It is the host's, not the

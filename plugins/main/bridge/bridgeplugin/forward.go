@@ -25,11 +25,12 @@ func forwardSpecs(n *NetConf, o netfilter.Owner, ips []*current.IPConfig) []netf
 			Trusted: n.TrustedHostInterfaces,
 			// A routed network's published ports are for everyone, the
 			// containers of other networks included, by address.
-			Isolate: *n.IsolateNetworks && n.GatewayMode != GatewayModeRouted,
-			NoICC:   !*n.ICC,
-			Guard:   slices.Contains(n.guarded, netfilter.FamilyOf(ipc.Address.IP)),
-			Mode:    n.GatewayMode,
-			ModeWhy: n.gatewayModeWhy,
+			Isolate:    *n.IsolateNetworks && n.GatewayMode != GatewayModeRouted,
+			IsolateOut: *n.IsolateNetworks && n.GatewayMode == GatewayModeRouted,
+			NoICC:      !*n.ICC,
+			Guard:      slices.Contains(n.guarded, netfilter.FamilyOf(ipc.Address.IP)),
+			Mode:       n.GatewayMode,
+			ModeWhy:    n.gatewayModeWhy,
 		})
 	}
 	return specs

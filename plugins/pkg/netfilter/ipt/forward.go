@@ -10,6 +10,7 @@ package ipt
 //	filter DNET-FILTER   -i br ! -o br -j DNET-ISOLATE                      isolation, stage 1
 //	                     -i br -o br -m conntrack ! --ctstate DNAT -j DROP  icc off
 //	filter DNET-ISOLATE  -o br -m conntrack ! --ctstate DNAT -j DROP        isolation, stage 2
+//	                                                                        (a routed network: stage 1 only)
 //	mangle PREROUTING    -m comment --comment dnet:base -j DNET-GUARD       first; only with a protected network
 //	mangle DNET-GUARD    -d subnet ! -i br -m addrtype ! --dst-type LOCAL -m conntrack ! --ctstate RELATED,ESTABLISHED -j DROP
 //	                                                                        direct routing, whatever conntrack made of it
@@ -80,7 +81,7 @@ func forwardComment(spec netfilter.ForwardSpec, drops bool) string {
 		for _, s := range []struct {
 			yes  bool
 			name string
-		}{{spec.Protect, "protect"}, {spec.Routed, "routed"}, {spec.Isolate, "isolate"}, {spec.NoICC, "noicc"}} {
+		}{{spec.Protect, "protect"}, {spec.Routed, "routed"}, {spec.Isolate, "isolate"}, {spec.IsolateOut, "isolate-out"}, {spec.NoICC, "noicc"}} {
 			if s.yes {
 				on = append(on, s.name)
 			}
@@ -187,6 +188,12 @@ func forwardNetRules(spec netfilter.ForwardSpec, drops bool) []filterRule {
 		rules = append(rules,
 			filterRule{chain: ChainFilter, args: with("-i", br, "!", "-o", br, "-j", ChainIsolate)},
 			filterRule{chain: ChainIsolate, args: with("-o", br, "-m", "conntrack", "!", "--ctstate", "DNAT", "-j", "DROP")})
+	}
+	if spec.IsolateOut {
+		// Stage 1 only: what it sends meets the other networks' stage 2.
+		// Replies to connections others opened to its published ports
+		// must not meet stage 2.
+		rules = append(rules, filterRule{chain: ChainFilter, args: with("-i", br, "!", "-o", br, "-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED", "-j", ChainIsolate)})
 	}
 	if spec.NoICC {
 		rules = append(rules, filterRule{chain: ChainFilter, args: with("-i", br, "-o", br, "-m", "conntrack", "!", "--ctstate", "DNAT", "-j", "DROP")})

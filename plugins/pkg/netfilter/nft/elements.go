@@ -137,7 +137,7 @@ func (l *layout) forwardElems(spec netfilter.ForwardSpec) []elem {
 	for _, on := range []struct {
 		yes bool
 		set *nftables.Set
-	}{{spec.Isolate, l.fwdIsolate}, {spec.NoICC, l.fwdNoICC}} {
+	}{{spec.Isolate, l.fwdIsolate}, {spec.NoICC, l.fwdNoICC}, {spec.IsolateOut, l.fwdIsolateOut}} {
 		if on.yes {
 			out = append(out, elem{on.set, nftables.SetElement{Key: key, Comment: comment}})
 		}

@@ -55,9 +55,12 @@ package nft
 //	  set fwd_guard    { type nf_proto }            the family, when the bridge turned its forwarding on
 //	  chain forward { type filter hook forward priority filter; policy accept;
 //	    ct state established,related accept                                  a connection's later packets skip the lookups
-//	    ct status & dnat == 0 ip saddr . iifname @fwd_isolate ip daddr . oifname @fwd_isolate
+//	    ct status dnat accept                                                published ports; no entry: the drops below
+//	    ip saddr . iifname @fwd_isolate ip daddr . oifname @fwd_isolate
 //	        ip daddr . iifname != @fwd_members drop                             another isolated network
-//	    ct status & dnat == 0 ip saddr . iifname @fwd_noicc ip daddr . oifname @fwd_noicc
+//	    ip saddr . iifname @fwd_isolate_out ip daddr . oifname @fwd_isolate
+//	        ip daddr . iifname != @fwd_members drop                             ... from a routed network
+//	    ip saddr . iifname @fwd_noicc ip daddr . oifname @fwd_noicc
 //	        ip daddr . iifname @fwd_members drop                                the same bridge, icc off
 //	    meta nfproto @fwd_guard ip saddr . iifname != @fwd_members
 //	        ip daddr . oifname != @fwd_members drop                             no container network takes part
@@ -111,6 +114,7 @@ const (
 	SetFwdMembers     = "fwd_members"
 	SetFwdProtect     = "fwd_protect"
 	SetFwdIsolate     = "fwd_isolate"
+	SetFwdIsolateOut  = "fwd_isolate_out"
 	SetFwdNoICC       = "fwd_noicc"
 	SetGuardProtect   = "guard_protect"
 	SetGuardTrusted   = "guard_trusted"
@@ -138,7 +142,7 @@ type layout struct {
 	table                                                           *nftables.Table
 	hostPorts, hostPortsBound, hairpin, masqAll, masqIPs, masqLocal *nftables.Set
 	masqExcept                                                      *nftables.Set
-	fwdMembers, fwdProtect, fwdIsolate, fwdNoICC                    *nftables.Set
+	fwdMembers, fwdProtect, fwdIsolate, fwdNoICC, fwdIsolateOut     *nftables.Set
 	guardProtect, guardTrusted, srcLimited, srcAllowed, fwdGuard    *nftables.Set
 	srcPorts, srcPortsBound, guardOpen, guardICMP                   *nftables.Set
 	addrType                                                        nftables.SetDatatype
@@ -170,7 +174,7 @@ func newLayout(f netfilter.Family) *layout {
 	l.masqExcept = &nftables.Set{Table: l.table, Name: SetMasqExcept, Concatenation: true, Interval: true,
 		KeyType: nftables.MustConcatSetType(l.addrType, l.addrType)}
 	l.fwdMembers, l.fwdProtect = addrIf(SetFwdMembers), addrIf(SetFwdProtect)
-	l.fwdIsolate, l.fwdNoICC = addrIf(SetFwdIsolate), addrIf(SetFwdNoICC)
+	l.fwdIsolate, l.fwdNoICC, l.fwdIsolateOut = addrIf(SetFwdIsolate), addrIf(SetFwdNoICC), addrIf(SetFwdIsolateOut)
 	l.guardProtect = &nftables.Set{Table: l.table, Name: SetGuardProtect, KeyType: l.addrType}
 	l.guardTrusted = &nftables.Set{Table: l.table, Name: SetGuardTrusted, Concatenation: true,
 		KeyType: nftables.MustConcatSetType(nftables.TypeIFName, l.addrType)}
@@ -192,7 +196,7 @@ func newLayout(f netfilter.Family) *layout {
 func (l *layout) sets() []*nftables.Set {
 	return []*nftables.Set{l.hostPorts, l.hostPortsBound, l.hairpin, l.masqAll, l.masqIPs, l.masqLocal, l.masqExcept,
 		l.fwdMembers, l.fwdProtect, l.fwdIsolate, l.fwdNoICC, l.guardProtect, l.guardTrusted, l.srcLimited, l.srcAllowed,
-		l.fwdGuard, l.srcPorts, l.srcPortsBound, l.guardOpen, l.guardICMP}
+		l.fwdGuard, l.srcPorts, l.srcPortsBound, l.guardOpen, l.guardICMP, l.fwdIsolateOut}
 }
 
 // 32-bit register n (NFT_REG32_00 is 8); register 1 is the same memory as reg32(0).
@@ -229,19 +233,14 @@ func (l *layout) nfproto() uint32 {
 	return unix.NFPROTO_IPV4
 }
 
-// ctDNAT matches a connection a DNAT rule rewrote.
-func ctDNAT() []expr.Any { return ctStatusDNAT(expr.CmpOpNeq) }
-
-// notDNAT matches a connection no DNAT rule rewrote.
-func notDNAT() []expr.Any { return ctStatusDNAT(expr.CmpOpEq) }
-
-// ctStatusDNAT compares the connection's DST_NAT status bit with zero.
-func ctStatusDNAT(op expr.CmpOp) []expr.Any {
+// ctDNAT matches a connection a DNAT rule rewrote; a packet without a
+// connection (invalid, untracked) never matches.
+func ctDNAT() []expr.Any {
 	return []expr.Any{
 		&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
 			Mask: binaryutil.NativeEndian.PutUint32(ipsDstNAT), Xor: binaryutil.NativeEndian.PutUint32(0)},
-		&expr.Cmp{Op: op, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
 	}
 }
 
@@ -434,12 +433,17 @@ func (l *layout) forwardRules() [][]expr.Any {
 	}
 	return [][]expr.Any{
 		established(),
-		rule(notDNAT(),
-			in(l.saddr, expr.MetaKeyIIFNAME, l.fwdIsolate, false),
+		// A DNATed connection (a published port) passes every drop below;
+		// what conntrack has no entry for (invalid, untracked) meets them
+		// all, so a bare FIN finds no way past isolation.
+		append(ctDNAT(), &expr.Verdict{Kind: expr.VerdictAccept}),
+		rule(in(l.saddr, expr.MetaKeyIIFNAME, l.fwdIsolate, false),
 			in(l.daddr, expr.MetaKeyOIFNAME, l.fwdIsolate, false),
 			in(l.daddr, expr.MetaKeyIIFNAME, l.fwdMembers, true)),
-		rule(notDNAT(),
-			in(l.saddr, expr.MetaKeyIIFNAME, l.fwdNoICC, false),
+		rule(in(l.saddr, expr.MetaKeyIIFNAME, l.fwdIsolateOut, false),
+			in(l.daddr, expr.MetaKeyOIFNAME, l.fwdIsolate, false),
+			in(l.daddr, expr.MetaKeyIIFNAME, l.fwdMembers, true)),
+		rule(in(l.saddr, expr.MetaKeyIIFNAME, l.fwdNoICC, false),
 			in(l.daddr, expr.MetaKeyOIFNAME, l.fwdNoICC, false),
 			in(l.daddr, expr.MetaKeyIIFNAME, l.fwdMembers, false)),
 		// The set is empty, and the rule ends at its first lookup, unless

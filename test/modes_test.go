@@ -1,0 +1,143 @@
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/testenv"
+)
+
+// The mode matrix: who reaches a container of another network, by
+// gateway mode, with isolateNetworks at its default (true). The Security
+// model (plugins/pkg/netfilter/README.md) prints the same table.
+//
+// Each target container listens on its container port (5000) and
+// publishes it; port 5999 is closed, so a reply of any kind (RST) shows
+// the path is open. Probes are single SYNs (hello segment), and a bare
+// FIN, which conntrack calls invalid, to the closed port.
+type modeProbe int
+
+const (
+	closedByAddr    modeProbe = iota // an unpublished port, by the container's address
+	publishedByAddr                  // the published container port, by the container's address
+	publishedByHost                  // the published host port, by the host's address (DNAT)
+	finByAddr                        // a bare FIN to the unpublished port (conntrack: invalid)
+)
+
+func (p modeProbe) String() string {
+	return [...]string{"unpublished port by address", "published port by address", "host port by host address", "bare FIN by address"}[p]
+}
+
+// modeReach is the matrix: from (a neighbour routing via the host, or a
+// container of a network in that mode) to a container of another network
+// in mode to, by probe.
+func modeReach(from, to string, p modeProbe) bool {
+	if p == finByAddr {
+		p = closedByAddr
+	}
+	switch to {
+	case "nat":
+		return p == publishedByHost
+	case "nat-unprotected":
+		return from == "neighbour" || p == publishedByHost
+	case "routed":
+		return p == publishedByAddr
+	}
+	return false // isolated: nothing from outside its bridge
+}
+
+// Host ports of the targets (routed and isolated use none).
+var modeHostPort = map[string]int{"nat": 8741, "nat-unprotected": 8742}
+
+// TestModeMatrix probes every cell of the mode matrix, both backends:
+// sources a neighbour and containers of nat, nat-unprotected and routed
+// networks (an isolated network's containers have no route out), targets
+// a container of each of the four modes. The open cells are the controls
+// for the closed ones: the same probe, another mode.
+func TestModeMatrix(t *testing.T) {
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t, backend)
+			nbr := w.newNeighbour()
+			nbr.MustRun("ip", "route", "add", "192.0.2.0/24", "via", hostAddrNbr)
+			type net struct{ name, bridge, subnet string }
+			nets := map[string]net{
+				"nat":             {"netn", "dnetn", "172.25.0.0/16"},
+				"nat-unprotected": {"netu", "dnetu", "172.26.0.0/16"},
+				"routed":          {"netr", "dnetr", "172.27.0.0/16"},
+				"isolated":        {"neti", "dneti", "172.28.0.0/16"},
+			}
+			modes := []string{"nat", "nat-unprotected", "routed", "isolated"}
+			addrs := map[string]string{}
+			ns := map[string]*testenv.NS{"neighbour": nbr}
+			for _, mode := range modes {
+				n := nets[mode]
+				conf := w.network(network{name: n.name, bridge: n.bridge, subnet: n.subnet,
+					bridgeKeys: map[string]any{"gatewayMode": mode}})
+				c := w.newContainer(strings.ReplaceAll(mode, "nat-unprotected", "natu"))
+				var ms []mapping
+				switch mode {
+				case "routed":
+					ms = []mapping{{HostPort: helloPort, ContainerPort: helloPort, Protocol: "tcp"}}
+				case "nat", "nat-unprotected":
+					ms = []mapping{{HostPort: modeHostPort[mode], ContainerPort: helloPort, Protocol: "tcp"}}
+				}
+				if _, err := w.libcniFor(conf).add(c, ms); err != nil {
+					t.Fatalf("ADD to the %s network: %v", mode, err)
+				}
+				addrs[mode], ns[mode] = containerIP(t, c), c.ns
+			}
+			type cell struct {
+				from, to string
+				p        modeProbe
+				target   string
+				flags    string
+				want     bool
+			}
+			var cells []cell
+			for _, from := range []string{"neighbour", "nat", "nat-unprotected", "routed"} {
+				for _, to := range modes {
+					if from == to {
+						continue
+					}
+					cells = append(cells,
+						cell{from, to, closedByAddr, fmt.Sprintf("%s:%d", addrs[to], 5999), "SYN", modeReach(from, to, closedByAddr)},
+						cell{from, to, finByAddr, fmt.Sprintf("%s:%d", addrs[to], 5999), "FIN", modeReach(from, to, finByAddr)},
+						cell{from, to, publishedByAddr, fmt.Sprintf("%s:%d", addrs[to], helloPort), "SYN", modeReach(from, to, publishedByAddr)})
+					if hp := modeHostPort[to]; hp != 0 {
+						host := hostAddr
+						if from == "neighbour" {
+							host = hostAddrNbr
+						}
+						cells = append(cells, cell{from, to, publishedByHost, fmt.Sprintf("%s:%d", host, hp), "SYN", modeReach(from, to, publishedByHost)})
+					}
+				}
+			}
+			// One SYN per cell, all at once: a closed cell costs its wait.
+			got := make([]string, len(cells))
+			var wg sync.WaitGroup
+			for i, c := range cells {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					out, err := ns[c.from].Run(w.bin+"/hello", "segment", c.target, c.flags)
+					got[i] = strings.TrimSpace(out)
+					if err != nil {
+						got[i] = "error: " + err.Error() + ": " + got[i]
+					}
+				}()
+			}
+			wg.Wait()
+			for i, c := range cells {
+				reached := strings.HasPrefix(got[i], "reply:")
+				if reached != c.want || strings.HasPrefix(got[i], "error") {
+					t.Errorf("from %s to %s, %s (%s): %s, want reached=%v", c.from, c.to, c.p, c.target, got[i], c.want)
+				}
+			}
+			t.Logf("%d cells probed", len(cells))
+		})
+	}
+}
