@@ -305,6 +305,30 @@ func (b *Backend) CheckPortMappings(spec netfilter.PortMapSpec) error {
 			return fmt.Errorf("%s: entry rule for %s is missing from %s", b.family, m, ChainHostPorts)
 		}
 	}
+	return b.checkOwnerRules(spec)
+}
+
+// checkOwnerRules checks every rule of spec's own (its chain's marks and
+// DNATs, its entries), as ADD made them, in one iptables-restore of -C
+// lines: a mark rule lost alone would break only hairpin, which the
+// lookups above do not see.
+func (b *Backend) checkOwnerRules(spec netfilter.PortMapSpec) error {
+	chainRules, entries := ownerRules(spec, b.family)
+	var rules []filterRule
+	for _, args := range chainRules {
+		rules = append(rules, filterRule{chain: DNATChain(spec.Owner), args: args, table: "nat"})
+	}
+	for _, args := range entries {
+		rules = append(rules, filterRule{chain: ChainHostPorts, args: args, table: "nat"})
+	}
+	if len(rules) == 0 || b.checkAll(rules) == nil {
+		return nil
+	}
+	for _, r := range rules {
+		if b.checkAll([]filterRule{r}) != nil {
+			return fmt.Errorf("%s: nat rule %q is missing from chain %s", b.family, joinArgs(r.args), r.chain)
+		}
+	}
 	return nil
 }
 

@@ -233,8 +233,7 @@ var ourChains = map[string][]string{"filter": {ChainForward, ChainFilter, ChainI
 // nothing and fails if one is missing, and only then are the tables read
 // and rewritten.
 func (b *Backend) ensureForward(spec netfilter.ForwardSpec, drops bool) error {
-	want := append(forwardBase(b.family, spec, drops), forwardNetRules(spec, drops)...)
-	if b.checkAll(want) == nil {
+	if b.checkAll(forwardWant(b.family, spec, drops)) == nil {
 		return nil
 	}
 	tables := []string{"filter"}
@@ -312,9 +311,19 @@ func (b *Backend) checkAll(rules []filterRule) error {
 	return b.apply(order...)
 }
 
+// forwardWant is every rule spec relies on: the base, the network's
+// rules and, where the bridge turned forwarding on, the guard's drop.
+func forwardWant(f netfilter.Family, spec netfilter.ForwardSpec, drops bool) []filterRule {
+	want := append(forwardBase(f, spec, drops), forwardNetRules(spec, drops)...)
+	if drops && spec.Guard {
+		want = append(want, filterRule{chain: ChainFwdGuard, args: guardDrop})
+	}
+	return want
+}
+
 // checkForward reports the first of spec's rules that is missing.
 func (b *Backend) checkForward(spec netfilter.ForwardSpec, drops bool) error {
-	want := append(forwardBase(b.family, spec, drops), forwardNetRules(spec, drops)...)
+	want := forwardWant(b.family, spec, drops)
 	err := b.checkAll(want)
 	if err == nil {
 		return nil

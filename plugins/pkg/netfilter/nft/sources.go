@@ -211,6 +211,9 @@ func (b *Backend) DelSources(tx *netfilter.Txn, spec netfilter.PortMapSpec) {
 func (b *Backend) CheckSources(spec netfilter.PortMapSpec) error {
 	l := newLayout(b.family)
 	elems, lists := l.sourceElems(spec)
+	if len(elems) == 0 && len(lists) == 0 {
+		return nil // no limited port in this family: nothing was added
+	}
 	if err := b.check(l, elems, "source allowlist"); err != nil {
 		return err
 	}
@@ -227,8 +230,12 @@ func (b *Backend) checkLists(l *layout, lists []srcList) error {
 	}
 	defer done(nil)
 	for _, list := range lists {
-		if _, err := c.ListChain(l.table, list.name); err != nil {
+		chain, err := c.ListChain(l.table, list.name)
+		if err != nil {
 			return errors.New(b.family.String() + " nftables: the chain of source allowlist " + list.name + " is missing")
+		}
+		if rules, err := c.GetRules(l.table, chain); err != nil || len(rules) != 1 {
+			return errors.New(b.family.String() + " nftables: the drop of source allowlist " + list.name + " is missing")
 		}
 		if len(list.nets) == 0 {
 			continue

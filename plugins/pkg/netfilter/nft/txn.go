@@ -88,7 +88,10 @@ func (p *part) apply(c netfilter.NFTSession, ops []op) error {
 	for _, o := range ops {
 		l := newLayout(o.f)
 		if len(o.add) > 0 {
-			if !tables[o.f] && !c.Known[baseKey(o.f)] && l.missing(c.Conn) != "" {
+			// based, not tables: a deletion earlier in the batch found the
+			// table there, which says nothing of its base (dnetctl
+			// restore deletes, then adds, a spec whose check failed).
+			if !based[o.f] && !c.Known[baseKey(o.f)] && l.missing(c.Conn) != "" {
 				if err := l.ensureBase(c.Conn); err != nil {
 					return err
 				}
