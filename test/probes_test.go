@@ -145,12 +145,18 @@ func (w *world) segment(from interface {
 // dropDirectRoutingDrops deletes the direct-routing drops of both
 // families: the nftables guard chain's, or the iptables DNET-GUARD chains'.
 func (w *world) dropDirectRoutingDrops() {
+	families := []string{"ip"}
+	if w.ipv6 {
+		families = append(families, "ip6")
+	}
 	if w.backend == "iptables" {
 		w.host.MustRun(w.iptables, "-t", "mangle", "-F", "DNET-GUARD")
-		w.host.MustRun(strings.Replace(w.iptables, "iptables", "ip6tables", 1), "-t", "mangle", "-F", "DNET-GUARD")
+		if w.ipv6 {
+			w.host.MustRun(strings.Replace(w.iptables, "iptables", "ip6tables", 1), "-t", "mangle", "-F", "DNET-GUARD")
+		}
 		return
 	}
-	for _, family := range []string{"ip", "ip6"} {
+	for _, family := range families {
 		out := w.host.MustRun("nft", "-a", "list", "chain", family, "dnet", "guard")
 		m := regexp.MustCompile(`(?m)@guard_protect .* drop # handle (\d+)$`).FindStringSubmatch(out)
 		if m == nil {

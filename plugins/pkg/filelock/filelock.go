@@ -52,3 +52,33 @@ func (l *Lock) Release() {
 	_ = l.f.Close()
 	l.f = nil
 }
+
+// ErrHeld is TryAcquire's answer when another process holds the lock.
+var ErrHeld = fmt.Errorf("held by another process")
+
+// TryAcquire takes the lock on path if no other process holds it, and
+// returns ErrHeld (wrapped) at once if one does.
+func TryAcquire(path string) (*Lock, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("create lock directory for %s: %w", path, err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open lock %s: %w", path, err)
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err == unix.EWOULDBLOCK {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", path, ErrHeld)
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return &Lock{f: f}, nil
+}

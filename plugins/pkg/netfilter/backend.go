@@ -37,7 +37,18 @@ type Backend interface {
 }
 
 // BaseKinds are the kinds of state whose shared base a probe looks at.
-type BaseKinds struct{ Ports, Masquerade, Forward bool }
+type BaseKinds struct {
+	Ports, Masquerade, Forward bool
+	// Sources: some port has a source allowlist (with iptables, they
+	// live in an nftables table the probe must look at too).
+	Sources bool
+	// Networks are one forwarding spec of each network (bridge and
+	// settings) the records hold: their per-network rules are probed too.
+	Networks []ForwardSpec
+	// Thorough asks for the slower, complete look even where a fast one
+	// found the jumps (after a change, not at an idle poll).
+	Thorough bool
+}
 
 // BaseProber is a cheap test, whatever the number of attachments, that
 // the state every attachment of kinds relies on is in place: a table,
@@ -45,6 +56,14 @@ type BaseKinds struct{ Ports, Masquerade, Forward bool }
 // those first, so it is what the node agent probes between restores.
 type BaseProber interface {
 	ProbeBase(kinds BaseKinds) error
+}
+
+// SpecProber checks, in a few dumps whatever their number, that each of
+// specs' own parts is in place (elements, or an owner's rules): what a
+// flush of one set or chain removes without touching the base. Each
+// backend checks what is its own; nil when all is there.
+type SpecProber interface {
+	ProbeSpecs(ports []PortMapSpec, masq []MasqSpec, fwd []ForwardSpec) error
 }
 
 // Backend names.

@@ -9,13 +9,17 @@ import (
 )
 
 // probe asks each backend the records use whether the state all their
-// attachments rely on is there (a table, base chains, jumps: what a
-// flush or a reload removes first). It names what is missing; nil when
+// attachments rely on is there: every table and chain the backend uses,
+// the jumps to them, each network's rules and, with iptables, the
+// nftables table of its allowlists. It names what is missing; nil when
 // nothing is. A few netlink dumps, or one iptables-restore --test per
-// family, whatever the number of attachments.
-func (a *Agent) probe() []string {
+// family, whatever the number of attachments. thorough asks iptables-nft
+// for the restore even when netlink finds the jumps (a look after a
+// change, not an idle poll).
+func (a *Agent) probe(thorough bool) []string {
 	var missing []string
 	for u, kinds := range a.records.uses() {
+		kinds.Thorough = thorough
 		be, err := a.Env.Backends.New(u.backend, u.f)
 		if err != nil {
 			a.Log.Printf("%s %s: %v", u.f, u.backend, err)
@@ -27,30 +31,49 @@ func (a *Agent) probe() []string {
 		}
 		if err := p.ProbeBase(kinds); err != nil {
 			missing = append(missing, err.Error())
+			continue
+		}
+		// After a change, each record's own parts too: a flush of one
+		// set or chain leaves the base whole.
+		if sp, ok := be.(netfilter.SpecProber); ok && thorough {
+			if s := a.records.specsByUse()[u]; s != nil {
+				if err := sp.ProbeSpecs(s.ports, s.masq, s.fwd); err != nil {
+					missing = append(missing, err.Error())
+				}
+			}
 		}
 	}
 	return missing
 }
 
-// Restores that follow each other this closely mean another writer keeps
-// removing our state (a firewall manager reapplying its own ruleset in a
-// loop): the agent then stops for a while and says so, rather than fight.
+// A writer that keeps removing our state (a firewall manager reapplying
+// its own ruleset in a loop) is answered at most once per
+// restoreSpacing: the agent never stops restoring, since the drops it
+// puts back are what protects the containers, but a storm of reloads
+// costs it a restore per spacing, not one per reload, and the last
+// reload of a storm is answered within a spacing. More than fightMax
+// restores within fightWindow are logged once per window.
 const (
-	fightWindow = 10 * time.Second
-	fightMax    = 10
-	fightPause  = 30 * time.Second
+	restoreSpacing = 200 * time.Millisecond
+	fightWindow    = 10 * time.Second
+	fightMax       = 10
 )
 
 type restoreGuard struct {
-	recent      []time.Time
-	pausedUntil time.Time
+	last    time.Time   // the latest restore
+	recent  []time.Time // restores within fightWindow
+	warned  time.Time   // when a fight was last logged
+	retryAt time.Time   // when a refused or incomplete restore is due again
 }
 
-// allow reports whether a restore may run now, and records it.
-func (g *restoreGuard) allow(now time.Time) (bool, bool) {
-	if now.Before(g.pausedUntil) {
-		return false, false
+// allow reports whether a restore may run at now and, when it may not,
+// when it may; it records an allowed one. fighting reports a storm, once
+// per window.
+func (g *restoreGuard) allow(now time.Time) (ok bool, next time.Time, fighting bool) {
+	if !g.last.IsZero() && now.Sub(g.last) < restoreSpacing {
+		return false, g.last.Add(restoreSpacing), false
 	}
+	g.last = now
 	kept := g.recent[:0]
 	for _, t := range g.recent {
 		if now.Sub(t) < fightWindow {
@@ -58,24 +81,27 @@ func (g *restoreGuard) allow(now time.Time) (bool, bool) {
 		}
 	}
 	g.recent = append(kept, now)
-	if len(g.recent) > fightMax {
-		g.recent, g.pausedUntil = nil, now.Add(fightPause)
-		return false, true
+	if len(g.recent) > fightMax && now.Sub(g.warned) >= fightWindow {
+		g.warned = now
+		return true, time.Time{}, true
 	}
-	return true, false
+	return true, time.Time{}, false
 }
 
-// restore installs every record's state again. Everything a backend adds
-// is idempotent, so what survived stays single and an agent killed in the
-// middle and started again leaves one copy of each rule and element.
+// restore installs every record's state again, protections first. Every
+// add is idempotent, so what survived stays single and an agent killed
+// in the middle and started again leaves one copy of each rule and
+// element. When it may not run yet, or the probe still finds something
+// missing after it, a look is due again (retryAt) as soon as it may run.
 func (a *Agent) restore(why string, missing []string, start time.Time) {
-	ok, fighting := a.guard.allow(time.Now())
-	if fighting {
-		a.Log.Printf("our state keeps disappearing (%d restores within %s): another writer removes it; not restoring until %s. Missing now: %s",
-			fightMax+1, fightWindow, a.guard.pausedUntil.Format(time.TimeOnly), strings.Join(missing, "; "))
-	}
+	ok, next, fighting := a.guard.allow(time.Now())
 	if !ok {
+		a.guard.retryAt = next
 		return
+	}
+	if fighting {
+		a.Log.Printf("our state keeps disappearing (more than %d restores within %s): another writer removes it; restoring at most every %s. Missing now: %s",
+			fightMax, fightWindow, restoreSpacing, strings.Join(missing, "; "))
 	}
 	n, err := reinstall(a.Env, a.records.byTag)
 	took := time.Since(start).Round(time.Millisecond)
@@ -86,6 +112,12 @@ func (a *Agent) restore(why string, missing []string, start time.Time) {
 		a.Log.Printf("restore after %s (%s): %d attachments reinstalled in %s, errors: %v", why, strings.Join(missing, "; "), n, took, err)
 	} else {
 		a.Log.Printf("restored %d attachments in %s after %s: %s", n, took, why, strings.Join(missing, "; "))
+	}
+	// A reinstall another writer cut short (iptables: a flush between two
+	// restores of a transaction) is not done: look again soon.
+	if still := a.probe(true); still != nil {
+		a.Log.Printf("after the restore, still missing: %s; again in %s", strings.Join(still, "; "), restoreSpacing)
+		a.guard.retryAt = a.guard.last.Add(restoreSpacing)
 	}
 	a.status.Restores++
 	a.status.LastRestore = time.Now().UTC().Format(time.RFC3339Nano)
@@ -100,9 +132,13 @@ func reinstall(env attachment.Env, byTag map[string][]attachment.Stored) (int, e
 	// what the flush made untrue.
 	netfilter.ForgetKnown()
 	change := env.Begin("watch")
-	for _, recs := range byTag {
-		for _, st := range recs {
-			st.Reinstall(change)
+	for _, kind := range protectionsFirst {
+		for _, recs := range byTag {
+			for _, st := range recs {
+				if st.Kind() == kind {
+					st.Reinstall(change)
+				}
+			}
 		}
 	}
 	if change.Commit() == nil {
@@ -112,8 +148,12 @@ func reinstall(env attachment.Env, byTag map[string][]attachment.Stored) (int, e
 	n := 0
 	for tag, recs := range byTag {
 		c := env.Begin("watch " + tag)
-		for _, st := range recs {
-			st.Reinstall(c)
+		for _, kind := range protectionsFirst {
+			for _, st := range recs {
+				if st.Kind() == kind {
+					st.Reinstall(c)
+				}
+			}
 		}
 		if err := c.Commit(); err != nil {
 			errs = append(errs, err.Error())
@@ -126,6 +166,12 @@ func reinstall(env attachment.Env, byTag map[string][]attachment.Stored) (int, e
 	}
 	return n, nil
 }
+
+// protectionsFirst is the order kinds are reinstalled in: the drops
+// (forwarding's guard, isolation, direct routing) before the masquerade
+// and the published ports, so that with iptables, whose transaction is
+// several restores in a row, no port is open before its protections are.
+var protectionsFirst = []string{attachment.Forwarding.Name, attachment.Masquerade.Name, attachment.PortMappings.Name}
 
 type restoreError struct{ errs []string }
 

@@ -2,10 +2,12 @@ package watch
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"syscall"
 	"time"
 )
 
@@ -47,11 +49,49 @@ func (a *Agent) writeStatus() {
 	a.status.Updated = now.UTC().Format(time.RFC3339Nano)
 	a.status.Attachments, a.status.Held = a.records.count(), held
 	data, _ := json.MarshalIndent(a.status, "", "  ")
-	_ = os.MkdirAll(filepath.Dir(a.StatusFile), 0o755)
-	tmp := a.StatusFile + ".tmp"
-	if os.WriteFile(tmp, data, 0o644) == nil {
-		_ = os.Rename(tmp, a.StatusFile)
+	if err := writeStatusFile(a.StatusFile, data); err != nil && !a.warnedStatus {
+		a.warnedStatus = true
+		a.Log.Printf("status file: %v", err)
 	}
+}
+
+// writeStatusFile replaces path with data, safely in a directory others
+// can write to as well: the new content goes to a file of a random name
+// created exclusively (O_EXCL: a planted symlink is refused, not
+// followed), then renamed over path (rename replaces a symlink there, it
+// does not write through it). The directory must be ours and writable
+// by no one else, else someone could swap the file between the two.
+func writeStatusFile(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	st, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !st.IsDir() || !ok || int(sys.Uid) != os.Geteuid() || st.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("not written: %s is not a directory of this user's that only it can write to (mode %s); choose another -status-file", dir, st.Mode())
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		_ = os.Remove(f.Name())
+	}
+	return err
 }
 
 // ReadStatus reads the status a live agent wrote at path; false when

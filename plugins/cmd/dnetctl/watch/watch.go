@@ -6,11 +6,15 @@ package watch
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log"
+	"path/filepath"
 	"time"
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/attachment"
+	"github.com/dockernet/cni-plugins/plugins/pkg/filelock"
 )
 
 // Agent is one node's agent. Run it in the host network namespace.
@@ -27,11 +31,12 @@ type Agent struct {
 	StatusFile string
 	Log        *log.Logger
 
-	records records
-	guard   restoreGuard
-	held    *holder
-	status  status
-	written struct { // when the status file was last written, and with how many restores
+	records      records
+	guard        restoreGuard
+	held         *holder
+	status       status
+	warnedStatus bool     // the status file could not be written, and the log said so
+	written      struct { // when the status file was last written, and with how many restores
 		at       time.Time
 		restores int
 	}
@@ -45,15 +50,28 @@ func New(env attachment.Env, w io.Writer) *Agent {
 // Run looks once, then at every nf_tables change and every Poll, until
 // ctx ends; it releases the ports it holds when it returns.
 func (a *Agent) Run(ctx context.Context) error {
+	lock, err := a.lock()
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
 	a.held = newHolder(a.Log)
 	defer a.held.releaseAll()
 	changes, stop := subscribe(a.Log)
 	defer stop()
 	tick := time.NewTicker(a.Poll)
 	defer tick.Stop()
+	retry := time.NewTimer(time.Hour)
+	defer retry.Stop()
 	a.Log.Printf("watching the records in %s (poll %s, hold ports %v, collect %v)", a.Env.Store.Dir, a.Poll, a.Hold, a.Collect != nil)
 	a.look("start")
 	for {
+		// A restore the spacing held back, or one that did not complete,
+		// is due at retryAt, whatever else wakes the agent.
+		if !a.guard.retryAt.IsZero() {
+			retry.Reset(time.Until(a.guard.retryAt))
+			a.guard.retryAt = time.Time{}
+		}
 		select {
 		case <-ctx.Done():
 			a.Log.Printf("stopping: %d ports released", a.held.count())
@@ -61,10 +79,27 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-changes:
 			drain(changes, 20*time.Millisecond)
 			a.look("nf_tables change")
+		case <-retry.C:
+			a.look("retry")
 		case <-tick.C:
 			a.look("")
 		}
 	}
+}
+
+// LockFile is, in the state directory, what one agent holds while it runs.
+const LockFile = "watch.lock"
+
+// lock makes the agent the only one of its state directory: two would
+// both restore after a flush, and iptables' masquerade fast path would
+// get each rule twice.
+func (a *Agent) lock() (*filelock.Lock, error) {
+	path := filepath.Join(a.Env.Store.Dir, LockFile)
+	lk, err := filelock.TryAcquire(path)
+	if errors.Is(err, filelock.ErrHeld) {
+		return nil, fmt.Errorf("another dnetctl watch already runs for the state directory %s (it holds %s): stop it first, or run this one with another -state-dir", a.Env.Store.Dir, path)
+	}
+	return lk, err
 }
 
 // drain swallows the rest of a burst: one look answers a whole transaction.
@@ -91,7 +126,7 @@ func (a *Agent) look(why string) {
 	if err := a.records.reload(a.Env); err != nil {
 		a.Log.Printf("records: %v", err)
 	}
-	if missing := a.probe(); missing != nil {
+	if missing := a.probe(why != ""); missing != nil {
 		a.restore(why, missing, start)
 	}
 	if a.Hold {

@@ -2,39 +2,49 @@ package watch
 
 import (
 	"net"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
 )
 
-// The agent stops fighting a writer that keeps removing our state: the
-// sixth restore within the window is refused, and so is every one until
-// the pause is over.
+// The agent never stops restoring: a storm of reloads gets a restore per
+// restoreSpacing, a refused one says when it may run (so the last reload
+// of a storm is answered within a spacing), and a storm is logged once
+// per window.
 func TestRestoreGuard(t *testing.T) {
 	var g restoreGuard
 	t0 := time.Unix(1000, 0)
-	step := fightWindow / (2 * fightMax) // all of them well within one window
-	for i := 0; i < fightMax; i++ {
-		if ok, fighting := g.allow(t0.Add(time.Duration(i) * step)); !ok || fighting {
-			t.Fatalf("restore %d refused", i+1)
+	fights := 0
+	// A reload every 100 ms for 5 s: 50 reloads.
+	allowed := 0
+	for i := 0; i < 50; i++ {
+		now := t0.Add(time.Duration(i) * 100 * time.Millisecond)
+		ok, next, fighting := g.allow(now)
+		if fighting {
+			fights++
+		}
+		if ok {
+			allowed++
+			continue
+		}
+		if next.Sub(now) > restoreSpacing || !next.After(now) {
+			t.Fatalf("reload %d refused with the next restore at %s, %s later", i, next, next.Sub(now))
 		}
 	}
-	last := t0.Add(fightMax * step)
-	if ok, fighting := g.allow(last); ok || !fighting {
-		t.Fatalf("restore %d allowed: the agent would fight", fightMax+1)
+	if want := 25; allowed != want {
+		t.Errorf("%d restores for 50 reloads 100 ms apart, want %d (one per %s)", allowed, want, restoreSpacing)
 	}
-	if ok, _ := g.allow(last.Add(fightPause / 2)); ok {
-		t.Fatal("allowed during the pause")
+	if fights != 1 {
+		t.Errorf("the storm was logged %d times in one window, want once", fights)
 	}
-	if ok, _ := g.allow(last.Add(fightPause + time.Second)); !ok {
-		t.Fatal("refused after the pause")
-	}
-	// Restores far apart never add up to a fight.
+	// Restores far apart are all allowed, and never a fight.
 	var h restoreGuard
 	for i := 0; i < 3*fightMax; i++ {
-		if ok, _ := h.allow(t0.Add(time.Duration(i) * fightWindow)); !ok {
-			t.Fatalf("restore %d, a window after the last, refused", i+1)
+		if ok, _, fighting := h.allow(t0.Add(time.Duration(i) * fightWindow)); !ok || fighting {
+			t.Fatalf("restore %d, a window after the last: ok %v, fighting %v", i+1, ok, fighting)
 		}
 	}
 }
@@ -73,4 +83,37 @@ func TestDrain(t *testing.T) {
 	}
 	close(ch)
 	drain(ch, time.Hour)
+}
+
+// The status file is never written through a symlink someone planted,
+// nor into a directory others can write to.
+func TestWriteStatusFileSafely(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(victim, []byte("keep"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "watch.json")
+	// Symlinks at the file and at the old fixed temporary name.
+	for _, link := range []string{path, path + ".tmp"} {
+		if err := os.Symlink(victim, link); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := writeStatusFile(path, []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := os.ReadFile(victim); string(data) != "keep" {
+		t.Errorf("the symlink's target was written: %q", data)
+	}
+	if st, err := os.Lstat(path); err != nil || st.Mode()&os.ModeSymlink != 0 {
+		t.Errorf("%s is still a symlink (%v)", path, err)
+	}
+	open := t.TempDir()
+	if err := os.Chmod(open, 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeStatusFile(filepath.Join(open, "watch.json"), []byte("{}")); err == nil {
+		t.Error("written into a world-writable directory")
+	}
 }
