@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/testenv"
@@ -253,4 +255,68 @@ func linkLocal(t *testing.T, ns *testenv.NS, ifc string) string {
 		return fmt.Errorf("none yet: %s", out)
 	})
 	return addr
+}
+
+// TestReusedAddressAnswersAtOnce: a container that gets the address of
+// one just deleted (another MAC) answers the host and the other
+// containers of its bridge at once, IPv4 and IPv6, though each still has
+// the old MAC in its neighbour table (the control, checked before the
+// ADD): the host's entries go at ADD, and the new container announces
+// its addresses (gratuitous ARP, unsolicited neighbour advertisement).
+func TestReusedAddressAnswersAtOnce(t *testing.T) {
+	w := newWorld(t, "nftables")
+	w.dualStack()
+	conf := w.network(network{file: "dual-stack/10-docker0.conflist"})
+	list, err := libcni.ConfListFromBytes(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cni := libcni.NewCNIConfigWithCacheDir(w.cniPath, filepath.Join(w.dir, "cache"), testenv.NetnsExec(w.host.Name, w.env))
+	const ip4, ip6 = "172.17.0.50", "fd00:17::50"
+	rt := func(c *container) *libcni.RuntimeConf {
+		return &libcni.RuntimeConf{ContainerID: c.id, NetNS: c.ns.Path(), IfName: "eth0", Args: [][2]string{{"IP", ip4 + "," + ip6}}}
+	}
+	peer := w.newContainer("peer")
+	w.addTo(conf, peer, nil)
+	old := w.newContainer("old")
+	if _, err := cni.AddNetworkList(context.Background(), list, rt(old)); err != nil {
+		t.Fatal(err)
+	}
+	for _, ip := range []string{ip4, ip6} {
+		w.waitServing(old, ip)
+		w.mustReach(peer.ns, "tcp", ip, helloPort)
+	}
+	oldMAC := macOf(t, old.ns)
+	if err := cni.DelNetworkList(context.Background(), list, rt(old)); err != nil {
+		t.Fatal(err)
+	}
+	// The control: the old MAC is still what the host and the peer know.
+	for _, ns := range []*testenv.NS{w.host, peer.ns} {
+		for _, ip := range []string{ip4, ip6} {
+			if out := ns.MustRun("ip", "neigh", "show", ip); !strings.Contains(out, oldMAC) {
+				t.Fatalf("control: %s has no entry for %s with the old MAC %s: %q", ns.Name, ip, oldMAC, out)
+			}
+		}
+	}
+	reused := w.newContainer("new")
+	if _, err := cni.AddNetworkList(context.Background(), list, rt(reused)); err != nil {
+		t.Fatal(err)
+	}
+	newMAC := macOf(t, reused.ns)
+	for _, ip := range []string{ip4, ip6} {
+		w.waitServing(reused, ip) // the host, within waitServing's first tries
+		testenv.Eventually(t, 3*time.Second, "the peer learning "+ip+"'s new MAC", func() error {
+			if out := peer.ns.MustRun("ip", "neigh", "show", ip); !strings.Contains(out, newMAC) {
+				return fmt.Errorf("%q", out)
+			}
+			return nil
+		})
+		w.mustReach(peer.ns, "tcp", ip, helloPort)
+	}
+}
+
+// macOf is eth0's MAC in ns.
+func macOf(t *testing.T, ns *testenv.NS) string {
+	out := ns.MustRun("cat", "/sys/class/net/eth0/address")
+	return strings.TrimSpace(out)
 }

@@ -143,6 +143,12 @@ func LoadConfig(stdin []byte, envArgs string) (*NetConf, error) {
 		if name == n.BrName {
 			return nil, cnierr.Config("bridge: trustedHostInterfaces: %q is the network's own bridge, which always reaches its containers", name)
 		}
+		// iptables reads a trailing + as "every name with this prefix",
+		// nftables' sets as the literal name: refused, so that the key
+		// means one thing whichever backend holds the drop.
+		if strings.HasSuffix(name, "+") {
+			return nil, cnierr.Config("bridge: trustedHostInterfaces: %q ends in '+', a prefix wildcard to iptables and a literal name to nftables: list each interface by its full name", name)
+		}
 	}
 
 	n.mac = n.RuntimeConfig.Mac

@@ -52,6 +52,7 @@ func TestLoadConfig(t *testing.T) {
 		}},
 		{name: "non-masquerade CIDR not a CIDR", conf: `{"name":"n","nonMasqueradeCIDRs":["10.244.0.0"]}`, code: 7, msg: "is not a CIDR"},
 		{name: "non-masquerade CIDRs overlapping", conf: `{"name":"n","nonMasqueradeCIDRs":["10.244.0.0/16","10.244.1.0/24"]}`, code: 7, msg: "overlap"},
+		{name: "trusted interface wildcard", conf: `{"name":"n","trustedHostInterfaces":["wg+"]}`, code: 7, msg: "prefix wildcard to iptables"},
 		{name: "unknown gateway mode", conf: `{"name":"n","gatewayMode":"bogus"}`, code: 7, msg: `gatewayMode "bogus" is not supported`},
 		{name: "unknown backend without ipMasq", conf: `{"name":"n","ipMasqBackend":"pf","ipam":{"type":"host-local"}}`, code: 7, msg: "unknown netfilter backend"},
 		{name: "default gateway implies gateway", conf: `{"name":"n","isDefaultGateway":true}`, check: func(t *testing.T, n *NetConf) {

@@ -105,7 +105,7 @@ func Add(args *skel.CmdArgs) (err error) {
 			return cnierr.Config("bridge: IPAM plugin %s returned no address for network %q", n.IPAM.Type, n.Name)
 		}
 		result.IPs, result.Routes, result.DNS = ipamResult.IPs, ipamResult.Routes, ipamResult.DNS
-		if err := configureL3(n, args, result, netns, br); err != nil {
+		if err := configureL3(n, args, result, netns, br, contIf); err != nil {
 			return err
 		}
 		if err := iccForIPv6(n, result); err != nil {
@@ -178,7 +178,7 @@ func setupVeth(n *NetConf, args *skel.CmdArgs, o netfilter.Owner, netns, hostNS 
 }
 
 // configureL3 addresses the container, adds its routes, and makes the bridge its gateway.
-func configureL3(n *NetConf, args *skel.CmdArgs, result *current.Result, netns ns.NetNS, br *netlink.Bridge) error {
+func configureL3(n *NetConf, args *skel.CmdArgs, result *current.Result, netns ns.NetNS, br *netlink.Bridge, contIf net.Interface) error {
 	contIdx := 2
 	var gws []*net.IPNet
 	for _, ipc := range result.IPs {
@@ -203,11 +203,16 @@ func configureL3(n *NetConf, args *skel.CmdArgs, result *current.Result, netns n
 			} else {
 				skipDAD(n, args.IfName)
 			}
-			return ipam.ConfigureIface(args.IfName, result)
+			if err := ipam.ConfigureIface(args.IfName, result); err != nil {
+				return err
+			}
+			announce(contIf, result.IPs)
+			return nil
 		})
 		if err != nil {
 			return cnierr.Wrap(err, "bridge: configure "+args.IfName)
 		}
+		forgetNeighbours(br, result.IPs)
 	}
 	for _, gw := range gws {
 		if err := ensureGatewayAddr(br, gw, n.ForceAddress); err != nil {

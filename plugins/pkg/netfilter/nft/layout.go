@@ -62,7 +62,8 @@ package nft
 //	        ip daddr . iifname != @fwd_members drop                             ... from a routed network
 //	    ip saddr . iifname @fwd_noicc ip daddr . oifname @fwd_noicc
 //	        ip daddr . iifname @fwd_members drop                                the same bridge, icc off
-//	    meta nfproto @fwd_guard ip saddr . iifname != @fwd_members
+//	    meta nfproto @fwd_guard ip daddr != 224.0.0.0/4 ip saddr != 169.254.0.0/16
+//	        ip saddr . iifname != @fwd_members
 //	        ip daddr . oifname != @fwd_members drop                             no container network takes part
 //	  }
 //	}
@@ -448,8 +449,13 @@ func (l *layout) forwardRules() [][]expr.Any {
 			in(l.daddr, expr.MetaKeyIIFNAME, l.fwdMembers, false)),
 		// The set is empty, and the rule ends at its first lookup, unless
 		// the bridge turned forwarding on (ForwardSpec.Guard).
+		// Link-local sources and multicast destinations are never routed:
+		// such a packet here was bridged (br_netfilter passes bridged
+		// frames through this hook), neighbour discovery between two
+		// containers of a bridge, say, and is not the host forwarding.
 		rule([]expr.Any{&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
 			&expr.Lookup{SourceRegister: 1, SetName: l.fwdGuard.Name, SetID: l.fwdGuard.ID}},
+			l.notMulticast(), l.notLinkLocalSource(),
 			in(l.saddr, expr.MetaKeyIIFNAME, l.fwdMembers, true),
 			in(l.daddr, expr.MetaKeyOIFNAME, l.fwdMembers, true)),
 	}
@@ -459,6 +465,21 @@ func (l *layout) forwardRules() [][]expr.Any {
 // drop on: the host's, so tagged as such and removed by no attachment's DEL.
 func (l *layout) guardElem() elem {
 	return elem{l.fwdGuard, nftables.SetElement{Key: []byte{byte(l.nfproto())}, Comment: netfilter.CommentForwardGuard}}
+}
+
+// notLinkLocalSource matches a source outside 169.254.0.0/16 (fe80::/10).
+func (l *layout) notLinkLocalSource() []expr.Any {
+	if l.f == netfilter.IPv4 {
+		return []expr.Any{
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 2},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{169, 254}},
+		}
+	}
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 8, Len: 2},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 2, Mask: []byte{0xff, 0xc0}, Xor: []byte{0, 0}},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{0xfe, 0x80}},
+	}
 }
 
 func (l *layout) notMulticast() []expr.Any {

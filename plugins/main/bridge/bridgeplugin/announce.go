@@ -1,0 +1,92 @@
+package bridgeplugin
+
+import (
+	"encoding/binary"
+	"net"
+
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Why a new container announces its addresses.
+//
+// An address comes back: host-local hands it to the next container once
+// the last one is gone, and that container has another MAC. The host (and
+// every other container of the bridge) still has the old MAC in its
+// neighbour table, REACHABLE or STALE, and sends there until the entry
+// ages out: half a minute during which the new container is unreachable
+// from them. So the host's entries for the new addresses go at ADD, and
+// the container announces each address once it holds it: a gratuitous
+// ARP request for IPv4, an unsolicited neighbour advertisement with the
+// override flag for IPv6; a neighbour that had an entry takes the new MAC
+// at once. Best effort: an announcement lost changes nothing else.
+
+// forgetNeighbours deletes the host's neighbour entries for the
+// container's addresses on the bridge, whatever MAC they hold.
+func forgetNeighbours(br netlink.Link, ips []*current.IPConfig) {
+	for _, ipc := range ips {
+		_ = netlink.NeighDel(&netlink.Neigh{LinkIndex: br.Attrs().Index, IP: ipc.Address.IP})
+	}
+}
+
+// announce sends, in the container's netns, one announcement per address
+// of ips out of ifc.
+func announce(ifc net.Interface, ips []*current.IPConfig) {
+	for _, ipc := range ips {
+		if ip4 := ipc.Address.IP.To4(); ip4 != nil {
+			_ = gratuitousARP(ifc, ip4)
+		} else {
+			_ = unsolicitedNA(ifc, ipc.Address.IP)
+		}
+	}
+}
+
+// gratuitousARP broadcasts an ARP request for ip from ip (RFC 5227's
+// announcement), which Linux takes to update an entry it has.
+func gratuitousARP(ifc net.Interface, ip net.IP) error {
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ARP)))
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	pkt := make([]byte, 28)
+	binary.BigEndian.PutUint16(pkt[0:], 1)             // hardware: Ethernet
+	binary.BigEndian.PutUint16(pkt[2:], unix.ETH_P_IP) // protocol: IPv4
+	pkt[4], pkt[5] = 6, 4
+	binary.BigEndian.PutUint16(pkt[6:], 1) // request
+	copy(pkt[8:14], ifc.HardwareAddr)
+	copy(pkt[14:18], ip)
+	copy(pkt[24:28], ip) // target: the same address; target MAC zero
+	to := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ARP), Ifindex: ifc.Index, Halen: 6,
+		Addr: [8]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}}
+	return unix.Sendto(fd, pkt, 0, to)
+}
+
+// unsolicitedNA sends a neighbour advertisement for ip with the override
+// flag and the interface's MAC to all nodes (RFC 4861 7.2.6). The kernel
+// computes an ICMPv6 raw socket's checksum; hop limit 255 is required.
+func unsolicitedNA(ifc net.Interface, ip net.IP) error {
+	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_ICMPV6)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_MULTICAST_HOPS, 255); err != nil {
+		return err
+	}
+	if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_MULTICAST_IF, ifc.Index); err != nil {
+		return err
+	}
+	pkt := make([]byte, 32)
+	pkt[0] = 136  // neighbour advertisement
+	pkt[4] = 0x20 // override
+	copy(pkt[8:24], ip.To16())
+	pkt[24], pkt[25] = 2, 1 // option: target link-layer address, 8 bytes
+	copy(pkt[26:32], ifc.HardwareAddr)
+	to := &unix.SockaddrInet6{ZoneId: uint32(ifc.Index)}
+	copy(to.Addr[:], net.IPv6linklocalallnodes)
+	return unix.Sendto(fd, pkt, 0, to)
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
