@@ -54,7 +54,7 @@ var modeHostPort = map[string]int{"nat": 8741, "nat-unprotected": 8742}
 // TestModeMatrix probes every cell of the mode matrix, both backends:
 // sources a neighbour and containers of nat, nat-unprotected and routed
 // networks (an isolated network's containers have no route out), targets
-// a container of each of the four modes. The open cells are the controls
+// a container of each of the four modes on networks of their own. The open cells are the controls
 // for the closed ones: the same probe, another mode.
 func TestModeMatrix(t *testing.T) {
 	for _, backend := range backends {
@@ -63,32 +63,46 @@ func TestModeMatrix(t *testing.T) {
 			w := newWorld(t, backend)
 			nbr := w.newNeighbour()
 			nbr.MustRun("ip", "route", "add", "192.0.2.0/24", "via", hostAddrNbr)
+			// A target network of each mode and, for the sources, a second
+			// network of each mode that has a way out: every cell, the
+			// diagonal included, is between two networks.
 			type net struct{ name, bridge, subnet string }
-			nets := map[string]net{
+			targets := map[string]net{
 				"nat":             {"netn", "dnetn", "172.25.0.0/16"},
 				"nat-unprotected": {"netu", "dnetu", "172.26.0.0/16"},
 				"routed":          {"netr", "dnetr", "172.27.0.0/16"},
 				"isolated":        {"neti", "dneti", "172.28.0.0/16"},
 			}
+			sources := map[string]net{
+				"nat":             {"netn2", "dnetn2", "172.29.0.0/16"},
+				"nat-unprotected": {"netu2", "dnetu2", "172.30.0.0/16"},
+				"routed":          {"netr2", "dnetr2", "172.31.0.0/16"},
+			}
 			modes := []string{"nat", "nat-unprotected", "routed", "isolated"}
 			addrs := map[string]string{}
 			ns := map[string]*testenv.NS{"neighbour": nbr}
-			for _, mode := range modes {
-				n := nets[mode]
+			attach := func(mode string, n net, publish bool) *container {
 				conf := w.network(network{name: n.name, bridge: n.bridge, subnet: n.subnet,
 					bridgeKeys: map[string]any{"gatewayMode": mode}})
-				c := w.newContainer(strings.ReplaceAll(mode, "nat-unprotected", "natu"))
+				c := w.newContainer(n.name)
 				var ms []mapping
-				switch mode {
-				case "routed":
+				switch {
+				case !publish:
+				case mode == "routed":
 					ms = []mapping{{HostPort: helloPort, ContainerPort: helloPort, Protocol: "tcp"}}
-				case "nat", "nat-unprotected":
+				case mode == "nat", mode == "nat-unprotected":
 					ms = []mapping{{HostPort: modeHostPort[mode], ContainerPort: helloPort, Protocol: "tcp"}}
 				}
 				if _, err := w.libcniFor(conf).add(c, ms); err != nil {
-					t.Fatalf("ADD to the %s network: %v", mode, err)
+					t.Fatalf("ADD to the %s network %s: %v", mode, n.name, err)
 				}
-				addrs[mode], ns[mode] = containerIP(t, c), c.ns
+				return c
+			}
+			for _, mode := range modes {
+				addrs[mode] = containerIP(t, attach(mode, targets[mode], true))
+				if n, ok := sources[mode]; ok {
+					ns[mode] = attach(mode, n, false).ns
+				}
 			}
 			type cell struct {
 				from, to string
@@ -100,9 +114,6 @@ func TestModeMatrix(t *testing.T) {
 			var cells []cell
 			for _, from := range []string{"neighbour", "nat", "nat-unprotected", "routed"} {
 				for _, to := range modes {
-					if from == to {
-						continue
-					}
 					cells = append(cells,
 						cell{from, to, closedByAddr, fmt.Sprintf("%s:%d", addrs[to], 5999), "SYN", modeReach(from, to, closedByAddr)},
 						cell{from, to, finByAddr, fmt.Sprintf("%s:%d", addrs[to], 5999), "FIN", modeReach(from, to, finByAddr)},
