@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -45,16 +46,38 @@ func TestAllowlistSurvivesNeighbourDel(t *testing.T) {
 			d := w.libcniFor(conf)
 			w.addTo(conf, c1, ms1)
 			w.addTo(conf, c2, ms2)
+			// Every request at once: a refused one waits out its timeout.
 			probe := func(when string, addrs []string, addrs6 []string) {
+				type req struct {
+					from  *testenv.NS
+					addr  string
+					proto string
+					reach bool
+				}
+				var reqs []req
 				for _, proto := range []string{"tcp", "udp"} {
 					for _, a := range addrs {
-						w.mustReach(nbr, proto, a, portShared)
-						w.mustNotReach(w.client, proto, a, portShared)
+						reqs = append(reqs, req{nbr, a, proto, true}, req{w.client, a, proto, false})
 					}
 					for _, a := range addrs6 {
-						w.mustReach(w.client, proto, a, portShared)
-						w.mustNotReach(w.host, proto, a, portShared)
+						reqs = append(reqs, req{w.client, a, proto, true}, req{w.host, a, proto, false})
 					}
+				}
+				errs := make([]error, len(reqs))
+				var wg sync.WaitGroup
+				for i, r := range reqs {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						_, err := w.request(r.from, r.proto, r.addr, portShared)
+						if (err == nil) != r.reach {
+							errs[i] = fmt.Errorf("%s %s:%d from %s: reached=%v (%v), want %v", r.proto, r.addr, portShared, r.from.Name, err == nil, err, r.reach)
+						}
+					}()
+				}
+				wg.Wait()
+				if err := errors.Join(errs...); err != nil {
+					t.Fatalf("%s: %v", when, err)
 				}
 				t.Logf("%s: the list holds on %v %v", when, addrs, addrs6)
 			}

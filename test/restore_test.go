@@ -40,12 +40,16 @@ func (w *world) ourRules() []ourRule {
 		}
 	}
 	for _, ipt := range []string{w.iptables, strings.Replace(w.iptables, "iptables", "ip6tables", 1)} {
-		for _, table := range []string{"raw", "mangle", "nat", "filter"} {
-			saved, err := w.host.Run(ipt+"-save", "-t", table)
-			if err != nil {
-				continue
+		saved, err := w.host.Run(ipt + "-save") // every table at once
+		if err != nil {
+			continue
+		}
+		table := ""
+		for _, l := range strings.Split(saved, "\n") {
+			if strings.HasPrefix(l, "*") {
+				table = l[1:]
 			}
-			for _, l := range strings.Split(saved, "\n") {
+			{
 				if !strings.HasPrefix(l, "-A ") || !(strings.HasPrefix(l, "-A DNET-") || strings.Contains(l, "dnet:")) {
 					continue
 				}
@@ -119,12 +123,16 @@ func TestRestoreRepairsEveryRule(t *testing.T) {
 				return strings.Join(out, "\n")
 			}
 			for _, r := range before {
-				// Handles change as restore adds rules again: find it anew.
-				var now *ourRule
-				for _, n := range w.ourRules() {
-					if n.name == r.name || stripHandle(n.name) == stripHandle(r.name) {
-						now = &n
-						break
+				// nftables handles change as restore adds rules again:
+				// find the rule anew (iptables deletes by the rule itself).
+				now := &r
+				if r.del[0] == "nft" {
+					now = nil
+					for _, n := range w.ourRules() {
+						if stripHandle(n.name) == stripHandle(r.name) {
+							now = &n
+							break
+						}
 					}
 				}
 				if now == nil {

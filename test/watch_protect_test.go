@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -32,12 +34,13 @@ func newProtected(t *testing.T, backend string) *protected {
 	return &protected{w: w, nbr: nbr, ip: ip}
 }
 
-// holds probes each protection and the published port: direct routing
-// from the neighbour, 127.0.0.1 from the neighbour, the allowlist (the
-// neighbour out, the client in), and the port from outside.
+// holds probes each protection and the published port, all at once:
+// direct routing from the neighbour, 127.0.0.1 from the neighbour, the
+// allowlist (the neighbour out, the client in), and the port from
+// outside.
 func (p *protected) holds() error {
 	w := p.w
-	for _, c := range []struct {
+	probes := []struct {
 		from  *testenv.NS
 		addr  string
 		port  int
@@ -49,16 +52,23 @@ func (p *protected) holds() error {
 		{w.client, hostAddr, portListed, true},  // inside it
 		{w.client, hostAddr, portAll, true},     // the published port
 		{p.nbr, hostAddrNbr, portAll, true},     // ... from the neighbour too
-	} {
-		out, err := c.from.Run(filepath.Join(w.bin, "hello"), "segment", fmt.Sprintf("%s:%d", c.addr, c.port), "SYN")
-		if err != nil {
-			return fmt.Errorf("hello segment: %v: %s", err, out)
-		}
-		if reached := strings.HasPrefix(out, "reply:"); reached != c.reach {
-			return fmt.Errorf("SYN from %s to %s:%d: %s, want reached=%v", c.from.Name, c.addr, c.port, strings.TrimSpace(out), c.reach)
-		}
 	}
-	return nil
+	errs := make([]error, len(probes))
+	var wg sync.WaitGroup
+	for i, c := range probes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, err := c.from.Run(filepath.Join(w.bin, "hello"), "segment", fmt.Sprintf("%s:%d", c.addr, c.port), "SYN")
+			if err != nil {
+				errs[i] = fmt.Errorf("hello segment: %v: %s", err, out)
+			} else if reached := strings.HasPrefix(out, "reply:"); reached != c.reach {
+				errs[i] = fmt.Errorf("SYN from %s to %s:%d: %s, want reached=%v", c.from.Name, c.addr, c.port, strings.TrimSpace(out), c.reach)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // partialLosses are the ways one table or chain of ours goes, per backend.

@@ -324,12 +324,10 @@ func (b *Backend) checkOwnerRules(spec netfilter.PortMapSpec) error {
 	if len(rules) == 0 || b.checkAll(rules) == nil {
 		return nil
 	}
-	for _, r := range rules {
-		if b.checkAll([]filterRule{r}) != nil {
-			return fmt.Errorf("%s: nat rule %q is missing from chain %s", b.family, joinArgs(r.args), r.chain)
-		}
+	if r, ok := b.firstMissing(rules); ok {
+		return fmt.Errorf("%s: nat rule %q is missing from chain %s", b.family, joinArgs(r.args), r.chain)
 	}
-	return nil
+	return fmt.Errorf("%s: the nat rules of container %s are incomplete", b.family, spec.Owner.ContainerID)
 }
 
 func (b *Backend) AddMasquerade(tx *netfilter.Txn, spec netfilter.MasqSpec) {

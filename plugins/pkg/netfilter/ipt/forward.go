@@ -328,13 +328,32 @@ func (b *Backend) checkForward(spec netfilter.ForwardSpec, drops bool) error {
 	if err == nil {
 		return nil
 	}
-	// Which one: a restore per rule, on this failure path only.
-	for _, r := range want {
-		if b.checkAll([]filterRule{r}) != nil {
-			return fmt.Errorf("%s: %s rule %q is missing from chain %s", b.family, r.in(), joinArgs(r.args), r.chain)
-		}
+	if r, ok := b.firstMissing(want); ok {
+		return fmt.Errorf("%s: %s rule %q is missing from chain %s", b.family, r.in(), joinArgs(r.args), r.chain)
 	}
 	return fmt.Errorf("%s: forwarding rules of bridge %s: %v", b.family, spec.Bridge, err)
+}
+
+// firstMissing finds a rule of rules, whose check as a whole failed, that
+// is missing: by halves, a few restores rather than one per rule, on
+// this failure path only. false when each half passes alone (the rules
+// changed in between).
+func (b *Backend) firstMissing(rules []filterRule) (filterRule, bool) {
+	for len(rules) > 1 {
+		half := rules[:len(rules)/2]
+		if b.checkAll(half) != nil {
+			rules = half
+			continue
+		}
+		rules = rules[len(rules)/2:]
+		if b.checkAll(rules) == nil {
+			return filterRule{}, false
+		}
+	}
+	if len(rules) == 1 && b.checkAll(rules) != nil {
+		return rules[0], true
+	}
+	return filterRule{}, false
 }
 
 func (b *Backend) AddForward(tx *netfilter.Txn, spec netfilter.ForwardSpec) {
