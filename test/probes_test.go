@@ -194,9 +194,12 @@ func (w *world) dropDirectRoutingDrops() {
 // TestIsolatedNetworkRefusesPublishing: a mapping on a gatewayMode
 // isolated network is a config error (code 7) that changes nothing of
 // the host: no route_localnet on the bridge or on the uplink the route to
-// the container would take, no hairpin interface, no port rule. And the
-// host and the isolated containers do not reach each other over IPv6
-// link-local either; the control turns IPv6 back on on the bridge.
+// the container would take, no hairpin interface, no port rule. A network
+// whose route leaves by the uplink (no gateway on its bridge) publishes,
+// and portmap leaves the uplink alone; the control is the default
+// network, whose bridge gets both. And the host and the isolated
+// containers do not reach each other over IPv6 link-local either; the
+// control turns IPv6 back on on the bridge.
 func TestIsolatedNetworkRefusesPublishing(t *testing.T) {
 	for _, backend := range backends {
 		t.Run(backend, func(t *testing.T) {
@@ -232,6 +235,31 @@ func TestIsolatedNetworkRefusesPublishing(t *testing.T) {
 			}
 			if err := d.del(a, both(portAll, "")); err != nil {
 				t.Fatalf("DEL after the refused ADD: %v", err)
+			}
+
+			// A network without a gateway on its bridge: the route to its
+			// container is the host's default, out of the uplink. Its
+			// mapping publishes, and portmap changes nothing of eth0.
+			nogw := w.network(network{name: "nogw", bridge: "dnetg", subnet: "172.24.0.0/16",
+				bridgeKeys: map[string]any{"isGateway": false, "isDefaultGateway": false, "ipMasq": false}})
+			g := w.newContainer("g")
+			if _, err := w.libcniFor(nogw).add(g, both(portAll+1, "")); err != nil {
+				t.Fatalf("ADD on a network without a gateway: %v", err)
+			}
+			if after := w.sysctls("eth0"); after+" dneti=0" != before {
+				t.Errorf("a mapping whose route leaves by the uplink changed its route_localnet: %s, was %s", after, before)
+			}
+			if rules := w.natRules(); strings.Contains(rules, `"eth0"`) {
+				t.Errorf("the uplink became a hairpin interface:\n%s", rules)
+			}
+			// The control: on a network with its gateway, the bridge is one.
+			c := w.newContainer("c")
+			w.addTo(w.conflist(""), c, both(portAll+2, ""))
+			if backend == "nftables" && !strings.Contains(w.natRules(), `"docker0"`) {
+				t.Errorf("control: docker0 is no hairpin interface:\n%s", w.natRules())
+			}
+			if got := strings.TrimSpace(w.host.MustRun("sysctl", "-n", "net.ipv4.conf.docker0.route_localnet")); got != "1" {
+				t.Errorf("control: route_localnet on docker0 is %s", got)
 			}
 
 			// IPv6 link-local between the host and an isolated container.

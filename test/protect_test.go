@@ -18,6 +18,9 @@ import (
 const (
 	hostAddrNbr = "198.51.100.1" // TEST-NET-2, routed nowhere
 	nbrAddr     = "198.51.100.2"
+	// The same link's IPv6, where a test gives it one (documentation space).
+	hostAddrNbr6 = "2001:db8:2::1"
+	nbrAddr6     = "2001:db8:2::2"
 )
 
 // newNeighbour links a neighbour netns to the host. Its loopback has no

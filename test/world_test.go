@@ -107,6 +107,7 @@ type network struct {
 	cniVersion   string
 	name, bridge string
 	subnet       string // its .1 is the gateway
+	subnet6      string // with name: an IPv6 /64 too, its ::1 the gateway
 	bridgeKeys   map[string]any
 	portmapKeys  map[string]any
 	chained      []map[string]any // plugins after portmap
@@ -139,6 +140,10 @@ func (w *world) networkFrom(raw []byte, n network) []byte {
 		conf["name"], bridge["bridge"] = n.name, n.bridge
 		gw := strings.TrimSuffix(n.subnet, ".0/16") + ".1"
 		ipam["ranges"] = []any{[]any{map[string]any{"subnet": n.subnet, "gateway": gw}}}
+		if n.subnet6 != "" {
+			gw6 := strings.TrimSuffix(n.subnet6, "/64") + "1"
+			ipam["ranges"] = append(ipam["ranges"].([]any), []any{map[string]any{"subnet": n.subnet6, "gateway": gw6}})
+		}
 	}
 	bridge["ipMasqBackend"] = w.backend
 	bridge["stateDir"] = w.stateDir()
