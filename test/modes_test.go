@@ -53,23 +53,18 @@ func modeReach(from, to string, p modeProbe) bool {
 var modeHostPort = map[string]int{"nat": 8741, "nat-unprotected": 8742}
 
 // TestModeMatrix probes every cell of the mode matrix, both backends,
-// IPv4 and IPv6:
-// sources a neighbour and containers of nat, nat-unprotected and routed
-// networks (an isolated network's containers have no route out), targets
-// a container of each of the four modes on networks of their own. The open cells are the controls
-// for the closed ones: the same probe, another mode.
+// IPv4 and IPv6: sources a neighbour and containers of nat,
+// nat-unprotected and routed networks (an isolated network's containers
+// have no route out), targets a container of each of the four modes on
+// networks of their own. The open cells are the controls for the closed
+// ones: the same probe, another mode.
 func TestModeMatrix(t *testing.T) {
 	for _, backend := range backends {
 		t.Run(backend, func(t *testing.T) {
 			t.Parallel()
 			w := newWorld(t, backend)
 			w.dualStack()
-			nbr := w.newNeighbour()
-			nbr.MustRun("ip", "route", "add", "192.0.2.0/24", "via", hostAddrNbr)
-			w.host.MustRun("ip", "addr", "add", hostAddrNbr6+"/64", "dev", "eth1", "nodad")
-			nbr.MustRun("ip", "addr", "add", nbrAddr6+"/64", "dev", "eth0", "nodad")
-			nbr.MustRun("ip", "-6", "route", "add", "fd00::/8", "via", hostAddrNbr6)
-			nbr.MustRun("ip", "-6", "route", "add", "2001:db8:1::/64", "via", hostAddrNbr6)
+			nbr := w.newNearNeighbour()
 			// A target network of each mode and, for the sources, a second
 			// network of each mode that has a way out: every cell, the
 			// diagonal included, is between two networks.

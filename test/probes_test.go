@@ -34,8 +34,7 @@ func TestAllowlistSurvivesNeighbourDel(t *testing.T) {
 			t.Parallel()
 			w := newWorld(t, backend)
 			w.dualStack()
-			nbr := w.newNeighbour()
-			nbr.MustRun("ip", "route", "add", "192.0.2.0/24", "via", hostAddrNbr)
+			nbr := w.newNearNeighbour()
 			// IPv4: the neighbour in, the client out; IPv6: the client in,
 			// the host's own connections out.
 			list := []string{nbrAddr, clientAddr6 + "/128"}

@@ -41,6 +41,22 @@ func (w *world) newNeighbour() *testenv.NS {
 	return nbr
 }
 
+// newNearNeighbour is a neighbour that also routes the host's addresses
+// on the client's link via the host, and, in a dual-stack world, has
+// IPv6 on its link and routes the containers' and the host's IPv6 too:
+// a machine one hop from both the host's addresses and its containers.
+func (w *world) newNearNeighbour() *testenv.NS {
+	nbr := w.newNeighbour()
+	nbr.MustRun("ip", "route", "add", "192.0.2.0/24", "via", hostAddrNbr)
+	if w.ipv6 {
+		w.host.MustRun("ip", "addr", "add", hostAddrNbr6+"/64", "dev", "eth1", "nodad")
+		nbr.MustRun("ip", "addr", "add", nbrAddr6+"/64", "dev", "eth0", "nodad")
+		nbr.MustRun("ip", "-6", "route", "add", "fd00::/8", "via", hostAddrNbr6)
+		nbr.MustRun("ip", "-6", "route", "add", "2001:db8:1::/64", "via", hostAddrNbr6)
+	}
+	return nbr
+}
+
 // addTo attaches c to the network conflist describes and waits for its server.
 func (w *world) addTo(conflist []byte, c *container, ms []mapping) string {
 	w.t.Helper()

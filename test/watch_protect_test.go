@@ -26,8 +26,7 @@ const portListed = 8730 // published with a source allowlist: the client only
 
 func newProtected(t *testing.T, backend string) *protected {
 	w := newWorld(t, backend)
-	nbr := w.newNeighbour()
-	nbr.MustRun("ip", "route", "add", "192.0.2.0/24", "via", hostAddrNbr)
+	nbr := w.newNearNeighbour()
 	c1 := w.newContainer("c1")
 	ms := append(c1Mappings(), withSources(both(portListed, ""), clientAddr)...)
 	ip := w.addTo(w.conflist(""), c1, ms)
