@@ -153,6 +153,25 @@ func TestRestoreRepairsEveryRule(t *testing.T) {
 				}
 			}
 			t.Logf("%d rules deleted and restored one at a time", len(before))
+
+			// Shared elements too: the bridge's hairpin_ifs element, which
+			// every container of the bridge relies on and no DEL removes.
+			if backend == "nftables" {
+				w.host.MustRun("nft", "flush", "set", "ip", "dnet", "hairpin_ifs")
+				if out, err := w.dnetctl("check"); err == nil {
+					t.Errorf("check passes without the hairpin interface:\n%s", out)
+				}
+				if out, err := w.dnetctl("restore"); err != nil {
+					t.Errorf("restore after flushing hairpin_ifs: %v\n%s", err, out)
+				}
+				if out, err := w.dnetctl("check"); err != nil {
+					t.Errorf("check after restoring hairpin_ifs: %v\n%s", err, out)
+				}
+				if err := w.libcniFor(conf).check(c1, ms); err != nil {
+					t.Errorf("CHECK after restoring hairpin_ifs: %v", err)
+				}
+				w.mustReach(c1.ns, "tcp", hostAddr, portAll) // hairpin, masqueraded again
+			}
 		})
 	}
 }

@@ -228,10 +228,20 @@ func Check(args *skel.CmdArgs) error {
 	if br.mode == modeRouted {
 		return attachment.PortMappings.CheckInstalled(attachment.HostEnv(c.StateDir), o, routedSpecs(c, o, addrs), br.backend)
 	}
+	// The hairpin interface ADD found is the record's: CHECK looks for
+	// it too.
+	hairpin := map[netfilter.Family]string{}
+	if rec, found, err := attachment.PortMappings.Recorded(attachment.HostEnv(c.StateDir), o); err == nil && found {
+		for _, s := range rec.Specs {
+			hairpin[s.Family()] = s.HairpinIf
+		}
+	}
 	specs := make([]netfilter.PortMapSpec, 0, len(addrs))
 	for _, f := range netfilter.BothFamilies {
 		if addr := addrs[f]; addr != nil {
-			specs = append(specs, specFor(c, args, f, addr))
+			spec := specFor(c, args, f, addr)
+			spec.HairpinIf = hairpin[f]
+			specs = append(specs, spec)
 		}
 	}
 	return attachment.PortMappings.CheckInstalled(attachment.HostEnv(c.StateDir), o, specs, c.backend())

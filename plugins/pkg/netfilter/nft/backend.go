@@ -49,12 +49,8 @@ func (b *Backend) AddPortMappings(tx *netfilter.Txn, spec netfilter.PortMapSpec)
 		return
 	}
 	l := newLayout(b.family)
-	elems := l.portElems(spec)
+	elems := append(l.portElems(spec), l.hairpinElems(spec)...)
 	_, lists := l.sourceElems(spec)
-	if spec.SNAT && spec.HairpinIf != "" {
-		// Shared by every container of the bridge, so tagged as base: no DEL removes it.
-		elems = append(elems, elem{l.hairpin, nftables.SetElement{Key: ifname(spec.HairpinIf), Comment: netfilter.CommentBase}})
-	}
 	b.part(tx).queue(op{
 		what: "publish ports of container " + spec.Owner.ContainerID, f: b.family, add: elems, lists: lists,
 		onExists: func() error { return b.conflict(spec) },
@@ -86,7 +82,7 @@ func (b *Backend) delOp(what string, owner netfilter.Owner, recorded bool, elems
 
 func (b *Backend) CheckPortMappings(spec netfilter.PortMapSpec) error {
 	l := newLayout(b.family)
-	if err := b.check(l, l.portElems(spec), "port mapping"); err != nil {
+	if err := b.check(l, append(l.portElems(spec), l.hairpinElems(spec)...), "port mapping"); err != nil {
 		return err
 	}
 	_, lists := l.sourceElems(spec)

@@ -78,6 +78,16 @@ func (l *layout) portElems(spec netfilter.PortMapSpec) []elem {
 	return out
 }
 
+// hairpinElems are the hairpin_ifs element spec relies on: its bridge.
+// Shared by every container of the bridge, so tagged as base: no DEL
+// removes it; CHECK and the agent's probe still look for it.
+func (l *layout) hairpinElems(spec netfilter.PortMapSpec) []elem {
+	if !spec.SNAT || spec.HairpinIf == "" || spec.Routed {
+		return nil
+	}
+	return []elem{{l.hairpin, nftables.SetElement{Key: ifname(spec.HairpinIf), Comment: netfilter.CommentBase}}}
+}
+
 // routedElems open each mapping's container port on the container's own
 // address (gatewayMode routed): no host port, no DNAT.
 func (l *layout) routedElems(spec netfilter.PortMapSpec) []elem {

@@ -3,8 +3,6 @@ package nft
 import (
 	"fmt"
 
-	"github.com/google/nftables"
-
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
 )
 
@@ -17,10 +15,7 @@ func (b *Backend) ProbeSpecs(ports []netfilter.PortMapSpec, masq []netfilter.Mas
 	var want []elem
 	lists := map[string]srcList{}
 	for _, s := range ports {
-		want = append(want, l.portElems(s)...)
-		if s.SNAT && s.HairpinIf != "" {
-			want = append(want, elem{l.hairpin, nftables.SetElement{Key: ifname(s.HairpinIf)}})
-		}
+		want = append(want, append(l.portElems(s), l.hairpinElems(s)...)...)
 		_, ls := l.sourceElems(s)
 		for _, list := range ls {
 			lists[list.name] = list
