@@ -91,7 +91,7 @@ cni() {
 }
 
 step "3. The container: a hello server on :5000, attached with cnitool add (-p 8080:5000)"
-nsx "$ctrns" "$bin/hello" serve -port 5000 >"$work/hello.log" 2>&1 &
+ip netns exec "$ctrns" "$bin/hello" serve -port 5000 >"$work/hello.log" 2>&1 & # no function: $! is the server itself
 pids+=($!)
 cni add
 added=1
@@ -141,7 +141,7 @@ echo "(Docker 28's default; gatewayMode nat-unprotected turns it off, as Kuberne
 step "Hop 3 - the way back: conntrack rewrites the reply (src $ctrip:5000 -> 192.0.2.1:8080)"
 nsx "$hostns" conntrack -L -p tcp --orig-port-dst 8080 2>/dev/null || true
 echo "and traffic the container starts is MASQUERADEd to the host's address:"
-nsx "$clientns" "$bin/hello" serve -port 6000 >/dev/null 2>&1 &
+ip netns exec "$clientns" "$bin/hello" serve -port 6000 >/dev/null 2>&1 &
 pids+=($!)
 for _ in $(seq 50); do nsx "$ctrns" "$bin/hello" get http://192.0.2.2:6000/ 2>/dev/null | grep peer= && break; sleep 0.1; done
 echo "(a server in the client netns saw the host's 192.0.2.1, not $ctrip)"
