@@ -188,23 +188,28 @@ func (b *Backend) check(l *layout, elems []elem, what string) (err error) {
 	if what := l.missing(c.Conn); what != "" {
 		return fmt.Errorf("%s nftables: table %s is incomplete: %s is missing or changed", b.family, Table, what)
 	}
-	cache := map[string][]nftables.SetElement{}
+	return b.elemsPresent(c, elems, what)
+}
+
+// elemsPresent verifies that each of elems is in its set with its data:
+// each set dumped once and indexed by key, so a probe of every
+// attachment's elements costs a dump per set, not a scan per element.
+func (b *Backend) elemsPresent(c netfilter.NFTSession, elems []elem, what string) error {
+	sets := map[string]map[string]nftables.SetElement{}
 	for _, want := range elems {
-		have, ok := cache[want.set.Name]
+		have, ok := sets[want.set.Name]
 		if !ok {
-			if have, err = c.GetSetElements(want.set); err != nil {
+			dump, err := c.GetSetElements(want.set)
+			if err != nil {
 				return fmt.Errorf("%s nftables: read %s: %w", b.family, want.set.Name, err)
 			}
-			cache[want.set.Name] = have
-		}
-		found := false
-		for _, h := range have {
-			if string(h.Key) == string(want.e.Key) && sameData(h, want.e) {
-				found = true
-				break
+			have = make(map[string]nftables.SetElement, len(dump))
+			for _, e := range dump {
+				have[string(e.Key)] = e
 			}
+			sets[want.set.Name] = have
 		}
-		if !found {
+		if h, ok := have[string(want.e.Key)]; !ok || !sameData(h, want.e) {
 			return fmt.Errorf("%s nftables: %s element for %s is missing from %s", b.family, what, want.e.Comment, want.set.Name)
 		}
 	}

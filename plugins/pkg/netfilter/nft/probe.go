@@ -1,14 +1,10 @@
 package nft
 
-import (
-	"fmt"
+import "github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
 
-	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
-)
-
-// ProbeSpecs checks that every element of specs is in its set, each set
-// dumped once, and that every source list they jump to is whole: what a
-// flush of one set (nft flush set ip dnet guard_protect) removes while
+// ProbeSpecs checks that every element of specs is in its set (the base
+// is ProbeBase's), and that every source list they jump to is whole: what
+// a flush of one set (nft flush set ip dnet guard_protect) removes while
 // the base stays.
 func (b *Backend) ProbeSpecs(ports []netfilter.PortMapSpec, masq []netfilter.MasqSpec, fwd []netfilter.ForwardSpec) error {
 	l := newLayout(b.family)
@@ -34,37 +30,12 @@ func (b *Backend) ProbeSpecs(ports []netfilter.PortMapSpec, masq []netfilter.Mas
 	if err != nil {
 		return err
 	}
-	have := map[string]map[string]bool{}
-	for _, w := range want {
-		if have[w.set.Name] != nil {
-			continue
-		}
-		elems, err := c.GetSetElements(w.set)
-		if err != nil {
-			done(nil)
-			return fmt.Errorf("%s nftables: set %s is gone", b.family, w.set.Name)
-		}
-		keys := map[string]bool{}
-		for _, e := range elems {
-			keys[string(e.Key)] = true
-		}
-		have[w.set.Name] = keys
-	}
+	err = b.elemsPresent(c, want, "an attachment's")
 	done(nil)
-	missing := 0
-	var first elem
-	for _, w := range want {
-		if !have[w.set.Name][string(w.e.Key)] {
-			if missing == 0 {
-				first = w
-			}
-			missing++
-		}
+	if err != nil {
+		return err
 	}
-	if missing > 0 {
-		return fmt.Errorf("%s nftables: %d elements are missing from their sets (the first from %s, for %s)", b.family, missing, first.set.Name, first.e.Comment)
-	}
-	var all []srcList
+	all := make([]srcList, 0, len(lists))
 	for _, list := range lists {
 		all = append(all, list)
 	}
