@@ -21,49 +21,9 @@ type records struct {
 	// only when they change (a thousand attachments publish 8,000).
 	held    map[heldPort]string
 	heldSig string
-	// used is what uses gave for the records of sig, specs what specs did.
-	used     map[use]netfilter.BaseKinds
-	usedSig  string
-	specs    map[use]*useSpecs
-	specsSig string
-}
-
-// useSpecs are the specs the records install through one backend and family.
-type useSpecs struct {
-	ports []netfilter.PortMapSpec
-	masq  []netfilter.MasqSpec
-	fwd   []netfilter.ForwardSpec
-}
-
-// specsByUse groups every record's specs by backend and family: what the
-// agent's thorough probe checks element by element.
-func (r *records) specsByUse() map[use]*useSpecs {
-	if r.specs != nil && r.specsSig == r.sig {
-		return r.specs
-	}
-	out := map[use]*useSpecs{}
-	at := func(backend string, ip net.IP) *useSpecs {
-		u := use{backend, netfilter.FamilyOf(ip)}
-		if out[u] == nil {
-			out[u] = &useSpecs{}
-		}
-		return out[u]
-	}
-	for _, recs := range r.byTag {
-		for _, st := range recs {
-			for _, s := range attachment.SpecsOf(attachment.PortMappings, st) {
-				at(st.Backend(), s.ContainerIP).ports = append(at(st.Backend(), s.ContainerIP).ports, s)
-			}
-			for _, s := range attachment.SpecsOf(attachment.Masquerade, st) {
-				at(st.Backend(), s.IP).masq = append(at(st.Backend(), s.IP).masq, s)
-			}
-			for _, s := range attachment.SpecsOf(attachment.Forwarding, st) {
-				at(st.Backend(), s.IP).fwd = append(at(st.Backend(), s.IP).fwd, s)
-			}
-		}
-	}
-	r.specs, r.specsSig = out, r.sig
-	return out
+	// usages are what the records install, by backend and family: what
+	// the probe looks for. Derived at each reload.
+	usages map[use]*usage
 }
 
 func signature(dir string) string {
@@ -83,57 +43,69 @@ func (r *records) reload(env attachment.Env) error {
 		return nil
 	}
 	byTag, err := attachment.All(env)
-	r.byTag, r.sig = byTag, sig
+	r.byTag, r.sig, r.usages = byTag, sig, usagesOf(byTag)
 	return err
 }
 
 func (r *records) count() int { return len(r.byTag) }
 
-// use is a backend and family some records install through, and which
-// kinds of state they need there.
+// use is a backend and family some records install through.
 type use struct {
 	backend string
 	f       netfilter.Family
 }
 
-// uses lists what the records rely on, for probing.
-func (r *records) uses() map[use]netfilter.BaseKinds {
-	if r.used != nil && r.usedSig == r.sig {
-		return r.used
+// usage is what the records install through one use: the kinds of base
+// state they rely on (each network once), and every spec, for the
+// thorough probe's element by element look.
+type usage struct {
+	kinds netfilter.BaseKinds
+	ports []netfilter.PortMapSpec
+	masq  []netfilter.MasqSpec
+	fwd   []netfilter.ForwardSpec
+	nets  map[network]bool // the networks of kinds.Networks
+}
+
+// network is what makes a forwarding spec's per-network rules: specs
+// alike in it share them.
+type network struct {
+	bridge, subnet, trusted                            string
+	protect, routed, isolate, isolateOut, noICC, guard bool
+}
+
+func usagesOf(byTag map[string][]attachment.Stored) map[use]*usage {
+	out := map[use]*usage{}
+	at := func(backend string, ip net.IP) *usage {
+		u := use{backend, netfilter.FamilyOf(ip)}
+		if out[u] == nil {
+			out[u] = &usage{nets: map[network]bool{}}
+		}
+		return out[u]
 	}
-	out := map[use]netfilter.BaseKinds{}
-	defer func() { r.used, r.usedSig = out, r.sig }()
-	networks := map[string]bool{}
-	for _, recs := range r.byTag {
+	for _, recs := range byTag {
 		for _, st := range recs {
-			for _, ip := range st.Addresses() {
-				u := use{st.Backend(), netfilter.FamilyOf(ip)}
-				k := out[u]
-				switch st.Kind() {
-				case attachment.Masquerade.Name:
-					k.Masquerade = true
-				case attachment.Forwarding.Name:
-					k.Forward = true
-					for _, s := range attachment.SpecsOf(attachment.Forwarding, st) {
-						if !s.IP.Equal(ip) {
-							continue
-						}
-						// One spec per network and settings: its rules are the network's.
-						key := fmt.Sprintf("%s %s %s %v %v %v %v %v %v %v", u.backend, u.f, s.Bridge, s.Subnet, s.Protect, s.Routed, s.Isolate, s.IsolateOut, s.NoICC, s.Guard) + strings.Join(s.Trusted, ",")
-						if !networks[key] {
-							networks[key] = true
-							k.Networks = append(k.Networks, s)
-						}
-					}
-				case attachment.PortMappings.Name:
-					for _, s := range attachment.SpecsOf(attachment.PortMappings, st) {
-						k.Ports = k.Ports || !s.Routed
-						for _, m := range s.Mappings {
-							k.Sources = k.Sources || len(m.Sources) > 0
-						}
-					}
+			for _, s := range attachment.SpecsOf(attachment.PortMappings, st) {
+				u := at(st.Backend(), s.ContainerIP)
+				u.ports = append(u.ports, s)
+				u.kinds.Ports = u.kinds.Ports || !s.Routed
+				for _, m := range s.Mappings {
+					u.kinds.Sources = u.kinds.Sources || len(m.Sources) > 0
 				}
-				out[u] = k
+			}
+			for _, s := range attachment.SpecsOf(attachment.Masquerade, st) {
+				u := at(st.Backend(), s.IP)
+				u.masq = append(u.masq, s)
+				u.kinds.Masquerade = true
+			}
+			for _, s := range attachment.SpecsOf(attachment.Forwarding, st) {
+				u := at(st.Backend(), s.IP)
+				u.fwd = append(u.fwd, s)
+				u.kinds.Forward = true
+				n := network{s.Bridge, fmt.Sprint(s.Subnet), strings.Join(s.Trusted, ","), s.Protect, s.Routed, s.Isolate, s.IsolateOut, s.NoICC, s.Guard}
+				if !u.nets[n] {
+					u.nets[n] = true
+					u.kinds.Networks = append(u.kinds.Networks, s)
+				}
 			}
 		}
 	}

@@ -18,7 +18,8 @@ import (
 // change, not an idle poll).
 func (a *Agent) probe(thorough bool) []string {
 	var missing []string
-	for u, kinds := range a.records.uses() {
+	for u, usage := range a.records.usages {
+		kinds := usage.kinds
 		kinds.Thorough = thorough
 		be, err := a.Env.Backends.New(u.backend, u.f)
 		if err != nil {
@@ -36,10 +37,8 @@ func (a *Agent) probe(thorough bool) []string {
 		// After a change, each record's own parts too: a flush of one
 		// set or chain leaves the base whole.
 		if sp, ok := be.(netfilter.SpecProber); ok && thorough {
-			if s := a.records.specsByUse()[u]; s != nil {
-				if err := sp.ProbeSpecs(s.ports, s.masq, s.fwd); err != nil {
-					missing = append(missing, err.Error())
-				}
+			if err := sp.ProbeSpecs(usage.ports, usage.masq, usage.fwd); err != nil {
+				missing = append(missing, err.Error())
 			}
 		}
 	}
@@ -132,15 +131,11 @@ func reinstall(env attachment.Env, byTag map[string][]attachment.Stored) (int, e
 	// what the flush made untrue.
 	netfilter.ForgetKnown()
 	change := env.Begin("watch")
-	for _, kind := range protectionsFirst {
-		for _, recs := range byTag {
-			for _, st := range recs {
-				if st.Kind() == kind {
-					st.Reinstall(change)
-				}
-			}
-		}
+	var all []attachment.Stored
+	for _, recs := range byTag {
+		all = append(all, recs...)
 	}
+	reinstallProtectionsFirst(change, all)
 	if change.Commit() == nil {
 		return len(byTag), nil
 	}
@@ -148,13 +143,7 @@ func reinstall(env attachment.Env, byTag map[string][]attachment.Stored) (int, e
 	n := 0
 	for tag, recs := range byTag {
 		c := env.Begin("watch " + tag)
-		for _, kind := range protectionsFirst {
-			for _, st := range recs {
-				if st.Kind() == kind {
-					st.Reinstall(c)
-				}
-			}
-		}
+		reinstallProtectionsFirst(c, recs)
 		if err := c.Commit(); err != nil {
 			errs = append(errs, err.Error())
 			continue
@@ -167,11 +156,19 @@ func reinstall(env attachment.Env, byTag map[string][]attachment.Stored) (int, e
 	return n, nil
 }
 
-// protectionsFirst is the order kinds are reinstalled in: the drops
-// (forwarding's guard, isolation, direct routing) before the masquerade
-// and the published ports, so that with iptables, whose transaction is
-// several restores in a row, no port is open before its protections are.
-var protectionsFirst = []string{attachment.Forwarding.Name, attachment.Masquerade.Name, attachment.PortMappings.Name}
+// reinstallProtectionsFirst queues recs on c, the drops (forwarding's
+// guard, isolation, direct routing) before the masquerade and the
+// published ports, so that with iptables, whose transaction is several
+// restores in a row, no port is open before its protections are.
+func reinstallProtectionsFirst(c *attachment.Change, recs []attachment.Stored) {
+	for _, kind := range []string{attachment.Forwarding.Name, attachment.Masquerade.Name, attachment.PortMappings.Name} {
+		for _, st := range recs {
+			if st.Kind() == kind {
+				st.Reinstall(c)
+			}
+		}
+	}
+}
 
 type restoreError struct{ errs []string }
 
