@@ -150,10 +150,10 @@ func TestModeMatrix(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					out, err := ns[c.from].Run(w.bin+"/hello", "segment", c.target, c.flags)
-					got[i] = strings.TrimSpace(out)
+					out, err := w.segment(ns[c.from], c.target, c.flags)
+					got[i] = out
 					if err != nil {
-						got[i] = "error: " + err.Error() + ": " + got[i]
+						got[i] = "error: " + err.Error()
 					}
 				}()
 			}
@@ -164,8 +164,8 @@ func TestModeMatrix(t *testing.T) {
 					// An open cell may lose its first SYNs to a neighbour
 					// resolution under load: once more, alone. A closed
 					// cell is never asked twice.
-					out, _ := ns[c.from].Run(w.bin+"/hello", "segment", c.target, c.flags)
-					got[i] = strings.TrimSpace(out) + " (the second try; the first: " + got[i] + ")"
+					out, _ := w.segment(ns[c.from], c.target, c.flags)
+					got[i] = out + " (the second try; the first: " + got[i] + ")"
 					reached = strings.HasPrefix(got[i], "reply:")
 				}
 				if reached != c.want || strings.HasPrefix(got[i], "error") {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -120,7 +121,7 @@ func TestProtectionsAnyConntrackState(t *testing.T) {
 			const closed = 5999 // nothing listens there in the container
 			for _, ip := range []string{ip4, ip6} {
 				for _, flags := range []string{"FIN", "none", "FIN,PSH,URG"} {
-					if got := w.segment(w.client, ip, closed, flags); got != "no reply" {
+					if got := w.mustSegment(w.client, ip, closed, flags); got != "no reply" {
 						t.Errorf("%s segment to closed port %s:%d of a protected container: %s, want no reply", flags, ip, closed, got)
 					}
 				}
@@ -131,7 +132,7 @@ func TestProtectionsAnyConntrackState(t *testing.T) {
 			w.dropDirectRoutingDrops()
 			for _, ip := range []string{ip4, ip6} {
 				for _, flags := range []string{"FIN", "none", "FIN,PSH,URG"} {
-					if got := w.segment(w.client, ip, closed, flags); !strings.Contains(got, "RST") {
+					if got := w.mustSegment(w.client, ip, closed, flags); !strings.Contains(got, "RST") {
 						t.Errorf("control: %s segment to closed port %s:%d without the drop: %s, want the container's RST", flags, ip, closed, got)
 					}
 				}
@@ -150,20 +151,25 @@ func addNoTrack(w *world) {
 	w.host.MustRun("nft", "add", "rule", "inet", "zt_notrack", "pre", "tcp", "sport", "5000", "notrack")
 }
 
-// segment sends one bare TCP segment from ns and returns what came back.
-func (w *world) segment(from interface {
-	Run(...string) (string, error)
-}, ip string, port int, flags string) string {
-	w.t.Helper()
-	target := ip + ":" + fmt.Sprint(port)
-	if strings.Contains(ip, ":") {
-		target = "[" + ip + "]:" + fmt.Sprint(port)
-	}
+// segment sends one bare TCP segment from ns to target (host:port) and
+// returns what came back ("reply: FLAGS" or "no reply"); safe to call
+// from several goroutines at once.
+func (w *world) segment(from *testenv.NS, target, flags string) (string, error) {
 	out, err := from.Run(filepath.Join(w.bin, "hello"), "segment", target, flags)
 	if err != nil {
-		w.t.Fatalf("hello segment %s %s: %v: %s", target, flags, err, out)
+		return "", fmt.Errorf("hello segment %s %s from %s: %v: %s", target, flags, from.Name, err, out)
 	}
-	return strings.TrimSpace(out)
+	return strings.TrimSpace(out), nil
+}
+
+// mustSegment is segment for a test's own goroutine.
+func (w *world) mustSegment(from *testenv.NS, ip string, port int, flags string) string {
+	w.t.Helper()
+	got, err := w.segment(from, net.JoinHostPort(ip, fmt.Sprint(port)), flags)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return got
 }
 
 // dropDirectRoutingDrops deletes the direct-routing drops of both

@@ -58,11 +58,11 @@ func (p *protected) holds() error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			out, err := c.from.Run(filepath.Join(w.bin, "hello"), "segment", fmt.Sprintf("%s:%d", c.addr, c.port), "SYN")
+			out, err := w.segment(c.from, fmt.Sprintf("%s:%d", c.addr, c.port), "SYN")
 			if err != nil {
-				errs[i] = fmt.Errorf("hello segment: %v: %s", err, out)
+				errs[i] = err
 			} else if reached := strings.HasPrefix(out, "reply:"); reached != c.reach {
-				errs[i] = fmt.Errorf("SYN from %s to %s:%d: %s, want reached=%v", c.from.Name, c.addr, c.port, strings.TrimSpace(out), c.reach)
+				errs[i] = fmt.Errorf("SYN from %s to %s:%d: %s, want reached=%v", c.from.Name, c.addr, c.port, out, c.reach)
 			}
 		}()
 	}

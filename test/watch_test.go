@@ -60,17 +60,21 @@ func (a *agent) stop() {
 
 // ours is what of the host's ruleset is ours, one line each, sorted, with
 // counters and handles left out: two of them compare equal when every
-// rule and element of ours is there once.
+// rule and element of ours is there once. The dnet tables are listed
+// whichever the backend (the iptables one keeps its allowlists there),
+// and ip6tables too in a dual-stack world.
 func (w *world) ours() string {
 	var lines []string
-	if w.backend == "nftables" {
-		for _, fam := range []string{"ip", "ip6"} {
-			out, _ := w.host.Run("nft", "list", "table", fam, "dnet")
-			lines = append(lines, strings.Split(out, "\n")...)
-		}
+	for _, fam := range []string{"ip", "ip6"} {
+		out, _ := w.host.Run("nft", "list", "table", fam, "dnet")
+		lines = append(lines, strings.Split(out, "\n")...)
 	}
-	for _, table := range []string{"nat", "filter", "mangle", "raw"} {
-		out, _ := w.host.Run(w.iptables+"-save", "-t", table)
+	ipts := []string{w.iptables}
+	if w.ipv6 {
+		ipts = append(ipts, strings.Replace(w.iptables, "iptables", "ip6tables", 1))
+	}
+	for _, ipt := range ipts {
+		out, _ := w.host.Run(ipt + "-save")
 		for _, l := range strings.Split(out, "\n") {
 			if strings.Contains(l, "DNET") || strings.Contains(l, "dnet:") {
 				lines = append(lines, l)
