@@ -4,6 +4,7 @@
 package filelock
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,7 +17,16 @@ type Lock struct{ f *os.File }
 
 // Acquire blocks until it holds an exclusive lock on path, creating the file
 // (and its parent directory) if needed. A directory path locks the directory itself.
-func Acquire(path string) (*Lock, error) {
+func Acquire(path string) (*Lock, error) { return lock(path, unix.LOCK_EX) }
+
+// ErrHeld is TryAcquire's answer when another process holds the lock.
+var ErrHeld = errors.New("held by another process")
+
+// TryAcquire takes the lock on path if no other process holds it, and
+// returns ErrHeld (wrapped) at once if one does.
+func TryAcquire(path string) (*Lock, error) { return lock(path, unix.LOCK_EX|unix.LOCK_NB) }
+
+func lock(path string, how int) (*Lock, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("create lock directory for %s: %w", path, err)
 	}
@@ -31,10 +41,13 @@ func Acquire(path string) (*Lock, error) {
 		return nil, fmt.Errorf("open lock %s: %w", path, err)
 	}
 	for {
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		err = unix.Flock(int(f.Fd()), how)
 		if err != unix.EINTR {
 			break
 		}
+	}
+	if err == unix.EWOULDBLOCK {
+		err = ErrHeld
 	}
 	if err != nil {
 		f.Close()
@@ -51,34 +64,4 @@ func (l *Lock) Release() {
 	_ = unix.Flock(int(l.f.Fd()), unix.LOCK_UN)
 	_ = l.f.Close()
 	l.f = nil
-}
-
-// ErrHeld is TryAcquire's answer when another process holds the lock.
-var ErrHeld = fmt.Errorf("held by another process")
-
-// TryAcquire takes the lock on path if no other process holds it, and
-// returns ErrHeld (wrapped) at once if one does.
-func TryAcquire(path string) (*Lock, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("create lock directory for %s: %w", path, err)
-	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("open lock %s: %w", path, err)
-	}
-	for {
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err != unix.EINTR {
-			break
-		}
-	}
-	if err == unix.EWOULDBLOCK {
-		f.Close()
-		return nil, fmt.Errorf("lock %s: %w", path, ErrHeld)
-	}
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("lock %s: %w", path, err)
-	}
-	return &Lock{f: f}, nil
 }
