@@ -5,16 +5,19 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 
+	"github.com/dockernet/cni-plugins/plugins/pkg/attachment"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
 	"github.com/dockernet/cni-plugins/plugins/pkg/testenv"
 )
 
 // Records written by the code before plugins/pkg/attachment existed are
 // kept in its testdata. The same attachments added now write the same
-// bytes, and a DEL that finds the old records removes every rule, element
-// and record of them.
+// bytes but for the format's version, and a DEL that finds the old
+// records removes every rule, element and record of them, and of their
+// network.
 func TestRecordsFromBeforeTheAttachmentFlow(t *testing.T) {
 	fixtures := filepath.Join("..", "plugins", "pkg", "attachment", "testdata", "before-refactor")
 	for backend, ifname := range map[string]string{"iptables": "eth0", "nftables": "eth1"} {
@@ -50,7 +53,13 @@ func TestRecordsFromBeforeTheAttachmentFlow(t *testing.T) {
 					t.Fatal(err)
 				}
 				path := filepath.Join(stateDir, kind, tag+".json")
-				if now, _ := os.ReadFile(path); string(now) != string(old) {
+				now, _ := os.ReadFile(path)
+				if versioned := fmt.Sprintf("{\n  \"Version\": %d,\n", attachment.RecordVersion); strings.HasPrefix(string(now), versioned) {
+					now = append([]byte("{\n"), now[len(versioned):]...)
+				} else {
+					t.Errorf("%s record does not start with its version:\n%s", kind, now)
+				}
+				if string(now) != string(old) {
 					t.Errorf("%s record differs from the one the earlier code wrote:\n%s\nwas:\n%s", kind, now, old)
 				}
 				if err := os.WriteFile(path, old, 0o600); err != nil {
@@ -64,7 +73,9 @@ func TestRecordsFromBeforeTheAttachmentFlow(t *testing.T) {
 			if regexp.MustCompile(`id=old-record|10\.88\.0\.2\b`).MatchString(rules) {
 				t.Errorf("DEL with the earlier records left rules:\n%s", rules)
 			}
-			if left, _ := filepath.Glob(filepath.Join(stateDir, "*", "*.json")); len(left) > 0 {
+			left, _ := filepath.Glob(filepath.Join(stateDir, "*", "*.json"))
+			networks, _ := filepath.Glob(filepath.Join(stateDir, "network", "*", "*.json"))
+			if left = append(left, networks...); len(left) > 0 {
 				t.Errorf("records left: %v", left)
 			}
 		})

@@ -24,6 +24,7 @@ package attachment
 
 import (
 	"net"
+	"slices"
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
@@ -46,6 +47,10 @@ type Kind[S Spec] struct {
 	Add    func(netfilter.Backend, *netfilter.Txn, S)
 	Del    func(netfilter.Backend, *netfilter.Txn, S)
 	Check  func(netfilter.Backend, S) error
+	// Network names the bridge whose network spec's state depends on
+	// (nil, or "": none): while a record of the kind names it, the
+	// network's own state stays (see network.go).
+	Network func(S) string
 	// FlushUDP: after a committed change added or removed spec's state,
 	// the UDP conntrack entries of its host ports go, once per family for
 	// the whole change (each flush reads the whole conntrack table).
@@ -73,11 +78,17 @@ type Backends interface {
 }
 
 // Record is what one kind installed for one attachment. Its JSON form,
-// {"Backend": ..., "Specs": [...]}, is the on-disk format.
+// {"Version": 1, "Backend": ..., "Specs": [...]}, is the on-disk format.
 type Record[S Spec] struct {
+	// Version of the format: 0 (absent) before network records existed,
+	// 1 since. A record of a later version is reported, never guessed at.
+	Version int `json:",omitempty"`
 	Backend string
 	Specs   []S
 }
+
+// RecordVersion is the version Install writes.
+const RecordVersion = 1
 
 // Install records rec for owner o and queues its state on c; an earlier
 // record's state is queued for removal first.
@@ -89,13 +100,34 @@ func (k Kind[S]) Install(c *Change, o netfilter.Owner, rec Record[S]) {
 	}
 	if found {
 		k.queueRemoval(c, prev.Backend, prev.Specs, true)
+		if k.Network != nil && c.lockShared() == nil {
+			_ = c.leave(o.Tag(), k.Name) // joined again below, maybe elsewhere
+		}
 	}
+	rec.Version = RecordVersion
 	if err := c.env.Store.Save(k.Name, o.Tag(), rec); err != nil {
 		c.fail(cnierr.IO("%s: %v", k.Plugin, err))
 		return
 	}
 	c.onFailure(func() { _ = c.env.Store.Remove(k.Name, o.Tag()) })
+	k.join(c, o, rec)
 	k.queueAdds(c, rec, true)
+}
+
+// join makes o a member of the networks rec's specs depend on, with the
+// record of what the kind holds there.
+func (k Kind[S]) join(c *Change, o netfilter.Owner, rec Record[S]) {
+	if k.Network == nil {
+		return
+	}
+	byBridge := k.bridges(rec)
+	if len(byBridge) > 0 {
+		// A failed commit drops the record, and the membership with it.
+		c.onFailure(func() { _ = c.leave(o.Tag(), k.Name) })
+	}
+	for br, fams := range byBridge {
+		c.join(k.Name, br, o.Tag(), NetworkRecord{Version: NetworkVersion, Bridge: br, Network: o.Network, Backend: rec.Backend, Families: fams})
+	}
 }
 
 // queueAdds queues the adds of rec's specs through the backend it names;
@@ -168,6 +200,15 @@ func (k Kind[S]) Remove(c *Change, o netfilter.Owner, byTag S, families []netfil
 			k.whenLanded(c, be, byTag)
 		}
 	}
+	k.leaveOnSuccess(c, o.Tag())
+}
+
+// leaveOnSuccess drops tag's memberships of this kind once its state's
+// removal has landed.
+func (k Kind[S]) leaveOnSuccess(c *Change, tag string) {
+	if k.Network != nil {
+		c.onSuccess(func() error { return c.leave(tag, k.Name) })
+	}
 }
 
 // removeRecord queues the removal of what rec says and, after, of rec.
@@ -179,6 +220,38 @@ func (k Kind[S]) removeRecord(c *Change, tag string, rec Record[S]) {
 		}
 		return nil
 	})
+	k.leaveOnSuccess(c, tag)
+	if rec.Version == 0 {
+		k.adoptOnSuccess(c, rec)
+	}
+}
+
+// adoptOnSuccess: rec was written before networks were recorded, so no
+// member names it; once its removal has landed, its networks are
+// recorded from the attachments' records that remain (and removed if
+// none does).
+func (k Kind[S]) adoptOnSuccess(c *Change, rec Record[S]) {
+	if k.Network == nil {
+		return
+	}
+	for br, fams := range k.bridges(rec) {
+		nr := NetworkRecord{Version: NetworkVersion, Bridge: br, Backend: rec.Backend, Families: fams}
+		if len(rec.Specs) > 0 {
+			nr.Network = rec.Specs[0].Attachment().Network
+		}
+		c.onSuccess(func() error { c.adopt = append(c.adopt, adoption{k.Name, nr}); return nil })
+	}
+}
+
+// bridges are the networks rec's specs depend on, with their families.
+func (k Kind[S]) bridges(rec Record[S]) map[string][]netfilter.Family {
+	out := map[string][]netfilter.Family{}
+	for _, spec := range rec.Specs {
+		if br := k.Network(spec); br != "" && !slices.Contains(out[br], spec.Family()) {
+			out[br] = append(out[br], spec.Family())
+		}
+	}
+	return out
 }
 
 // CheckInstalled verifies that specs are in place, through the backend o's
@@ -206,6 +279,9 @@ func (k Kind[S]) loadTag(env Env, tag string) (Record[S], bool, error) {
 	found, err := env.Store.Load(k.Name, tag, &rec)
 	if err != nil {
 		return rec, false, cnierr.IO("%s: %v", k.Plugin, err)
+	}
+	if rec.Version > RecordVersion {
+		return rec, false, cnierr.IO("%s: record %s/%s.json is of format version %d, newer than this plugin's %d: upgrade the plugins and dnetctl together", k.Plugin, k.Name, tag, rec.Version, RecordVersion)
 	}
 	return rec, found, nil
 }

@@ -95,6 +95,9 @@ func (b *fakeBackend) DelForward(tx *netfilter.Txn, s netfilter.ForwardSpec) {
 }
 func (b *fakeBackend) CheckForward(s netfilter.ForwardSpec) error { return b.call("check-fwd", s.IP) }
 func (b *fakeBackend) DelForwardGuard(tx *netfilter.Txn)          { b.queue(tx, "del-guard", nil) }
+func (b *fakeBackend) DelNetwork(tx *netfilter.Txn, bridge string) {
+	b.queue(tx, "del-network "+bridge, nil)
+}
 
 // commit runs one kind's operation as a change of its own.
 func commit[S Spec](env Env, k Kind[S], queue func(c *Change)) error {
@@ -295,7 +298,9 @@ func TestRecordsWrittenBeforeThisPackage(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			wantCalls(t, h, backend+" IPv4 del-masq 10.88.0.2", backend+" IPv4 del-ports 10.88.0.2")
+			// The network the old portmap record depended on (its
+			// hairpin bridge) has no attachment left: it goes too.
+			wantCalls(t, h, backend+" IPv4 del-masq 10.88.0.2", backend+" IPv4 del-ports 10.88.0.2", backend+" IPv4 del-network br-legacy <nil>")
 			for _, kind := range []string{"masq", "portmap"} {
 				if _, err := os.Stat(filepath.Join(env.Store.Dir, kind, o.Tag()+".json")); !os.IsNotExist(err) {
 					t.Errorf("%s record not removed: %v", kind, err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
+	"github.com/dockernet/cni-plugins/plugins/pkg/filelock"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
 )
 
@@ -21,6 +22,9 @@ type Change struct {
 	failure []func()                                     // on failure: drop the records installs wrote
 	success []func() error                               // on success: records to delete
 	udp     map[netfilter.Family][]netfilter.PortMapping // on success: UDP conntrack to flush
+	netLock *filelock.Lock                               // shared, from the first network joined to the end
+	left    []string                                     // bridges whose networks lost a member
+	adopt   []adoption                                   // networks of removed records written before network records
 }
 
 func (c *Change) flushUDP(f netfilter.Family, ms []netfilter.PortMapping) {
@@ -46,6 +50,27 @@ func (c *Change) onSuccess(f func() error) { c.success = append(c.success, f) }
 // removes, in a second transaction, everything the change installed,
 // drops the records it wrote, and returns the first error.
 func (c *Change) Commit() error {
+	err := c.commit()
+	c.netLock.Release()
+	c.netLock = nil
+	// A network whose last member this change removed goes too.
+	for _, br := range c.left {
+		if c.env.hasMembers(br) {
+			continue
+		}
+		if rerr := c.env.RemoveNetworkIfUnused(br); err == nil {
+			err = rerr
+		}
+	}
+	for _, a := range c.adopt {
+		if rerr := c.env.adoptNetwork(a); err == nil {
+			err = rerr
+		}
+	}
+	return err
+}
+
+func (c *Change) commit() error {
 	err := c.err
 	if err == nil {
 		err = c.tx.Commit()

@@ -15,11 +15,18 @@ var Masquerade = Kind[netfilter.MasqSpec]{
 // conntrack entries of its host ports: a UDP "connection" outlives its
 // rules, and would keep sending a client's datagrams where they went before.
 var PortMappings = Kind[netfilter.PortMapSpec]{
-	Name:     "portmap",
-	Plugin:   "portmap",
-	Add:      netfilter.Backend.AddPortMappings,
-	Del:      netfilter.Backend.DelPortMappings,
-	Check:    netfilter.Backend.CheckPortMappings,
+	Name:   "portmap",
+	Plugin: "portmap",
+	Add:    netfilter.Backend.AddPortMappings,
+	Del:    netfilter.Backend.DelPortMappings,
+	Check:  netfilter.Backend.CheckPortMappings,
+	// The hairpin_ifs element of its bridge (nftables).
+	Network: func(s netfilter.PortMapSpec) string {
+		if s.SNAT && !s.Routed {
+			return s.HairpinIf
+		}
+		return ""
+	},
 	FlushUDP: true,
 }
 
@@ -31,6 +38,8 @@ var Forwarding = Kind[netfilter.ForwardSpec]{
 	Add:    netfilter.Backend.AddForward,
 	Del:    netfilter.Backend.DelForward,
 	Check:  netfilter.Backend.CheckForward,
+	// The network's accepts, drops and guard exceptions.
+	Network: func(s netfilter.ForwardSpec) string { return s.Bridge },
 }
 
 // Kinds are every kind of per-attachment netfilter state, in the order a

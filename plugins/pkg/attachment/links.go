@@ -1,6 +1,10 @@
 package attachment
 
-import "github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+import (
+	"encoding/json"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+)
 
 // A veth pair is made in two steps (created, then put on the bridge), so
 // a crash in between leaves a host veth nothing on the bridge points to.
@@ -11,10 +15,26 @@ import "github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
 // LinkKind is the store folder of the link records.
 const LinkKind = "link"
 
-// Link is a link record: whose veth, under which name.
+// LinkVersion is the version of the link record's format; records
+// without one (version 0) have no IPAM.
+const LinkVersion = 1
+
+// Link is a link record: whose veth, under which name, and the IPAM
+// plugin that reserved its addresses, with the network's config, so that
+// a collection without the runtime's config (dnetctl gc, the node agent)
+// can release them.
 type Link struct {
+	Version  int `json:",omitempty"`
 	Owner    netfilter.Owner
 	HostVeth string
+	IPAM     *LinkIPAM `json:",omitempty"`
+}
+
+// LinkIPAM is how to release an attachment's addresses: the IPAM
+// plugin's DEL with the network's config.
+type LinkIPAM struct {
+	Type   string
+	Config json.RawMessage
 }
 
 // Intact reports whether the record belongs under tag and names the veth

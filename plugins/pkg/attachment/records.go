@@ -25,6 +25,9 @@ type Stored interface {
 	Owner() netfilter.Owner // that of its first spec: the attachment
 	Addresses() []net.IP
 	Ports() []netfilter.PortMapping
+	// Networks are the bridges whose network's own state the record's
+	// state depends on.
+	Networks() []string
 	// Intact reports whether the record belongs where it is stored:
 	// under its owner's tag, with at least one spec.
 	Intact(tag string) bool
@@ -80,6 +83,17 @@ func (s stored[S]) Ports() []netfilter.PortMapping {
 	var out []netfilter.PortMapping
 	for _, spec := range s.rec.Specs {
 		out = append(out, spec.Ports()...)
+	}
+	return out
+}
+
+func (s stored[S]) Networks() []string {
+	if s.k.Network == nil {
+		return nil
+	}
+	var out []string
+	for br := range s.k.bridges(s.rec) {
+		out = append(out, br)
 	}
 	return out
 }

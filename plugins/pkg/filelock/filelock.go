@@ -12,12 +12,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Lock is an exclusive lock on one path.
+// Lock is a lock on one path: exclusive, or shared with other shared holders.
 type Lock struct{ f *os.File }
 
 // Acquire blocks until it holds an exclusive lock on path, creating the file
 // (and its parent directory) if needed. A directory path locks the directory itself.
 func Acquire(path string) (*Lock, error) { return lock(path, unix.LOCK_EX) }
+
+// AcquireShared blocks until it holds a shared lock on path: any number
+// of shared holders at once, none while an exclusive one holds it.
+func AcquireShared(path string) (*Lock, error) { return lock(path, unix.LOCK_SH) }
 
 // ErrHeld is TryAcquire's answer when another process holds the lock.
 var ErrHeld = errors.New("held by another process")

@@ -12,7 +12,10 @@ import (
 
 // Backend installs and removes one address family's rules. Changes are
 // queued on a Txn and land when it is committed; checks read the kernel
-// at once. Every change is idempotent.
+// at once. Every Del* succeeds when there is nothing to delete. Every
+// Add* changes nothing when its state is there, except the iptables
+// backend's AddMasquerade, whose fast path appends without looking
+// (attachment.Reinstall removes first); see the netfilter README.
 type Backend interface {
 	Name() string
 	Family() Family
@@ -34,6 +37,11 @@ type Backend interface {
 	// DelForwardGuard removes what ForwardSpec.Guard installed, once the
 	// bridge gives forwarding back as it found it.
 	DelForwardGuard(tx *Txn)
+	// DelNetwork removes what the network on bridge holds beyond its
+	// attachments (its accepts, drops, guard exceptions, hairpin
+	// interface), once it has none left: everything named by the bridge.
+	// Nothing there is not an error.
+	DelNetwork(tx *Txn, bridge string)
 }
 
 // BaseKinds are the kinds of state whose shared base a probe looks at.
@@ -135,6 +143,7 @@ func ValidateBackendName(name string) error {
 // (ipt.Accepts); host.New wires them.
 type ForwardAccepts interface {
 	Ensure(f Family, bridge string) error
+	Remove(f Family, bridge string) error
 	Check(f Family, bridge string) error
 	Probe(f Family) error // cheap: what a flush removes first
 }

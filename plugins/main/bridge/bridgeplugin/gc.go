@@ -21,7 +21,8 @@ var hostVethShape = regexp.MustCompile(`^veth[0-9a-f]{10}$`)
 // GC removes what this network holds for attachments not in
 // cni.dev/valid-attachments (CNI 1.1): their masquerade and forwarding
 // state (by record), their host veths on the bridge, and, through the
-// IPAM plugin's own GC, their addresses. Nothing of another network.
+// IPAM plugin's own GC, their addresses; then the state of any network
+// left without attachments. No attachment of another network.
 func GC(args *skel.CmdArgs) error {
 	n, err := LoadConfig(args.StdinData, args.Args)
 	if err != nil {
@@ -34,7 +35,7 @@ func GC(args *skel.CmdArgs) error {
 	}
 	env := attachment.HostEnv(n.StateDir)
 	errs := []error{attachment.Collect(env, "bridge", n.Name, keep, attachment.Masquerade, attachment.Forwarding)}
-	errs = append(errs, gcLinks(n, keep), gcVeths(n.BrName, veths), releaseForwarding(n))
+	errs = append(errs, gcLinks(n, keep), gcVeths(n.BrName, veths), env.CollectNetworks(), releaseForwarding(n))
 	if n.IPMasq { // what the reference set up before the node switched
 		if err := reference.Collect(n.Name, live, netfilter.Options{}); err != nil {
 			errs = append(errs, cnierr.Wrap(err, "bridge: GC of the reference plugin's masquerade"))

@@ -12,8 +12,15 @@ import (
 	"github.com/dockernet/cni-plugins/plugins/pkg/state"
 )
 
-func recordLink(n *NetConf, o netfilter.Owner) error {
-	if err := state.New(n.StateDir).Save(attachment.LinkKind, o.Tag(), attachment.Link{Owner: o, HostVeth: o.HostVeth()}); err != nil {
+// recordLink writes the attachment's link record, with what releases its
+// addresses (the IPAM plugin and the network's config) when the runtime
+// never sends the DEL.
+func recordLink(n *NetConf, o netfilter.Owner, config []byte) error {
+	rec := attachment.Link{Version: attachment.LinkVersion, Owner: o, HostVeth: o.HostVeth()}
+	if n.isLayer3() {
+		rec.IPAM = &attachment.LinkIPAM{Type: n.IPAM.Type, Config: config}
+	}
+	if err := state.New(n.StateDir).Save(attachment.LinkKind, o.Tag(), rec); err != nil {
 		return cnierr.IO("bridge: %v", err)
 	}
 	return nil

@@ -73,7 +73,7 @@ func Add(args *skel.CmdArgs) (err error) {
 		return err
 	}
 	o := owner(n, args)
-	if err := recordLink(n, o); err != nil {
+	if err := recordLink(n, o, args.StdinData); err != nil {
 		return err
 	}
 	undo.push(func() { _ = forgetLink(n, o); _ = releaseForwarding(n) })
@@ -113,6 +113,9 @@ func Add(args *skel.CmdArgs) (err error) {
 		}
 		// Masquerade and forwarding: one netfilter transaction.
 		env := attachment.HostEnv(n.StateDir)
+		// What a crash left of a network whose attachments are all gone;
+		// this ADD's own network joins again, below, if it was one.
+		_ = env.CollectNetworks()
 		change := env.Begin("bridge")
 		if n.IPMasq {
 			addMasquerade(change, n, o, result)
@@ -313,6 +316,11 @@ func Del(args *skel.CmdArgs) error {
 		if err != nil {
 			return err
 		}
+	}
+	// This network went with the last attachment's removal; any other
+	// network a crash left without attachments goes now.
+	if err := attachment.HostEnv(n.StateDir).CollectNetworks(); err != nil {
+		return err
 	}
 	return releaseForwarding(n)
 }

@@ -163,6 +163,9 @@ func Add(args *skel.CmdArgs) error {
 	}
 	change := attachment.HostEnv(c.StateDir).Begin("portmap")
 	attachment.PortMappings.Install(change, o, rec)
+	for _, name := range localnet.ifaces {
+		change.NoteSysctl(name, c.Name, localnetKey(name), "0")
+	}
 	if err := change.Commit(); err != nil {
 		_ = ledger.Release(o)
 		return err
@@ -281,7 +284,7 @@ func GC(args *skel.CmdArgs) error {
 		live[a.ContainerID] = true
 	}
 	env := attachment.HostEnv(c.StateDir)
-	err = attachment.Collect(env, "portmap", c.Name, keep, attachment.PortMappings)
+	err = errors.Join(attachment.Collect(env, "portmap", c.Name, keep, attachment.PortMappings), env.CollectNetworks())
 	if lerr := hostports.New(c.StateDir).GC(c.Name, keep); lerr != nil {
 		err = errors.Join(err, cnierr.IO("portmap: GC of host port claims: %v", lerr))
 	}

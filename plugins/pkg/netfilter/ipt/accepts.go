@@ -188,3 +188,43 @@ func RuleComment(r *nftables.Rule) string {
 	}
 	return ""
 }
+
+// Remove deletes bridge's accepts from every flavour that holds them.
+func (a Accepts) Remove(f netfilter.Family, bridge string) error {
+	for _, fl := range flavours() {
+		if !fl.present(f) {
+			continue
+		}
+		ipt, err := flavourTables(fl, f, a.Opts)
+		if err != nil {
+			return err
+		}
+		if err := ipt.removeNetwork(bridge, []string{"filter"}); err != nil {
+			return fmt.Errorf("iptables-%s: %w", fl.name, err)
+		}
+	}
+	return nil
+}
+
+// nftHasNetworkRules reports, over netlink, whether one of our chains in
+// iptables-nft's table holds a rule of bridge's network: a DEL that finds
+// none starts no process. Unsure (a netlink error) is yes.
+func (b *Backend) nftHasNetworkRules(table, bridge string) bool {
+	c, done, err := netfilter.NFTConn()
+	if err != nil {
+		return true
+	}
+	defer done(nil)
+	t := &nftables.Table{Name: table, Family: b.family.NFT()}
+	prefix := ForwardTag(bridge)
+	for _, chain := range ourChains[table] {
+		rules, err := c.GetRules(t, &nftables.Chain{Name: chain, Table: t})
+		if err != nil {
+			continue // no such chain
+		}
+		if anyRule(rules, func(r *nftables.Rule) bool { return strings.HasPrefix(RuleComment(r), prefix) }) {
+			return true
+		}
+	}
+	return false
+}

@@ -40,8 +40,10 @@ package ipt
 // table cannot override a drop (the FORWARD policy, say) in another.
 //
 // A network's rules carry the comment "dnet:fwd br=<bridge> <settings>";
-// when the settings change, the next ADD replaces them. They stay after
-// the last DEL, as the bridge does, and mention no container.
+// when the settings change, the next ADD replaces them. They mention no
+// container, and go with the network's last attachment (DelNetwork). The
+// base (our chains, the jumps to them, the loopback drop) stays, empty of
+// any network's rules, until dnetctl uninstall.
 
 import (
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
@@ -390,4 +392,33 @@ func (b *Backend) hasChain(table, chain string) bool {
 		return b.nftHasAnyChain(table, []string{chain})
 	}
 	return LegacyTablePresent(b.family, table)
+}
+
+// DelNetwork deletes every rule of bridge's network, in each of our
+// chains: what the network's last attachment leaves behind.
+func (b *Backend) DelNetwork(tx *netfilter.Txn, bridge string) {
+	b.queue(tx, func() error { return b.removeNetwork(bridge, []string{"filter", "mangle"}) })
+}
+
+// removeNetwork deletes bridge's network rules from tables, reading only
+// the tables that hold a chain of ours (reading a legacy table loads it).
+func (b *Backend) removeNetwork(bridge string, tables []string) error {
+	prefix := `"` + ForwardTag(bridge)
+	for _, table := range tables {
+		if b.nftBacked && !b.nftHasNetworkRules(table, bridge) || !b.nftBacked && !LegacyTablePresent(b.family, table) {
+			continue
+		}
+		err := b.editTable(table, nil, func(txn *ruleTxn, snap *Snapshot) error {
+			for _, c := range ourChains[table] {
+				for _, r := range snap.Matching(c, prefix) {
+					txn.deleteSaved(c, r)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("remove the rules of bridge %s: %w", bridge, err)
+		}
+	}
+	return nil
 }

@@ -132,6 +132,19 @@ func (b *Backend) DelForwardGuard(tx *netfilter.Txn) {
 	b.part(tx).queue(op{what: "remove the forwarding guard", f: b.family, del: []elem{l.guardElem()}})
 }
 
+// DelNetwork removes the bridge's hairpin_ifs element and, after the
+// batch, its accepts in other firewalls; its attachments' elements went
+// with their DELs.
+func (b *Backend) DelNetwork(tx *netfilter.Txn, bridge string) {
+	l := newLayout(b.family)
+	o := op{what: "remove the rules of bridge " + bridge, f: b.family,
+		del: []elem{{l.hairpin, nftables.SetElement{Key: ifname(bridge), Comment: netfilter.CommentBase}}}}
+	if b.accepts != nil {
+		o.after = func() error { return b.accepts.Remove(b.family, bridge) }
+	}
+	b.part(tx).queue(o)
+}
+
 func (b *Backend) CheckForward(spec netfilter.ForwardSpec) error {
 	l := newLayout(b.family)
 	if err := b.check(l, l.forwardElems(spec), "forwarding"); err != nil {

@@ -79,8 +79,9 @@ func (l *layout) portElems(spec netfilter.PortMapSpec) []elem {
 }
 
 // hairpinElems are the hairpin_ifs element spec relies on: its bridge.
-// Shared by every container of the bridge, so tagged as base: no DEL
-// removes it; CHECK and the agent's probe still look for it.
+// Shared by every container of the bridge, so tagged as base: an
+// attachment's DEL leaves it, the network's last one removes it
+// (DelNetwork); CHECK and the agent's probe look for it.
 func (l *layout) hairpinElems(spec netfilter.PortMapSpec) []elem {
 	if !spec.SNAT || spec.HairpinIf == "" || spec.Routed {
 		return nil

@@ -1,0 +1,215 @@
+package attachment
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+)
+
+func fwdRecord(o netfilter.Owner, bridge string, ips ...string) Record[netfilter.ForwardSpec] {
+	rec := Record[netfilter.ForwardSpec]{Backend: "nftables"}
+	for _, ip := range ips {
+		rec.Specs = append(rec.Specs, netfilter.ForwardSpec{Owner: o, IP: net.ParseIP(ip), Bridge: bridge})
+	}
+	return rec
+}
+
+func networkRecorded(t *testing.T, env Env, bridge string) bool {
+	t.Helper()
+	_, err := os.Stat(env.networkDir(bridge))
+	return err == nil
+}
+
+// The network's own state goes with its last attachment, whichever way
+// that goes, and never while one is left.
+func TestNetworkGoesWithItsLastAttachment(t *testing.T) {
+	o2 := netfilter.Owner{Network: "net", ContainerID: "c2", IfName: "eth0"}
+	for _, tc := range []struct {
+		name   string
+		remove func(env Env, o netfilter.Owner) error
+	}{
+		{"DEL", func(env Env, o netfilter.Owner) error {
+			return remove(env, Forwarding, o, netfilter.ForwardSpec{Owner: o}, nil)
+		}},
+		{"DEL without a record", func(env Env, o netfilter.Owner) error {
+			if err := env.Store.Remove(Forwarding.Name, o.Tag()); err != nil {
+				return err
+			}
+			return remove(env, Forwarding, o, netfilter.ForwardSpec{Owner: o}, []netfilter.Family{netfilter.IPv4})
+		}},
+		{"GC", func(env Env, o netfilter.Owner) error {
+			keep := map[string]bool{owner.Tag(): true, o2.Tag(): true}
+			delete(keep, o.Tag())
+			return Collect(env, "bridge", "net", keep, Forwarding)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env, h := newEnv(t)
+			for _, o := range []netfilter.Owner{owner, o2} {
+				if err := install(env, Forwarding, o, fwdRecord(o, "br0", "10.0.0.2", "fd00::2")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			h.calls = nil
+			if err := tc.remove(env, owner); err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range h.calls {
+				if strings.Contains(c, "del-network") {
+					t.Fatalf("the network's state went with a member left: %v", h.calls)
+				}
+			}
+			if !networkRecorded(t, env, "br0") {
+				t.Fatal("network record gone with a member left")
+			}
+			h.calls = nil
+			if err := tc.remove(env, o2); err != nil {
+				t.Fatal(err)
+			}
+			var dels []string
+			for _, c := range h.calls {
+				if strings.Contains(c, "del-network") {
+					dels = append(dels, c)
+				}
+			}
+			if len(dels) != 2 {
+				t.Errorf("del-network calls %v, want one per family through the recorded backend", dels)
+			}
+			if networkRecorded(t, env, "br0") {
+				t.Error("network record left after its last attachment")
+			}
+		})
+	}
+}
+
+// A failed ADD leaves no member; the network it would have joined goes
+// at the next look, as does one a crash left without members.
+func TestNetworkWithoutMembersIsCollected(t *testing.T) {
+	env, h := newEnv(t)
+	h.failOn["nftables IPv4 add-fwd 10.0.0.2"] = true
+	if err := install(env, Forwarding, owner, fwdRecord(owner, "br0", "10.0.0.2")); err == nil {
+		t.Fatal("install succeeded, want the refused commit's error")
+	}
+	if env.hasMembers("br0") {
+		t.Fatal("a failed ADD left its membership")
+	}
+	if networkRecorded(t, env, "br0") {
+		t.Fatal("a failed ADD left the network it joined")
+	}
+	// What a crash between the last member's removal and the network's leaves.
+	rec := NetworkRecord{Version: NetworkVersion, Bridge: "br0", Backend: "nftables", Families: []netfilter.Family{netfilter.IPv4}}
+	if err := env.Store.Save(filepath.Join(NetworkFolder, "br0"), "forward", rec); err != nil {
+		t.Fatal(err)
+	}
+	h.calls = nil
+	if err := env.CollectNetworks(); err != nil {
+		t.Fatal(err)
+	}
+	wantCalls(t, h, "nftables IPv4 del-network br0 <nil>")
+	if networkRecorded(t, env, "br0") {
+		t.Error("network record left")
+	}
+}
+
+// A re-ADD onto another bridge moves the membership: the old network
+// goes once nothing else holds it.
+func TestReAddMovesMembership(t *testing.T) {
+	env, _ := newEnv(t)
+	if err := install(env, Forwarding, owner, fwdRecord(owner, "br0", "10.0.0.2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := install(env, Forwarding, owner, fwdRecord(owner, "br1", "10.1.0.2")); err != nil {
+		t.Fatal(err)
+	}
+	if networkRecorded(t, env, "br0") || !env.hasMembers("br1") {
+		t.Errorf("br0 recorded %v, br1 has members %v: want the membership moved", networkRecorded(t, env, "br0"), env.hasMembers("br1"))
+	}
+}
+
+// copyTestdata puts the records of testdata/<dir> into env's store.
+func copyTestdata(t *testing.T, env Env, dir string) {
+	t.Helper()
+	err := filepath.WalkDir(filepath.Join("testdata", dir), func(p string, e os.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(filepath.Join("testdata", dir), p)
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Join(env.Store.Dir, filepath.Dir(rel)), 0o700); err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(env.Store.Dir, rel), data, 0o600)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// testdata/v0 is every record the last release before versions wrote
+// for one attachment (nftables, IPv4, a published port, forwarding
+// turned on by the bridge). They load, and their network is adopted:
+// an attachment added after the upgrade to the same bridge finds the old
+// one a member, so its DEL leaves the network's state for the old one;
+// the old one's DEL then removes it.
+func TestRecordsOfVersion0(t *testing.T) {
+	env, h := newEnv(t)
+	copyTestdata(t, env, "v0")
+	old := netfilter.Owner{Network: "legacy", ContainerID: "cnitool-c233157ed8a2c4907c3e", IfName: "eth0"}
+	all, err := All(env)
+	if err != nil || len(all[old.Tag()]) != 3 {
+		t.Fatalf("v0 records load as %v, %v: want masq, forward and portmap", all[old.Tag()], err)
+	}
+	var link Link
+	if found, err := env.Store.Load(LinkKind, old.Tag(), &link); !found || err != nil || !link.Intact(old.Tag()) || link.IPAM != nil {
+		t.Fatalf("v0 link record: %+v %v %v", link, found, err)
+	}
+	fwd, found, err := env.Forwarding()
+	if !found || err != nil || fwd.Families[netfilter.IPv4].Was != "0" || len(fwd.Guards("nftables")) != 1 {
+		t.Fatalf("v0 forwarding record: %+v %v %v", fwd, found, err)
+	}
+	fresh := netfilter.Owner{Network: "legacy", ContainerID: "new", IfName: "eth0"}
+	if err := install(env, Forwarding, fresh, fwdRecord(fresh, "br-legacy", "10.88.0.3")); err != nil {
+		t.Fatal(err)
+	}
+	if err := remove(env, Forwarding, fresh, netfilter.ForwardSpec{Owner: fresh}, nil); err != nil {
+		t.Fatal(err)
+	}
+	h.calls = nil
+	if !env.hasMembers("br-legacy") {
+		t.Fatal("the v0 attachment is not a member of its network")
+	}
+	for _, k := range Kinds {
+		st, found, err := k.Stored(env, old.Tag())
+		if err != nil || !found {
+			t.Fatal(k.Folder(), found, err)
+		}
+		c := env.Begin("test")
+		st.Remove(c)
+		if err := c.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if networkRecorded(t, env, "br-legacy") {
+		t.Errorf("the network outlives its last (v0) attachment; calls %v", h.calls)
+	}
+}
+
+// A record of a later format is reported, never guessed at.
+func TestRecordOfNewerVersion(t *testing.T) {
+	env, _ := newEnv(t)
+	rec := fwdRecord(owner, "br0", "10.0.0.2")
+	rec.Version = RecordVersion + 1
+	if err := env.Store.Save(Forwarding.Name, owner.Tag(), rec); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Forwarding.Recorded(env, owner); err == nil || !strings.Contains(err.Error(), "newer") {
+		t.Errorf("loading a record of version %d: %v, want an error saying it is newer", rec.Version, err)
+	}
+}
