@@ -7,9 +7,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log"
 	"slices"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
@@ -29,9 +31,17 @@ const usage = `usage: dnetctl [-state-dir DIR] COMMAND [FLAGS]
   check     [-json] the same, compared with the kernel, and any state the reference
             plugins left; exit status 1 when something is missing or foreign
   restore   [-json] install again whatever a firewall flush or reload removed
+  gc        [-grace DUR] [-cni-path DIR] [-cache-dir DIR]: every network of the
+            state directory, no conflist needed: delete each attachment whose veth
+            is gone (its container is) and whose link record is older than -grace
+            (a DEL through libcni's cache, else by its records: rules, host ports,
+            addresses), then what networks and the host hold for none
   gc        -conflist FILE [-cni-path DIR] [-cache-dir DIR] [-valid ID/IFNAME ...]:
             CNI GC of that network (a DEL for each cached attachment not listed,
             then every plugin's GC), keeping only the attachments listed
+  uninstall [-force]: remove every rule, element, chain and table of ours in both
+            backends and families, set back the sysctls we changed, and delete the
+            state directory; refused while an attachment's veth exists, unless -force
   explain   [-proto tcp|udp|sctp] [-addr IP] PORT: the path a packet to that
             published host port takes now, hop by hop: the DNAT element or rule,
             route, bridge port, veth, forwarding and masquerade rules with their
@@ -68,7 +78,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	case "list", "check", "restore":
 		return runReport(env, cmd, rest, stdout, stderr)
 	case "gc":
-		return runGC(rest, stdout, stderr)
+		return runGC(env, rest, stdout, stderr)
+	case "uninstall":
+		return runUninstall(env, rest, stdout, stderr)
 	case "watch":
 		return runWatch(env, rest, stderr)
 	}
@@ -124,20 +136,33 @@ func runReport(env attachment.Env, cmd string, args []string, stdout, stderr io.
 }
 
 // runGC is gc: CNI GC of one network through libcni.
-func runGC(args []string, stdout, stderr io.Writer) int {
+func runGC(env attachment.Env, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("gc", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	conflist := fs.String("conflist", "", "the network's conflist")
 	cniPath := fs.String("cni-path", "/opt/cni/bin", "where the plugins are")
 	cacheDir := fs.String("cache-dir", "", "libcni's cache of attachments (default its own, /var/lib/cni)")
+	grace := fs.Duration("grace", 30*time.Second, "without -conflist: how old a link record whose veth is gone must be (an ADD writes it just before the veth)")
 	var valid validList
 	fs.Var(&valid, "valid", "a live attachment, ID/IFNAME (repeat)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	fail := func(err error) int { fmt.Fprintln(stderr, "dnetctl:", err); return 1 }
-	if *conflist == "" || fs.NArg() > 0 {
-		return fail(errors.New("gc needs -conflist, the network's conflist, and no other arguments"))
+	if fs.NArg() > 0 {
+		return fail(errors.New("gc takes flags only"))
+	}
+	if *conflist == "" {
+		if len(valid) > 0 {
+			return fail(errors.New("-valid needs -conflist: without one, gc finds gone attachments by their veths"))
+		}
+		c := &watch.Collector{Grace: *grace, CNIPath: strings.Split(*cniPath, ":"), CacheDir: *cacheDir}
+		n, err := c.Once(env, log.New(stdout, "gc: ", 0), time.Now())
+		fmt.Fprintf(stdout, "gc: %d attachments whose container is gone collected\n", n)
+		if err != nil {
+			return fail(err)
+		}
+		return 0
 	}
 	list, err := libcni.ConfListFromFile(*conflist)
 	if err != nil {

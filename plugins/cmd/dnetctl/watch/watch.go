@@ -133,7 +133,12 @@ func (a *Agent) look(why string) {
 		a.held.sync(a.records.ports())
 	}
 	if a.Collect != nil {
-		a.Collect.sweep(a.Env, a.Log, time.Now())
+		if _, err := a.Collect.sweep(a.Env, a.Log, time.Now()); err != nil {
+			a.Log.Printf("collect: %v", err)
+		}
+	} else if err := a.Env.CollectNetworks(); err != nil {
+		// A network a crash left without attachments: its state goes.
+		a.Log.Printf("networks: %v", err)
 	}
 	a.writeStatus()
 }
