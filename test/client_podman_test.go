@@ -89,6 +89,62 @@ func TestClientPodman(t *testing.T) {
 	_, err = h.run("podman", "rm", "-f", "-t", "0", "web2")
 	h.check("podman rm -f on docker0", err)
 	h.check("nothing left on docker0", h.leftovers("docker0", ip2))
+
+	// A network of its own, removed with podman network rm: nothing names
+	// its bridge or subnet afterwards.
+	h.mustRun("podman", "network", "create", "--subnet", "10.89.7.0/24", "dnetrm")
+	bridge := strings.TrimSpace(h.mustRun("podman", "network", "inspect", "-f", "{{.NetworkInterface}}", "dnetrm"))
+	h.mustRun("podman", "run", "-d", "--name", "web3", "--network", "dnetrm", "-p", "8095:5000", helloImage)
+	ip3 := strings.TrimSpace(h.mustRun("podman", "inspect", "-f", `{{(index .NetworkSettings.Networks "dnetrm").IPAddress}}`, "web3"))
+	h.waitServingAt(ip3)
+	h.reach(h.client, "tcp", hostAddr, 8095)
+	h.check("the network's rules name its bridge while it runs", h.rulesName(bridge))
+	_, err = h.run("podman", "rm", "-f", "-t", "0", "web3")
+	h.check("podman rm -f on dnetrm", err)
+	_, err = h.run("podman", "network", "rm", "dnetrm")
+	h.check("podman network rm", err)
+	h.check("nothing names the removed network", h.namesNothing(bridge, "10.89.7.", "8095"))
+}
+
+// rulesName fails unless the host's rules (nftables and every iptables
+// table) name bridge.
+func (h *clientHost) rulesName(bridge string) error {
+	if !strings.Contains(h.allRules(), bridge) {
+		return fmt.Errorf("no rule names %s", bridge)
+	}
+	return nil
+}
+
+// namesNothing fails when the host's rules or the plugins' records name
+// any of needles: a removed network's bridge, subnet, ports.
+func (h *clientHost) namesNothing(needles ...string) error {
+	rules := h.allRules()
+	var found []string
+	for _, n := range needles {
+		for _, l := range strings.Split(rules, "\n") {
+			if strings.Contains(l, n) {
+				found = append(found, l)
+			}
+		}
+	}
+	if err := h.leftovers(needles[0]); err != nil {
+		found = append(found, err.Error())
+	}
+	if len(found) > 0 {
+		return fmt.Errorf("left behind:\n%s", strings.Join(found, "\n"))
+	}
+	return nil
+}
+
+// allRules is the nftables ruleset and every table of iptables and
+// ip6tables, in the flavours this host has.
+func (h *clientHost) allRules() string {
+	var b strings.Builder
+	for _, cmd := range [][]string{{"nft", "list", "ruleset"}, {"iptables-save"}, {"ip6tables-save"}, {"iptables-legacy-save"}, {"ip6tables-legacy-save"}} {
+		out, _ := h.host.Run(cmd...)
+		b.WriteString(out)
+	}
+	return b.String()
 }
 
 // podmanSetup gives Podman its configuration and storage in the test's
