@@ -1,6 +1,7 @@
 package attachment
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -8,6 +9,9 @@ import (
 	"testing"
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter/host"
+	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter/nft/nftfake"
+	"github.com/dockernet/cni-plugins/plugins/pkg/state"
 )
 
 func fwdRecord(o netfilter.Owner, bridge string, ips ...string) Record[netfilter.ForwardSpec] {
@@ -211,5 +215,51 @@ func TestRecordOfNewerVersion(t *testing.T) {
 	}
 	if _, _, err := Forwarding.Recorded(env, owner); err == nil || !strings.Contains(err.Error(), "newer") {
 		t.Errorf("loading a record of version %d: %v, want an error saying it is newer", rec.Version, err)
+	}
+}
+
+// The three levels on the real nftables backend over the fake kernel:
+// two attachments publish ports on br0; the first one's DEL leaves the
+// bridge's hairpin_ifs element for the other, the last one's removes it,
+// and nothing of either is left in the table or the store.
+func TestNetworkLifecycleOnFakeKernel(t *testing.T) {
+	k := nftfake.New()
+	env := Env{Store: state.New(t.TempDir()), Backends: host.Fake{Kernel: k}}
+	owners := []netfilter.Owner{owner, {Network: "net", ContainerID: "c2", IfName: "eth0"}}
+	for i, o := range owners {
+		ip := net.ParseIP(fmt.Sprintf("10.0.0.%d", i+2)).To4()
+		c := env.Begin("test")
+		Forwarding.Install(c, o, Record[netfilter.ForwardSpec]{Backend: "nftables", Specs: []netfilter.ForwardSpec{{Owner: o, IP: ip, Bridge: "br0", Protect: true}}})
+		PortMappings.Install(c, o, Record[netfilter.PortMapSpec]{Backend: "nftables", Specs: []netfilter.PortMapSpec{{
+			Owner: o, ContainerIP: ip, ContainerNet: &net.IPNet{IP: net.IPv4(10, 0, 0, 0).To4(), Mask: net.CIDRMask(24, 32)},
+			SNAT: true, MarkBit: netfilter.DefaultMarkBit, HairpinIf: "br0",
+			Mappings: []netfilter.PortMapping{{HostPort: 8080 + i, ContainerPort: 80, Protocol: "tcp"}}}}})
+		if err := c.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// hairpin_ifs' element: "br0" as an ifname key, tagged as base.
+	const br0 = `62723000000000000000000000000000 "dnet:base"`
+	hairpin := func() bool { return strings.Contains(k.Render(byte(netfilter.IPv4.NFT()), "dnet"), br0) }
+	if !hairpin() {
+		t.Fatalf("no hairpin_ifs element for br0 after ADD:\n%s", k.Render(byte(netfilter.IPv4.NFT()), "dnet"))
+	}
+	for i, o := range owners {
+		c := env.Begin("test")
+		PortMappings.Remove(c, o, netfilter.PortMapSpec{Owner: o}, nil)
+		Forwarding.Remove(c, o, netfilter.ForwardSpec{Owner: o}, nil)
+		if err := c.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		if last := i == len(owners)-1; hairpin() == last {
+			t.Fatalf("after %d of %d DELs the hairpin_ifs element present is %v", i+1, len(owners), !last)
+		}
+	}
+	table := k.Render(byte(netfilter.IPv4.NFT()), "dnet")
+	if strings.Contains(table, "id=c") {
+		t.Errorf("the table still names an attachment:\n%s", table)
+	}
+	if networkRecorded(t, env, "br0") {
+		t.Error("the network's records outlive its attachments")
 	}
 }

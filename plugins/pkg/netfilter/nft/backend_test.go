@@ -6,10 +6,11 @@ import (
 	"testing"
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter/nft/nftfake"
 	"github.com/dockernet/cni-plugins/plugins/pkg/testenv/golden"
 )
 
-// Everything here runs without root, against fakeKernel.
+// Everything here runs without root, against nftfake.Kernel.
 
 func owner(id string) netfilter.Owner {
 	return netfilter.Owner{Network: "net1", ContainerID: id, IfName: "eth0"}
@@ -76,20 +77,20 @@ func (a attachment) check(b *Backend) error {
 func TestLayoutWithoutRoot(t *testing.T) {
 	for _, f := range netfilter.BothFamilies {
 		t.Run(f.String(), func(t *testing.T) {
-			k := newFakeKernel()
-			b := NewWithDial(f, k.dial, nil)
+			k := nftfake.New()
+			b := NewWithDial(f, k.Dial, nil)
 			var tx netfilter.Txn
 			specsFor(f, "golden").add(b, &tx)
 			if err := tx.Commit(); err != nil {
 				t.Fatal(err)
 			}
-			if k.batches != 1 {
-				t.Errorf("%d batches for one transaction, want 1", k.batches)
+			if k.Batches() != 1 {
+				t.Errorf("%d batches for one transaction, want 1", k.Batches())
 			}
 			if err := specsFor(f, "golden").check(b); err != nil {
 				t.Errorf("CHECK after ADD: %v", err)
 			}
-			golden.Check(t, "fake-"+f.NFTName(), k.render(byte(f.NFT())))
+			golden.Check(t, "fake-"+f.NFTName(), k.Render(byte(f.NFT()), Table))
 		})
 	}
 }
@@ -98,8 +99,8 @@ func TestLayoutWithoutRoot(t *testing.T) {
 // only the owner known, by the comment; another attachment's and the
 // bridge's shared hairpin element stay; a second DEL changes nothing.
 func TestDelWithAndWithoutRecord(t *testing.T) {
-	k := newFakeKernel()
-	b := NewWithDial(netfilter.IPv4, k.dial, nil)
+	k := nftfake.New()
+	b := NewWithDial(netfilter.IPv4, k.Dial, nil)
 	one, two := specsFor(netfilter.IPv4, "one"), specsFor(netfilter.IPv4, "two")
 	two.ports.ContainerIP, two.masq.IP, two.fwd.IP = net.ParseIP("10.66.0.3"), net.ParseIP("10.66.0.3"), net.ParseIP("10.66.0.3")
 	two.ports.Mappings = []netfilter.PortMapping{{HostPort: 8081, ContainerPort: 80, Protocol: "tcp"}}
@@ -117,10 +118,10 @@ func TestDelWithAndWithoutRecord(t *testing.T) {
 			t.Fatalf("DEL %s: %v", c.name, err)
 		}
 	}
-	if k.refused != 0 {
-		t.Errorf("%d batches refused: a DEL from the record must name every element exactly", k.refused)
+	if k.Refused() != 0 {
+		t.Errorf("%d batches refused: a DEL from the record must name every element exactly", k.Refused())
 	}
-	state := k.render(byte(netfilter.IPv4.NFT()))
+	state := k.Render(byte(netfilter.IPv4.NFT()), Table)
 	if strings.Contains(state, "id=one ") || !strings.Contains(state, "id=two ") || !strings.Contains(state, `"dnet:base"`) {
 		t.Errorf("after DEL of one:\n%s", state)
 	}
@@ -128,21 +129,21 @@ func TestDelWithAndWithoutRecord(t *testing.T) {
 	if err := netfilter.Do(func(tx *netfilter.Txn) { byTag.del(b, tx) }); err != nil {
 		t.Fatalf("DEL by tag: %v", err)
 	}
-	if state := k.render(byte(netfilter.IPv4.NFT())); strings.Contains(state, "id=two ") {
+	if state := k.Render(byte(netfilter.IPv4.NFT()), Table); strings.Contains(state, "id=two ") {
 		t.Errorf("after DEL of two by its tag:\n%s", state)
 	}
 	// A DEL where no table was ever made sends nothing.
-	empty := newFakeKernel()
-	if err := netfilter.Do(func(tx *netfilter.Txn) { one.del(NewWithDial(netfilter.IPv4, empty.dial, nil), tx) }); err != nil || empty.batches > 1 {
-		t.Errorf("DEL on an empty host: %v, %d batches", err, empty.batches)
+	empty := nftfake.New()
+	if err := netfilter.Do(func(tx *netfilter.Txn) { one.del(NewWithDial(netfilter.IPv4, empty.Dial, nil), tx) }); err != nil || empty.Batches() > 1 {
+		t.Errorf("DEL on an empty host: %v, %d batches", err, empty.Batches())
 	}
 }
 
 // A port another container publishes refuses the batch; applied on their
 // own, the other changes land and the error names the port's owner.
 func TestConflictNamesTheOwner(t *testing.T) {
-	k := newFakeKernel()
-	b := NewWithDial(netfilter.IPv4, k.dial, nil)
+	k := nftfake.New()
+	b := NewWithDial(netfilter.IPv4, k.Dial, nil)
 	first := specsFor(netfilter.IPv4, "first")
 	if err := netfilter.Do(func(tx *netfilter.Txn) { first.add(b, tx) }); err != nil {
 		t.Fatal(err)
@@ -157,8 +158,8 @@ func TestConflictNamesTheOwner(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "host port 8080/tcp on 0.0.0.0 is already published by container first (network net1)") {
 		t.Errorf("conflicting ADD: %v", err)
 	}
-	if k.refused != 2 {
-		t.Errorf("%d refused batches, want 2: the transaction's, and the conflicting change's on its own", k.refused)
+	if k.Refused() != 2 {
+		t.Errorf("%d refused batches, want 2: the transaction's, and the conflicting change's on its own", k.Refused())
 	}
 	if b.CheckMasquerade(first.masq) == nil {
 		t.Error("the deletion queued beside the conflict did not land")
@@ -171,8 +172,8 @@ func TestConflictNamesTheOwner(t *testing.T) {
 // CHECK names what is missing; a key this backend does not implement is
 // refused before anything is sent.
 func TestCheckAndUnsupportedKeys(t *testing.T) {
-	k := newFakeKernel()
-	b := NewWithDial(netfilter.IPv4, k.dial, nil)
+	k := nftfake.New()
+	b := NewWithDial(netfilter.IPv4, k.Dial, nil)
 	a := specsFor(netfilter.IPv4, "c")
 	if err := b.CheckMasquerade(a.masq); err == nil || !strings.Contains(err.Error(), "table dnet is incomplete") {
 		t.Errorf("CHECK with no table: %v", err)
@@ -180,16 +181,17 @@ func TestCheckAndUnsupportedKeys(t *testing.T) {
 	if err := netfilter.Do(func(tx *netfilter.Txn) { a.add(b, tx) }); err != nil {
 		t.Fatal(err)
 	}
-	protect := k.table(byte(netfilter.IPv4.NFT()), Table).sets[SetGuardProtect]
-	delete(protect.elems, protect.order[0])
+	if !k.DropFirstElement(byte(netfilter.IPv4.NFT()), Table, SetGuardProtect) {
+		t.Fatal("no guard_protect element to drop")
+	}
 	if err := b.CheckForward(a.fwd); err == nil || !strings.Contains(err.Error(), "missing from guard_protect") {
 		t.Errorf("CHECK with the protect element gone: %v", err)
 	}
-	batches := k.batches
+	batches := k.Batches()
 	a.ports.Conditions = []string{"-m", "comment", "--comment", "x"}
 	err := netfilter.Do(func(tx *netfilter.Txn) { b.AddPortMappings(tx, a.ports) })
-	if err == nil || !strings.Contains(err.Error(), "conditionsV4/conditionsV6") || k.batches != batches {
-		t.Errorf("conditions on nftables: %v after %d batches", err, k.batches-batches)
+	if err == nil || !strings.Contains(err.Error(), "conditionsV4/conditionsV6") || k.Batches() != batches {
+		t.Errorf("conditions on nftables: %v after %d batches", err, k.Batches()-batches)
 	}
 }
 

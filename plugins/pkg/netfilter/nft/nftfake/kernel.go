@@ -1,4 +1,7 @@
-package nft
+// Package nftfake is a fake nf_tables kernel: the nftables backend, and
+// anything built on it (the attachment flow, the node agent), runs on it
+// without root, with google/nftables decoding what it sent.
+package nftfake
 
 import (
 	"encoding/binary"
@@ -14,14 +17,14 @@ import (
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
 )
 
-// fakeKernel answers nf_tables netlink as far as this backend speaks it,
+// Kernel answers nf_tables netlink as far as the nft backend speaks it,
 // so the backend runs without root: it applies batches atomically (tables,
 // chains, rule flushes and rules, sets, element adds and deletes, with the
 // kernel's EEXIST for a key that holds other data and ENOENT for deleting
 // one that is absent) and answers the dumps the backend reads back, with
 // the messages it was sent. Rules and elements are decoded by
 // google/nftables itself when it reads those dumps.
-type fakeKernel struct {
+type Kernel struct {
 	mu      sync.Mutex
 	tables  map[string]*fakeTable // by family/name
 	batches int                   // batches received
@@ -52,10 +55,11 @@ type fakeElem struct {
 	raw []byte // the NFTA_LIST_ELEM payload as sent
 }
 
-func newFakeKernel() *fakeKernel { return &fakeKernel{tables: map[string]*fakeTable{}} }
+// New is an empty kernel: no table.
+func New() *Kernel { return &Kernel{tables: map[string]*fakeTable{}} }
 
-// dial is a netfilter.NFTDial over the fake.
-func (k *fakeKernel) dial() (netfilter.NFTSession, func(error), error) {
+// Dial is a netfilter.NFTDial over the fake.
+func (k *Kernel) Dial() (netfilter.NFTSession, func(error), error) {
 	c, err := nftables.New(nftables.WithTestDial(k.handle))
 	if err != nil {
 		return netfilter.NFTSession{}, nil, err
@@ -91,7 +95,7 @@ func errMsg(req netlink.Message, errno unix.Errno) []netlink.Message {
 
 // handle is the nltest.Func: requests in, replies out; nil asks for the
 // next reply, an ack.
-func (k *fakeKernel) handle(req []netlink.Message) ([]netlink.Message, error) {
+func (k *Kernel) handle(req []netlink.Message) ([]netlink.Message, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if len(req) == 0 {
@@ -106,7 +110,7 @@ func (k *fakeKernel) handle(req []netlink.Message) ([]netlink.Message, error) {
 // batch applies msgs to a copy of the state and keeps it only if every
 // message applies; the reply is the first error, or nothing (each
 // message's ack is then read as asked).
-func (k *fakeKernel) batch(msgs []netlink.Message) []netlink.Message {
+func (k *Kernel) batch(msgs []netlink.Message) []netlink.Message {
 	k.batches++
 	next := k.clone()
 	for _, m := range msgs {
@@ -119,11 +123,11 @@ func (k *fakeKernel) batch(msgs []netlink.Message) []netlink.Message {
 	return nil
 }
 
-func (k *fakeKernel) table(family byte, name string) *fakeTable {
+func (k *Kernel) table(family byte, name string) *fakeTable {
 	return k.tables[fmt.Sprintf("%d/%s", family, name)]
 }
 
-func (k *fakeKernel) apply(m netlink.Message) unix.Errno {
+func (k *Kernel) apply(m netlink.Message) unix.Errno {
 	a, fam := attrs(m), m.Data[0]
 	switch msgType(m) {
 	case unix.NFT_MSG_NEWTABLE:
@@ -289,7 +293,7 @@ func without(list []string, s string) []string {
 
 // get answers one read: a table by name, or a dump of rules, sets or
 // elements.
-func (k *fakeKernel) get(req netlink.Message) []netlink.Message {
+func (k *Kernel) get(req netlink.Message) []netlink.Message {
 	a, fam := attrs(req), req.Data[0]
 	reply := func(typ uint16, data ...[]byte) []netlink.Message {
 		var out []netlink.Message
@@ -390,10 +394,17 @@ func sortedKeys[V any](m map[string]V) []string {
 	return out
 }
 
+// Batches is how many batches the kernel received, Refused how many of
+// them it refused (applying none of it).
+func (k *Kernel) Batches() int { k.mu.Lock(); defer k.mu.Unlock(); return k.batches }
+
+// Refused: see Batches.
+func (k *Kernel) Refused() int { k.mu.Lock(); defer k.mu.Unlock(); return k.refused }
+
 // clone copies the state deeply enough that a refused batch leaves the
 // original as it was.
-func (k *fakeKernel) clone() *fakeKernel {
-	c := &fakeKernel{tables: map[string]*fakeTable{}}
+func (k *Kernel) clone() *Kernel {
+	c := &Kernel{tables: map[string]*fakeTable{}}
 	for key, t := range k.tables {
 		nt := &fakeTable{family: t.family, name: t.name, chains: map[string]*fakeChain{}, sets: map[string]*fakeSet{}, order: append([]string{}, t.order...)}
 		for n, ch := range t.chains {
@@ -409,4 +420,19 @@ func (k *fakeKernel) clone() *fakeKernel {
 		c.tables[key] = nt
 	}
 	return c
+}
+
+// DropFirstElement removes the first element of a set, behind the
+// backend's back, as a partial flush would: false when there is none.
+func (k *Kernel) DropFirstElement(family byte, table, set string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	t := k.table(family, table)
+	if t == nil || t.sets[set] == nil || len(t.sets[set].order) == 0 {
+		return false
+	}
+	s := t.sets[set]
+	delete(s.elems, s.order[0])
+	s.order = s.order[1:]
+	return true
 }

@@ -1,4 +1,4 @@
-package nft
+package nftfake
 
 import (
 	"encoding/binary"
@@ -12,16 +12,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// render prints the fake kernel's table of one family as a reader checks
+// Render prints the fake kernel's table of one family as a reader checks
 // it: each chain with its hook and priority and its rules as
 // google/nftables decodes them, each set with its types and flags, and
-// each element's key, data and comment.
-func (k *fakeKernel) render(family byte) string {
-	t := k.table(family, Table)
+// each element's key, data and comment. Golden files hold its output.
+func (k *Kernel) Render(family byte, name string) string {
+	t := k.table(family, name)
 	if t == nil {
 		return "(no table)\n"
 	}
-	c, _, _ := k.dial()
+	c, _, _ := k.Dial()
 	table := &nftables.Table{Name: t.name, Family: nftables.TableFamily(family)}
 	var b strings.Builder
 	fmt.Fprintf(&b, "table %d %s\n", family, t.name)
