@@ -3,6 +3,7 @@ package attachment
 import (
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
 	"github.com/dockernet/cni-plugins/plugins/pkg/filelock"
@@ -45,6 +46,16 @@ func (c *Change) fail(err error) {
 
 func (c *Change) onFailure(f func())       { c.failure = append(c.failure, f) }
 func (c *Change) onSuccess(f func() error) { c.success = append(c.success, f) }
+
+// Print writes what Commit would apply to the kernel, applying nothing
+// (see netfilter.Txn.Print). For a change that writes no records (a
+// restore's Reapply); Commit or drop it after.
+func (c *Change) Print(w io.Writer) error {
+	if c.err != nil {
+		return c.err
+	}
+	return c.tx.Print(w)
+}
 
 // Commit applies the change. If queueing or the transaction failed, it
 // removes, in a second transaction, everything the change installed,

@@ -263,3 +263,38 @@ func TestNetworkLifecycleOnFakeKernel(t *testing.T) {
 		t.Error("the network's records outlive its attachments")
 	}
 }
+
+// A restore's transaction printed, not applied: what a lost element needs
+// shows as data, and the kernel is left as it was.
+func TestRestorePrintsWithoutApplying(t *testing.T) {
+	k := nftfake.New()
+	env := Env{Store: state.New(t.TempDir()), Backends: host.Fake{Kernel: k}}
+	ip := net.ParseIP("10.0.0.2").To4()
+	rec := Record[netfilter.ForwardSpec]{Backend: "nftables", Specs: []netfilter.ForwardSpec{{Owner: owner, IP: ip, Bridge: "br0", Protect: true}}}
+	if err := install(env, Forwarding, owner, rec); err != nil {
+		t.Fatal(err)
+	}
+	if !k.DropFirstElement(byte(netfilter.IPv4.NFT()), "dnet", "guard_protect") {
+		t.Fatal("no guard_protect element")
+	}
+	before, batches := k.Render(byte(netfilter.IPv4.NFT()), "dnet"), k.Batches()
+	st, _, err := Forwarding.Stored(env, owner.Tag())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := env.Begin("restore")
+	st.Reapply(c)
+	var out strings.Builder
+	if err := c.Print(&out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "add element ip dnet guard_protect { 0a000002") {
+		t.Errorf("the printed restore does not add the lost element:\n%s", out.String())
+	}
+	if k.Batches() != batches || k.Render(byte(netfilter.IPv4.NFT()), "dnet") != before {
+		t.Error("printing the transaction changed the kernel")
+	}
+	if err := c.Commit(); err != nil || Forwarding.Verify(env, rec) != nil {
+		t.Errorf("the same change committed after printing: %v, then check: %v", err, Forwarding.Verify(env, rec))
+	}
+}

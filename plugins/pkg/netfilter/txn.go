@@ -1,6 +1,10 @@
 package netfilter
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"io"
+)
 
 // Txn is one change of the host's netfilter state. A caller builds it by
 // asking backends to add or delete (they only queue), then commits it
@@ -39,6 +43,31 @@ func (tx *Txn) Part(key any, make func() Part) Part {
 	p := make()
 	tx.parts = append(tx.parts, keyedPart{key, p})
 	return p
+}
+
+// Printer is a Part that can show what its Commit would apply, applying
+// nothing: nftables its operations as data, iptables each step's
+// iptables-restore input (built from the kernel's tables, as Commit would).
+type Printer interface {
+	Print(w io.Writer) error
+}
+
+// Print writes what Commit would apply, part by part, and applies
+// nothing; the transaction can still be committed after.
+func (tx *Txn) Print(w io.Writer) error {
+	if tx.err != nil {
+		return tx.err
+	}
+	var errs []error
+	for _, p := range tx.parts {
+		pr, ok := p.part.(Printer)
+		if !ok {
+			fmt.Fprintf(w, "(a %T part, which cannot print)\n", p.part)
+			continue
+		}
+		errs = append(errs, pr.Print(w))
+	}
+	return errors.Join(errs...)
 }
 
 // Fail records an error found while queueing (an unsupported key, say):

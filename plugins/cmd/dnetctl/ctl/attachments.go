@@ -4,8 +4,12 @@
 package ctl
 
 import (
+	"errors"
+	"fmt"
+	"io"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/dockernet/cni-plugins/plugins/cmd/dnetctl/watch"
 	"github.com/dockernet/cni-plugins/plugins/pkg/attachment"
@@ -108,6 +112,24 @@ func Restore(env attachment.Env, as []*Attachment) error {
 		}
 	}
 	return nil
+}
+
+// PrintRestore writes what Restore would install, installing nothing:
+// per attachment whose state is incomplete, its transaction.
+func PrintRestore(env attachment.Env, as []*Attachment, w io.Writer) error {
+	var errs []error
+	for _, a := range as {
+		change := env.Begin("restore " + a.ContainerID)
+		for _, st := range a.records {
+			st.Reapply(change)
+		}
+		var b strings.Builder
+		errs = append(errs, change.Print(&b))
+		if b.Len() > 0 {
+			fmt.Fprintf(w, "# %s %s/%s\n%s", a.Network, a.ContainerID, a.IfName, b.String())
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // markHeld fills each attachment's Held from a live agent's status file.

@@ -30,7 +30,9 @@ const usage = `usage: dnetctl [-state-dir DIR] COMMAND [FLAGS]
             interface, addresses, published ports, gateway mode, backends
   check     [-json] the same, compared with the kernel, and any state the reference
             plugins left; exit status 1 when something is missing or foreign
-  restore   [-json] install again whatever a firewall flush or reload removed
+  restore   [-json] [-dry-run] install again whatever a firewall flush or reload
+            removed; -dry-run prints each transaction (nftables operations, iptables
+            restore input) and installs nothing
   gc        [-grace DUR] [-cni-path DIR] [-cache-dir DIR]: every network of the
             state directory, no conflist needed: delete each attachment whose veth
             is gone (its container is) and whose link record is older than -grace
@@ -95,6 +97,10 @@ func runReport(env attachment.Env, cmd string, args []string, stdout, stderr io.
 	fs.SetOutput(stderr)
 	asJSON := fs.Bool("json", false, "print JSON")
 	statusFile := fs.String("status-file", watch.DefaultStatusFile, "the node agent's status file, for the ports it holds")
+	var dryRun *bool
+	if cmd == "restore" {
+		dryRun = fs.Bool("dry-run", false, "print what would be installed, install nothing")
+	}
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -109,6 +115,12 @@ func runReport(env attachment.Env, cmd string, args []string, stdout, stderr io.
 		fmt.Fprintln(stderr, "dnetctl: some records do not load, and are left as they are:", unreadable)
 	}
 	var err error
+	if dryRun != nil && *dryRun {
+		if err := PrintRestore(env, as, stdout); err != nil {
+			return fail(err)
+		}
+		return 0
+	}
 	if cmd == "restore" {
 		if err := Restore(env, as); err != nil {
 			return fail(err)

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os/exec"
+	"path/filepath"
 	"strings"
 
 	"github.com/coreos/go-iptables/iptables"
@@ -26,6 +28,9 @@ type Backend struct {
 	// table's sets); nil where the kernel has no nf_tables, and then a
 	// mapping with an allowlist is refused.
 	Sources netfilter.SourceFilter
+	// printTo, while a transaction is printed: where each change goes
+	// instead of the kernel.
+	printTo io.Writer
 }
 
 // Features: every portmap key of the reference plugin.
@@ -73,20 +78,41 @@ func (b *Backend) NFTBacked() bool { return b.nftBacked }
 
 // part is the iptables share of a netfilter.Txn: its steps in order,
 // each one iptables-restore transaction under the lock.
-type part struct{ steps []func() error }
+type part struct{ steps []step }
+
+// step is one queued change, built when it runs, by the backend b.
+type step struct {
+	b   *Backend
+	run func() error
+}
 
 type partKey struct{}
 
-func (b *Backend) queue(tx *netfilter.Txn, step func() error) {
+func (b *Backend) queue(tx *netfilter.Txn, run func() error) {
 	p := tx.Part(partKey{}, func() netfilter.Part { return &part{} }).(*part)
-	p.steps = append(p.steps, step)
+	p.steps = append(p.steps, step{b, run})
 }
 
 // Commit applies every step; a step that fails does not stop the rest.
 func (p *part) Commit() error {
 	var errs []error
 	for _, s := range p.steps {
-		errs = append(errs, s())
+		errs = append(errs, s.run())
+	}
+	return errors.Join(errs...)
+}
+
+// Print runs every step with its backend printing, instead of applying,
+// each iptables-restore input that would change something: the tables
+// are read as Commit reads them, and each input is checked with
+// iptables-restore --test, so a fast path the kernel would refuse shows
+// as refused, followed by what replaces it.
+func (p *part) Print(w io.Writer) error {
+	var errs []error
+	for _, s := range p.steps {
+		s.b.printTo = w
+		errs = append(errs, s.run())
+		s.b.printTo = nil
 	}
 	return errors.Join(errs...)
 }
@@ -121,11 +147,43 @@ func (b *Backend) apply(txns ...*ruleTxn) error {
 		return nil
 	}
 	input := in.String()
+	if b.printTo != nil && changes(txns) {
+		return b.print(input)
+	}
 	var stderr bytes.Buffer
 	cmd := exec.Command(b.restore, "--noflush", "--wait")
 	cmd.Stdin, cmd.Stderr = strings.NewReader(input), &stderr
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("%s: %v: %s\n--- input ---\n%s", b.restore, err, strings.TrimSpace(stderr.String()), input)
+	}
+	return nil
+}
+
+// changes reports whether txns hold a line other than a -C check.
+func changes(txns []*ruleTxn) bool {
+	for _, t := range txns {
+		if len(t.declare) > 0 || changes(t.others) {
+			return true
+		}
+		for _, l := range t.lines {
+			if !strings.HasPrefix(l, "-C ") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// print writes input as the transaction it is, tested by the kernel's
+// tables with iptables-restore --test, which commits nothing.
+func (b *Backend) print(input string) error {
+	fmt.Fprintf(b.printTo, "%s %s --noflush:\n%s", b.family, filepath.Base(b.restore), input)
+	var stderr bytes.Buffer
+	cmd := exec.Command(b.restore, "--noflush", "--test", "--wait")
+	cmd.Stdin, cmd.Stderr = strings.NewReader(input), &stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintf(b.printTo, "(refused: %s)\n", strings.TrimSpace(stderr.String()))
+		return fmt.Errorf("%s: %v: %s", b.restore, err, strings.TrimSpace(stderr.String()))
 	}
 	return nil
 }
