@@ -12,6 +12,7 @@ import (
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/xt"
 
+	"github.com/dockernet/cni-plugins/plugins/pkg/filelock"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
 )
 
@@ -206,25 +207,56 @@ func (a Accepts) Remove(f netfilter.Family, bridge string) error {
 	return nil
 }
 
-// nftHasNetworkRules reports, over netlink, whether one of our chains in
-// iptables-nft's table holds a rule of bridge's network: a DEL that finds
-// none starts no process. Unsure (a netlink error) is yes.
-func (b *Backend) nftHasNetworkRules(table, bridge string) bool {
+// nftDelNetworkRules deletes, over netlink and in one batch, every rule
+// of bridge's network in our chains of iptables-nft's table, found by its
+// comment, under the lock that serialises iptables edits: DelNetwork
+// without starting iptables-save and iptables-restore. No table, chain or
+// rule is not an error.
+func (b *Backend) nftDelNetworkRules(table, bridge string) error {
+	lk, err := filelock.Acquire(b.lockPath)
+	if err != nil {
+		return err
+	}
+	defer lk.Release()
 	c, done, err := netfilter.NFTConn()
 	if err != nil {
-		return true
+		return err
 	}
-	defer done(nil)
 	t := &nftables.Table{Name: table, Family: b.family.NFT()}
-	prefix := ForwardTag(bridge)
+	prefix, n := ForwardTag(bridge), 0
 	for _, chain := range ourChains[table] {
 		rules, err := c.GetRules(t, &nftables.Chain{Name: chain, Table: t})
 		if err != nil {
 			continue // no such chain
 		}
-		if anyRule(rules, func(r *nftables.Rule) bool { return strings.HasPrefix(RuleComment(r), prefix) }) {
-			return true
+		for _, r := range rules {
+			if strings.HasPrefix(RuleComment(r), prefix) {
+				if err := c.DelRule(r); err != nil {
+					done(err)
+					return err
+				}
+				n++
+			}
 		}
 	}
-	return false
+	if n == 0 {
+		done(nil)
+		return nil
+	}
+	err = c.Flush()
+	done(err)
+	return err
+}
+
+// nftHasComment reports whether iptables-nft's chain in table holds a
+// rule with exactly comment; unsure is no.
+func (b *Backend) nftHasComment(table, chain, comment string) bool {
+	c, done, err := netfilter.NFTConn()
+	if err != nil {
+		return false
+	}
+	defer done(nil)
+	t := &nftables.Table{Name: table, Family: b.family.NFT()}
+	rules, err := c.GetRules(t, &nftables.Chain{Name: chain, Table: t})
+	return err == nil && anyRule(rules, func(r *nftables.Rule) bool { return RuleComment(r) == comment })
 }

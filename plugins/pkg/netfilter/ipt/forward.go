@@ -239,8 +239,10 @@ func (b *Backend) ensureForward(spec netfilter.ForwardSpec, drops bool) error {
 		return nil
 	}
 	tables := []string{"filter"}
-	if drops {
-		tables = append(tables, "raw") // the loopback drop
+	// The loopback drop, unless iptables-nft's raw table shows it over
+	// netlink (a network's first ADD: the drop is the host's and stayed).
+	if drops && !(b.nftBacked && b.nftHasComment("raw", "PREROUTING", netfilter.CommentBase)) {
+		tables = append(tables, "raw")
 	}
 	// Direct routing: the network's drop, or an old one to remove.
 	if drops && (spec.Protect || b.hasChain("mangle", ChainGuard)) {
@@ -405,7 +407,14 @@ func (b *Backend) DelNetwork(tx *netfilter.Txn, bridge string) {
 func (b *Backend) removeNetwork(bridge string, tables []string) error {
 	prefix := `"` + ForwardTag(bridge)
 	for _, table := range tables {
-		if b.nftBacked && !b.nftHasNetworkRules(table, bridge) || !b.nftBacked && !LegacyTablePresent(b.family, table) {
+		if b.nftBacked {
+			// Over netlink, by handle: no iptables-save, no restore.
+			if err := b.nftDelNetworkRules(table, bridge); err != nil {
+				return fmt.Errorf("remove the rules of bridge %s: %w", bridge, err)
+			}
+			continue
+		}
+		if !LegacyTablePresent(b.family, table) {
 			continue
 		}
 		err := b.editTable(table, nil, func(txn *ruleTxn, snap *Snapshot) error {
