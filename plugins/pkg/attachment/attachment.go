@@ -214,13 +214,16 @@ func (k Kind[S]) leaveOnSuccess(c *Change, tag string) {
 // removeRecord queues the removal of what rec says and, after, of rec.
 func (k Kind[S]) removeRecord(c *Change, tag string, rec Record[S]) {
 	k.queueRemoval(c, rec.Backend, rec.Specs, false)
+	// The membership before the record: a crash in between leaves a
+	// record, which the next DEL or GC finds, never a member nothing
+	// names.
+	k.leaveOnSuccess(c, tag)
 	c.onSuccess(func() error {
 		if err := c.env.Store.Remove(k.Name, tag); err != nil {
 			return cnierr.IO("%s: %v", k.Plugin, err)
 		}
 		return nil
 	})
-	k.leaveOnSuccess(c, tag)
 	if rec.Version == 0 {
 		k.adoptOnSuccess(c, rec)
 	}

@@ -89,7 +89,7 @@ func (c *Change) join(part, bridge, tag string, rec NetworkRecord) {
 		if found {
 			rec.Sysctls = mergeSysctls(have.Sysctls, rec.Sysctls)
 		}
-		if err := c.env.Store.Save(filepath.Join(NetworkFolder, bridge), part, rec); err != nil {
+		if err := c.env.Store.SaveShared(filepath.Join(NetworkFolder, bridge), part, rec); err != nil {
 			c.fail(cnierr.IO("%s: network record of %s: %v", c.label, bridge, err))
 			return
 		}
@@ -232,6 +232,37 @@ func (env Env) NetworkRecords(bridge string) (map[string]NetworkRecord, error) {
 	return out, errors.Join(errs...)
 }
 
+// PruneMembers drops every member whose attachment has no record of its
+// kind (what a crash between the two removals of an older version, or a
+// record removed by hand, leaves), then collects the networks left
+// without members: for GC and the node agent, as it reads each member.
+func (env Env) PruneMembers() error {
+	bridges, err := env.Networks()
+	if err != nil {
+		return cnierr.IO("network records: %v", err)
+	}
+	lk, err := env.lockNetworks(filelock.Acquire)
+	if err != nil {
+		return cnierr.IO("network records: %v", err)
+	}
+	var errs []error
+	for _, br := range bridges {
+		members := filepath.Join(env.networkDir(br), "members")
+		names, _ := os.ReadDir(members)
+		for _, m := range names {
+			tag, kind, ok := strings.Cut(m.Name(), ".")
+			if !ok {
+				continue
+			}
+			if _, err := os.Stat(filepath.Join(env.Store.Dir, kind, tag+".json")); errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, os.Remove(filepath.Join(members, m.Name())))
+			}
+		}
+	}
+	lk.Release()
+	return errors.Join(append(errs, env.CollectNetworks())...)
+}
+
 // CollectNetworks removes the state and records of every network without
 // a member: those a crash left between the last member's removal and the
 // network's, and those whose last attachment went by a collection.
@@ -367,7 +398,7 @@ func (env Env) adoptNetwork(a adoption) error {
 	}
 	n, err := env.adoptMembers(a.rec.Bridge)
 	if err == nil {
-		err = env.Store.Save(filepath.Join(NetworkFolder, a.rec.Bridge), a.kind, a.rec)
+		err = env.Store.SaveShared(filepath.Join(NetworkFolder, a.rec.Bridge), a.kind, a.rec)
 	}
 	lk.Release()
 	if err != nil {

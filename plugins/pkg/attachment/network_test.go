@@ -298,3 +298,26 @@ func TestRestorePrintsWithoutApplying(t *testing.T) {
 		t.Errorf("the same change committed after printing: %v, then check: %v", err, Forwarding.Verify(env, rec))
 	}
 }
+
+// A member whose record is gone (removed by hand, or a crash of an older
+// order of removal) is dropped by GC's prune, and its network goes.
+func TestPruneMembersWithoutRecords(t *testing.T) {
+	env, h := newEnv(t)
+	if err := install(env, Forwarding, owner, fwdRecord(owner, "br0", "10.0.0.2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Store.Remove(Forwarding.Name, owner.Tag()); err != nil {
+		t.Fatal(err)
+	}
+	h.calls = nil
+	if err := env.CollectNetworks(); err != nil || !networkRecorded(t, env, "br0") {
+		t.Fatalf("the cheap look removed a network with a member: %v", err)
+	}
+	if err := env.PruneMembers(); err != nil {
+		t.Fatal(err)
+	}
+	wantCalls(t, h, "nftables IPv4 del-network br0 <nil>")
+	if networkRecorded(t, env, "br0") {
+		t.Error("network record left")
+	}
+}

@@ -31,8 +31,18 @@ func New(dir string) Store {
 
 func (s Store) path(kind, tag string) string { return filepath.Join(s.Dir, kind, tag+".json") }
 
-// Save writes v as the record of kind for tag.
-func (s Store) Save(kind, tag string, v any) error {
+// Save writes v as the record of kind for tag. Its temporary file has a
+// fixed name, so a crash leaves at most one, which the next write of the
+// record replaces; one process at a time writes a record.
+func (s Store) Save(kind, tag string, v any) error { return s.save(kind, tag, v, false) }
+
+// SaveShared is Save for a record that several processes may write at
+// once (a network's, by its first ADDs): each writes a temporary file of
+// its own, so each rename finds its file. A crash can leave one behind
+// in the record's folder, which goes with the folder.
+func (s Store) SaveShared(kind, tag string, v any) error { return s.save(kind, tag, v, true) }
+
+func (s Store) save(kind, tag string, v any, shared bool) error {
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
@@ -42,7 +52,16 @@ func (s Store) Save(kind, tag string, v any) error {
 		return fmt.Errorf("create state directory: %w", err)
 	}
 	tmp := p + ".tmp"
+	if shared {
+		f, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".tmp*")
+		if err != nil {
+			return fmt.Errorf("write state %s: %w", p, err)
+		}
+		tmp = f.Name()
+		f.Close()
+	}
 	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		_ = os.Remove(tmp)
 		return fmt.Errorf("write state %s: %w", tmp, err)
 	}
 	if err := os.Rename(tmp, p); err != nil {
@@ -67,8 +86,10 @@ func (s Store) Load(kind, tag string, v any) (bool, error) {
 	return true, nil
 }
 
-// Remove deletes the record; a missing one is not an error.
+// Remove deletes the record, and a temporary file a crashed Save left of
+// it; a missing one is not an error.
 func (s Store) Remove(kind, tag string) error {
+	_ = os.Remove(s.path(kind, tag) + ".tmp")
 	err := os.Remove(s.path(kind, tag))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove state: %w", err)

@@ -70,7 +70,7 @@ func (c *Collector) sweep(env attachment.Env, l *log.Logger, now time.Time) (int
 // afterwards removes the networks left without attachments and gives the
 // host's forwarding back when no attachment is left at all.
 func (c *Collector) afterwards(env attachment.Env, l *log.Logger) error {
-	err := env.CollectNetworks()
+	err := env.PruneMembers()
 	done, ferr := env.ReleaseForwarding()
 	for _, d := range done {
 		l.Printf("no attachment left: %s", d)

@@ -61,34 +61,47 @@ func enableForwarding(n *NetConf, ips []*current.IPConfig) error {
 	if err != nil {
 		return cnierr.IO("bridge: %v", err)
 	}
-	changed := false
+	// What will change is recorded before it changes (intent first): a
+	// crash after the sysctl is set must leave the record that sets it
+	// back.
+	var turnOn []netfilter.Family
+	was := map[netfilter.Family]string{}
 	for _, f := range fams {
-		was := procsys.Get(f.ForwardingKey())
-		if was != "1" {
-			if err := procsys.Set(f.ForwardingKey(), "1"); err != nil {
-				return cnierr.Wrap(err, "bridge: enable forwarding: set "+f.ForwardingKey())
-			}
-			if n.kubernetesPod {
-				fmt.Fprintf(os.Stderr, "bridge: %s was %s: turned it on for Kubernetes pod traffic; the node forwards between all its interfaces from now on, as Kubernetes needs\n", sysctlName(f), was)
-				continue
-			}
-			if rec.Families == nil {
-				rec.Families = map[netfilter.Family]attachment.ForwardingChange{}
-			}
-			c := attachment.ForwardingChange{Was: was, Network: n.Name}
-			if !n.IPForwardNoDrop {
-				c.Guard = n.backend()
-			}
-			rec.Families[f], changed = c, true
-			fmt.Fprintln(os.Stderr, forwardingLine(n, f, c))
+		if was[f] = procsys.Get(f.ForwardingKey()); was[f] == "1" {
+			continue
 		}
+		turnOn = append(turnOn, f)
+		if n.kubernetesPod {
+			continue // Kubernetes needs it on for good: nothing to give back
+		}
+		if rec.Families == nil {
+			rec.Families = map[netfilter.Family]attachment.ForwardingChange{}
+		}
+		if _, held := rec.Families[f]; held {
+			continue // turned on before, by another ADD, and recorded with what it found
+		}
+		c := attachment.ForwardingChange{Was: was[f], Network: n.Name}
+		if !n.IPForwardNoDrop {
+			c.Guard = n.backend()
+		}
+		rec.Families[f] = c
 	}
 	n.guarded = rec.Guards(n.backend())
-	if changed {
+	if len(turnOn) > 0 && !n.kubernetesPod {
 		rec.Version = attachment.ForwardingVersion
 		if err := store.Save(attachment.HostFolder, attachment.ForwardingTag, rec); err != nil {
 			return cnierr.IO("bridge: %v", err)
 		}
+	}
+	for _, f := range turnOn {
+		if err := procsys.Set(f.ForwardingKey(), "1"); err != nil {
+			return cnierr.Wrap(err, "bridge: enable forwarding: set "+f.ForwardingKey())
+		}
+		if n.kubernetesPod {
+			fmt.Fprintf(os.Stderr, "bridge: %s was %s: turned it on for Kubernetes pod traffic; the node forwards between all its interfaces from now on, as Kubernetes needs\n", sysctlName(f), was[f])
+			continue
+		}
+		fmt.Fprintln(os.Stderr, forwardingLine(n, f, rec.Families[f]))
 	}
 	return nil
 }

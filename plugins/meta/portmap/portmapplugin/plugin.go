@@ -284,7 +284,7 @@ func GC(args *skel.CmdArgs) error {
 		live[a.ContainerID] = true
 	}
 	env := attachment.HostEnv(c.StateDir)
-	err = errors.Join(attachment.Collect(env, "portmap", c.Name, keep, attachment.PortMappings), env.CollectNetworks())
+	err = errors.Join(attachment.Collect(env, "portmap", c.Name, keep, attachment.PortMappings), env.PruneMembers())
 	if lerr := hostports.New(c.StateDir).GC(c.Name, keep); lerr != nil {
 		err = errors.Join(err, cnierr.IO("portmap: GC of host port claims: %v", lerr))
 	}
