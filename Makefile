@@ -3,8 +3,8 @@
 #   make install    copy the plugins to /opt/cni/bin and conf/ to /etc/cni/net.d
 #   make installer-image  the cluster installer image (podman), for conf/kubernetes/dnet-installer.yaml
 #   make test       every test: unit, per-plugin integration (root) and end-to-end (root)
-#   make test-clients  Podman, containerd 1.6 and 2 CRI (crictl), ctr and cnitool driving the plugins (root)
-#   make cluster-tools etcd, flanneld, the flannel plugin and containerd 2 for the cluster and client tests
+#   make test-clients  Podman, nerdctl, containerd 1.6 and 2 CRI (crictl), ctr and cnitool driving the plugins (root)
+#   make cluster-tools etcd, flanneld, the flannel plugin, containerd 2 and nerdctl for the cluster and client tests
 #   make demo       one packet through `docker run -p`, in private network namespaces (root)
 #   make bench      ours vs the reference plugins, side by side (root; its run time is in the README)
 #   make bench-cluster  the same through kube-flannel's stack on flannel clusters (part of make bench)

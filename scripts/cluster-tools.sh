@@ -7,6 +7,7 @@
 #               plugins/meta/flannel (its last release; flannel-io/cni-plugin
 #               delegates the same way)
 #   containerd, containerd-shim-runc-v2   containerd v2, the CRI of current Kubernetes
+#   nerdctl     github.com/containerd/nerdctl/v2, containerd's Docker-compatible CLI
 #
 # etcd's server module has replace directives and flanneld's main imports
 # backends whose cloud SDKs the proxy does not serve, so neither installs
@@ -26,6 +27,7 @@ ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
 FLANNEL_VERSION=${FLANNEL_VERSION:-v0.28.10}
 FLANNEL_CNI_VERSION=${FLANNEL_CNI_VERSION:-v0.9.1}
 CONTAINERD2_VERSION=${CONTAINERD2_VERSION:-v2.4.2}
+NERDCTL_VERSION=${NERDCTL_VERSION:-v2.2.2}
 export CGO_ENABLED=0 GOFLAGS=-mod=mod
 
 # built NAME VERSION: whether DIR has NAME at VERSION already.
@@ -84,4 +86,17 @@ if ! built containerd "$CONTAINERD2_VERSION"; then
 	mv "$work/ctd/containerd-shim-runc-v2" "$dir/containerd-shim-runc-v2"
 	mv "$work/ctd/containerd" "$dir/containerd"
 	stamp containerd "$CONTAINERD2_VERSION"
+fi
+
+if ! built nerdctl "$NERDCTL_VERSION"; then
+	# Its go.mod replaces a test-only module, ./mod/tigron, that the
+	# module zip leaves out, and one package its main links names the
+	# tigron/tig package's T: a stub module gives it, nothing else.
+	m=$(module_dir "github.com/containerd/nerdctl/v2@$NERDCTL_VERSION")
+	cp -r "$m" "$work/nerdctl" && chmod -R u+w "$work/nerdctl"
+	mkdir -p "$work/nerdctl/mod/tigron/tig"
+	printf 'module github.com/containerd/nerdctl/mod/tigron\n\ngo 1.23\n' >"$work/nerdctl/mod/tigron/go.mod"
+	printf 'package tig\n\ntype T interface {\n\tLog(args ...any)\n\tFailNow()\n}\n' >"$work/nerdctl/mod/tigron/tig/t.go"
+	(cd "$work/nerdctl" && go build -trimpath -o "$dir/nerdctl" ./cmd/nerdctl)
+	stamp nerdctl "$NERDCTL_VERSION"
 fi

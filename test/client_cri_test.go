@@ -115,6 +115,9 @@ func criSuite(h *clientHost, c *containerd) func(...string) (string, error) {
 	}
 	h.check("crictl stopp and rmp the second pod", err)
 	h.check("nothing left after stopp and rmp", h.leftovers("cni0", ip))
+	// The network's own rules (accepts, the subnet's drops) went with
+	// its last pod, as they do when a kubelet's pods are all removed.
+	h.check("no rule names the network after its last pod", h.namesNothing("cni0", "10.244.1.0/24"))
 	h.check("dnetctl check after rmp", h.dnetctlCheck())
 	return cri
 }

@@ -106,47 +106,6 @@ func TestClientPodman(t *testing.T) {
 	h.check("nothing names the removed network", h.namesNothing(bridge, "10.89.7.", "8095"))
 }
 
-// rulesName fails unless the host's rules (nftables and every iptables
-// table) name bridge.
-func (h *clientHost) rulesName(bridge string) error {
-	if !strings.Contains(h.allRules(), bridge) {
-		return fmt.Errorf("no rule names %s", bridge)
-	}
-	return nil
-}
-
-// namesNothing fails when the host's rules or the plugins' records name
-// any of needles: a removed network's bridge, subnet, ports.
-func (h *clientHost) namesNothing(needles ...string) error {
-	rules := h.allRules()
-	var found []string
-	for _, n := range needles {
-		for _, l := range strings.Split(rules, "\n") {
-			if strings.Contains(l, n) {
-				found = append(found, l)
-			}
-		}
-	}
-	if err := h.leftovers(needles[0]); err != nil {
-		found = append(found, err.Error())
-	}
-	if len(found) > 0 {
-		return fmt.Errorf("left behind:\n%s", strings.Join(found, "\n"))
-	}
-	return nil
-}
-
-// allRules is the nftables ruleset and every table of iptables and
-// ip6tables, in the flavours this host has.
-func (h *clientHost) allRules() string {
-	var b strings.Builder
-	for _, cmd := range [][]string{{"nft", "list", "ruleset"}, {"iptables-save"}, {"ip6tables-save"}, {"iptables-legacy-save"}, {"ip6tables-legacy-save"}} {
-		out, _ := h.host.Run(cmd...)
-		b.WriteString(out)
-	}
-	return b.String()
-}
-
 // podmanSetup gives Podman its configuration and storage in the test's
 // dir, removes every container at cleanup, and returns that dir.
 func (h *clientHost) podmanSetup() string {

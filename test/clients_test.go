@@ -360,3 +360,54 @@ func removeStrayNetnsFiles(before map[string]bool) {
 		}
 	}
 }
+
+// rulesName fails unless our rules (see ourRules) name bridge.
+func (h *clientHost) rulesName(bridge string) error {
+	if !strings.Contains(h.ourRules(), bridge) {
+		return fmt.Errorf("no rule of ours names %s", bridge)
+	}
+	return nil
+}
+
+// namesNothing fails when our rules or the plugins' records name any of
+// needles: a removed network's bridge, subnet, ports. Rules of the other
+// plugins a client chains (the reference firewall's isolation, say) are
+// theirs to remove.
+func (h *clientHost) namesNothing(needles ...string) error {
+	var found []string
+	for _, l := range strings.Split(h.ourRules(), "\n") {
+		for _, n := range needles {
+			if strings.Contains(l, n) {
+				found = append(found, l)
+				break
+			}
+		}
+	}
+	if err := h.leftovers(needles[0]); err != nil {
+		found = append(found, err.Error())
+	}
+	if len(found) > 0 {
+		return fmt.Errorf("left behind:\n%s", strings.Join(found, "\n"))
+	}
+	return nil
+}
+
+// ourRules are the rules of ours on the host: our nftables tables, and
+// every iptables rule (both families, both flavours) in a chain of ours
+// or carrying our comment.
+func (h *clientHost) ourRules() string {
+	var b strings.Builder
+	for _, t := range []string{"ip", "ip6"} {
+		out, _ := h.host.Run("nft", "list", "table", t, "dnet")
+		b.WriteString(out)
+	}
+	for _, cmd := range []string{"iptables-save", "ip6tables-save", "iptables-legacy-save", "ip6tables-legacy-save"} {
+		out, _ := h.host.Run(cmd)
+		for _, l := range strings.Split(out, "\n") {
+			if strings.Contains(l, "DNET-") || strings.Contains(l, "dnet:") {
+				b.WriteString(l + "\n")
+			}
+		}
+	}
+	return b.String()
+}
