@@ -260,3 +260,26 @@ func (b *Backend) nftHasComment(table, chain, comment string) bool {
 	rules, err := c.GetRules(t, &nftables.Chain{Name: chain, Table: t})
 	return err == nil && anyRule(rules, func(r *nftables.Rule) bool { return RuleComment(r) == comment })
 }
+
+// nftHasNetworkRules reports, over netlink, whether one of our chains in
+// iptables-nft's table holds a rule of bridge's network. Unsure (a
+// netlink error) is yes.
+func (b *Backend) nftHasNetworkRules(table, bridge string) bool {
+	c, done, err := netfilter.NFTConn()
+	if err != nil {
+		return true
+	}
+	defer done(nil)
+	t := &nftables.Table{Name: table, Family: b.family.NFT()}
+	prefix := ForwardTag(bridge)
+	for _, chain := range ourChains[table] {
+		rules, err := c.GetRules(t, &nftables.Chain{Name: chain, Table: t})
+		if err != nil {
+			continue // no such chain
+		}
+		if anyRule(rules, func(r *nftables.Rule) bool { return strings.HasPrefix(RuleComment(r), prefix) }) {
+			return true
+		}
+	}
+	return false
+}

@@ -46,6 +46,7 @@ package ipt
 // any network's rules, until dnetctl uninstall.
 
 import (
+	"github.com/dockernet/cni-plugins/plugins/pkg/filelock"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
 
 	"fmt"
@@ -235,6 +236,11 @@ var ourChains = map[string][]string{"filter": {ChainForward, ChainFilter, ChainI
 // nothing and fails if one is missing, and only then are the tables read
 // and rewritten.
 func (b *Backend) ensureForward(spec netfilter.ForwardSpec, drops bool) error {
+	if b.nftBacked && !spec.Guard {
+		if added, err := b.addFreshNetwork(spec, drops); added || err != nil {
+			return err
+		}
+	}
 	if b.checkAll(forwardWant(b.family, spec, drops)) == nil {
 		return nil
 	}
@@ -297,6 +303,45 @@ func (b *Backend) ensureForward(spec netfilter.ForwardSpec, drops bool) error {
 		}
 	}
 	return nil
+}
+
+// addFreshNetwork adds the rules of a network that has none (its first
+// ADD, or the first after its last DEL removed them), as netlink shows
+// under the iptables lock, in one iptables-restore whose -C lines refuse
+// it, changing nothing, unless the base is in place: no iptables-save.
+// false when it did not apply (the network has rules, or the base is not
+// complete), for the caller's usual path.
+func (b *Backend) addFreshNetwork(spec netfilter.ForwardSpec, drops bool) (bool, error) {
+	lk, err := filelock.Acquire(b.lockPath)
+	if err != nil {
+		return false, err
+	}
+	defer lk.Release()
+	for _, table := range []string{"filter", "mangle"} {
+		if b.nftHasNetworkRules(table, spec.Bridge) {
+			return false, nil
+		}
+	}
+	txns := map[string]*ruleTxn{}
+	var order []*ruleTxn
+	in := func(table string) *ruleTxn {
+		if txns[table] == nil {
+			txns[table] = &ruleTxn{table: table}
+			order = append(order, txns[table])
+		}
+		return txns[table]
+	}
+	for _, r := range forwardBase(b.family, spec, drops) {
+		in(r.in()).check(r.chain, r.args...)
+	}
+	for _, r := range forwardNetRules(spec, drops) {
+		if r.insert {
+			in(r.in()).insert(r.chain, r.args...)
+		} else {
+			in(r.in()).add(r.chain, r.args...)
+		}
+	}
+	return b.apply(order...) == nil, nil
 }
 
 // checkAll runs one iptables-restore that fails unless every rule exists.
