@@ -155,3 +155,40 @@ func TestExplain(t *testing.T) {
 		})
 	}
 }
+
+// TestRestoreDryRun: after a partial flush, restore -dry-run prints the
+// transaction that would repair it (the lost element, or the iptables
+// rules, as data) and changes nothing; restore then repairs it.
+func TestRestoreDryRun(t *testing.T) {
+	for _, tc := range []struct{ backend, want string }{
+		{"nftables", "add element ip dnet guard_protect"},
+		{"iptables", "-A DNET-GUARD"},
+	} {
+		t.Run(tc.backend, func(t *testing.T) {
+			t.Parallel()
+			w := newWorld(t, tc.backend)
+			c := w.newContainer("c")
+			if _, err := w.libcni("").add(c, both(8800, "")); err != nil {
+				t.Fatal(err)
+			}
+			if tc.backend == "nftables" {
+				w.host.MustRun("nft", "flush", "set", "ip", "dnet", "guard_protect")
+			} else {
+				w.host.MustRun(w.iptables, "-t", "mangle", "-F", "DNET-GUARD")
+			}
+			out, err := w.dnetctl("restore", "-dry-run")
+			if err != nil || !strings.Contains(out, tc.want) {
+				t.Fatalf("restore -dry-run: %v, want %q in:\n%s", err, tc.want, out)
+			}
+			if out, err := w.dnetctl("check"); err == nil {
+				t.Fatalf("check passes after a dry run: it applied something\n%s", out)
+			}
+			if out, err := w.dnetctl("restore"); err != nil {
+				t.Fatalf("restore: %v\n%s", err, out)
+			}
+			if out, err := w.dnetctl("check"); err != nil {
+				t.Fatalf("check after restore: %v\n%s", err, out)
+			}
+		})
+	}
+}
