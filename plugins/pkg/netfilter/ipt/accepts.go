@@ -69,6 +69,17 @@ func (a Accepts) Ensure(f netfilter.Family, bridge string) error {
 // Probe checks, in each flavour with a filter table, the jump from FORWARD
 // to the accepts: what iptables -F removes. The node agent's cheap test.
 func (a Accepts) Probe(f netfilter.Family) error {
+	return a.eachFlavour(f, func(fl flavour, ipt *Backend) error {
+		if err := ipt.ProbeBase(netfilter.BaseKinds{Forward: true}); err != nil {
+			return fmt.Errorf("the accepts in iptables-%s: %v", fl.name, err)
+		}
+		return nil
+	})
+}
+
+// eachFlavour runs do with the backend of each flavour whose filter table
+// exists here, until one fails.
+func (a Accepts) eachFlavour(f netfilter.Family, do func(fl flavour, ipt *Backend) error) error {
 	for _, fl := range flavours() {
 		if !fl.present(f) {
 			continue
@@ -77,8 +88,8 @@ func (a Accepts) Probe(f netfilter.Family) error {
 		if err != nil {
 			return err
 		}
-		if err := ipt.ProbeBase(netfilter.BaseKinds{Forward: true}); err != nil {
-			return fmt.Errorf("the accepts in iptables-%s: %v", fl.name, err)
+		if err := do(fl, ipt); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -86,21 +97,12 @@ func (a Accepts) Probe(f netfilter.Family) error {
 
 // Check verifies what Ensure installs.
 func (a Accepts) Check(f netfilter.Family, bridge string) error {
-	opts := a.Opts
-	spec := netfilter.ForwardSpec{Bridge: bridge}
-	for _, fl := range flavours() {
-		if !fl.present(f) {
-			continue
-		}
-		ipt, err := flavourTables(fl, f, opts)
-		if err != nil {
-			return err
-		}
-		if err := ipt.checkForward(spec, false); err != nil {
+	return a.eachFlavour(f, func(fl flavour, ipt *Backend) error {
+		if err := ipt.checkForward(netfilter.ForwardSpec{Bridge: bridge}, false); err != nil {
 			return fmt.Errorf("iptables-%s: %w", fl.name, err)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // legacyFilterPresent reads the legacy tables this netns has loaded.
@@ -192,19 +194,12 @@ func RuleComment(r *nftables.Rule) string {
 
 // Remove deletes bridge's accepts from every flavour that holds them.
 func (a Accepts) Remove(f netfilter.Family, bridge string) error {
-	for _, fl := range flavours() {
-		if !fl.present(f) {
-			continue
-		}
-		ipt, err := flavourTables(fl, f, a.Opts)
-		if err != nil {
-			return err
-		}
+	return a.eachFlavour(f, func(fl flavour, ipt *Backend) error {
 		if err := ipt.removeNetwork(bridge, []string{"filter"}); err != nil {
 			return fmt.Errorf("iptables-%s: %w", fl.name, err)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // nftDelNetworkRules deletes, over netlink and in one batch, every rule
