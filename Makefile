@@ -46,9 +46,10 @@ build:
 # reference firewall plugin is chained after ours in one of them, as
 # Podman's default conflist does; the reference host-local shares a store
 # with ours in another, and the reference chain sets up containers that
-# ours then deletes.
-REF_TOOL_PKGS := firewall=meta/firewall tuning=meta/tuning host-local=ipam/host-local bridge=main/bridge portmap=meta/portmap
-tools: $(TOOLS)/cnitool $(TOOLS)/crictl $(addprefix $(REF_TOOLS)/,firewall tuning host-local bridge portmap)
+# ours then deletes; its bridge and ptp call our host-local, and mix with
+# ours (bandwidth too) in the mixed-chain tests.
+REF_TOOL_PKGS := firewall=meta/firewall tuning=meta/tuning host-local=ipam/host-local bridge=main/bridge portmap=meta/portmap ptp=main/ptp bandwidth=meta/bandwidth
+tools: $(TOOLS)/cnitool $(TOOLS)/crictl $(addprefix $(REF_TOOLS)/,firewall tuning host-local bridge portmap ptp bandwidth)
 cnitool: $(TOOLS)/cnitool
 $(TOOLS)/cnitool:
 	@mkdir -p $(TOOLS)

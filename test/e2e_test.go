@@ -3,12 +3,9 @@ package e2e
 import (
 	"fmt"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
-
-	current "github.com/containernetworking/cni/pkg/types/100"
 )
 
 const (
@@ -246,55 +243,5 @@ func testParallelContainers(t *testing.T, w *world, cs []*container) {
 	}
 	if left, _ := filepath.Glob(filepath.Join(w.stateDir(), "hostports", "*", "*.json")); len(left) > 0 {
 		t.Errorf("after DEL of every container claims remain: %v", left)
-	}
-}
-
-// TestSpecVersions is item 9: every supported cniVersion round-trips, and
-// each result comes back in the version asked for.
-func TestSpecVersions(t *testing.T) {
-	for _, backend := range backends {
-		t.Run(backend, func(t *testing.T) {
-			t.Parallel()
-			testSpecVersions(t, newWorld(t, backend))
-		})
-	}
-}
-
-func testSpecVersions(t *testing.T, w *world) {
-	versions := []string{"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"}
-	for i, v := range versions {
-		c := w.newContainer(fmt.Sprintf("v%d", i))
-		d := w.libcni(v)
-		ms := both(8200+i, "")
-		res, err := d.add(c, ms)
-		if err != nil {
-			t.Fatalf("%s ADD: %v", v, err)
-		}
-		if res.Version() != v {
-			t.Errorf("%s ADD: result version %s", v, res.Version())
-		}
-		cur, err := current.NewResultFromResult(res)
-		if err != nil || len(cur.IPs) != 1 {
-			t.Fatalf("%s ADD: result %v (%v)", v, res, err)
-		}
-		ip := cur.IPs[0].Address.IP.String()
-		w.waitServing(c, ip)
-		w.mustReach(w.client, "tcp", hostAddr, 8200+i)
-		if v != "0.3.0" && v != "0.3.1" {
-			if err := d.check(c, ms); err != nil {
-				t.Errorf("%s CHECK: %v", v, err)
-			}
-		}
-		if err := d.del(c, ms); err != nil {
-			t.Fatalf("%s DEL: %v", v, err)
-		}
-		w.assertGone(c, ip, []int{8200 + i})
-	}
-	addrs := []string{}
-	entries, _ := filepath.Glob(filepath.Join(w.ipamDir(), netName, "172.*"))
-	addrs = append(addrs, entries...)
-	sort.Strings(addrs)
-	if len(addrs) != 0 {
-		t.Errorf("reservations left: %v", addrs)
 	}
 }
