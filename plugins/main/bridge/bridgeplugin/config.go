@@ -32,12 +32,15 @@ type NetConf struct {
 	NonMasqueradeCIDRs []string `json:"nonMasqueradeCIDRs,omitempty"`
 	nonMasq            []*net.IPNet
 	// StateDir (extension) holds the per-attachment records DEL reads.
-	StateDir      string `json:"stateDir,omitempty"`
-	MTU           int    `json:"mtu"`
-	HairpinMode   bool   `json:"hairpinMode"`
-	PromiscMode   bool   `json:"promiscMode"`
-	EnableDad     bool   `json:"enabledad,omitempty"`
-	PortIsolation bool   `json:"portIsolation,omitempty"`
+	StateDir string `json:"stateDir,omitempty"`
+	// Debug (extension) says on stderr what was chosen without being
+	// asked; otherwise a success is silent unless it changed the host.
+	Debug         bool `json:"debug,omitempty"`
+	MTU           int  `json:"mtu"`
+	HairpinMode   bool `json:"hairpinMode"`
+	PromiscMode   bool `json:"promiscMode"`
+	EnableDad     bool `json:"enabledad,omitempty"`
+	PortIsolation bool `json:"portIsolation,omitempty"`
 	// KeepIPv6LinkLocal (extension) leaves IPv6 on the container's interface
 	// when the attachment has no IPv6 address (see ipv6_quiet.go).
 	KeepIPv6LinkLocal bool `json:"keepIPv6LinkLocal,omitempty"`

@@ -33,7 +33,7 @@ func masqSpecs(n *NetConf, o netfilter.Owner, ips []*current.IPConfig) []netfilt
 // way out.
 func addMasquerade(c *attachment.Change, n *NetConf, o netfilter.Owner, result *current.Result) {
 	rec := attachment.Record[netfilter.MasqSpec]{Backend: n.backend(), Specs: masqSpecs(n, o, result.IPs)}
-	if n.IPMasqBackend == "" {
+	if n.IPMasqBackend == "" && n.Debug {
 		fmt.Fprintf(os.Stderr, "bridge: ipMasq uses the %s backend (no \"ipMasqBackend\" configured)\n", rec.Backend)
 	}
 	attachment.Masquerade.Install(c, o, rec)

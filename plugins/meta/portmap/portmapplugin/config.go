@@ -32,7 +32,10 @@ type PortMapConf struct {
 	types.NetConf
 	Backend string `json:"backend,omitempty"`
 	// StateDir (extension) holds the per-attachment records DEL reads.
-	StateDir             string    `json:"stateDir,omitempty"`
+	StateDir string `json:"stateDir,omitempty"`
+	// Debug (extension) says on stderr what was chosen without being
+	// asked; otherwise a success is silent unless it changed the host.
+	Debug                bool      `json:"debug,omitempty"`
 	SNAT                 *bool     `json:"snat,omitempty"`
 	ConditionsV4         *[]string `json:"conditionsV4"`
 	ConditionsV6         *[]string `json:"conditionsV6"`

@@ -110,7 +110,7 @@ func Add(args *skel.CmdArgs) error {
 		return addRouted(c, args, prev, addrs, br.backend)
 	}
 	rec := attachment.Record[netfilter.PortMapSpec]{Backend: c.backend()}
-	if c.Backend == "" {
+	if c.Backend == "" && c.Debug {
 		fmt.Fprintf(os.Stderr, "portmap: using the %s backend (no \"backend\" configured)\n", rec.Backend)
 	}
 	var localnet localnetChange

@@ -71,7 +71,7 @@ func addRouted(c *PortMapConf, args *skel.CmdArgs, prev *current.Result, addrs m
 		if len(m.Sources) > 0 {
 			return cnierr.Config("portmap: network %s is in gatewayMode routed, where %s is published on the container's address: a source allowlist (allowedSources, sourceRanges) applies to host ports only; drop it or use gatewayMode nat", c.Name, m)
 		}
-		if m.HostPort != m.ContainerPort || (m.HostIP != nil && !m.HostIP.IsUnspecified()) {
+		if c.Debug && (m.HostPort != m.ContainerPort || (m.HostIP != nil && !m.HostIP.IsUnspecified())) {
 			fmt.Fprintf(os.Stderr, "portmap: network %s is in gatewayMode routed: %s opens container port %d/%s on the container's address; the host address and port are not used\n", c.Name, m, m.ContainerPort, m.Protocol)
 		}
 	}
