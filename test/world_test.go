@@ -210,6 +210,7 @@ type libcniDriver struct {
 	w    *world
 	cni  *libcni.CNIConfig
 	list *libcni.NetworkConfigList
+	exec *testenv.WrappedExec // its Stderr collects what successful plugins wrote there
 }
 
 func (w *world) libcni(cniVersion string) *libcniDriver {
@@ -222,8 +223,9 @@ func (w *world) libcniFor(conflist []byte) *libcniDriver {
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	cni := libcni.NewCNIConfigWithCacheDir(w.cniPath, filepath.Join(w.dir, "cache"), testenv.NetnsExec(w.host.Name, w.env))
-	return &libcniDriver{w: w, cni: cni, list: list}
+	exec := testenv.NetnsExec(w.host.Name, w.env)
+	cni := libcni.NewCNIConfigWithCacheDir(w.cniPath, filepath.Join(w.dir, "cache"), exec)
+	return &libcniDriver{w: w, cni: cni, list: list, exec: exec}
 }
 
 func (d *libcniDriver) rt(c *container, ms []mapping) *libcni.RuntimeConf {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,10 +43,15 @@ func (n *NS) Exec(binDir, plugin string, c Call) ([]byte, error) {
 
 // runPlugin runs cmd, a plugin at path run through a wrapper that enters
 // its namespaces, as a runtime runs a plugin.
-func runPlugin(cmd *exec.Cmd, path string, stdin []byte, env []string) ([]byte, error) {
+// A successful plugin's stderr goes to quiet, when it is not nil.
+func runPlugin(cmd *exec.Cmd, path string, stdin []byte, env []string, quiet io.Writer) ([]byte, error) {
 	var stdout, stderr bytes.Buffer
 	cmd.Env, cmd.Stdin, cmd.Stdout, cmd.Stderr = env, bytes.NewReader(stdin), &stdout, &stderr
-	if err := cmd.Run(); err != nil {
+	err := cmd.Run()
+	if err == nil && quiet != nil && stderr.Len() > 0 {
+		fmt.Fprintf(quiet, "%s %s: %s", filepath.Base(path), commandOf(env), stderr.String())
+	}
+	if err != nil {
 		e := &types.Error{}
 		if jerr := json.Unmarshal(stdout.Bytes(), e); jerr == nil && (e.Code != 0 || e.Msg != "") {
 			return stdout.Bytes(), e
@@ -63,6 +69,9 @@ func runPlugin(cmd *exec.Cmd, path string, stdin []byte, env []string) ([]byte, 
 type WrappedExec struct {
 	Prefix []string // the command, to which the plugin's path is appended
 	Env    []string // added to each plugin's environment, overriding (PATH, say)
+	// Stderr, when set, gets what a plugin that succeeded wrote to stderr,
+	// each write led by the plugin and its command.
+	Stderr io.Writer
 }
 
 // NetnsExec runs every plugin inside network namespace ns.
@@ -72,7 +81,7 @@ func NetnsExec(ns string, env []string) *WrappedExec {
 
 func (e *WrappedExec) ExecPlugin(ctx context.Context, pluginPath string, stdinData []byte, environ []string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, e.Prefix[0], append(append([]string{}, e.Prefix[1:]...), pluginPath)...)
-	return runPlugin(cmd, pluginPath, stdinData, append(environ, e.Env...))
+	return runPlugin(cmd, pluginPath, stdinData, append(environ, e.Env...), e.Stderr)
 }
 
 func (e *WrappedExec) FindInPath(plugin string, paths []string) (string, error) {
@@ -90,4 +99,15 @@ func WantCode(t testing.TB, err error, code uint, msg string) {
 	if !ok || e.Code != code || !strings.Contains(e.Msg, msg) {
 		t.Fatalf("got %v, want CNI error %d containing %q", err, code, msg)
 	}
+}
+
+// commandOf is the CNI_COMMAND in env (the last one, as the plugin sees it).
+func commandOf(env []string) string {
+	cmd := ""
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "CNI_COMMAND="); ok {
+			cmd = v
+		}
+	}
+	return cmd
 }

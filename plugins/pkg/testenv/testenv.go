@@ -45,15 +45,19 @@ type NS struct {
 // Path is the namespace's bind-mount, as CNI_NETNS wants it.
 func (n *NS) Path() string { return "/var/run/netns/" + n.Name }
 
-// AddNS creates a namespace with loopback up; the caller deletes it.
+// AddNS creates a namespace with loopback up and IPv4 forwarding off;
+// the caller deletes it. A new namespace inherits the host's IPv4
+// sysctls at creation, ip_forward among them (1 on any host running
+// Docker or Kubernetes): a test starts from the kernel's default instead,
+// and sets what it needs otherwise.
 func AddNS(name string) (*NS, error) {
 	if out, err := run("ip", "netns", "add", name); err != nil {
 		return nil, fmt.Errorf("ip netns add %s: %v: %s", name, err, out)
 	}
 	n := &NS{Name: name}
-	if out, err := n.Run("ip", "link", "set", "lo", "up"); err != nil {
+	if out, err := n.Run("sh", "-c", "ip link set lo up && echo 0 >/proc/sys/net/ipv4/ip_forward"); err != nil {
 		_ = n.Delete()
-		return nil, fmt.Errorf("in netns %s: loopback up: %v: %s", name, err, out)
+		return nil, fmt.Errorf("in netns %s: loopback up, ip_forward 0: %v: %s", name, err, out)
 	}
 	return n, nil
 }
