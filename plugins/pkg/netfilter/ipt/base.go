@@ -5,6 +5,7 @@ import (
 
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // natBase is what every owner's rules rely on in the nat table: our
@@ -24,6 +25,12 @@ type baseJump struct {
 	from string
 	args []string // match before the jump
 	to   string
+	// first: the jump goes before every rule of another's in from. nat
+	// POSTROUTING's: a plugin before us (the reference ptp or bridge with
+	// ipMasq) appends a chain that ACCEPTs its container subnet, which
+	// would end the nat table before our hairpin masquerade; the
+	// reference portmap prepends its jump there for the same reason.
+	first bool
 }
 
 // baseRule is one rule of the base as written, and how a snapshot shows it.
@@ -31,6 +38,7 @@ type baseRule struct {
 	chain string
 	args  []string
 	seen  string // a fragment of its iptables-save line that identifies it
+	first bool   // goes before every rule of another's in chain
 }
 
 // portmapBase is the base of spec's rules.
@@ -38,9 +46,9 @@ func portmapBase(spec netfilter.PortMapSpec) natBase {
 	local := []string{"-m", "addrtype", "--dst-type", "LOCAL"}
 	return natBase{
 		jumps: []baseJump{
-			{"PREROUTING", local, ChainHostPorts},
-			{"OUTPUT", local, ChainHostPorts},
-			{"POSTROUTING", nil, ChainPostrouting},
+			{"PREROUTING", local, ChainHostPorts, false},
+			{"OUTPUT", local, ChainHostPorts, false},
+			{"POSTROUTING", nil, ChainPostrouting, true},
 		},
 		markBit:  sharedMarkBit(spec),
 		loopback: true,
@@ -49,7 +57,7 @@ func portmapBase(spec netfilter.PortMapSpec) natBase {
 
 // masqBase is the base of bridge's masquerade rules.
 func masqBase() natBase {
-	return natBase{jumps: []baseJump{{"POSTROUTING", nil, ChainMasq}}, markBit: -1}
+	return natBase{jumps: []baseJump{{"POSTROUTING", nil, ChainMasq, true}}, markBit: -1}
 }
 
 // rules lists the base's rules in the order they are added.
@@ -57,10 +65,10 @@ func (nb natBase) rules() []baseRule {
 	var out []baseRule
 	for _, j := range nb.jumps {
 		args := append(append([]string{}, j.args...), "-m", "comment", "--comment", netfilter.CommentBase, "-j", j.to)
-		out = append(out, baseRule{j.from, args, "-j " + j.to + " "})
+		out = append(out, baseRule{j.from, args, "-j " + j.to + " ", j.first})
 	}
 	if nb.markBit >= 0 {
-		out = append(out, baseRule{ChainPostrouting, markMasqRule(nb.markBit), "--mark " + markValue(nb.markBit) + " "})
+		out = append(out, baseRule{ChainPostrouting, markMasqRule(nb.markBit), "--mark " + markValue(nb.markBit) + " ", false})
 	}
 	return out
 }
@@ -80,15 +88,46 @@ func (nb natBase) missing(snap *Snapshot) (chains []string, rules []baseRule) {
 	return chains, rules
 }
 
-// ensureBase adds to txn whatever of the base snap lacks.
+// misplaced lists the saved lines of the base's first rules that a rule
+// of another's precedes in their chain.
+func (nb natBase) misplaced(snap *Snapshot) (rules []baseRule, saved []string) {
+	for _, r := range nb.rules() {
+		if !r.first {
+			continue
+		}
+		for _, line := range snap.rules[r.chain] {
+			if strings.Contains(line+" ", r.seen) {
+				break // reached it with only ours before
+			}
+			if !strings.Contains(line, netfilter.CommentBase) {
+				for _, s := range snap.Matching(r.chain, r.seen) {
+					rules, saved = append(rules, r), append(saved, s)
+				}
+				break
+			}
+		}
+	}
+	return rules, saved
+}
+
+// ensureBase adds to txn whatever of the base snap lacks, and moves a
+// first rule that another's precedes back to the top.
 func ensureBase(txn *ruleTxn, snap *Snapshot, nb natBase) {
 	chains, rules := nb.missing(snap)
 	for _, c := range chains {
 		txn.declareChain(c)
 		snap.chains[c] = true
 	}
-	for _, r := range rules {
-		txn.add(r.chain, r.args...)
+	moved, saved := nb.misplaced(snap)
+	for i, r := range moved {
+		txn.deleteSaved(r.chain, saved[i])
+	}
+	for _, r := range append(rules, moved...) {
+		if r.first {
+			txn.insert(r.chain, r.args...)
+		} else {
+			txn.add(r.chain, r.args...)
+		}
 	}
 }
 
@@ -122,14 +161,21 @@ func checkBase(snap *Snapshot, nb natBase, f netfilter.Family) error {
 }
 
 // requireBase makes a fast transaction, built without a snapshot, commit
-// only with the base in place: unless the nf_tables probe finds the base,
-// txn gets a -C line per base rule, which refuses the whole restore when
-// the rule is missing.
+// only with the base in place: unless the nf_tables probe finds the base
+// (first rules first), txn gets a -C line per base rule, which refuses
+// the whole restore when the rule is missing; a first rule is deleted and
+// inserted again instead, which refuses it the same way and puts the rule
+// back on top should another's have been put before it.
 func (b *Backend) requireBase(txn *ruleTxn, nb natBase) {
 	if b.nftBacked && nftHasBase(b.family, nb) && (!nb.loopback || nftHasLoopbackDrop(b.family)) {
 		return
 	}
 	for _, r := range nb.rules() {
+		if r.first {
+			txn.del(r.chain, r.args...)
+			txn.insert(r.chain, r.args...)
+			continue
+		}
 		txn.check(r.chain, r.args...)
 	}
 	if nb.loopback {

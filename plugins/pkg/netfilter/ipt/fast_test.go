@@ -131,6 +131,8 @@ func TestNFTProbeAgainstIPTablesNFT(t *testing.T) {
 		{"no mark rule", "", 4, netfilter.DefaultMarkBit, false},
 		{"the mark accepted, not masqueraded", "-A DNET-POSTROUTING -m mark --mark 0x4000/0x4000 -j ACCEPT\n", -1, netfilter.DefaultMarkBit + 1, false},
 		{"a jump with a different name", "-N DNET-MASQX\n-A POSTROUTING -j DNET-MASQX\n", 3, netfilter.DefaultMarkBit, false},
+		{"another's ACCEPT before the POSTROUTING jumps", "-I POSTROUTING 1 -s 10.77.0.0/24 -j ACCEPT\n", -1, netfilter.DefaultMarkBit, false},
+		{"another's ACCEPT after them", "-A POSTROUTING -s 10.77.0.0/24 -j ACCEPT\n", -1, netfilter.DefaultMarkBit, true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -52,7 +52,11 @@ func nftHasBase(f netfilter.Family, nb natBase) bool {
 		return rules
 	}
 	for _, j := range nb.jumps {
-		if !anyRule(rulesOf(j.from), func(r *nftables.Rule) bool { return jumpsTo(r, j.to) }) {
+		rules := rulesOf(j.from)
+		if !anyRule(rules, func(r *nftables.Rule) bool { return jumpsTo(r, j.to) }) {
+			return false
+		}
+		if j.first && !firstOfOurs(rules, j.to) {
 			return false
 		}
 	}
@@ -79,6 +83,24 @@ func anyRule(rules []*nftables.Rule, match func(*nftables.Rule) bool) bool {
 	for _, r := range rules {
 		if match(r) {
 			return true
+		}
+	}
+	return false
+}
+
+// firstOfOurs reports whether only jumps to our chains (DNET-…) come
+// before the jump to chain in rules.
+func firstOfOurs(rules []*nftables.Rule, chain string) bool {
+	for _, r := range rules {
+		if jumpsTo(r, chain) {
+			return true
+		}
+		if len(r.Exprs) == 0 {
+			return false
+		}
+		v, ok := r.Exprs[len(r.Exprs)-1].(*expr.Verdict)
+		if !ok || v.Kind != expr.VerdictJump || !strings.HasPrefix(v.Chain, chainPrefix) {
+			return false
 		}
 	}
 	return false

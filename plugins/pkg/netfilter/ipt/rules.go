@@ -20,6 +20,7 @@ import (
 )
 
 const (
+	chainPrefix      = "DNET-" // every chain of ours, in every table
 	ChainHostPorts   = "DNET-HOSTPORTS"
 	ChainPostrouting = "DNET-POSTROUTING"
 	ChainMasq        = "DNET-MASQ"

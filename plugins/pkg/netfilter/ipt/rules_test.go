@@ -119,6 +119,32 @@ COMMIT
 	golden.Check(t, "portmap-readd", out)
 }
 
+// A POSTROUTING jump of ours that another's rule precedes (the reference
+// ipMasq chain, which ACCEPTs its subnet, or a jump appended by an older
+// release) is moved back on top; one with only ours before it stays.
+func TestFirstJumpsMoveToTop(t *testing.T) {
+	cases := []struct {
+		name, postrouting string
+		moves             bool
+	}{
+		{"another's chain first", "-A POSTROUTING -s 10.77.0.2/32 -m comment --comment \"name: ptp id: c1\" -j CNI-abc\n-A POSTROUTING -m comment --comment dnet:base -j DNET-MASQ\n", true},
+		{"ours first", "-A POSTROUTING -m comment --comment dnet:base -j DNET-MASQ\n-A POSTROUTING -s 10.77.0.2/32 -j CNI-abc\n", false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			snap := parseSnapshot("*nat\n:POSTROUTING ACCEPT [0:0]\n:DNET-MASQ - [0:0]\n:CNI-abc - [0:0]\n"+c.postrouting+"COMMIT\n", "nat")
+			txn := &ruleTxn{table: "nat"}
+			ensureBase(txn, snap, masqBase())
+			out := txn.render()
+			moved := strings.Contains(out, "-D POSTROUTING -m comment --comment dnet:base -j DNET-MASQ") &&
+				strings.Contains(out, "-I POSTROUTING 1 -m comment --comment dnet:base -j DNET-MASQ")
+			if moved != c.moves || (!c.moves && strings.Contains(out, "POSTROUTING")) {
+				t.Errorf("moved = %v, want %v:\n%s", moved, c.moves, out)
+			}
+		})
+	}
+}
+
 func TestJoinArgsQuotes(t *testing.T) {
 	got := joinArgs([]string{"-m", "comment", "--comment", "a b", "-j", ""})
 	if want := `-m comment --comment "a b" -j ""`; got != want {
