@@ -124,7 +124,7 @@ func testPublishedPorts(t *testing.T, w *world, d driver) {
 		t.Fatalf("CHECK c2: %v", err)
 	}
 	if w.backend == "iptables" {
-		w.host.MustRun(w.iptables, "-F", "DNET-ISOLATE")
+		w.host.MustRun(w.iptables, "-t", "mangle", "-F", "DNET-ISOLATE")
 	} else {
 		w.host.MustRun("nft", "delete", "element", "ip", "dnet", "fwd_members", fmt.Sprintf("{ %s . \"%s\" }", ip2, netName))
 	}

@@ -48,7 +48,7 @@ func Mapping(backend string, spec netfilter.PortMapSpec, m netfilter.PortMapping
 	}
 	// The iptables backend's direct-routing drop, before DNAT.
 	if mangle := countedSnapshot(f, "mangle"); mangle != nil {
-		for _, ch := range []string{ipt.ChainGuard} {
+		for _, ch := range []string{ipt.ChainFilter, ipt.ChainIsolate, ipt.ChainGuard} {
 			s.Forward = append(s.Forward, mangle.Counted(ch, mangle.Matching(ch, ipt.ForwardTag(bridge)))...)
 		}
 	}

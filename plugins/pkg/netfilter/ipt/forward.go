@@ -4,12 +4,12 @@ package ipt
 // connection crosses a few rules per network.
 //
 //	filter FORWARD       -m comment --comment dnet:base -j DNET-FORWARD     appended: the host's own rules decide first
-//	filter DNET-FORWARD  -m comment --comment dnet:base -j DNET-FILTER      first; iptables backend only
-//	                     -i br -j ACCEPT                                    leaving the bridge (to anywhere, the bridge too)
+//	filter DNET-FORWARD  -i br -j ACCEPT                                    leaving the bridge (to anywhere, the bridge too)
 //	                     -o br -m conntrack --ctstate RELATED,ESTABLISHED,DNAT -j ACCEPT   replies, published ports
-//	filter DNET-FILTER   -i br ! -o br -j DNET-ISOLATE                      isolation, stage 1
+//	mangle FORWARD       -m comment --comment dnet:base -j DNET-FILTER      first; iptables backend only
+//	mangle DNET-FILTER   -i br ! -o br -j DNET-ISOLATE                      isolation, stage 1
 //	                     -i br -o br -m conntrack ! --ctstate DNAT -j DROP  icc off
-//	filter DNET-ISOLATE  -o br -m conntrack ! --ctstate DNAT -j DROP        isolation, stage 2
+//	mangle DNET-ISOLATE  -o br -m conntrack ! --ctstate DNAT -j DROP        isolation, stage 2
 //	                                                                        (a routed network: stage 1 only)
 //	mangle PREROUTING    -m comment --comment dnet:base -j DNET-GUARD       first; only with a protected network
 //	mangle DNET-GUARD    -d subnet ! -i br -m addrtype ! --dst-type LOCAL -m conntrack ! --ctstate RELATED,ESTABLISHED -j DROP
@@ -19,9 +19,14 @@ package ipt
 //	filter DNET-FWD-GUARD  -i br -j RETURN; -o br -j RETURN                 each network, first
 //	                     -m comment --comment dnet:fwd-guard -j DROP        no network of ours takes part
 //
-// The drops that keep the outside out come before any DNAT and before
-// FORWARD, where no ACCEPT another firewall put earlier in FORWARD (ufw's
-// route rules, flannel's accepts for its network) can undo them:
+// Every drop comes before filter FORWARD, where no ACCEPT another
+// firewall put earlier (ufw's route rules, flannel's accepts for its
+// network, the reference firewall plugin's, which Podman chains after
+// the bridge and which puts its chain first in FORWARD at every ADD,
+// accepting whatever its containers send) can undo it:
+//   - mangle FORWARD: isolation between networks and icc off, which
+//     conntrack's DNAT state (set in nat PREROUTING) already tells from a
+//     published port;
 //   - raw: what arrives from outside addressed to loopback, so a neighbour
 //     cannot reach a port published on 127.0.0.1, nor a container (its
 //     bridge has route_localnet for such mappings) the host's loopback
@@ -34,7 +39,10 @@ package ipt
 //     way in. Docker drops at raw, before conntrack, which cannot tell
 //     such a reply (ipMasq off, nonMasqueradeCIDRs) from direct routing.
 //
-// The iptables backend installs all of it. The nftables backend drops in
+// Releases before this one kept DNET-FILTER and DNET-ISOLATE in the filter
+// table; a network's next ADD moves its rules (those chains, left empty,
+// stay until dnetctl uninstall). The iptables backend installs all of it.
+// The nftables backend drops in
 // its own table and installs here only the base jump and the accepts, in
 // every iptables flavour whose filter table exists: an accept in one
 // table cannot override a drop (the FORWARD policy, say) in another.
@@ -104,7 +112,7 @@ func forwardBase(f netfilter.Family, spec netfilter.ForwardSpec, drops bool) []f
 	base := []filterRule{{chain: "FORWARD", args: []string{"-m", "comment", "--comment", netfilter.CommentBase, "-j", ChainForward}}}
 	if drops {
 		base = append(base,
-			filterRule{chain: ChainForward, args: []string{"-m", "comment", "--comment", netfilter.CommentBase, "-j", ChainFilter}, insert: true},
+			filterRule{chain: "FORWARD", table: "mangle", args: []string{"-m", "comment", "--comment", netfilter.CommentBase, "-j", ChainFilter}, insert: true},
 			loopbackDrop(f))
 	}
 	if drops && spec.Protect {
@@ -189,17 +197,17 @@ func forwardNetRules(spec netfilter.ForwardSpec, drops bool) []filterRule {
 	}
 	if spec.Isolate {
 		rules = append(rules,
-			filterRule{chain: ChainFilter, args: with("-i", br, "!", "-o", br, "-j", ChainIsolate)},
-			filterRule{chain: ChainIsolate, args: with("-o", br, "-m", "conntrack", "!", "--ctstate", "DNAT", "-j", "DROP")})
+			filterRule{chain: ChainFilter, table: "mangle", args: with("-i", br, "!", "-o", br, "-j", ChainIsolate)},
+			filterRule{chain: ChainIsolate, table: "mangle", args: with("-o", br, "-m", "conntrack", "!", "--ctstate", "DNAT", "-j", "DROP")})
 	}
 	if spec.IsolateOut {
 		// Stage 1 only: what it sends meets the other networks' stage 2.
 		// Replies to connections others opened to its published ports
 		// must not meet stage 2.
-		rules = append(rules, filterRule{chain: ChainFilter, args: with("-i", br, "!", "-o", br, "-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED", "-j", ChainIsolate)})
+		rules = append(rules, filterRule{chain: ChainFilter, table: "mangle", args: with("-i", br, "!", "-o", br, "-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED", "-j", ChainIsolate)})
 	}
 	if spec.NoICC {
-		rules = append(rules, filterRule{chain: ChainFilter, args: with("-i", br, "-o", br, "-m", "conntrack", "!", "--ctstate", "DNAT", "-j", "DROP")})
+		rules = append(rules, filterRule{chain: ChainFilter, table: "mangle", args: with("-i", br, "-o", br, "-m", "conntrack", "!", "--ctstate", "DNAT", "-j", "DROP")})
 	}
 	return rules
 }
@@ -217,19 +225,19 @@ func forwardChains(spec netfilter.ForwardSpec, drops bool) map[string][]string {
 	if !drops {
 		return map[string][]string{"filter": {ChainForward}}
 	}
-	out := map[string][]string{"filter": {ChainForward, ChainFilter, ChainIsolate}}
+	out := map[string][]string{"filter": {ChainForward}, "mangle": {ChainFilter, ChainIsolate}}
 	if spec.Guard {
 		out["filter"] = append(out["filter"], ChainFwdGuard)
 	}
 	if spec.Protect {
-		out["mangle"] = []string{ChainGuard}
+		out["mangle"] = append(out["mangle"], ChainGuard)
 	}
 	return out
 }
 
 // ourChains are every chain of ours, by table: where a network's old
-// rules may be.
-var ourChains = map[string][]string{"filter": {ChainForward, ChainFilter, ChainIsolate, ChainFwdGuard}, "mangle": {ChainGuard}}
+// rules may be (DNET-FILTER and DNET-ISOLATE in filter: earlier releases').
+var ourChains = map[string][]string{"filter": {ChainForward, ChainFilter, ChainIsolate, ChainFwdGuard}, "mangle": {ChainGuard, ChainFilter, ChainIsolate}}
 
 // ensureForward installs spec's network rules (and the base) unless they
 // are all in place already: one iptables-restore of -C lines changes
@@ -250,8 +258,8 @@ func (b *Backend) ensureForward(spec netfilter.ForwardSpec, drops bool) error {
 	if drops && !(b.nftBacked && b.nftHasComment("raw", "PREROUTING", netfilter.CommentBase)) {
 		tables = append(tables, "raw")
 	}
-	// Direct routing: the network's drop, or an old one to remove.
-	if drops && (spec.Protect || b.hasChain("mangle", ChainGuard)) {
+	// Isolation, icc and direct routing.
+	if drops {
 		tables = append(tables, "mangle")
 	}
 	for _, table := range tables {
