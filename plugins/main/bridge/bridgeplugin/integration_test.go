@@ -321,7 +321,7 @@ func TestCheckNoticesDrift(t *testing.T) {
 func TestProtocolErrors(t *testing.T) {
 	r := newRig(t)
 	out, err := r.host.Exec(r.bin, "bridge", testenv.Call{Command: "VERSION", Conf: []byte(`{"cniVersion":"1.1.0"}`)})
-	if err != nil || !strings.Contains(string(out), `"0.3.0"`) || !strings.Contains(string(out), `"1.1.0"`) {
+	if err != nil || !strings.Contains(string(out), `"0.1.0"`) || !strings.Contains(string(out), `"1.1.0"`) {
 		t.Fatalf("VERSION: %s %v", out, err)
 	}
 	for _, plugin := range []string{"bridge", "host-local", "portmap"} {
@@ -330,7 +330,7 @@ func TestProtocolErrors(t *testing.T) {
 			call.Conf = []byte(`{"cniVersion":"1.0.0","name":`)
 			_, err := r.host.Exec(r.bin, plugin, call)
 			testenv.WantCode(t, err, 6, "")
-			call.Conf = []byte(`{"cniVersion":"0.2.0","name":"n","type":"x"}`)
+			call.Conf = []byte(`{"cniVersion":"0.0.9","name":"n","type":"x"}`)
 			_, err = r.host.Exec(r.bin, plugin, call)
 			testenv.WantCode(t, err, 1, "")
 			call.Conf = []byte(`{"cniVersion":"1.0.0","name":"n","type":"x"}`)
