@@ -56,7 +56,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.confDir, "conf-dir", nodeConfDir, "the node's conflist directory, mounted")
 	fs.StringVar(&o.conflist, "conflist", "10-dockernet.conflist", "the conflist under -src")
 	fs.StringVar(&o.podCIDR, "pod-cidr", "", "the node's pod CIDR (default: the Node object's spec.podCIDRs, for node $NODE_NAME)")
-	fs.StringVar(&o.clusterCIDR, "cluster-cidr", "", "the cluster's pod network, never masqueraded between pods (default: the conflist's nonMasqueradeCIDRs, 10.244.0.0/16)")
+	fs.StringVar(&o.clusterCIDR, "cluster-cidr", "", "the cluster's pod network, never masqueraded between pods (default: as the cluster states it, kubeadm's podSubnet or kube-proxy's clusterCIDR; else the conflist's nonMasqueradeCIDRs, 10.244.0.0/16)")
 	fs.BoolVar(&o.wait, "wait", false, "after installing, wait for SIGTERM (a DaemonSet's container)")
 	fs.BoolVar(&o.binariesOnly, "binaries-only", false, "copy the plugins only, never touching -conf-dir (flannel, k3s: another component writes the conflist)")
 	fs.BoolVar(&o.watch, "watch", false, "after installing, run the node agent (dnetctl watch -collect) until SIGTERM, instead of waiting")
@@ -106,26 +106,33 @@ func run(o options) error {
 		fmt.Printf("dnet-installer: plugins %v in %s (the conflist is another component's): %d files written\n", install.PluginBinaries, o.binDir, len(written))
 		return nil
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	client, err := inCluster()
 	podCIDR := o.podCIDR
 	if podCIDR == "" {
 		name := os.Getenv("NODE_NAME")
 		if name == "" {
 			return fmt.Errorf("no -pod-cidr and no NODE_NAME to read it from")
 		}
-		cfg, err := rest.InClusterConfig()
-		if err != nil {
+		if client == nil {
 			return fmt.Errorf("no -pod-cidr, and not in a cluster: %w", err)
 		}
-		client, err := kubernetes.NewForConfig(cfg)
-		if err != nil {
-			return err
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
 		if podCIDR, err = node.PodCIDR(ctx, client, name, 2*time.Second); err != nil {
 			return err
 		}
 		fmt.Printf("dnet-installer: node %s has pod CIDR %s\n", name, podCIDR)
+	}
+	clusterCIDR := o.clusterCIDR
+	if clusterCIDR == "" && client != nil {
+		cidr, source, err := node.ClusterCIDR(ctx, client)
+		if err != nil {
+			return fmt.Errorf("the cluster's pod network: %w (or give -cluster-cidr)", err)
+		}
+		if cidr != "" {
+			clusterCIDR = cidr
+			fmt.Printf("dnet-installer: the cluster's pod network is %s (%s)\n", cidr, source)
+		}
 	}
 	tmpl, err := os.ReadFile(filepath.Join(o.src, o.conflist))
 	if err != nil {
@@ -133,11 +140,25 @@ func run(o options) error {
 	}
 	res, err := install.Run(install.Options{
 		SrcBin: filepath.Join(o.src, "bin"), Plugins: install.PluginBinaries, BinDir: o.binDir, ConfDir: o.confDir,
-		Template: tmpl, FileName: filepath.Base(o.conflist), Subnet: podCIDR, ClusterCIDR: o.clusterCIDR, Exclusive: true, Log: os.Stdout,
+		Template: tmpl, FileName: filepath.Base(o.conflist), Subnet: podCIDR, ClusterCIDR: clusterCIDR, Exclusive: true, Log: os.Stdout,
 	}, install.NetlinkHost{})
 	if err != nil {
 		return err
 	}
 	fmt.Printf("dnet-installer: network %s on bridge %s, %s: %d files written\n", res.Network, res.Bridge, res.Subnet, len(res.Written))
 	return nil
+}
+
+// inCluster is a client of the cluster the installer runs in; nil, with
+// the reason, outside one.
+func inCluster() (kubernetes.Interface, error) {
+	cfg, err := rest.InClusterConfig()
+	if err != nil {
+		return nil, err
+	}
+	c, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
 }

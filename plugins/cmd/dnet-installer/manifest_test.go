@@ -28,9 +28,11 @@ func TestManifest(t *testing.T) {
 		sa      corev1.ServiceAccount
 		role    rbacv1.ClusterRole
 		binding rbacv1.ClusterRoleBinding
+		cmRole  rbacv1.Role
+		cmBind  rbacv1.RoleBinding
 		ds      appsv1.DaemonSet
 	)
-	targets := map[string]any{"ServiceAccount": &sa, "ClusterRole": &role, "ClusterRoleBinding": &binding, "DaemonSet": &ds}
+	targets := map[string]any{"ServiceAccount": &sa, "ClusterRole": &role, "ClusterRoleBinding": &binding, "Role": &cmRole, "RoleBinding": &cmBind, "DaemonSet": &ds}
 	seen := map[string]bool{}
 	for i, doc := range strings.Split(string(data), "\n---\n") {
 		var tm metav1.TypeMeta
@@ -47,17 +49,26 @@ func TestManifest(t *testing.T) {
 		}
 	}
 	if len(seen) != len(targets) {
-		t.Fatalf("manifest has %v, want each of ServiceAccount, ClusterRole, ClusterRoleBinding, DaemonSet", seen)
+		t.Fatalf("manifest has %v, want each of ServiceAccount, ClusterRole, ClusterRoleBinding, Role, RoleBinding, DaemonSet", seen)
 	}
-	for _, name := range []string{sa.Name, role.Name, binding.Name, ds.Name} {
+	for _, name := range []string{sa.Name, role.Name, binding.Name, cmRole.Name, cmBind.Name, ds.Name} {
 		if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
 			t.Errorf("name %q: %v", name, errs)
 		}
 	}
 
-	// RBAC: the ServiceAccount may get nodes, nothing more.
+	// RBAC: the ServiceAccount may get nodes and, in kube-system, the two
+	// ConfigMaps that state the cluster's pod network, nothing more.
 	if len(role.Rules) != 1 || strings.Join(role.Rules[0].Resources, ",") != "nodes" || strings.Join(role.Rules[0].Verbs, ",") != "get" || strings.Join(role.Rules[0].APIGroups, ",") != "" {
 		t.Errorf("ClusterRole rules %+v, want get on core nodes only", role.Rules)
+	}
+	if len(cmRole.Rules) != 1 || cmRole.Namespace != "kube-system" || strings.Join(cmRole.Rules[0].Resources, ",") != "configmaps" ||
+		strings.Join(cmRole.Rules[0].Verbs, ",") != "get" || strings.Join(cmRole.Rules[0].ResourceNames, ",") != "kubeadm-config,kube-proxy" {
+		t.Errorf("Role %s/%s rules %+v, want get on ConfigMaps kubeadm-config and kube-proxy only", cmRole.Namespace, cmRole.Name, cmRole.Rules)
+	}
+	if cmBind.Namespace != cmRole.Namespace || cmBind.RoleRef.Kind != "Role" || cmBind.RoleRef.Name != cmRole.Name ||
+		len(cmBind.Subjects) != 1 || cmBind.Subjects[0].Name != sa.Name || cmBind.Subjects[0].Namespace != sa.Namespace {
+		t.Errorf("RoleBinding %+v does not give Role %s to ServiceAccount %s/%s", cmBind, cmRole.Name, sa.Namespace, sa.Name)
 	}
 	if binding.RoleRef.Kind != "ClusterRole" || binding.RoleRef.Name != role.Name {
 		t.Errorf("binding refers to %+v, not ClusterRole %s", binding.RoleRef, role.Name)
@@ -88,6 +99,9 @@ func TestManifest(t *testing.T) {
 	o, err := parseFlags(c.Args)
 	if err != nil || !(o.wait || o.watch) {
 		t.Errorf("args %v: %v; want flags the installer takes, with -wait or -watch", c.Args, err)
+	}
+	if o.clusterCIDR != "" || o.podCIDR != "" {
+		t.Errorf("args %v: as shipped the installer reads the pod CIDR and the cluster's pod network from the cluster", c.Args)
 	}
 	var nodeName bool
 	for _, e := range c.Env {
