@@ -18,7 +18,6 @@ import (
 	"github.com/dockernet/cni-plugins/plugins/pkg/hostports"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter/host"
-	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter/ipt"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter/reference"
 )
 
@@ -256,12 +255,7 @@ func Status(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	backend := c.backend()
-	_, err = host.Host{}.New(backend, netfilter.IPv4)
-	if err == nil && backend == netfilter.NameIPTables {
-		err = ipt.Probe(netfilter.IPv4)
-	}
-	if err != nil {
+	if err := (host.Host{}).Usable(c.backend(), netfilter.IPv4); err != nil {
 		// Published ports already installed depend on the backend too.
 		if recs, _ := attachment.PortMappings.Records(attachment.HostEnv(c.StateDir)); len(recs) > 0 {
 			return cnierr.Limited("portmap: %v; %d attachments' published ports depend on it", err, len(recs))

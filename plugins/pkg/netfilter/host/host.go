@@ -40,6 +40,20 @@ func (h Host) New(name string, f netfilter.Family) (netfilter.Backend, error) {
 	return nil, netfilter.ValidateBackendName(name)
 }
 
+// Usable reports why the backend called name cannot serve family f here,
+// or nil: what a STATUS asks. iptables must also read its nat table (the
+// binary may be there with no kernel support behind it).
+func (h Host) Usable(name string, f netfilter.Family) error {
+	name = Resolve(name, netfilter.Features{})
+	if _, err := h.New(name, f); err != nil {
+		return err
+	}
+	if name == netfilter.NameIPTables {
+		return ipt.Probe(f)
+	}
+	return nil
+}
+
 // Available lists the backends a DEL without a record must search.
 func (Host) Available() []string {
 	out := []string{netfilter.NameIPTables}
