@@ -25,7 +25,7 @@ BIN_DIR      ?= /usr/local/sbin
 CNITOOL_VERSION ?= v1.3.1
 CRICTL_VERSION  ?= v1.37.0
 
-.PHONY: all build tools cluster-tools cnitool deps install installer installer-image test test-clients unit integration e2e fuzz demo bench bench-cluster bench-publish bench-readme clean
+.PHONY: all tidy build tools cluster-tools cnitool deps install installer installer-image test test-clients unit integration e2e fuzz demo bench bench-cluster bench-publish bench-readme clean
 
 all: build
 
@@ -111,8 +111,12 @@ integration: build
 e2e: build tools cluster-tools
 	$(TEST_ENV) $(GOTEST) -timeout 15m ./test/...
 
+# Each module's go.mod and go.sum are exactly what its code needs.
+tidy:
+	@for m in . plugins/cmd/dnet-installer test/bench; do (cd $$m && $(GO) mod tidy -diff) || { echo "tidy: run go mod tidy in $$m"; exit 1; }; done
+
 # The bench is a module of its own (test/bench): its unit tests run there.
-test: build tools cluster-tools installer
+test: tidy build tools cluster-tools installer
 	$(TEST_ENV) $(GOTEST) -timeout 20m ./...
 	cd test/bench && $(GOTEST) ./...
 	cd plugins/cmd/dnet-installer && $(GOTEST) ./...
