@@ -134,7 +134,7 @@ if [ "$backend" = nftables ]; then
 	nsx "$hostns" nft list set ip dnet fwd_protect
 else
 	nsx "$hostns" iptables -L DNET-FORWARD -n -v
-	nsx "$hostns" iptables -L DNET-FILTER -n -v
+	nsx "$hostns" iptables -t mangle -L DNET-FILTER -n -v  # isolation and icc, before any filter rule
 fi
 echo "(Docker 28's default; gatewayMode nat-unprotected turns it off, as Kubernetes needs)"
 
