@@ -9,6 +9,7 @@
 #   make bench      ours vs the reference plugins, side by side (root; its run time is in the README)
 #   make bench-cluster  the same through kube-flannel's stack on flannel clusters (part of make bench)
 #   make bench-publish  the same into test/bench/results, and the README's table from it
+#   make bench-timeline one chain ADD, phase by phase, ours and the reference (root)
 
 SHELL     := /bin/bash
 export PATH := $(PATH):/usr/local/go/bin:/usr/sbin:/sbin
@@ -25,7 +26,7 @@ BIN_DIR      ?= /usr/local/sbin
 CNITOOL_VERSION ?= v1.3.1
 CRICTL_VERSION  ?= v1.37.0
 
-.PHONY: all tidy build tools cluster-tools cnitool deps install installer installer-image test test-clients unit integration e2e fuzz demo bench bench-cluster bench-publish bench-readme clean
+.PHONY: all tidy bench-timeline build tools cluster-tools cnitool deps install installer installer-image test test-clients unit integration e2e fuzz demo bench bench-cluster bench-publish bench-readme clean
 
 all: build
 
@@ -169,6 +170,15 @@ bench:
 bench-cluster: build tools cluster-tools installer
 	@mkdir -p $(BENCH_OUT)
 	$(TEST_ENV) DNET_CLUSTER_BENCH=1 DNET_CLUSTER_BENCH_OUT=$(BENCH_OUT)/cluster.txt $(GOTEST) -v -timeout 20m -run '^TestClusterBench$$' ./test | grep -A8 'cluster bench:'
+
+# One chain ADD taken apart, phase by phase, ours and the reference side
+# by side (plugins/pkg/timeline marks, test/bench/timeline.go lines them
+# up): into $(BENCH_OUT)/timeline.md.
+TIMELINE_RUNS ?= 30
+bench-timeline: build tools
+	@mkdir -p $(BIN)/floor
+	@(cd test/bench && $(GOBUILD) -o $(BIN)/bench . && $(GOBUILD) -o $(BIN)/floor/floor ./floor)
+	$(BIN)/bench -ours $(BIN) -ref $(REF_TOOLS) -hello $(BIN)/hello -out $(BENCH_OUT) -timeline $(TIMELINE_RUNS) -floor $(BIN)/floor
 
 # The results kept in the repository, and the README's table from them.
 bench-publish:

@@ -36,6 +36,8 @@ func main() {
 	flag.IntVar(&allowlist, "allowlist", 0, "give the network's published ports a source allowlist of this many entries (ours only; the client is among them)")
 	flag.BoolVar(&fillMasq, "fill-masq", false, "the containers present masquerade outbound too, like the measured chain (a far longer fill for the reference iptables)")
 	readme := flag.String("readme", "", "measure nothing: copy the targets table of -out's results.md into this README")
+	timelineRuns := flag.Int("timeline", 0, "measure only the ADD timeline, phase by phase, over this many chain ADDs per variant, into -out's timeline.md")
+	floorDir := flag.String("floor", "", "with -timeline: the directory holding the floor program (test/bench/floor), timed the same way")
 	flag.Parse()
 	if *readme != "" {
 		if err := publishReadme(filepath.Join(*out, "results.md"), *readme); err != nil {
@@ -64,6 +66,24 @@ func main() {
 			}
 		}
 		variants = keep
+	}
+	if *timelineRuns > 0 {
+		floor := *floorDir
+		if floor != "" {
+			floor = abs(floor)
+		}
+		md, err := runTimeline(variants, floor, *timelineRuns)
+		if err != nil {
+			fail(err.Error())
+		}
+		fmt.Print(md)
+		if err := os.MkdirAll(*out, 0o755); err != nil {
+			fail(err.Error())
+		}
+		if err := os.WriteFile(filepath.Join(*out, "timeline.md"), []byte(md), 0o644); err != nil {
+			fail(err.Error())
+		}
+		return
 	}
 	r := newResults(options{runs: *runs, scaleRuns: *scaleRuns, parallelN: *parallelN, levels: ints(*levelsFlag), connLevels: ints(*connFlag),
 		connRounds: *connRounds, connDur: *connDur, fillWorkers: workerMap(*workers), pluginRuns: *pluginRuns}, variants)

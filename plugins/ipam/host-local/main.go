@@ -6,9 +6,11 @@ import (
 
 	"github.com/dockernet/cni-plugins/plugins/ipam/host-local/hostlocal"
 	"github.com/dockernet/cni-plugins/plugins/pkg/buildinfo"
+	"github.com/dockernet/cni-plugins/plugins/pkg/timeline"
 )
 
 func main() {
+	timeline.Mark("main")
 	skel.PluginMainFuncs(skel.CNIFuncs{
 		Add:    hostlocal.Add,
 		Check:  hostlocal.Check,
@@ -16,4 +18,5 @@ func main() {
 		GC:     hostlocal.GC,
 		Status: hostlocal.Status,
 	}, buildinfo.Versions, buildinfo.About("host-local"))
+	timeline.Flush() // only on success: an error exits inside skel
 }

@@ -6,9 +6,11 @@ import (
 
 	"github.com/dockernet/cni-plugins/plugins/main/bridge/bridgeplugin"
 	"github.com/dockernet/cni-plugins/plugins/pkg/buildinfo"
+	"github.com/dockernet/cni-plugins/plugins/pkg/timeline"
 )
 
 func main() {
+	timeline.Mark("main")
 	skel.PluginMainFuncs(skel.CNIFuncs{
 		Add:    bridgeplugin.Add,
 		Check:  bridgeplugin.Check,
@@ -16,4 +18,5 @@ func main() {
 		GC:     bridgeplugin.GC,
 		Status: bridgeplugin.Status,
 	}, buildinfo.Versions, buildinfo.About("bridge"))
+	timeline.Flush() // only on success: an error exits inside skel
 }

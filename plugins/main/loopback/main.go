@@ -6,9 +6,11 @@ import (
 
 	"github.com/dockernet/cni-plugins/plugins/main/loopback/loopbackplugin"
 	"github.com/dockernet/cni-plugins/plugins/pkg/buildinfo"
+	"github.com/dockernet/cni-plugins/plugins/pkg/timeline"
 )
 
 func main() {
+	timeline.Mark("main")
 	skel.PluginMainFuncs(skel.CNIFuncs{
 		Add:    loopbackplugin.Add,
 		Check:  loopbackplugin.Check,
@@ -16,4 +18,5 @@ func main() {
 		GC:     func(*skel.CmdArgs) error { return nil },
 		Status: loopbackplugin.Status,
 	}, buildinfo.Versions, buildinfo.About("loopback"))
+	timeline.Flush() // only on success: an error exits inside skel
 }

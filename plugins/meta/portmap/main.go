@@ -6,9 +6,11 @@ import (
 
 	"github.com/dockernet/cni-plugins/plugins/meta/portmap/portmapplugin"
 	"github.com/dockernet/cni-plugins/plugins/pkg/buildinfo"
+	"github.com/dockernet/cni-plugins/plugins/pkg/timeline"
 )
 
 func main() {
+	timeline.Mark("main")
 	skel.PluginMainFuncs(skel.CNIFuncs{
 		Add:    portmapplugin.Add,
 		Check:  portmapplugin.Check,
@@ -16,4 +18,5 @@ func main() {
 		GC:     portmapplugin.GC,
 		Status: portmapplugin.Status,
 	}, buildinfo.Versions, buildinfo.About("portmap"))
+	timeline.Flush() // only on success: an error exits inside skel
 }

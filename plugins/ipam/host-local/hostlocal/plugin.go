@@ -11,6 +11,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
+	"github.com/dockernet/cni-plugins/plugins/pkg/timeline"
 )
 
 // Add reserves one address per range set and prints the result.
@@ -19,10 +20,12 @@ func Add(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
+	timeline.Mark("config")
 	result, err := Allocate(conf, args.ContainerID, args.IfName)
 	if err != nil {
 		return err
 	}
+	timeline.Mark("allocate")
 	return types.PrintResult(result, cniVersion)
 }
 
@@ -37,6 +40,7 @@ func Allocate(conf *IPAMConfig, id, ifname string) (*current.Result, error) {
 		return nil, cnierr.IO("host-local: %v", err)
 	}
 	defer store.Close()
+	timeline.Mark("store-lock")
 
 	if have, err := store.Lookup(id, ifname); err != nil {
 		return nil, cnierr.IO("host-local: %v", err)

@@ -19,6 +19,7 @@ import (
 	"github.com/dockernet/cni-plugins/plugins/pkg/attachment"
 	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+	"github.com/dockernet/cni-plugins/plugins/pkg/timeline"
 )
 
 func owner(n *NetConf, args *skel.CmdArgs) netfilter.Owner {
@@ -44,6 +45,7 @@ func Add(args *skel.CmdArgs) (err error) {
 	if err := n.validateForAdd(); err != nil {
 		return err
 	}
+	timeline.Mark("config")
 	netns, err := ns.GetNS(args.Netns)
 	if err != nil {
 		return cnierr.Env("bridge: cannot open container netns %q: %v", args.Netns, err)
@@ -54,6 +56,7 @@ func Add(args *skel.CmdArgs) (err error) {
 		return cnierr.Wrap(err, "bridge: open host netns")
 	}
 	defer hostNS.Close()
+	timeline.Mark("netns")
 
 	var undo undoStack
 	defer func() {
@@ -72,16 +75,19 @@ func Add(args *skel.CmdArgs) (err error) {
 	if err := isolateBridgeIPv6(n); err != nil {
 		return err
 	}
+	timeline.Mark("bridge")
 	o := owner(n, args)
 	if err := recordLink(n, o, args.StdinData); err != nil {
 		return err
 	}
+	timeline.Mark("link-record")
 	undo.push(func() { _ = forgetLink(n, o); _ = releaseForwarding(n) })
 	hostIf, contIf, err := setupVeth(n, args, o, netns, hostNS, br)
 	if err != nil {
 		return err
 	}
 	undo.push(func() { _ = delLinks(o, args) })
+	timeline.Mark("veth")
 
 	result := &current.Result{
 		CNIVersion: current.ImplementedSpecVersion,
@@ -97,6 +103,7 @@ func Add(args *skel.CmdArgs) (err error) {
 		if err != nil {
 			return cnierr.Wrap(err, "bridge: IPAM plugin "+n.IPAM.Type)
 		}
+		timeline.Mark("ipam-wait")
 		ipamResult, err := current.NewResultFromResult(ipamRes)
 		if err != nil {
 			return cnierr.Wrap(err, "bridge: convert IPAM result")
@@ -111,6 +118,7 @@ func Add(args *skel.CmdArgs) (err error) {
 		if err := iccForIPv6(n, result); err != nil {
 			return err
 		}
+		timeline.Mark("addresses")
 		// Masquerade and forwarding: one netfilter transaction.
 		env := attachment.HostEnv(n.StateDir)
 		// What a crash left of a network whose attachments are all gone;
@@ -124,6 +132,7 @@ func Add(args *skel.CmdArgs) (err error) {
 		if err := change.Commit(); err != nil {
 			return err
 		}
+		timeline.Mark("netfilter")
 		undo.push(func() { _ = delNetfilter(env, n, o) })
 	} else if !n.DisableContainerInterface {
 		if err := netns.Do(func(ns.NetNS) error { skipDAD(n, args.IfName); return linkUp(args.IfName) }); err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter/host"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter/reference"
+	"github.com/dockernet/cni-plugins/plugins/pkg/timeline"
 )
 
 // containerAddrs returns the first container address of each family in prevResult.
@@ -82,6 +83,7 @@ func Add(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
+	timeline.Mark("config")
 	if len(c.mappings) == 0 {
 		return types.PrintResult(prev, c.CNIVersion)
 	}
@@ -105,6 +107,7 @@ func Add(args *skel.CmdArgs) error {
 	if err := refuseIsolated(c, br); err != nil {
 		return err
 	}
+	timeline.Mark("bridge-record")
 	if br.mode == modeRouted {
 		return addRouted(c, args, prev, addrs, br.backend)
 	}
@@ -134,6 +137,7 @@ func Add(args *skel.CmdArgs) error {
 			localnet.undo(c.StateDir)
 		}
 	}()
+	timeline.Mark("hairpin")
 	o := ownerOf(c, args)
 	var families []netfilter.Family
 	claims := map[hostports.Key][]hostports.Claim{}
@@ -152,6 +156,7 @@ func Add(args *skel.CmdArgs) error {
 			}
 		}
 	}
+	timeline.Mark("listeners")
 	ledger := hostports.New(c.StateDir)
 	if err := ledger.Claim(o, claims); err != nil {
 		var conflict *hostports.ConflictError
@@ -160,6 +165,7 @@ func Add(args *skel.CmdArgs) error {
 		}
 		return cnierr.IO("portmap: host port claims: %v", err)
 	}
+	timeline.Mark("claims")
 	change := attachment.HostEnv(c.StateDir).Begin("portmap")
 	attachment.PortMappings.Install(change, o, rec)
 	for _, name := range localnet.ifaces {
@@ -170,6 +176,7 @@ func Add(args *skel.CmdArgs) error {
 		return err
 	}
 	added = true
+	timeline.Mark("netfilter")
 	return types.PrintResult(prev, c.CNIVersion)
 }
 

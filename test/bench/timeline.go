@@ -1,0 +1,257 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/invoke"
+	"github.com/containernetworking/cni/pkg/version"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/timeline"
+)
+
+// The ADD timeline (bench -timeline N): N chain ADDs, each followed by
+// its DEL, on an empty host, with every plugin process appending its
+// phases to one file (plugins/pkg/timeline) and the runtime's side (this
+// process, playing libcni's caller) appending when it started each
+// plugin and when it reaped it. Lined up by pid, they give each phase's
+// median: the process start before the plugin's first line of Go, its
+// package inits, each step of the command, and the exit. The reference
+// plugins have no marks inside: their rows are start to reaped only.
+
+// timedExec is libcni's plugin exec with the caller's two marks.
+type timedExec struct {
+	path string // the timeline file
+	mu   sync.Mutex
+}
+
+func (e *timedExec) ExecPlugin(ctx context.Context, pluginPath string, stdin []byte, environ []string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, pluginPath)
+	cmd.Env, cmd.Stdin = environ, strings.NewReader(string(stdin))
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := timeline.Now()
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	err := cmd.Wait()
+	reaped := timeline.Now()
+	e.append(timeline.Line{Plugin: "caller:" + filepath.Base(pluginPath), PID: cmd.Process.Pid, Command: envValue(environ, "CNI_COMMAND"),
+		Events: []timeline.Event{{Phase: "exec", T: start}, {Phase: "reaped", T: reaped}}})
+	if err != nil {
+		return []byte(stdout.String()), fmt.Errorf("%s: %v: %s %s", pluginPath, err, stdout.String(), stderr.String())
+	}
+	return []byte(stdout.String()), nil
+}
+
+func (e *timedExec) FindInPath(plugin string, paths []string) (string, error) {
+	return invoke.FindInPath(plugin, paths)
+}
+
+func (e *timedExec) Decode(data []byte) (version.PluginInfo, error) {
+	return (&version.PluginDecoder{}).Decode(data)
+}
+
+func (e *timedExec) append(l timeline.Line) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	data, _ := json.Marshal(l)
+	f, err := os.OpenFile(e.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return
+	}
+	_, _ = f.Write(append(data, '\n'))
+	_ = f.Close()
+}
+
+func envValue(env []string, key string) string {
+	v := ""
+	for _, kv := range env {
+		if s, ok := strings.CutPrefix(kv, key+"="); ok {
+			v = s
+		}
+	}
+	return v
+}
+
+// runTimeline measures n chain ADDs (and their DELs) of each variant,
+// then of the floor (test/bench/floor, in dir floorDir) alone, and
+// returns the timeline tables.
+func runTimeline(variants []variant, floorDir string, n int) (string, error) {
+	if floorDir != "" {
+		variants = append(variants, variant{name: "floor", bin: floorDir, backend: "nftables"})
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "## The ADD timeline: median of %d chain ADDs on an empty host (ms)\n\n", n)
+	b.WriteString("`floor` is test/bench/floor: the same kernel objects as a bridge ADD (bridge, veth pair into the netns, address, route, links up) through netlink in one small Go process, and nothing else.\n\n")
+	b.WriteString("Each row is one phase of one plugin process, in order; `start` is the exec to the plugin's first Go code (the kernel's exec, the Go runtime, the packages initialised before the timeline's), `inits` the rest of the package inits up to main, `exit` the last mark to the caller's reap (result printed, process gone). host-local runs inside bridge's ADD, beside the link work: its `at` column is when it started after bridge's exec.\n\n")
+	for _, v := range variants {
+		file, err := os.CreateTemp("", "dnet-timeline-*.jsonl")
+		if err != nil {
+			return "", err
+		}
+		file.Close()
+		defer os.Remove(file.Name())
+		w, err := newWorld(v, "dntl"+strings.Split(v.name, "-")[0][:1]+v.backend[:1])
+		if err != nil {
+			return "", err
+		}
+		if v.name == "floor" {
+			if w.list, err = libcni.ConfListFromBytes([]byte(`{"cniVersion":"1.0.0","name":"floor","plugins":[{"type":"floor"}]}`)); err != nil {
+				return "", err
+			}
+		}
+		te := &timedExec{path: file.Name()}
+		w.cni = libcni.NewCNIConfigWithCacheDir([]string{v.bin}, filepath.Join(w.dir, "cache"), te)
+		os.Setenv(timeline.Env, file.Name())
+		var chains []time.Duration
+		for i := 0; i < n; i++ {
+			c, err := w.newContainer([]mapping{{HostPort: 8080, ContainerPort: 5000, Protocol: "tcp"}})
+			if err != nil {
+				return "", err
+			}
+			d, err := w.add(c)
+			if err == nil {
+				_, err = w.del(c)
+			}
+			c.release()
+			if err != nil {
+				w.destroy()
+				return "", err
+			}
+			chains = append(chains, d)
+		}
+		os.Unsetenv(timeline.Env)
+		w.destroy()
+		rows, err := timelineRows(file.Name())
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&b, "### %s (chain ADD %.1f ms median)\n\n| plugin | phase | ms | at |\n| --- | --- | --- | --- |\n", v.name, ms(median(chains)))
+		for _, r := range rows {
+			fmt.Fprintf(&b, "| %s | %s | %.2f | %s |\n", r.plugin, r.phase, r.ms, r.at)
+		}
+		b.WriteString("\n")
+	}
+	return b.String(), nil
+}
+
+type timelineRow struct {
+	plugin, phase, at string
+	ms                float64
+}
+
+// timelineRows lines up the file's ADD lines by pid and gives each
+// phase's median duration, in the order the phases first appear.
+func timelineRows(path string) ([]timelineRow, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	byPID := map[int][]timeline.Line{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var l timeline.Line
+		if err := json.Unmarshal(sc.Bytes(), &l); err == nil && l.Command == "ADD" {
+			byPID[l.PID] = append(byPID[l.PID], l)
+		}
+	}
+	var order []phaseKey
+	durs := map[phaseKey][]time.Duration{}
+	var ipamAt []time.Duration
+	var bridgeExec, hostLocalStart []int64
+	add := func(k phaseKey, d int64) {
+		if _, ok := durs[k]; !ok {
+			order = append(order, k)
+		}
+		durs[k] = append(durs[k], time.Duration(d))
+	}
+	for _, lines := range byPID {
+		var caller, own *timeline.Line
+		for i := range lines {
+			if strings.HasPrefix(lines[i].Plugin, "caller:") {
+				caller = &lines[i]
+			} else {
+				own = &lines[i]
+			}
+		}
+		switch {
+		case caller != nil && own != nil:
+			plugin := own.Plugin
+			prev := caller.Events[0].T
+			for _, e := range own.Events {
+				phase := e.Phase
+				switch phase {
+				case "init":
+					phase = "start"
+				case "main":
+					phase = "inits"
+				}
+				add(phaseKey{plugin, phase}, e.T-prev)
+				prev = e.T
+			}
+			add(phaseKey{plugin, "exit → reaped"}, caller.Events[1].T-prev)
+			add(phaseKey{plugin, "total"}, caller.Events[1].T-caller.Events[0].T)
+			if plugin == "bridge" {
+				bridgeExec = append(bridgeExec, caller.Events[0].T)
+			}
+		case caller != nil:
+			add(phaseKey{strings.TrimPrefix(caller.Plugin, "caller:"), "total (no marks inside)"}, caller.Events[1].T-caller.Events[0].T)
+		case own != nil && own.Plugin == "host-local":
+			// Run by bridge: no caller marks; from its first mark on.
+			prev := own.Events[0].T
+			hostLocalStart = append(hostLocalStart, prev)
+			for _, e := range own.Events[1:] {
+				add(phaseKey{"host-local (in bridge)", e.Phase}, e.T-prev)
+				prev = e.T
+			}
+		}
+	}
+	// host-local's start after its bridge's exec: each bridge exec with the
+	// first host-local start after it.
+	sort.Slice(bridgeExec, func(i, j int) bool { return bridgeExec[i] < bridgeExec[j] })
+	sort.Slice(hostLocalStart, func(i, j int) bool { return hostLocalStart[i] < hostLocalStart[j] })
+	for i, j := 0, 0; i < len(bridgeExec) && j < len(hostLocalStart); i++ {
+		for j < len(hostLocalStart) && hostLocalStart[j] < bridgeExec[i] {
+			j++
+		}
+		if j < len(hostLocalStart) {
+			ipamAt = append(ipamAt, time.Duration(hostLocalStart[j]-bridgeExec[i]))
+		}
+	}
+	// Plugins in chain order; phases as they first appeared.
+	rank := map[string]int{"bridge": 0, "host-local (in bridge)": 1, "portmap": 2}
+	sort.SliceStable(order, func(i, j int) bool { return rank[order[i].plugin] < rank[order[j].plugin] })
+	var rows []timelineRow
+	for _, k := range order {
+		r := timelineRow{plugin: k.plugin, phase: k.phase, ms: ms(median(durs[k]))}
+		if k.plugin == "host-local (in bridge)" && len(ipamAt) > 0 && k.phase == firstPhase(order, k.plugin) {
+			r.at = fmt.Sprintf("%.2f", ms(median(ipamAt)))
+		}
+		rows = append(rows, r)
+	}
+	return rows, nil
+}
+
+type phaseKey struct{ plugin, phase string }
+
+func firstPhase(order []phaseKey, plugin string) string {
+	for _, k := range order {
+		if k.plugin == plugin {
+			return k.phase
+		}
+	}
+	return ""
+}
