@@ -24,7 +24,7 @@ func Check(args *skel.CmdArgs) error {
 		return cnierr.Config("bridge: CHECK needs the prevResult of ADD for network %q", n.Name)
 	}
 	if n.isLayer3() {
-		if err := ipam.ExecCheck(n.IPAM.Type, args.StdinData); err != nil {
+		if err := ipamCheck(n, args); err != nil {
 			return cnierr.Wrap(err, "bridge: IPAM plugin "+n.IPAM.Type)
 		}
 	}

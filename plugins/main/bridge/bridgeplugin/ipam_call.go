@@ -3,7 +3,6 @@ package bridgeplugin
 import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
-	"github.com/containernetworking/plugins/pkg/ipam"
 )
 
 // ipamCall is an IPAM ADD running in the background.
@@ -24,7 +23,7 @@ func startIPAM(n *NetConf, args *skel.CmdArgs) *ipamCall {
 	}
 	go func() {
 		defer close(c.done)
-		c.res, c.err = ipam.ExecAdd(n.IPAM.Type, args.StdinData)
+		c.res, c.err = ipamAdd(n, args)
 	}()
 	return c
 }
@@ -37,6 +36,6 @@ func (c *ipamCall) wait() (types.Result, error) {
 // release waits for the call and gives back what it reserved, if anything.
 func (c *ipamCall) release() {
 	if _, err := c.wait(); err == nil && c.n.isLayer3() {
-		_ = ipam.ExecDel(c.n.IPAM.Type, c.args.StdinData)
+		_ = ipamDel(c.n, c.args)
 	}
 }

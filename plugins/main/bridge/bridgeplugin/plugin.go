@@ -305,7 +305,7 @@ func Del(args *skel.CmdArgs) error {
 	}
 	if n.isLayer3() {
 		parts = append(parts, func() error {
-			if err := ipam.ExecDel(n.IPAM.Type, args.StdinData); err != nil {
+			if err := ipamDel(n, args); err != nil {
 				return cnierr.Wrap(err, "bridge: IPAM plugin "+n.IPAM.Type)
 			}
 			return nil

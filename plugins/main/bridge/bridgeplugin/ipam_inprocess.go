@@ -1,0 +1,109 @@
+package bridgeplugin
+
+import (
+	"debug/buildinfo"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"slices"
+
+	"github.com/containernetworking/cni/pkg/invoke"
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/plugins/pkg/ipam"
+
+	"github.com/dockernet/cni-plugins/plugins/ipam/host-local/hostlocal"
+)
+
+// The IPAM plugin is a process of its own, started by bridge: a Go
+// process takes about as long to start as bridge's own link work, so
+// bridge waited for it on every ADD (make bench-timeline). When the
+// plugin the runtime's CNI_PATH names for the IPAM type is our own
+// host-local, installed beside this bridge (one install writes both) and
+// built by the same toolchain with the same settings, bridge runs the
+// same code in process instead: same config, same CNI_ARGS, same store
+// and locks, same result and errors. Any other IPAM plugin, a host-local
+// elsewhere, or DNET_IPAM_EXEC=1 in the environment, and it is started
+// as always.
+
+// hostLocalMain is the main package of our host-local binary.
+const hostLocalMain = "github.com/dockernet/cni-plugins/plugins/ipam/host-local"
+
+// ipamInProcess reports whether typ's plugin, as CNI_PATH finds it, is
+// our host-local, beside this binary and built as it was.
+func ipamInProcess(typ string) bool {
+	if typ != "host-local" || os.Getenv("DNET_IPAM_EXEC") == "1" {
+		return false
+	}
+	path, err := invoke.FindInPath(typ, filepath.SplitList(os.Getenv("CNI_PATH")))
+	if err != nil {
+		return false
+	}
+	if path, err = filepath.EvalSymlinks(path); err != nil {
+		return false
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return false
+	}
+	if self, err = filepath.EvalSymlinks(self); err != nil || filepath.Dir(self) != filepath.Dir(path) {
+		return false
+	}
+	theirs, err := buildinfo.ReadFile(path)
+	if err != nil || theirs.Path != hostLocalMain {
+		return false
+	}
+	mine, ok := debug.ReadBuildInfo()
+	return ok && sameBuild(theirs, mine)
+}
+
+// sameBuild: one toolchain, one version of this module, the same
+// settings, and the same version of every module both link.
+func sameBuild(a, b *debug.BuildInfo) bool {
+	same := func(x, y *debug.Module) bool { return x.Path == y.Path && x.Version == y.Version && x.Sum == y.Sum }
+	if a.GoVersion != b.GoVersion || !same(&a.Main, &b.Main) || !slices.Equal(a.Settings, b.Settings) {
+		return false
+	}
+	versions := map[string]*debug.Module{}
+	for _, m := range b.Deps {
+		versions[m.Path] = m
+	}
+	for _, m := range a.Deps {
+		if v, ok := versions[m.Path]; ok && !same(v, m) {
+			return false
+		}
+	}
+	return true
+}
+
+// ipamAdd is ipam.ExecAdd, in process where it can be.
+func ipamAdd(n *NetConf, args *skel.CmdArgs) (types.Result, error) {
+	if !ipamInProcess(n.IPAM.Type) {
+		return ipam.ExecAdd(n.IPAM.Type, args.StdinData)
+	}
+	conf, _, err := hostlocal.LoadConfig(args.StdinData, args.Args)
+	if err != nil {
+		return nil, err
+	}
+	res, err := hostlocal.Allocate(conf, args.ContainerID, args.IfName)
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// ipamDel is ipam.ExecDel, in process where it can be.
+func ipamDel(n *NetConf, args *skel.CmdArgs) error {
+	if ipamInProcess(n.IPAM.Type) {
+		return hostlocal.Del(args)
+	}
+	return ipam.ExecDel(n.IPAM.Type, args.StdinData)
+}
+
+// ipamCheck is ipam.ExecCheck, in process where it can be.
+func ipamCheck(n *NetConf, args *skel.CmdArgs) error {
+	if ipamInProcess(n.IPAM.Type) {
+		return hostlocal.Check(args)
+	}
+	return ipam.ExecCheck(n.IPAM.Type, args.StdinData)
+}
