@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
@@ -32,7 +31,6 @@ import (
 // timedExec is libcni's plugin exec with the caller's two marks.
 type timedExec struct {
 	path string // the timeline file
-	mu   sync.Mutex
 }
 
 func (e *timedExec) ExecPlugin(ctx context.Context, pluginPath string, stdin []byte, environ []string) ([]byte, error) {
@@ -46,7 +44,7 @@ func (e *timedExec) ExecPlugin(ctx context.Context, pluginPath string, stdin []b
 	}
 	err := cmd.Wait()
 	reaped := timeline.Now()
-	e.append(timeline.Line{Plugin: "caller:" + filepath.Base(pluginPath), PID: cmd.Process.Pid, Command: envValue(environ, "CNI_COMMAND"),
+	_ = timeline.Append(e.path, timeline.Line{Plugin: "caller:" + filepath.Base(pluginPath), PID: cmd.Process.Pid, Command: envValue(environ, "CNI_COMMAND"),
 		Events: []timeline.Event{{Phase: "exec", T: start}, {Phase: "reaped", T: reaped}}})
 	if err != nil {
 		return []byte(stdout.String()), fmt.Errorf("%s: %v: %s %s", pluginPath, err, stdout.String(), stderr.String())
@@ -60,18 +58,6 @@ func (e *timedExec) FindInPath(plugin string, paths []string) (string, error) {
 
 func (e *timedExec) Decode(data []byte) (version.PluginInfo, error) {
 	return (&version.PluginDecoder{}).Decode(data)
-}
-
-func (e *timedExec) append(l timeline.Line) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	data, _ := json.Marshal(l)
-	f, err := os.OpenFile(e.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-	if err != nil {
-		return
-	}
-	_, _ = f.Write(append(data, '\n'))
-	_ = f.Close()
 }
 
 func envValue(env []string, key string) string {

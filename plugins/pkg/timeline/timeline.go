@@ -9,6 +9,7 @@ package timeline
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"sync"
@@ -75,12 +76,22 @@ func Flush() {
 	}
 	Mark("exit")
 	rec.mu.Lock()
-	data, _ := json.Marshal(rec.line)
+	line := rec.line
 	rec.mu.Unlock()
-	f, err := os.OpenFile(rec.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	_ = Append(rec.path, line)
+}
+
+// Append writes l to the timeline file at path as one line, in one write
+// (O_APPEND), so processes appending at once do not interleave.
+func Append(path string, l Line) error {
+	data, err := json.Marshal(l)
 	if err != nil {
-		return
+		return err
 	}
-	_, _ = f.Write(append(data, '\n'))
-	_ = f.Close()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(append(data, '\n'))
+	return errors.Join(err, f.Close())
 }
