@@ -4,9 +4,9 @@ import (
 	"net"
 
 	current "github.com/containernetworking/cni/pkg/types/100"
-	"github.com/containernetworking/plugins/pkg/ip"
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
+	"github.com/dockernet/cni-plugins/plugins/pkg/ipaddr"
 )
 
 // allocate reserves one address of range set idx for id/ifname: the requested
@@ -74,7 +74,7 @@ func newIterator(set RangeSet, last net.IP) *iterator {
 		for i := range set {
 			if set[i].Contains(last) {
 				it.rangeIdx = i
-				it.startIP = ip.NextIP(last)
+				it.startIP = ipaddr.Next(last)
 				if !set[i].Contains(it.startIP) {
 					it.rangeIdx = (i + 1) % len(set)
 					it.startIP = set[it.rangeIdx].RangeStart
@@ -96,7 +96,7 @@ func (it *iterator) next() (*Range, net.IP) {
 			it.started = true
 			it.cur = it.startIP
 		default:
-			nxt := ip.NextIP(it.cur)
+			nxt := ipaddr.Next(it.cur)
 			if nxt == nil || !r.Contains(nxt) {
 				it.rangeIdx = (it.rangeIdx + 1) % len(it.set)
 				r = &it.set[it.rangeIdx]

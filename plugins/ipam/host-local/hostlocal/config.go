@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/containernetworking/cni/pkg/types"
-	"github.com/containernetworking/plugins/pkg/ip"
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
 )
@@ -61,11 +60,11 @@ func LoadConfig(stdin []byte, envArgs string) (*IPAMConfig, string, error) {
 	}
 	requested = append(requested, envIPs...)
 	for _, s := range requested {
-		parsed := ip.ParseIP(strings.TrimSpace(s))
+		parsed := parseRequested(strings.TrimSpace(s))
 		if parsed == nil {
 			return nil, "", cnierr.Config("host-local: requested address %q is not an IP address", s)
 		}
-		c.RequestedIP = append(c.RequestedIP, parsed.IP)
+		c.RequestedIP = append(c.RequestedIP, parsed)
 	}
 
 	// The legacy top-level range becomes the first range set.
@@ -143,4 +142,17 @@ func describeSets(sets []RangeSet) string {
 		parts[i] = s.String()
 	}
 	return strings.Join(parts, "; ")
+}
+
+// parseRequested reads a requested address, bare or with a prefix length
+// (the reference accepts both and uses the address).
+func parseRequested(s string) net.IP {
+	if strings.Contains(s, "/") {
+		addr, _, err := net.ParseCIDR(s)
+		if err != nil {
+			return nil
+		}
+		return addr
+	}
+	return net.ParseIP(s)
 }

@@ -6,7 +6,8 @@ import (
 	"net"
 
 	"github.com/containernetworking/cni/pkg/types"
-	"github.com/containernetworking/plugins/pkg/ip"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/ipaddr"
 )
 
 // Range is one contiguous block of addresses inside a subnet, as in the
@@ -61,13 +62,13 @@ func (r *Range) Canonicalize() error {
 		return err
 	}
 	if r.Gateway == nil {
-		r.Gateway = ip.NextIP(subnet.IP)
+		r.Gateway = ipaddr.Next(subnet.IP)
 	}
 	if r.RangeStart, err = norm("rangeStart", r.RangeStart); err != nil {
 		return err
 	}
 	if r.RangeStart == nil {
-		r.RangeStart = ip.NextIP(subnet.IP)
+		r.RangeStart = ipaddr.Next(subnet.IP)
 	}
 	if r.RangeEnd, err = norm("rangeEnd", r.RangeEnd); err != nil {
 		return err
@@ -75,7 +76,7 @@ func (r *Range) Canonicalize() error {
 	if r.RangeEnd == nil {
 		r.RangeEnd = lastHost(subnet)
 	}
-	if ip.Cmp(r.RangeStart, r.RangeEnd) > 0 {
+	if ipaddr.Cmp(r.RangeStart, r.RangeEnd) > 0 {
 		return fmt.Errorf("rangeStart %s is after rangeEnd %s", r.RangeStart, r.RangeEnd)
 	}
 	return nil
@@ -88,7 +89,7 @@ func lastHost(subnet net.IPNet) net.IP {
 		end[i] = subnet.IP[i] | ^subnet.Mask[i]
 	}
 	if len(end) == net.IPv4len {
-		end = ip.PrevIP(end)
+		end = ipaddr.Prev(end)
 	}
 	return end
 }
@@ -102,7 +103,7 @@ func (r *Range) Contains(addr net.IP) bool {
 	if (addr.To4() == nil) != (subnet.IP.To4() == nil) {
 		return false
 	}
-	return ip.Cmp(addr, r.RangeStart) >= 0 && ip.Cmp(addr, r.RangeEnd) <= 0
+	return ipaddr.Cmp(addr, r.RangeStart) >= 0 && ipaddr.Cmp(addr, r.RangeEnd) <= 0
 }
 
 // Overlaps reports whether two canonical ranges share an address.

@@ -5,8 +5,6 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 	current "github.com/containernetworking/cni/pkg/types/100"
-	"github.com/containernetworking/plugins/pkg/ip"
-	"github.com/containernetworking/plugins/pkg/ipam"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 
@@ -63,16 +61,16 @@ func Check(args *skel.CmdArgs) error {
 		if contIf.Mac != "" && link.Attrs().HardwareAddr.String() != contIf.Mac {
 			return fmt.Errorf("container interface %s has MAC %s, ADD gave %s", args.IfName, link.Attrs().HardwareAddr, contIf.Mac)
 		}
-		if _, peerIdx, err := ip.GetVethPeerIfindex(args.IfName); err != nil || peerIdx != hostLink.Attrs().Index {
+		if peerIdx, err := vethPeerIndex(args.IfName); err != nil || peerIdx != hostLink.Attrs().Index {
 			return fmt.Errorf("container interface %s is not the peer of host veth %s", args.IfName, hostLink.Attrs().Name)
 		}
 		if n.DisableContainerInterface {
 			return nil
 		}
-		if err := ip.ValidateExpectedInterfaceIPs(args.IfName, prev.IPs); err != nil {
+		if err := checkAddresses(args.IfName, prev.IPs); err != nil {
 			return err
 		}
-		return ip.ValidateExpectedRoute(prev.Routes)
+		return checkRoutes(prev.Routes)
 	})
 	if err != nil {
 		return cnierr.Drift("bridge: %v", err)
@@ -99,7 +97,8 @@ func Status(args *skel.CmdArgs) error {
 		return err
 	}
 	if n.isLayer3() {
-		return cnierr.Wrap(ipam.ExecStatus(n.IPAM.Type, args.StdinData), "bridge: IPAM plugin "+n.IPAM.Type)
+		_, err := execIPAM(n.IPAM.Type, "STATUS", args.StdinData)
+		return cnierr.Wrap(err, "bridge: IPAM plugin "+n.IPAM.Type)
 	}
 	return nil
 }

@@ -1,11 +1,9 @@
 package bridgeplugin
 
 import (
-	"context"
 	"errors"
 	"regexp"
 
-	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/vishvananda/netlink"
 
@@ -42,7 +40,7 @@ func GC(args *skel.CmdArgs) error {
 		}
 	}
 	if n.isLayer3() {
-		if err := invoke.DelegateGC(context.Background(), n.IPAM.Type, args.StdinData, nil); err != nil {
+		if _, err := execIPAM(n.IPAM.Type, "GC", args.StdinData); err != nil {
 			errs = append(errs, cnierr.Wrap(err, "bridge: IPAM plugin "+n.IPAM.Type+" GC"))
 		}
 	}

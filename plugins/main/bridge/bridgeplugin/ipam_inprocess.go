@@ -1,18 +1,16 @@
 package bridgeplugin
 
 import (
-	"debug/buildinfo"
 	"os"
 	"path/filepath"
 	"runtime/debug"
 	"slices"
 
-	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
-	"github.com/containernetworking/plugins/pkg/ipam"
 
 	"github.com/dockernet/cni-plugins/plugins/ipam/host-local/hostlocal"
+	"github.com/dockernet/cni-plugins/plugins/pkg/buildinfo"
 )
 
 // The IPAM plugin is a process of its own, started by bridge: a Go
@@ -35,7 +33,7 @@ func ipamInProcess(typ string) bool {
 	if typ != "host-local" || os.Getenv("DNET_IPAM_EXEC") == "1" {
 		return false
 	}
-	path, err := invoke.FindInPath(typ, filepath.SplitList(os.Getenv("CNI_PATH")))
+	path, err := findPlugin(typ)
 	if err != nil {
 		return false
 	}
@@ -76,10 +74,10 @@ func sameBuild(a, b *debug.BuildInfo) bool {
 	return true
 }
 
-// ipamAdd is ipam.ExecAdd, in process where it can be.
+// ipamAdd runs the IPAM plugin's ADD, in process where it can be.
 func ipamAdd(n *NetConf, args *skel.CmdArgs) (types.Result, error) {
 	if !ipamInProcess(n.IPAM.Type) {
-		return ipam.ExecAdd(n.IPAM.Type, args.StdinData)
+		return execIPAMAdd(n.IPAM.Type, args.StdinData)
 	}
 	conf, _, err := hostlocal.LoadConfig(args.StdinData, args.Args)
 	if err != nil {
@@ -92,18 +90,20 @@ func ipamAdd(n *NetConf, args *skel.CmdArgs) (types.Result, error) {
 	return res, nil
 }
 
-// ipamDel is ipam.ExecDel, in process where it can be.
+// ipamDel runs its DEL, in process where it can be.
 func ipamDel(n *NetConf, args *skel.CmdArgs) error {
 	if ipamInProcess(n.IPAM.Type) {
 		return hostlocal.Del(args)
 	}
-	return ipam.ExecDel(n.IPAM.Type, args.StdinData)
+	_, err := execIPAM(n.IPAM.Type, "DEL", args.StdinData)
+	return err
 }
 
-// ipamCheck is ipam.ExecCheck, in process where it can be.
+// ipamCheck runs its CHECK, in process where it can be.
 func ipamCheck(n *NetConf, args *skel.CmdArgs) error {
 	if ipamInProcess(n.IPAM.Type) {
 		return hostlocal.Check(args)
 	}
-	return ipam.ExecCheck(n.IPAM.Type, args.StdinData)
+	_, err := execIPAM(n.IPAM.Type, "CHECK", args.StdinData)
+	return err
 }

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/containernetworking/plugins/pkg/ip"
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/attachment"
 	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
@@ -63,7 +62,7 @@ func gcLinks(n *NetConf, keep map[string]bool) error {
 		if rec.Owner.Network != n.Name {
 			continue // another network's
 		}
-		if err := ip.DelLinkByName(rec.HostVeth); err != nil && !errors.Is(err, ip.ErrLinkNotFound) {
+		if err := delLinkByName(rec.HostVeth); err != nil && !errors.Is(err, errLinkNotFound) {
 			errs = append(errs, err)
 			continue
 		}

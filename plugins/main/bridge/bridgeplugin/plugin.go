@@ -11,13 +11,12 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
-	"github.com/containernetworking/plugins/pkg/ip"
-	"github.com/containernetworking/plugins/pkg/ipam"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/attachment"
 	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
+	"github.com/dockernet/cni-plugins/plugins/pkg/ipaddr"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
 	"github.com/dockernet/cni-plugins/plugins/pkg/timeline"
 )
@@ -147,7 +146,7 @@ func Add(args *skel.CmdArgs) (err error) {
 func setupVeth(n *NetConf, args *skel.CmdArgs, o netfilter.Owner, netns, hostNS ns.NetNS, br *netlink.Bridge) (net.Interface, net.Interface, error) {
 	name := o.HostVeth()
 	// A host veth of this name is a leftover of a crashed ADD of the same attachment.
-	_ = ip.DelLinkByName(name)
+	_ = delLinkByName(name)
 
 	var hostIf, contIf net.Interface
 	err := netns.Do(func(ns.NetNS) error {
@@ -196,7 +195,7 @@ func configureL3(n *NetConf, args *skel.CmdArgs, result *current.Result, netns n
 	for _, ipc := range result.IPs {
 		ipc.Interface = current.Int(contIdx)
 		if ipc.Gateway == nil && n.IsGW {
-			ipc.Gateway = ip.NextIP(ipc.Address.IP.Mask(ipc.Address.Mask))
+			ipc.Gateway = ipaddr.Next(ipc.Address.IP.Mask(ipc.Address.Mask))
 		}
 		if n.IsGW && ipc.Gateway != nil {
 			gws = append(gws, &net.IPNet{IP: ipc.Gateway, Mask: ipc.Address.Mask})
@@ -215,7 +214,7 @@ func configureL3(n *NetConf, args *skel.CmdArgs, result *current.Result, netns n
 			} else {
 				skipDAD(n, args.IfName)
 			}
-			if err := ipam.ConfigureIface(args.IfName, result); err != nil {
+			if err := configureIface(args.IfName, contIf.Index, result); err != nil {
 				return err
 			}
 			announce(contIf, result.IPs)
@@ -266,8 +265,8 @@ func delContainerLink(netnsPath, ifName string) error {
 		return nil
 	}
 	err := ns.WithNetNSPath(netnsPath, func(ns.NetNS) error {
-		err := ip.DelLinkByName(ifName)
-		if errors.Is(err, ip.ErrLinkNotFound) {
+		err := delLinkByName(ifName)
+		if errors.Is(err, errLinkNotFound) {
 			return nil
 		}
 		return err
@@ -346,11 +345,11 @@ func delNetfilter(env attachment.Env, n *NetConf, o netfilter.Owner) error {
 // name, without entering the container; the container side is the
 // fallback for a pair whose host end was renamed or moved.
 func delLinks(o netfilter.Owner, args *skel.CmdArgs) error {
-	err := ip.DelLinkByName(o.HostVeth())
+	err := delLinkByName(o.HostVeth())
 	if err == nil {
 		return nil
 	}
-	if !errors.Is(err, ip.ErrLinkNotFound) {
+	if !errors.Is(err, errLinkNotFound) {
 		return err
 	}
 	return delContainerLink(args.Netns, args.IfName)

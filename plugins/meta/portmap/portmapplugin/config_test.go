@@ -24,6 +24,9 @@ func TestLoadConfig(t *testing.T) {
 		{name: "mark bit range", conf: `{"name":"n","markMasqBit":32}`, code: 7, msg: "out of range 0-31"},
 		{name: "mark and external", conf: `{"name":"n","markMasqBit":3,"externalSetMarkChain":"KUBE-MARK-MASQ"}`, code: 7, msg: "exclude each other"},
 		{name: "bad chain", conf: `{"name":"n","externalSetMarkChain":"a b"}`, code: 7},
+		{name: "empty chain", conf: `{"name":"n","externalSetMarkChain":""}`, code: 7},
+		{name: "chain of 29", conf: `{"name":"n","externalSetMarkChain":"KUBE-MARK-MASQ-0123456789abcd"}`, code: 7},
+		{name: "chain of 28", conf: `{"name":"n","externalSetMarkChain":"KUBE-MARK-MASQ-0123456789abc"}`},
 		{name: "injection in conditions", conf: `{"name":"n","conditionsV4":["-s","1.2.3.4\n-A INPUT -j DROP"]}`, code: 7, msg: "newline"},
 		{name: "unknown backend", conf: `{"name":"n","backend":"bpf"}`, code: 7, msg: "unknown netfilter backend"},
 	}
