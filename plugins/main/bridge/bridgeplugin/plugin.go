@@ -86,7 +86,7 @@ func Add(args *skel.CmdArgs) (err error) {
 		return err
 	}
 	undo.push(func() { _ = delLinks(o, args) })
-	timeline.Mark("veth")
+	timeline.Mark("veth-attach")
 
 	result := &current.Result{
 		CNIVersion: current.ImplementedSpecVersion,
@@ -117,7 +117,7 @@ func Add(args *skel.CmdArgs) (err error) {
 		if err := iccForIPv6(n, result); err != nil {
 			return err
 		}
-		timeline.Mark("addresses")
+		timeline.Mark("forwarding")
 		// Masquerade and forwarding: one netfilter transaction.
 		env := attachment.HostEnv(n.StateDir)
 		// What a crash left of a network whose attachments are all gone;
@@ -162,13 +162,15 @@ func setupVeth(n *NetConf, args *skel.CmdArgs, o netfilter.Owner, netns, hostNS 
 	if err != nil {
 		return hostIf, contIf, err
 	}
+	timeline.Mark("veth-create")
 	// The host end is down and its peer too: no IPv6 packet has left it
 	// yet, and none will.
 	hostLink, err := netlink.LinkByName(name)
 	if err == nil {
 		hostIf = iface(hostLink)
-		err = disableIPv6(name)
+		err = quietBridgePort(hostLink)
 	}
+	timeline.Mark("veth-ipv6-off")
 	if err == nil {
 		err = netlink.LinkSetMaster(hostLink, br)
 	}
@@ -214,10 +216,13 @@ func configureL3(n *NetConf, args *skel.CmdArgs, result *current.Result, netns n
 			} else {
 				skipDAD(n, args.IfName)
 			}
+			timeline.Mark("container-ipv6")
 			if err := configureIface(args.IfName, contIf.Index, result); err != nil {
 				return err
 			}
+			timeline.Mark("container-addresses")
 			announce(contIf, result.IPs)
+			timeline.Mark("announce")
 			return nil
 		})
 		if err != nil {
@@ -230,6 +235,7 @@ func configureL3(n *NetConf, args *skel.CmdArgs, result *current.Result, netns n
 			return cnierr.Config("%v", err)
 		}
 	}
+	timeline.Mark("gateway")
 	if n.IsGW {
 		return enableForwarding(n, result.IPs)
 	}
