@@ -319,24 +319,56 @@ func linkLocal(t *testing.T, ns *testenv.NS, ifc string) string {
 // the old MAC in its neighbour table (the control, checked before the
 // ADD): the host's entries go at ADD, and the new container announces
 // its addresses (gratuitous ARP, unsolicited neighbour advertisement).
+// The address comes back either by name (CNI_ARGS IP=) or by host-local's
+// round robin wrapping round a range of two, where the first container
+// of each address was a first use, not announced (no neighbour could
+// know its address), and the reuse must be.
 func TestReusedAddressAnswersAtOnce(t *testing.T) {
-	w := newWorld(t, "nftables")
-	w.dualStack()
-	conf := w.network(network{file: "dual-stack/10-docker0.conflist"})
+	for _, tc := range []struct {
+		name     string
+		ip4, ip6 string
+		byName   bool
+	}{
+		{"requested by name", "172.17.0.50", "fd00:17::50", true},
+		{"round robin wrapped", "172.17.0.51", "fd00:17::51", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t, "nftables")
+			w.dualStack()
+			n := network{file: "dual-stack/10-docker0.conflist"}
+			if !tc.byName {
+				n.bridgeKeys = map[string]any{"ipam": map[string]any{"type": "host-local", "dataDir": w.ipamDir(), "ranges": []any{
+					[]any{map[string]any{"subnet": "172.17.0.0/16", "gateway": "172.17.0.1", "rangeStart": "172.17.0.50", "rangeEnd": "172.17.0.51"}},
+					[]any{map[string]any{"subnet": "fd00:17::/64", "gateway": "fd00:17::1", "rangeStart": "fd00:17::50", "rangeEnd": "fd00:17::51"}},
+				}}}
+			}
+			conf := w.network(n)
+			reusedAddressAnswers(t, w, conf, tc.ip4, tc.ip6, tc.byName)
+		})
+	}
+}
+
+func reusedAddressAnswers(t *testing.T, w *world, conf []byte, ip4, ip6 string, byName bool) {
 	list, err := libcni.ConfListFromBytes(conf)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cni := libcni.NewCNIConfigWithCacheDir(w.cniPath, filepath.Join(w.dir, "cache"), testenv.NetnsExec(w.host.Name, w.env))
-	const ip4, ip6 = "172.17.0.50", "fd00:17::50"
 	rt := func(c *container) *libcni.RuntimeConf {
-		return &libcni.RuntimeConf{ContainerID: c.id, NetNS: c.ns.Path(), IfName: "eth0", Args: [][2]string{{"IP", ip4 + "," + ip6}}}
+		r := &libcni.RuntimeConf{ContainerID: c.id, NetNS: c.ns.Path(), IfName: "eth0"}
+		if byName {
+			r.Args = [][2]string{{"IP", ip4 + "," + ip6}}
+		}
+		return r
 	}
 	peer := w.newContainer("peer")
 	w.addTo(conf, peer, nil)
 	old := w.newContainer("old")
 	if _, err := cni.AddNetworkList(context.Background(), list, rt(old)); err != nil {
 		t.Fatal(err)
+	}
+	if got := containerIP(t, old); got != ip4 {
+		t.Fatalf("the old container has %s, want %s", got, ip4)
 	}
 	for _, ip := range []string{ip4, ip6} {
 		w.waitServing(old, ip)
@@ -357,6 +389,9 @@ func TestReusedAddressAnswersAtOnce(t *testing.T) {
 	reused := w.newContainer("new")
 	if _, err := cni.AddNetworkList(context.Background(), list, rt(reused)); err != nil {
 		t.Fatal(err)
+	}
+	if got := containerIP(t, reused); got != ip4 {
+		t.Fatalf("the new container has %s, want the old one's %s", got, ip4)
 	}
 	newMAC := macOf(t, reused.ns)
 	for _, ip := range []string{ip4, ip6} {

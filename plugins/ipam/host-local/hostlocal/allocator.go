@@ -12,40 +12,51 @@ import (
 // allocate reserves one address of range set idx for id/ifname: the requested
 // one when given, otherwise the next free one after the last handed out
 // (round robin, so a just-released address is not reused at once).
-func allocate(s *Store, set RangeSet, idx int, id, ifname string, requested net.IP) (*current.IPConfig, error) {
+// firstUse says the address was never handed out before (first_use.go).
+func allocate(s *Store, set RangeSet, idx int, id, ifname string, requested net.IP) (ipc *current.IPConfig, firstUse bool, err error) {
 	if requested != nil {
+		if err := s.endFirstLap(idx); err != nil {
+			return nil, false, cnierr.IO("%v", err)
+		}
 		r := set.RangeFor(requested)
 		if r == nil {
-			return nil, cnierr.Config("requested address %s is outside range set %s", requested, set.String())
+			return nil, false, cnierr.Config("requested address %s is outside range set %s", requested, set.String())
 		}
 		if requested.Equal(r.Gateway) {
-			return nil, cnierr.Config("requested address %s is the gateway of subnet %s", requested, (*net.IPNet)(&r.Subnet).String())
+			return nil, false, cnierr.Config("requested address %s is the gateway of subnet %s", requested, (*net.IPNet)(&r.Subnet).String())
 		}
 		ok, err := s.Reserve(id, ifname, requested, idx)
 		if err != nil {
-			return nil, cnierr.IO("%v", err)
+			return nil, false, cnierr.IO("%v", err)
 		}
 		if !ok {
-			return nil, cnierr.TryAgain("requested address %s is already reserved by another container in range set %s; release it or request another", requested, set.String())
+			return nil, false, cnierr.TryAgain("requested address %s is already reserved by another container in range set %s; release it or request another", requested, set.String())
 		}
-		return ipConfig(r, requested), nil
+		return ipConfig(r, requested), false, nil
 	}
 
 	it := newIterator(set, s.LastReserved(idx))
+	firstLap := s.firstLap(idx)
 	for {
 		r, addr := it.next()
 		if addr == nil {
 			break
 		}
+		if it.wrapped && firstLap {
+			if err := s.endFirstLap(idx); err != nil {
+				return nil, false, cnierr.IO("%v", err)
+			}
+			firstLap = false
+		}
 		ok, err := s.Reserve(id, ifname, addr, idx)
 		if err != nil {
-			return nil, cnierr.IO("%v", err)
+			return nil, false, cnierr.IO("%v", err)
 		}
 		if ok {
-			return ipConfig(r, addr), nil
+			return ipConfig(r, addr), firstLap, nil
 		}
 	}
-	return nil, cnierr.TryAgain("no IP addresses available in range set %s: every address is reserved (free some with DEL, or widen the range)", set.String())
+	return nil, false, cnierr.TryAgain("no IP addresses available in range set %s: every address is reserved (free some with DEL, or widen the range)", set.String())
 }
 
 func ipConfig(r *Range, addr net.IP) *current.IPConfig {
@@ -64,6 +75,7 @@ type iterator struct {
 	startRange int
 	startIP    net.IP
 	started    bool
+	wrapped    bool // it went past the set's end back to its start, or started there anew
 }
 
 func newIterator(set RangeSet, last net.IP) *iterator {
@@ -71,13 +83,15 @@ func newIterator(set RangeSet, last net.IP) *iterator {
 	// Default: start at the first address of the first range.
 	it.rangeIdx, it.startIP = 0, set[0].RangeStart
 	if last != nil {
+		it.wrapped = true // unless last is in the set: the ranges changed
 		for i := range set {
 			if set[i].Contains(last) {
-				it.rangeIdx = i
+				it.rangeIdx, it.wrapped = i, false
 				it.startIP = ipaddr.Next(last)
 				if !set[i].Contains(it.startIP) {
 					it.rangeIdx = (i + 1) % len(set)
 					it.startIP = set[it.rangeIdx].RangeStart
+					it.wrapped = it.rangeIdx == 0
 				}
 				break
 			}
@@ -101,6 +115,7 @@ func (it *iterator) next() (*Range, net.IP) {
 				it.rangeIdx = (it.rangeIdx + 1) % len(it.set)
 				r = &it.set[it.rangeIdx]
 				nxt = r.RangeStart
+				it.wrapped = it.wrapped || it.rangeIdx == 0
 			}
 			if it.rangeIdx == it.startRange && nxt.Equal(it.startIP) {
 				return nil, nil // full lap

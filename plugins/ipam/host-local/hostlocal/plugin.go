@@ -31,24 +31,31 @@ func Add(args *skel.CmdArgs) error {
 
 // Allocate does the work of ADD; on any error nothing stays reserved.
 func Allocate(conf *IPAMConfig, id, ifname string) (*current.Result, error) {
+	result, _, err := AllocateNoting(conf, id, ifname)
+	return result, err
+}
+
+// AllocateNoting is Allocate that also says which of the addresses are
+// first uses: never handed out before by this store (first_use.go).
+func AllocateNoting(conf *IPAMConfig, id, ifname string) (result *current.Result, firstUse []net.IP, err error) {
 	requested, err := assignRequested(conf)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	store, err := OpenStore(conf.DataDir, conf.Name)
 	if err != nil {
-		return nil, cnierr.IO("host-local: %v", err)
+		return nil, nil, cnierr.IO("host-local: %v", err)
 	}
 	defer store.Close()
 	timeline.Mark("store-lock")
 
 	if have, err := store.Lookup(id, ifname); err != nil {
-		return nil, cnierr.IO("host-local: %v", err)
+		return nil, nil, cnierr.IO("host-local: %v", err)
 	} else if len(have) > 0 {
-		return nil, cnierr.Config("host-local: container %s interface %s already holds %v on network %q; DEL it before adding it again", id, ifname, have, conf.Name)
+		return nil, nil, cnierr.Config("host-local: container %s interface %s already holds %v on network %q; DEL it before adding it again", id, ifname, have, conf.Name)
 	}
 
-	result := &current.Result{CNIVersion: current.ImplementedSpecVersion, Routes: conf.Routes}
+	result = &current.Result{CNIVersion: current.ImplementedSpecVersion, Routes: conf.Routes}
 	var reserved []net.IP
 	undo := func() {
 		for _, a := range reserved {
@@ -57,23 +64,26 @@ func Allocate(conf *IPAMConfig, id, ifname string) (*current.Result, error) {
 		_ = os.Remove(store.indexPath(id, ifname))
 	}
 	for i, set := range conf.Ranges {
-		ipc, err := allocate(store, set, i, id, ifname, requested[i])
+		ipc, first, err := allocate(store, set, i, id, ifname, requested[i])
 		if err != nil {
 			undo()
-			return nil, err
+			return nil, nil, err
 		}
 		reserved = append(reserved, ipc.Address.IP)
 		result.IPs = append(result.IPs, ipc)
+		if first {
+			firstUse = append(firstUse, ipc.Address.IP)
+		}
 	}
 	if conf.ResolvConf != "" {
 		dns, err := parseResolvConf(conf.ResolvConf)
 		if err != nil {
 			undo()
-			return nil, cnierr.Config("host-local: resolvConf %s: %v", conf.ResolvConf, err)
+			return nil, nil, cnierr.Config("host-local: resolvConf %s: %v", conf.ResolvConf, err)
 		}
 		result.DNS = *dns
 	}
-	return result, nil
+	return result, firstUse, nil
 }
 
 // Del releases every address of the attachment; it is idempotent.

@@ -1,6 +1,8 @@
 package bridgeplugin
 
 import (
+	"net"
+
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 )
@@ -12,6 +14,8 @@ type ipamCall struct {
 	done chan struct{}
 	res  types.Result
 	err  error
+
+	firstUse []net.IP // addresses never handed out before (in-process host-local only)
 }
 
 // startIPAM starts the IPAM plugin's ADD; a layer-2 network has none.
@@ -23,7 +27,7 @@ func startIPAM(n *NetConf, args *skel.CmdArgs) *ipamCall {
 	}
 	go func() {
 		defer close(c.done)
-		c.res, c.err = ipamAdd(n, args)
+		c.res, c.firstUse, c.err = ipamAdd(n, args)
 	}()
 	return c
 }

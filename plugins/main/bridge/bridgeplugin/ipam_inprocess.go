@@ -1,6 +1,7 @@
 package bridgeplugin
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -74,20 +75,23 @@ func sameBuild(a, b *debug.BuildInfo) bool {
 	return true
 }
 
-// ipamAdd runs the IPAM plugin's ADD, in process where it can be.
-func ipamAdd(n *NetConf, args *skel.CmdArgs) (types.Result, error) {
+// ipamAdd runs the IPAM plugin's ADD, in process where it can be; then
+// it also says which addresses are first uses (never handed out before,
+// so no neighbour can hold a stale entry for them).
+func ipamAdd(n *NetConf, args *skel.CmdArgs) (res types.Result, firstUse []net.IP, err error) {
 	if !ipamInProcess(n.IPAM.Type) {
-		return execIPAMAdd(n.IPAM.Type, args.StdinData)
+		res, err = execIPAMAdd(n.IPAM.Type, args.StdinData)
+		return res, nil, err
 	}
 	conf, _, err := hostlocal.LoadConfig(args.StdinData, args.Args)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	res, err := hostlocal.Allocate(conf, args.ContainerID, args.IfName)
+	result, firstUse, err := hostlocal.AllocateNoting(conf, args.ContainerID, args.IfName)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return res, nil
+	return result, firstUse, nil
 }
 
 // ipamDel runs its DEL, in process where it can be.

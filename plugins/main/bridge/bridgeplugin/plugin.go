@@ -111,7 +111,7 @@ func Add(args *skel.CmdArgs) (err error) {
 			return cnierr.Config("bridge: IPAM plugin %s returned no address for network %q", n.IPAM.Type, n.Name)
 		}
 		result.IPs, result.Routes, result.DNS = ipamResult.IPs, ipamResult.Routes, ipamResult.DNS
-		if err := configureL3(n, args, result, netns, br, contIf); err != nil {
+		if err := configureL3(n, args, result, netns, br, contIf, pending.firstUse); err != nil {
 			return err
 		}
 		if err := iccForIPv6(n, result); err != nil {
@@ -191,7 +191,7 @@ func setupVeth(n *NetConf, args *skel.CmdArgs, o netfilter.Owner, netns, hostNS 
 }
 
 // configureL3 addresses the container, adds its routes, and makes the bridge its gateway.
-func configureL3(n *NetConf, args *skel.CmdArgs, result *current.Result, netns ns.NetNS, br *netlink.Bridge, contIf net.Interface) error {
+func configureL3(n *NetConf, args *skel.CmdArgs, result *current.Result, netns ns.NetNS, br *netlink.Bridge, contIf net.Interface, firstUse []net.IP) error {
 	contIdx := 2
 	var gws []*net.IPNet
 	for _, ipc := range result.IPs {
@@ -221,7 +221,7 @@ func configureL3(n *NetConf, args *skel.CmdArgs, result *current.Result, netns n
 				return err
 			}
 			timeline.Mark("container-addresses")
-			announce(contIf, result.IPs)
+			announce(contIf, mayBeReused(result.IPs, firstUse))
 			timeline.Mark("announce")
 			return nil
 		})
