@@ -173,12 +173,17 @@ bench-cluster: build tools cluster-tools installer
 
 # One chain ADD taken apart, phase by phase, ours and the reference side
 # by side (plugins/pkg/timeline marks, test/bench/timeline.go lines them
-# up): into $(BENCH_OUT)/timeline.md.
+# up): into $(BENCH_OUT)/timeline.md, and with TIMELINE_FILL containers
+# present into timeline-$(TIMELINE_FILL).md.
 TIMELINE_RUNS ?= 30
+# The second timeline: ours and the floor with this many containers present.
+TIMELINE_FILL ?= 1000
 bench-timeline: build tools
 	@mkdir -p $(BIN)/floor
 	@(cd test/bench && $(GOBUILD) -o $(BIN)/bench . && $(GOBUILD) -o $(BIN)/floor/floor ./floor)
 	$(BIN)/bench -ours $(BIN) -ref $(REF_TOOLS) -hello $(BIN)/hello -out $(BENCH_OUT) -timeline $(TIMELINE_RUNS) -floor $(BIN)/floor
+	$(BIN)/bench -ours $(BIN) -ref $(REF_TOOLS) -hello $(BIN)/hello -out $(BENCH_OUT) -timeline $(TIMELINE_RUNS) -floor $(BIN)/floor \
+		-timeline-fill $(TIMELINE_FILL) -variants ours-nftables,ours-iptables
 
 # The results kept in the repository, and the README's table from them.
 bench-publish:

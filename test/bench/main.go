@@ -36,8 +36,9 @@ func main() {
 	flag.IntVar(&allowlist, "allowlist", 0, "give the network's published ports a source allowlist of this many entries (ours only; the client is among them)")
 	flag.BoolVar(&fillMasq, "fill-masq", false, "the containers present masquerade outbound too, like the measured chain (a far longer fill for the reference iptables)")
 	readme := flag.String("readme", "", "measure nothing: copy the targets table of -out's results.md into this README")
-	timelineRuns := flag.Int("timeline", 0, "measure only the ADD timeline, phase by phase, over this many chain ADDs per variant, into -out's timeline.md")
+	timelineRuns := flag.Int("timeline", 0, "measure only the ADD timeline, phase by phase, over this many chain ADDs per variant, into -out's timeline.md (timeline-<fill>.md with -timeline-fill)")
 	floorDir := flag.String("floor", "", "with -timeline: the directory holding the floor program (test/bench/floor), timed the same way")
+	timelineFill := flag.Int("timeline-fill", 0, "with -timeline: containers (4 mappings each) present on the host before the measured ADDs")
 	flag.Parse()
 	if *readme != "" {
 		if err := publishReadme(filepath.Join(*out, "results.md"), *readme); err != nil {
@@ -72,7 +73,7 @@ func main() {
 		if floor != "" {
 			floor = abs(floor)
 		}
-		md, err := runTimeline(variants, floor, *timelineRuns)
+		md, err := runTimeline(variants, floor, *timelineRuns, *timelineFill, workerMap(*workers))
 		if err != nil {
 			fail(err.Error())
 		}
@@ -80,7 +81,11 @@ func main() {
 		if err := os.MkdirAll(*out, 0o755); err != nil {
 			fail(err.Error())
 		}
-		if err := os.WriteFile(filepath.Join(*out, "timeline.md"), []byte(md), 0o644); err != nil {
+		name := "timeline.md"
+		if *timelineFill > 0 {
+			name = fmt.Sprintf("timeline-%d.md", *timelineFill)
+		}
+		if err := os.WriteFile(filepath.Join(*out, name), []byte(md), 0o644); err != nil {
 			fail(err.Error())
 		}
 		return

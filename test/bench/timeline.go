@@ -71,14 +71,25 @@ func envValue(env []string, key string) string {
 }
 
 // runTimeline measures n chain ADDs (and their DELs) of each variant,
-// then of the floor (test/bench/floor, in dir floorDir) alone, and
-// returns the timeline tables.
-func runTimeline(variants []variant, floorDir string, n int) (string, error) {
-	if floorDir != "" {
+// on a host already holding fill containers (4 mappings each, added by
+// workers[variant] at a time), then of the floor (test/bench/floor, in
+// dir floorDir) alone, and returns the timeline tables.
+func runTimeline(variants []variant, floorDir string, n, fill int, workers map[string]int) (string, error) {
+	fillBin := ""
+	for _, v := range variants {
+		if strings.HasPrefix(v.name, "ours") && fillBin == "" {
+			fillBin = v.bin
+		}
+	}
+	if floorDir != "" && (fill == 0 || fillBin != "") {
 		variants = append(variants, variant{name: "floor", bin: floorDir, backend: "nftables"})
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "## The ADD timeline: median of %d chain ADDs on an empty host (ms)\n\n", n)
+	host := "on an empty host"
+	if fill > 0 {
+		host = fmt.Sprintf("with %d containers present (4 mappings each)", fill)
+	}
+	fmt.Fprintf(&b, "## The ADD timeline: median of %d chain ADDs %s (ms)\n\n", n, host)
 	b.WriteString("`floor` is test/bench/floor: the same kernel objects as a bridge ADD (bridge, veth pair into the netns, address, route, links up) through netlink in one small Go process, and nothing else.\n\n")
 	b.WriteString("Each row is one phase of one plugin process, in order; `start` is the exec to the plugin's first Go code (the kernel's exec, the Go runtime, the packages initialised before the timeline's), `inits` the rest of the package inits up to main, `exit` the last mark to the caller's reap (result printed, process gone). host-local runs inside bridge's ADD, beside the link work: its `at` column is when it started after bridge's exec.\n\n")
 	for _, v := range variants {
@@ -92,8 +103,19 @@ func runTimeline(variants []variant, floorDir string, n int) (string, error) {
 		if err != nil {
 			return "", err
 		}
+		if fill > 0 {
+			if v.name == "floor" { // the floor's host is filled by our plugins, on the same bridge
+				w.cni = libcni.NewCNIConfigWithCacheDir([]string{fillBin}, filepath.Join(w.dir, "cache"), nil)
+			}
+			next := 20000
+			if err := w.fill(fill, workers[v.name], func() int { next++; return next }); err != nil {
+				w.destroy()
+				return "", err
+			}
+			settle()
+		}
 		if v.name == "floor" {
-			if w.list, err = libcni.ConfListFromBytes([]byte(`{"cniVersion":"1.0.0","name":"floor","plugins":[{"type":"floor"}]}`)); err != nil {
+			if w.list, err = libcni.ConfListFromBytes([]byte(`{"cniVersion":"1.0.0","name":"floor","plugins":[{"type":"floor","bridge":"docker0"}]}`)); err != nil {
 				return "", err
 			}
 		}

@@ -3,13 +3,15 @@
 // objects (a bridge, a veth pair with one end on the bridge and the other
 // moved into the container's netns as eth0, an address, a default route,
 // both ends up) through netlink, and nothing else: no config beyond
-// CNI_*, no IPAM, no records, no netfilter. Its address comes from the
-// container ID's hash. DEL deletes the veth.
+// CNI_* and the bridge's name, no IPAM, no records, no netfilter. Its
+// address comes from the container ID's hash. DEL deletes the veth.
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"net"
 	"os"
 	"runtime"
@@ -20,11 +22,19 @@ import (
 	"github.com/dockernet/cni-plugins/plugins/pkg/timeline"
 )
 
-const bridgeName = "floor0"
+// bridgeName is the bridge the floor attaches to: the conf's "bridge"
+// (the bench's docker0 when our plugins filled the host first), else its own.
+var bridgeName = "floor0"
 
 func main() {
 	timeline.Mark("main")
 	runtime.LockOSThread()
+	var conf struct {
+		Bridge string `json:"bridge"`
+	}
+	if stdin, err := io.ReadAll(os.Stdin); err == nil && json.Unmarshal(stdin, &conf) == nil && conf.Bridge != "" {
+		bridgeName = conf.Bridge
+	}
 	var err error
 	switch os.Getenv("CNI_COMMAND") {
 	case "ADD":
