@@ -13,6 +13,7 @@ import (
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/filelock"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+	"github.com/dockernet/cni-plugins/plugins/pkg/timeline"
 )
 
 // Backend is the iptables backend for one family. An ADD or DEL is
@@ -205,13 +206,16 @@ func (b *Backend) editTable(table string, fast func(txn *ruleTxn), slow func(txn
 		txn := &ruleTxn{table: table}
 		fast(txn)
 		if b.apply(txn) == nil {
+			timeline.Mark("ipt-" + table)
 			return nil
 		}
+		timeline.Mark("ipt-" + table + "-fast-refused")
 	}
 	snap, err := b.Snapshot(table)
 	if err != nil {
 		return err
 	}
+	timeline.Mark("ipt-" + table + "-snapshot")
 	txn := &ruleTxn{table: table}
 	if err := slow(txn, snap); err != nil {
 		return err
