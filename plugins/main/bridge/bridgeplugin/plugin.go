@@ -123,11 +123,13 @@ func Add(args *skel.CmdArgs) (err error) {
 		// What a crash left of a network whose attachments are all gone;
 		// this ADD's own network joins again, below, if it was one.
 		_ = env.CollectNetworks()
+		timeline.Mark("collect-networks")
 		change := env.Begin("bridge")
 		if n.IPMasq {
 			addMasquerade(change, n, o, result)
 		}
 		addForwarding(change, n, o, result)
+		timeline.Mark("netfilter-queue")
 		if err := change.Commit(); err != nil {
 			return err
 		}

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+	"github.com/dockernet/cni-plugins/plugins/pkg/timeline"
 )
 
 // op is one queued change of one attachment in one family.
@@ -69,8 +70,10 @@ func (p *part) Commit() error {
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
+	timeline.Mark("nft-dial")
 	err = p.apply(c, p.ops)
 	done(err)
+	timeline.Mark("nft-apply")
 	if err != nil {
 		var errs []error
 		for _, o := range p.ops {
