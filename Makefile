@@ -8,6 +8,7 @@
 #   make demo       one packet through `docker run -p`, in private network namespaces (root)
 #   make bench      ours vs the reference plugins, side by side (root; its run time is in the README)
 #   make bench-cluster  the same through kube-flannel's stack on flannel clusters (part of make bench)
+#   make bench-cri  110 pods at once through containerd's CRI, ours then the reference (part of make bench)
 #   make bench-publish  the same into test/bench/results, and the README's table from it
 #   make bench-timeline one chain ADD, phase by phase, ours and the reference (root)
 
@@ -26,7 +27,7 @@ BIN_DIR      ?= /usr/local/sbin
 CNITOOL_VERSION ?= v1.3.1
 CRICTL_VERSION  ?= v1.37.0
 
-.PHONY: all tidy bench-timeline build tools cluster-tools cnitool deps install installer installer-image test test-clients unit integration e2e fuzz demo bench bench-cluster bench-publish bench-readme clean
+.PHONY: all tidy bench-cri bench-timeline build tools cluster-tools cnitool deps install installer installer-image test test-clients unit integration e2e fuzz demo bench bench-cluster bench-publish bench-readme clean
 
 all: build
 
@@ -164,12 +165,20 @@ bench:
 		|| { cat $$ref/install.log; echo "installing the reference plugins failed"; exit 1; }; \
 	$(BIN)/bench -ours $(BIN) -ref $$ref -hello $(BIN)/hello -out $(BENCH_OUT) $(BENCH_FLAGS)
 	$(MAKE) --no-print-directory bench-cluster
+	$(MAKE) --no-print-directory bench-cri
 
 # Cross-node throughput and chain ADD/DEL through flannel's delegation,
 # ours and the reference alternated on twin clusters (test/cluster_bench_test.go).
 bench-cluster: build tools cluster-tools installer
 	@mkdir -p $(BENCH_OUT)
 	$(TEST_ENV) DNET_CLUSTER_BENCH=1 DNET_CLUSTER_BENCH_OUT=$(BENCH_OUT)/cluster.txt $(GOTEST) -v -timeout 20m -run '^TestClusterBench$$' ./test | grep -A8 'cluster bench:'
+
+# Kubelet's 110 pods at once through containerd's CRI, then removed:
+# each pod's network setup and teardown, ours then the reference
+# (test/cri_churn_bench_test.go).
+bench-cri: build tools
+	@mkdir -p $(BENCH_OUT)
+	$(TEST_ENV) DNET_CRI_BENCH=1 DNET_CRI_BENCH_OUT=$(BENCH_OUT)/cri-churn.txt $(GOTEST) -v -timeout 20m -run '^TestCRIChurnBench$$' ./test | grep -A4 'cri churn bench:'
 
 # One chain ADD taken apart, phase by phase, ours and the reference side
 # by side (plugins/pkg/timeline marks, test/bench/timeline.go lines them
