@@ -22,6 +22,7 @@ import (
 var nftSocks struct {
 	sync.Mutex
 	byNS  map[uint64]*nftables.Conn
+	raw   map[uint64]*netlink.Conn
 	cache map[uint64]map[any]bool
 }
 
@@ -31,6 +32,10 @@ var nftSocks struct {
 type NFTSession struct {
 	*nftables.Conn
 	Known map[any]bool
+	// Dump sends one dump request as it is and returns its replies
+	// undecoded: for a question whose answer needs no decoding (how many
+	// rules each chain holds), which google/nftables would decode whole.
+	Dump func(req netlink.Message) ([]netlink.Message, error)
 }
 
 // NFTDial opens a session; NFTConn is the real one, tests pass a fake.
@@ -48,6 +53,7 @@ func NFTConn() (c NFTSession, done func(error), err error) {
 	nftSocks.Lock()
 	if nftSocks.byNS == nil {
 		nftSocks.byNS = map[uint64]*nftables.Conn{}
+		nftSocks.raw = map[uint64]*netlink.Conn{}
 		nftSocks.cache = map[uint64]map[any]bool{}
 	}
 	if nftSocks.cache[st.Ino] == nil {
@@ -62,14 +68,34 @@ func NFTConn() (c NFTSession, done func(error), err error) {
 		nftSocks.byNS[st.Ino] = conn
 	}
 	ino := st.Ino
-	return NFTSession{conn, nftSocks.cache[ino]}, func(err error) {
+	return NFTSession{conn, nftSocks.cache[ino], func(req netlink.Message) ([]netlink.Message, error) { return rawDump(ino, req) }}, func(err error) {
 		if err != nil {
 			_ = conn.CloseLasting()
 			delete(nftSocks.byNS, ino)
 			delete(nftSocks.cache, ino)
+			if raw := nftSocks.raw[ino]; raw != nil {
+				_ = raw.Close()
+				delete(nftSocks.raw, ino)
+			}
 		}
 		nftSocks.Unlock()
 	}, nil
+}
+
+// rawDump runs req on the namespace's second lasting socket, opened on
+// first use (the session's lock is held): google/nftables keeps its own
+// socket to itself. Lasting for the same reason as the first.
+func rawDump(ino uint64, req netlink.Message) ([]netlink.Message, error) {
+	raw := nftSocks.raw[ino]
+	if raw == nil {
+		var err error
+		if raw, err = netlink.Dial(unix.NETLINK_NETFILTER, nil); err != nil {
+			return nil, err
+		}
+		nftSocks.raw[ino] = raw
+	}
+	req.Header.Flags |= netlink.Request | netlink.Dump
+	return raw.Execute(req)
 }
 
 // ForgetKnown drops what every session has learned of its namespace's

@@ -198,7 +198,7 @@ func (b *Backend) check(l *layout, elems []elem, what string) (err error) {
 		return err
 	}
 	defer func() { done(nil) }()
-	if what := l.missing(c.Conn); what != "" {
+	if what := l.missing(c); what != "" {
 		return fmt.Errorf("%s nftables: table %s is incomplete: %s is missing or changed", b.family, Table, what)
 	}
 	return b.elemsPresent(c, elems, what)
@@ -262,7 +262,7 @@ func (b *Backend) probeTable() error {
 	if _, err := c.ListTableOfFamily(Table, b.family.NFT()); err != nil {
 		return fmt.Errorf("%s nftables: table %s is gone", b.family, Table)
 	}
-	if what := l.missing(c.Conn); what != "" {
+	if what := l.missing(c); what != "" {
 		return fmt.Errorf("%s nftables: table %s lacks %s", b.family, Table, what)
 	}
 	return nil

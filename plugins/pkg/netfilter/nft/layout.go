@@ -97,6 +97,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
@@ -516,30 +517,62 @@ func baseChains() []chainSpec {
 }
 
 // missing names the first chain or set of the base that the table lacks,
-// or "" when it is complete; a few small netlink dumps, independent of the
-// number of attachments.
-func (l *layout) missing(c *nftables.Conn) string {
+// or "" when it is complete: two dumps (the table's rules, counted per
+// chain, and its sets), left undecoded, independent of the number of
+// attachments.
+func (l *layout) missing(c netfilter.NFTSession) string {
 	want := l.rules()
+	rules, err := countBy(c, unix.NFT_MSG_GETRULE, l.table, unix.NFTA_RULE_TABLE, unix.NFTA_RULE_CHAIN)
+	if err != nil {
+		return "chain " + baseChains()[0].name
+	}
 	for _, ch := range baseChains() {
-		rules, err := c.GetRules(l.table, &nftables.Chain{Name: ch.name, Table: l.table})
-		if err != nil || len(rules) != len(want[ch.name]) {
+		if rules[ch.name] != len(want[ch.name]) {
 			return "chain " + ch.name
 		}
 	}
-	sets, err := c.GetSets(l.table)
+	sets, err := countBy(c, unix.NFT_MSG_GETSET, l.table, unix.NFTA_SET_TABLE, unix.NFTA_SET_NAME)
 	if err != nil {
 		return "a set"
 	}
-	have := map[string]bool{}
-	for _, s := range sets {
-		have[s.Name] = true
-	}
 	for _, s := range l.sets() {
-		if !have[s.Name] {
+		if sets[s.Name] == 0 {
 			return "set " + s.Name
 		}
 	}
 	return ""
+}
+
+// countBy dumps the objects of one type in table and counts them by the
+// string attribute key: rules by chain, sets by name.
+func countBy(c netfilter.NFTSession, msgType int, t *nftables.Table, tableAttr, key uint16) (map[string]int, error) {
+	data, err := netlink.MarshalAttributes([]netlink.Attribute{{Type: tableAttr, Data: []byte(t.Name + "\x00")}})
+	if err != nil {
+		return nil, err
+	}
+	replies, err := c.Dump(netlink.Message{
+		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | msgType)},
+		Data:   append([]byte{byte(t.Family), unix.NFNETLINK_V0, 0, 0}, data...),
+	})
+	if err != nil {
+		return nil, err
+	}
+	counts := map[string]int{}
+	for _, m := range replies {
+		if len(m.Data) < 4 {
+			continue
+		}
+		ad, err := netlink.NewAttributeDecoder(m.Data[4:])
+		if err != nil {
+			return nil, err
+		}
+		for ad.Next() {
+			if ad.Type() == key {
+				counts[ad.String()]++
+			}
+		}
+	}
+	return counts, nil
 }
 
 // ensureBase queues the table, its sets, chains and rules into the batch.

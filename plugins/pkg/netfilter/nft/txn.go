@@ -94,7 +94,7 @@ func (p *part) apply(c netfilter.NFTSession, ops []op) error {
 			// based, not tables: a deletion earlier in the batch found the
 			// table there, which says nothing of its base (dnetctl
 			// restore deletes, then adds, a spec whose check failed).
-			if !based[o.f] && !c.Known[baseKey(o.f)] && l.missing(c.Conn) != "" {
+			if !based[o.f] && !c.Known[baseKey(o.f)] && l.missing(c) != "" {
 				if err := l.ensureBase(c.Conn); err != nil {
 					return err
 				}

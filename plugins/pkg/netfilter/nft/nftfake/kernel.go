@@ -64,7 +64,27 @@ func (k *Kernel) Dial() (netfilter.NFTSession, func(error), error) {
 	if err != nil {
 		return netfilter.NFTSession{}, nil, err
 	}
-	return netfilter.NFTSession{Conn: c, Known: map[any]bool{}}, func(error) {}, nil
+	return netfilter.NFTSession{Conn: c, Known: map[any]bool{}, Dump: k.dump}, func(error) {}, nil
+}
+
+// dump answers a raw dump request as the kernel's socket does: the
+// replies without the closing Done.
+func (k *Kernel) dump(req netlink.Message) ([]netlink.Message, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var out []netlink.Message
+	for _, m := range k.get(req) {
+		switch m.Header.Type {
+		case netlink.Done:
+		case netlink.Error:
+			if errno := unix.Errno(-int32(binary.NativeEndian.Uint32(m.Data))); errno != 0 {
+				return nil, errno
+			}
+		default:
+			out = append(out, m)
+		}
+	}
+	return out, nil
 }
 
 func msgType(m netlink.Message) uint16 { return uint16(m.Header.Type) & 0xff }
@@ -316,12 +336,16 @@ func (k *Kernel) get(req netlink.Message) []netlink.Message {
 			Sequence: req.Header.Sequence, PID: req.Header.PID}, Data: data}}
 	case unix.NFT_MSG_GETRULE:
 		t := k.table(fam, str(a[unix.NFTA_RULE_TABLE]))
-		if t == nil || t.chains[str(a[unix.NFTA_RULE_CHAIN])] == nil {
+		if t == nil || (a[unix.NFTA_RULE_CHAIN] != nil && t.chains[str(a[unix.NFTA_RULE_CHAIN])] == nil) {
 			return errMsg(req, unix.ENOENT)
 		}
 		var data [][]byte
-		for _, r := range t.chains[str(a[unix.NFTA_RULE_CHAIN])].rules {
-			data = append(data, r.Data)
+		for _, name := range t.order { // no chain given: the whole table's rules
+			if a[unix.NFTA_RULE_CHAIN] == nil || name == str(a[unix.NFTA_RULE_CHAIN]) {
+				for _, r := range t.chains[name].rules {
+					data = append(data, r.Data)
+				}
+			}
 		}
 		return reply(unix.NFT_MSG_NEWRULE, data...)
 	case unix.NFT_MSG_GETCHAIN:
