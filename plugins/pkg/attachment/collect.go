@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
+	"github.com/dockernet/cni-plugins/plugins/pkg/state"
 )
 
 // Collect removes the state and records of kinds of every attachment of
@@ -17,6 +18,7 @@ func Collect(env Env, label, network string, keep map[string]bool, kinds ...AnyK
 	var order []string
 	var errs []error
 	for _, k := range kinds {
+		errs = append(errs, CollectTemps(env.Store, k.Folder(), network, keep, k.RecordNetwork))
 		tags, err := env.Store.List(k.Folder())
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s records: %w", k.Folder(), err))
@@ -58,4 +60,27 @@ func Collect(env Env, label, network string, keep map[string]bool, kinds ...AnyK
 		return cnierr.IO("%s: GC: %v", label, err)
 	}
 	return nil
+}
+
+// CollectTemps removes the temporary files that crashed Saves left of
+// kind's records of network's attachments not in keep: the record is
+// written before what it describes, so nothing else of such an ADD
+// exists. One whose content names another network stays; a partial one
+// names none and goes. networkOf reads the network from a record.
+func CollectTemps(store state.Store, kind, network string, keep map[string]bool, networkOf func([]byte) string) error {
+	temps, err := store.Temps(kind)
+	if err != nil {
+		return fmt.Errorf("%s records: %w", kind, err)
+	}
+	var errs []error
+	for _, t := range temps {
+		if keep[t.Tag] {
+			continue
+		}
+		if n := networkOf(t.Data); n != "" && n != network {
+			continue
+		}
+		errs = append(errs, store.RemoveTemp(kind, t.Tag))
+	}
+	return errors.Join(errs...)
 }

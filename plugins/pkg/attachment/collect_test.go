@@ -4,6 +4,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -32,8 +33,16 @@ func TestCollectAcrossKinds(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(env.Store.Dir, "masq", broken.Tag()+".json"), []byte(`{"Backend":`), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// What an ADD that crashed while writing its first record left.
+	crashed := filepath.Join(env.Store.Dir, "forward", "crashed.json.tmp")
+	if err := os.WriteFile(crashed, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	h.calls = nil
 	err := Collect(env, "bridge", "net", map[string]bool{live.Tag(): true}, Masquerade, Forwarding)
+	if _, serr := os.Stat(crashed); serr == nil {
+		t.Error("Collect left a crashed ADD's temporary record")
+	}
 	if err == nil || !strings.Contains(err.Error(), broken.Tag()) {
 		t.Errorf("Collect: %v, want the unreadable record named", err)
 	}
@@ -82,5 +91,53 @@ func TestFailedUndoKeepsTheRecords(t *testing.T) {
 	}
 	if !recorded(t, env, "masq") || !recorded(t, env, "forward") {
 		t.Error("a record went although undoing its state failed")
+	}
+}
+
+// A crashed ADD's temporary record of each kind (and of a link) goes in
+// GC unless its attachment is kept or it names another network; a
+// finished record is never a temporary one.
+func TestCollectTemps(t *testing.T) {
+	mine := netfilter.Owner{Network: "net", ContainerID: "mine", IfName: "eth0"}
+	other := netfilter.Owner{Network: "other", ContainerID: "theirs", IfName: "eth0"}
+	masq := func(o netfilter.Owner) string {
+		return `{"Version":1,"Backend":"nftables","Specs":[{"Owner":{"Network":"` + o.Network + `","ContainerID":"` + o.ContainerID + `","IfName":"eth0"}}]}`
+	}
+	link := func(o netfilter.Owner) string { return `{"Owner":{"Network":"` + o.Network + `"}}` }
+	for _, tc := range []struct {
+		kind      string
+		networkOf func([]byte) string
+		content   map[string]string // file name → content
+		stays     []string
+	}{
+		{"masq", Masquerade.RecordNetwork, map[string]string{
+			"partial.json.tmp": `{"Backend":`, "empty.json.tmp": "", "mine.json.tmp": masq(mine),
+			"kept.json.tmp": "", "other.json.tmp": masq(other), "done.json": masq(mine), ".shared.json.tmp123": "",
+		}, []string{"kept.json.tmp", "other.json.tmp", "done.json", ".shared.json.tmp123"}},
+		{LinkKind, LinkNetwork, map[string]string{
+			"empty.json.tmp": "", "mine.json.tmp": link(mine), "other.json.tmp": link(other),
+		}, []string{"other.json.tmp"}},
+	} {
+		t.Run(tc.kind, func(t *testing.T) {
+			env, _ := newEnv(t)
+			dir := filepath.Join(env.Store.Dir, tc.kind)
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			for name, data := range tc.content {
+				if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := CollectTemps(env.Store, tc.kind, "net", map[string]bool{"kept": true}, tc.networkOf); err != nil {
+				t.Fatal(err)
+			}
+			for name := range tc.content {
+				_, err := os.Stat(filepath.Join(dir, name))
+				if want := slices.Contains(tc.stays, name); (err == nil) != want {
+					t.Errorf("%s there: %v, want %v", name, err == nil, want)
+				}
+			}
+		})
 	}
 }

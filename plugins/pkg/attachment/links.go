@@ -42,3 +42,13 @@ type LinkIPAM struct {
 func (l Link) Intact(tag string) bool {
 	return l.Owner.Tag() == tag && l.HostVeth == l.Owner.HostVeth()
 }
+
+// LinkNetwork reads the network a link record's content names, "" for
+// none (a partial write): how GC tells a crashed ADD's temporary record.
+func LinkNetwork(data []byte) string {
+	var l Link
+	if json.Unmarshal(data, &l) != nil {
+		return ""
+	}
+	return l.Owner.Network
+}

@@ -1,6 +1,7 @@
 package attachment
 
 import (
+	"encoding/json"
 	"errors"
 	"net"
 	"slices"
@@ -16,6 +17,9 @@ type AnyKind interface {
 	Folder() string
 	// Stored loads the record of tag, if there is one.
 	Stored(env Env, tag string) (Stored, bool, error)
+	// RecordNetwork is the network a record's content names, "" for
+	// none (a partial write).
+	RecordNetwork(data []byte) string
 }
 
 // Stored is one record of any kind.
@@ -39,6 +43,15 @@ type Stored interface {
 
 // Folder is where the kind's records are stored.
 func (k Kind[S]) Folder() string { return k.Name }
+
+// RecordNetwork reads the network of the record's first spec.
+func (k Kind[S]) RecordNetwork(data []byte) string {
+	var rec Record[S]
+	if json.Unmarshal(data, &rec) != nil || len(rec.Specs) == 0 {
+		return ""
+	}
+	return rec.Specs[0].Attachment().Network
+}
 
 // Stored loads the record of tag as a Stored.
 func (k Kind[S]) Stored(env Env, tag string) (Stored, bool, error) {

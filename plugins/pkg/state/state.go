@@ -97,6 +97,47 @@ func (s Store) Remove(kind, tag string) error {
 	return nil
 }
 
+// Temp is the temporary file a Save that crashed left of tag's record:
+// Data is whatever the crash let it hold, maybe nothing.
+type Temp struct {
+	Tag  string
+	Data []byte
+}
+
+// tempSuffix ends the fixed-name temporary file of Save; SaveShared's
+// have a random tail and go with their folder.
+const tempSuffix = ".json.tmp"
+
+// Temps lists kind's temporary files left by Saves that crashed.
+func (s Store) Temps(kind string) ([]Temp, error) {
+	paths, err := filepath.Glob(filepath.Join(s.Dir, kind, "*"+tempSuffix))
+	if err != nil {
+		return nil, err
+	}
+	var out []Temp
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // its Save finished meanwhile
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read state: %w", err)
+		}
+		out = append(out, Temp{Tag: strings.TrimSuffix(filepath.Base(p), tempSuffix), Data: data})
+	}
+	return out, nil
+}
+
+// RemoveTemp deletes tag's temporary file of kind; a missing one is not
+// an error.
+func (s Store) RemoveTemp(kind, tag string) error {
+	err := os.Remove(filepath.Join(s.Dir, kind, tag+tempSuffix))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove state: %w", err)
+	}
+	return nil
+}
+
 // List returns the tags that have a record of kind.
 func (s Store) List(kind string) ([]string, error) {
 	entries, err := os.ReadDir(filepath.Join(s.Dir, kind))

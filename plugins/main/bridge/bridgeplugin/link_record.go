@@ -1,12 +1,8 @@
 package bridgeplugin
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/attachment"
 	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
@@ -67,34 +63,9 @@ func gcLinks(n *NetConf, keep map[string]bool) error {
 		}
 		errs = append(errs, store.Remove(attachment.LinkKind, tag))
 	}
-	errs = append(errs, gcLinkTemps(n, keep))
+	errs = append(errs, attachment.CollectTemps(store, attachment.LinkKind, n.Name, keep, attachment.LinkNetwork))
 	if err := errors.Join(errs...); err != nil {
 		return cnierr.IO("bridge: GC of veths: %v", err)
 	}
 	return nil
-}
-
-// gcLinkTemps removes what an ADD that crashed while writing its link
-// record left: the temporary file, before any veth was made (the record
-// comes first). One of an attachment in keep stays; one whose content
-// names another network stays too; a partial one (the crash came between
-// create and write) names nothing and goes.
-func gcLinkTemps(n *NetConf, keep map[string]bool) error {
-	dir := filepath.Join(state.New(n.StateDir).Dir, attachment.LinkKind)
-	temps, _ := filepath.Glob(filepath.Join(dir, "*.json.tmp"))
-	var errs []error
-	for _, p := range temps {
-		tag := strings.TrimSuffix(filepath.Base(p), ".json.tmp")
-		if keep[tag] {
-			continue
-		}
-		var rec attachment.Link
-		if data, err := os.ReadFile(p); err == nil && json.Unmarshal(data, &rec) == nil && rec.Owner.Network != "" && rec.Owner.Network != n.Name {
-			continue
-		}
-		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
 }

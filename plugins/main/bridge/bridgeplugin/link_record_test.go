@@ -7,7 +7,8 @@ import (
 )
 
 // GC removes a link record's temporary file that a crashed ADD left,
-// unless its attachment is valid or it names another network.
+// unless its attachment is valid or it names another network
+// (attachment.CollectTemps, wired into gcLinks).
 func TestGCLinkTemps(t *testing.T) {
 	dir := t.TempDir()
 	links := filepath.Join(dir, "link")
@@ -19,7 +20,6 @@ func TestGCLinkTemps(t *testing.T) {
 		"mine.json.tmp":    `{"owner":{"network":"docker0"}}`,
 		"kept.json.tmp":    "",
 		"other.json.tmp":   `{"owner":{"network":"podman"}}`,
-		"done.json":        `{"owner":{"network":"docker0"}}`,
 	}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(links, name), []byte(content), 0o600); err != nil {
@@ -28,10 +28,10 @@ func TestGCLinkTemps(t *testing.T) {
 	}
 	n := &NetConf{StateDir: dir}
 	n.Name = "docker0"
-	if err := gcLinkTemps(n, map[string]bool{"kept": true}); err != nil {
+	if err := gcLinks(n, map[string]bool{"kept": true}); err != nil {
 		t.Fatal(err)
 	}
-	for name, want := range map[string]bool{"crashed.json.tmp": false, "mine.json.tmp": false, "kept.json.tmp": true, "other.json.tmp": true, "done.json": true} {
+	for name, want := range map[string]bool{"crashed.json.tmp": false, "mine.json.tmp": false, "kept.json.tmp": true, "other.json.tmp": true} {
 		_, err := os.Stat(filepath.Join(links, name))
 		if got := err == nil; got != want {
 			t.Errorf("%s there: %v, want %v", name, got, want)
