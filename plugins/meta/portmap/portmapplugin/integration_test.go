@@ -267,4 +267,15 @@ func TestStatusCodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	testenv.WantCode(t, status(), 51, "1 attachments' published ports depend on it")
+	if err := os.Remove(rec); err != nil {
+		t.Fatal(err)
+	}
+	// iptables there, but its nat table unreadable (no kernel support).
+	for _, tool := range []string{"iptables-save", "iptables-restore"} {
+		script := "#!/bin/sh\necho \"iptables: can't initialize iptables table 'nat'\" >&2\nexit 3\n"
+		if err := os.WriteFile(filepath.Join(dir, tool), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testenv.WantCode(t, status(), 50, "cannot read the nat table")
 }

@@ -9,8 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/coreos/go-iptables/iptables"
-
 	"github.com/dockernet/cni-plugins/plugins/pkg/filelock"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
 	"github.com/dockernet/cni-plugins/plugins/pkg/timeline"
@@ -54,18 +52,14 @@ func New(f netfilter.Family, opts netfilter.Options) (*Backend, error) {
 	return b, nil
 }
 
-// Probe checks through go-iptables that iptables runs and can read the
-// nat table: a health check for STATUS, too slow for every ADD.
+// Probe checks that iptables runs and can read the nat table (one
+// iptables-save of it): a health check for STATUS, too slow for every ADD.
 func Probe(f netfilter.Family) error {
-	proto := iptables.ProtocolIPv4
-	if f == netfilter.IPv6 {
-		proto = iptables.ProtocolIPv6
-	}
-	ipt, err := iptables.NewWithProtocol(proto)
+	b, err := New(f, netfilter.Options{})
 	if err != nil {
-		return fmt.Errorf("iptables is not usable: %w", err)
+		return err
 	}
-	if _, err := ipt.ListChains("nat"); err != nil {
+	if _, err := b.Snapshot("nat"); err != nil {
 		return fmt.Errorf("iptables cannot read the nat table: %w", err)
 	}
 	return nil
