@@ -89,9 +89,9 @@ func runTimeline(variants []variant, floorDir string, n, fill int, workers map[s
 	if fill > 0 {
 		host = fmt.Sprintf("with %d containers present (4 mappings each)", fill)
 	}
-	fmt.Fprintf(&b, "## The ADD timeline: median of %d chain ADDs %s (ms)\n\n", n, host)
+	fmt.Fprintf(&b, "## The ADD and DEL timeline: median of %d chain ADDs, each followed by its DEL, %s (ms)\n\n", n, host)
 	b.WriteString("`floor` is test/bench/floor: the same kernel objects as a bridge ADD (bridge, veth pair into the netns, address, route, links up) through netlink in one small Go process, and nothing else.\n\n")
-	b.WriteString("Each row is one phase of one plugin process, in order; `start` is the exec to the plugin's first Go code (the kernel's exec, the Go runtime, the packages initialised before the timeline's), `inits` the rest of the package inits up to main, `exit` the last mark to the caller's reap (result printed, process gone). host-local runs inside bridge's ADD, beside the link work: its `at` column is when it started after bridge's exec.\n\n")
+	b.WriteString("Each row is one phase of one plugin process, in order; `start` is the exec to the plugin's first Go code (the kernel's exec, the Go runtime, the packages initialised before the timeline's), `inits` the rest of the package inits up to main, `exit` the last mark to the caller's reap (result printed, process gone). host-local runs inside bridge's ADD, beside the link work: its `at` column is when it started after bridge's exec. bridge's DEL deletes the links, removes the netfilter state and releases the addresses at once: each of those rows ends when its part finished, in the order they finished.\n\n")
 	for _, v := range variants {
 		file, err := os.CreateTemp("", "dnet-timeline-*.jsonl")
 		if err != nil {
@@ -122,7 +122,7 @@ func runTimeline(variants []variant, floorDir string, n, fill int, workers map[s
 		te := &timedExec{path: file.Name()}
 		w.cni = libcni.NewCNIConfigWithCacheDir([]string{v.bin}, filepath.Join(w.dir, "cache"), te)
 		os.Setenv(timeline.Env, file.Name())
-		var chains []time.Duration
+		var chains, dels []time.Duration
 		for i := 0; i < n; i++ {
 			c, err := w.newContainer([]mapping{{HostPort: 8080, ContainerPort: 5000, Protocol: "tcp"}})
 			if err != nil {
@@ -130,7 +130,9 @@ func runTimeline(variants []variant, floorDir string, n, fill int, workers map[s
 			}
 			d, err := w.add(c)
 			if err == nil {
-				_, err = w.del(c)
+				var dd time.Duration
+				dd, err = w.del(c)
+				dels = append(dels, dd)
 			}
 			c.release()
 			if err != nil {
@@ -141,15 +143,21 @@ func runTimeline(variants []variant, floorDir string, n, fill int, workers map[s
 		}
 		os.Unsetenv(timeline.Env)
 		w.destroy()
-		rows, err := timelineRows(file.Name())
-		if err != nil {
-			return "", err
+		for _, cmd := range []string{"ADD", "DEL"} {
+			rows, err := timelineRows(file.Name(), cmd)
+			if err != nil {
+				return "", err
+			}
+			title := fmt.Sprintf("%s (chain ADD %.1f ms median)", v.name, ms(median(chains)))
+			if cmd == "DEL" {
+				title = fmt.Sprintf("%s, the DELs (chain DEL %.1f ms median)", v.name, ms(median(dels)))
+			}
+			fmt.Fprintf(&b, "### %s\n\n| plugin | phase | ms | at |\n| --- | --- | --- | --- |\n", title)
+			for _, r := range rows {
+				fmt.Fprintf(&b, "| %s | %s | %.2f | %s |\n", r.plugin, r.phase, r.ms, r.at)
+			}
+			b.WriteString("\n")
 		}
-		fmt.Fprintf(&b, "### %s (chain ADD %.1f ms median)\n\n| plugin | phase | ms | at |\n| --- | --- | --- | --- |\n", v.name, ms(median(chains)))
-		for _, r := range rows {
-			fmt.Fprintf(&b, "| %s | %s | %.2f | %s |\n", r.plugin, r.phase, r.ms, r.at)
-		}
-		b.WriteString("\n")
 	}
 	return b.String(), nil
 }
@@ -159,9 +167,10 @@ type timelineRow struct {
 	ms                float64
 }
 
-// timelineRows lines up the file's ADD lines by pid and gives each
-// phase's median duration, in the order the phases first appear.
-func timelineRows(path string) ([]timelineRow, error) {
+// timelineRows lines up the file's lines of command (ADD or DEL) by pid
+// and gives each phase's median duration, in the order the phases first
+// appear, the plugins in the order the chain runs them.
+func timelineRows(path, command string) ([]timelineRow, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -172,7 +181,7 @@ func timelineRows(path string) ([]timelineRow, error) {
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		var l timeline.Line
-		if err := json.Unmarshal(sc.Bytes(), &l); err == nil && l.Command == "ADD" {
+		if err := json.Unmarshal(sc.Bytes(), &l); err == nil && l.Command == command {
 			byPID[l.PID] = append(byPID[l.PID], l)
 		}
 	}
@@ -241,6 +250,9 @@ func timelineRows(path string) ([]timelineRow, error) {
 	}
 	// Plugins in chain order; phases as they first appeared.
 	rank := map[string]int{"bridge": 0, "host-local (in bridge)": 1, "portmap": 2}
+	if command == "DEL" {
+		rank = map[string]int{"portmap": 0, "bridge": 1, "host-local (in bridge)": 2}
+	}
 	sort.SliceStable(order, func(i, j int) bool { return rank[order[i].plugin] < rank[order[j].plugin] })
 	var rows []timelineRow
 	for _, k := range order {

@@ -299,19 +299,25 @@ func Del(args *skel.CmdArgs) error {
 		return err
 	}
 	o := owner(n, args)
+	timeline.Mark("config")
+	// The parts run at once: each marks when it is done (the timeline
+	// shows them in the order they finished).
 	parts := []func() error{
 		func() error {
+			defer timeline.Mark("links-deleted")
 			if err := delLinks(o, args); err != nil {
 				return cnierr.Wrap(err, "bridge: delete "+args.IfName)
 			}
 			return forgetLink(n, o)
 		},
 		func() error {
+			defer timeline.Mark("netfilter-removed")
 			return errors.Join(delNetfilter(attachment.HostEnv(n.StateDir), n, o), delReferenceMasq(n, args))
 		},
 	}
 	if n.isLayer3() {
 		parts = append(parts, func() error {
+			defer timeline.Mark("ipam-released")
 			if err := ipamDel(n, args); err != nil {
 				return cnierr.Wrap(err, "bridge: IPAM plugin "+n.IPAM.Type)
 			}
@@ -338,6 +344,7 @@ func Del(args *skel.CmdArgs) error {
 	if err := attachment.HostEnv(n.StateDir).CollectNetworks(); err != nil {
 		return err
 	}
+	timeline.Mark("collect-networks")
 	return releaseForwarding(n)
 }
 

@@ -195,14 +195,17 @@ func Del(args *skel.CmdArgs) error {
 	}
 	// The mappings let a search by tag flush their UDP conntrack entries too.
 	byTag := netfilter.PortMapSpec{Owner: o, Mappings: c.mappings}
+	timeline.Mark("config")
 	change := attachment.HostEnv(c.StateDir).Begin("portmap")
 	attachment.PortMappings.Remove(change, o, byTag, families)
 	if err := change.Commit(); err != nil {
 		return err
 	}
+	timeline.Mark("netfilter")
 	if err := hostports.New(c.StateDir).Release(o); err != nil {
 		return cnierr.IO("portmap: host port claims: %v", err)
 	}
+	timeline.Mark("claims")
 	// An attachment the reference portmap set up before the node switched.
 	for _, f := range netfilter.BothFamilies {
 		if err := reference.RemovePorts(f, c.Name, args.ContainerID, netfilter.Options{}); err != nil {
