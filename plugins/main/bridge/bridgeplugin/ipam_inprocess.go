@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"slices"
+	"sync"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
@@ -28,9 +29,24 @@ import (
 // hostLocalMain is the main package of our host-local binary.
 const hostLocalMain = "github.com/dockernet/cni-plugins/plugins/ipam/host-local"
 
-// ipamInProcess reports whether typ's plugin, as CNI_PATH finds it, is
-// our host-local, beside this binary and built as it was.
+// inProcess holds, per IPAM type, what this process decided: a command
+// decides once, so an ADD's undo releases its addresses the way it
+// reserved them, and the plugin binary is read once.
+var inProcess sync.Map
+
+// ipamInProcess reports, once per process and type, whether typ's plugin
+// runs in this process (decideInProcess).
 func ipamInProcess(typ string) bool {
+	if v, ok := inProcess.Load(typ); ok {
+		return v.(bool)
+	}
+	v, _ := inProcess.LoadOrStore(typ, decideInProcess(typ))
+	return v.(bool)
+}
+
+// decideInProcess reports whether typ's plugin, as CNI_PATH finds it, is
+// our host-local, beside this binary and built as it was.
+func decideInProcess(typ string) bool {
 	if typ != "host-local" || os.Getenv("DNET_IPAM_EXEC") == "1" {
 		return false
 	}

@@ -46,12 +46,27 @@ func TestIPAMInProcessOnlyBeside(t *testing.T) {
 	}
 	t.Setenv("CNI_PATH", elsewhere)
 	for _, typ := range []string{"host-local", "dhcp", "static"} {
-		if ipamInProcess(typ) {
+		if decideInProcess(typ) {
 			t.Errorf("%s in %s, not beside the binary: in process", typ, elsewhere)
 		}
 	}
 	t.Setenv("DNET_IPAM_EXEC", "1")
-	if ipamInProcess("host-local") {
+	if decideInProcess("host-local") {
 		t.Error("DNET_IPAM_EXEC=1: in process")
 	}
+}
+
+// A process decides once per type: what changes after (here the escape
+// hatch; on a node, the binary replaced by an upgrade mid-ADD) does not
+// make the undo of an ADD release its addresses another way.
+func TestIPAMInProcessDecidedOnce(t *testing.T) {
+	t.Setenv("DNET_IPAM_EXEC", "1")
+	const typ = "host-local-once-test"
+	first := ipamInProcess(typ)
+	inProcess.Store(typ, !first) // as if the first answer had been the other
+	t.Setenv("DNET_IPAM_EXEC", "")
+	if ipamInProcess(typ) == first {
+		t.Error("asked again, the process decided again")
+	}
+	inProcess.Delete(typ)
 }
