@@ -104,13 +104,10 @@ func randomMAC() net.HardwareAddr {
 // ensureGatewayAddr puts the gateway address on the bridge. An IPv4 bridge
 // holds one address; a different one is an error unless forceAddress.
 func ensureGatewayAddr(br netlink.Link, gw *net.IPNet, force bool) error {
-	family := netlink.FAMILY_V4
-	if gw.IP.To4() == nil {
-		family = netlink.FAMILY_V6
-	} else if primaryIPv4Is(br.Attrs().Name, gw) {
+	if gw.IP.To4() != nil && primaryIPv4Is(br.Attrs().Name, gw) {
 		return nil // what every ADD after the first finds
 	}
-	addrs, err := netlink.AddrList(br, family)
+	addrs, err := netlink.AddrList(br, family(gw.IP))
 	if err != nil {
 		return fmt.Errorf("list addresses of %s: %w", br.Attrs().Name, err)
 	}
@@ -118,7 +115,7 @@ func ensureGatewayAddr(br netlink.Link, gw *net.IPNet, force bool) error {
 		if a.IPNet.String() == gw.String() {
 			return nil
 		}
-		if family == netlink.FAMILY_V4 || a.IPNet.Contains(gw.IP) || gw.Contains(a.IP) {
+		if gw.IP.To4() != nil || a.IPNet.Contains(gw.IP) || gw.Contains(a.IP) {
 			if !force {
 				return fmt.Errorf("bridge %s already has address %s, not %s: set \"forceAddress\": true to replace it, or use another bridge", br.Attrs().Name, a.IPNet, gw)
 			}
