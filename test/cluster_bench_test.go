@@ -100,8 +100,8 @@ func TestClusterBench(t *testing.T) {
 			oursA, refA, oursD, refD []time.Duration
 		}{{"no hostPort", ours.adds, ref.adds, ours.dels, ref.dels}, {"1 hostPort", ours.adds1, ref.adds1, ours.dels1, ref.dels1}} {
 			fmt.Fprintf(&report, "flannel %s, %d rounds alternated, %s: chain ADD through flannel, median %.1f ms ours, %.1f ms reference: ours ÷ reference %.2f; DEL %.1f ms ours, %.1f ms reference: %.2f\n",
-				backend, addRounds, v.what, ms(medianD(v.oursA)), ms(medianD(v.refA)), ms(medianD(v.oursA))/ms(medianD(v.refA)),
-				ms(medianD(v.oursD)), ms(medianD(v.refD)), ms(medianD(v.oursD))/ms(medianD(v.refD)))
+				backend, addRounds, v.what, ms(median(v.oursA)), ms(median(v.refA)), ms(median(v.oursA))/ms(median(v.refA)),
+				ms(median(v.oursD)), ms(median(v.refD)), ms(median(v.oursD))/ms(median(v.refD)))
 		}
 	}
 	t.Logf("cluster bench:\n%s", report.String())
@@ -118,10 +118,7 @@ func medianF(v []float64) float64 {
 	return s[len(s)/2]
 }
 
-func medianD(v []time.Duration) time.Duration {
-	s := append([]time.Duration(nil), v...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[len(s)/2]
-}
-
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// median is the nearest-rank median, as the CRI bench's quantile gives.
+func median(v []time.Duration) time.Duration { return quantile(v, 0.5) }
