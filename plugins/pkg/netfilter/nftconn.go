@@ -95,7 +95,12 @@ func rawDump(ino uint64, req netlink.Message) ([]netlink.Message, error) {
 		nftSocks.raw[ino] = raw
 	}
 	req.Header.Flags |= netlink.Request | netlink.Dump
-	return raw.Execute(req)
+	replies, err := raw.Execute(req)
+	if err != nil { // a failed exchange may leave replies unread: a new socket next time
+		_ = raw.Close()
+		delete(nftSocks.raw, ino)
+	}
+	return replies, err
 }
 
 // ForgetKnown drops what every session has learned of its namespace's
