@@ -124,5 +124,6 @@ func del(id string) error {
 	if err != nil {
 		return nil // gone already
 	}
+	defer timeline.Mark("veth-deleted")
 	return netlink.LinkDel(l)
 }
