@@ -12,7 +12,9 @@ import (
 )
 
 // Every nf_tables request of a process, whichever package makes it, goes
-// through one lasting netlink socket per network namespace. Closing an
+// through lasting netlink sockets, per network namespace: google/nftables's
+// own, and a second for the raw dumps it cannot send (NFTSession.Dump),
+// opened on first use. Closing an
 // nfnetlink socket while the kernel still holds committed deletions to
 // free makes the close wait for an RCU grace period (nf_tables flushes its
 // destroy work on NETLINK_URELEASE), so a socket per request, as

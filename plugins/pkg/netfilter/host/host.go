@@ -44,12 +44,12 @@ func (h Host) New(name string, f netfilter.Family) (netfilter.Backend, error) {
 // or nil: what a STATUS asks. iptables must also read its nat table (the
 // binary may be there with no kernel support behind it).
 func (h Host) Usable(name string, f netfilter.Family) error {
-	name = Resolve(name, netfilter.Features{})
-	if _, err := h.New(name, f); err != nil {
+	be, err := h.New(Resolve(name, netfilter.Features{}), f)
+	if err != nil {
 		return err
 	}
-	if name == netfilter.NameIPTables {
-		return ipt.Probe(f)
+	if b, ok := be.(*ipt.Backend); ok {
+		return b.ProbeNAT()
 	}
 	return nil
 }

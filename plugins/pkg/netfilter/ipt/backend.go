@@ -52,13 +52,9 @@ func New(f netfilter.Family, opts netfilter.Options) (*Backend, error) {
 	return b, nil
 }
 
-// Probe checks that iptables runs and can read the nat table (one
+// ProbeNAT checks that iptables runs and can read the nat table (one
 // iptables-save of it): a health check for STATUS, too slow for every ADD.
-func Probe(f netfilter.Family) error {
-	b, err := New(f, netfilter.Options{})
-	if err != nil {
-		return err
-	}
+func (b *Backend) ProbeNAT() error {
 	if _, err := b.Snapshot("nat"); err != nil {
 		return fmt.Errorf("iptables cannot read the nat table: %w", err)
 	}
