@@ -173,7 +173,7 @@ func (w *world) mustSegment(from *testenv.NS, ip string, port int, flags string)
 }
 
 // dropDirectRoutingDrops deletes the direct-routing drops of both
-// families: the nftables guard chain's, or the iptables DNET-GUARD chains'.
+// families: the nftables guard_protected chain's, or the iptables DNET-GUARD chains'.
 func (w *world) dropDirectRoutingDrops() {
 	families := []string{"ip"}
 	if w.ipv6 {
@@ -187,12 +187,12 @@ func (w *world) dropDirectRoutingDrops() {
 		return
 	}
 	for _, family := range families {
-		out := w.host.MustRun("nft", "-a", "list", "chain", family, "dnet", "guard")
-		m := regexp.MustCompile(`(?m)@guard_protect .* drop # handle (\d+)$`).FindStringSubmatch(out)
+		out := w.host.MustRun("nft", "-a", "list", "chain", family, "dnet", "guard_protected")
+		m := regexp.MustCompile(`(?m)@fwd_members drop # handle (\d+)$`).FindStringSubmatch(out)
 		if m == nil {
-			w.t.Fatalf("no direct-routing drop in the %s guard chain:\n%s", family, out)
+			w.t.Fatalf("no direct-routing drop in the %s guard_protected chain:\n%s", family, out)
 		}
-		w.host.MustRun("nft", "delete", "rule", family, "dnet", "guard", "handle", m[1])
+		w.host.MustRun("nft", "delete", "rule", family, "dnet", "guard_protected", "handle", m[1])
 	}
 }
 

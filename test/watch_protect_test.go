@@ -86,6 +86,7 @@ func partialLosses(w *world) map[string][][]string {
 		common["iptables -t mangle -F DNET-GUARD"] = [][]string{{ipt, "-t", "mangle", "-F", "DNET-GUARD"}}
 	} else {
 		common["nft flush chain ip dnet guard"] = [][]string{{"nft", "flush", "chain", "ip", "dnet", "guard"}}
+		common["nft flush chain ip dnet guard_protected"] = [][]string{{"nft", "flush", "chain", "ip", "dnet", "guard_protected"}}
 		common["nft flush set ip dnet guard_protect"] = [][]string{{"nft", "flush", "set", "ip", "dnet", "guard_protect"}}
 	}
 	return common

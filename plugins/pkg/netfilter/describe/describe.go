@@ -82,7 +82,8 @@ func describeNFT(f netfilter.Family, spec netfilter.PortMapSpec, m netfilter.Por
 	if len(elems) > 0 {
 		s.DNAT = append(elems, list("chain", nft.ChainHostPorts, "map @"+set)...)
 	}
-	s.Forward = append(list("chain", nft.ChainGuard, " drop"), list("chain", nft.ChainForward, " drop")...)
+	s.Forward = append(list("chain", nft.ChainGuard, " drop"), list("chain", nft.ChainGuardProtected, " drop")...)
+	s.Forward = append(s.Forward, list("chain", nft.ChainForward, " drop")...)
 	for _, name := range []string{nft.SetGuardProtect, nft.SetFwdMembers, nft.SetFwdIsolate, nft.SetFwdNoICC} {
 		s.Forward = append(s.Forward, list("set", name, tag)...)
 	}

@@ -17,18 +17,21 @@ package nft
 //	  chain guard { type filter hook prerouting priority mangle;           after conntrack, before any DNAT
 //	    ct state established,related accept                                 a connection's later packets skip the rest
 //	    iifname != "lo" ip daddr 127.0.0.0/8 drop    (ip6: ::1)             loopback from outside: see loopbackDrop
-//	    ip daddr @guard_protect iifname . ip daddr != @guard_trusted
-//	        ip daddr . iifname != @fwd_members drop                          direct routing from outside the bridge,
-//	                                                                        whatever its conntrack state
+//	    ip daddr @guard_protect jump guard_protected                        one lookup for every other destination
+//	    (the source drops, below)
+//	  }
 //	  set guard_trusted { type ifname . ipv4_addr }  trustedHostInterfaces: direct routing allowed from them
 //	  set guard_open    { type ipv4_addr . inet_proto . inet_service }   gatewayMode routed: published container ports
 //	  set guard_icmp    { type ipv4_addr }           ... and the containers ICMP reaches
-//	    (guard, before the direct-routing drop) ip daddr . meta l4proto . th dport @guard_open accept
-//	                                            ip daddr @guard_icmp meta l4proto icmp accept
-//	  }
+//	  chain guard_protected {
+//	    ip daddr . meta l4proto . th dport @guard_open accept
+//	    ip daddr @guard_icmp meta l4proto icmp accept
+//	    iifname . ip daddr != @guard_trusted
+//	        ip daddr . iifname != @fwd_members drop                          direct routing from outside the bridge,
+//	  }                                                                     whatever its conntrack state
 //	  map src_ports     { type inet_proto . inet_service : verdict }      published ports with a source allowlist,
-//	    (guard, last rule) fib daddr type local                            and the chain of their list
-//	        meta l4proto . th dport vmap @src_ports
+//	    (guard, last rule) meta l4proto . th dport @src_ports              and the chain of their list
+//	        fib daddr type local meta l4proto . th dport vmap @src_ports
 //	  set srcl_<hash>   { type ipv4_addr; flags interval }                 one per distinct list, shared by its ports
 //	  chain srcl_<hash> { ip saddr != @srcl_<hash> drop }                 a source the list refuses
 //	  set src_limited, src_allowed                                         no longer written (src_ports took their place); DEL empties them
@@ -105,37 +108,38 @@ import (
 
 const (
 	// Table is the name of the backend's table in each family.
-	Table             = "dnet"
-	SetHostPorts      = "hostports"
-	SetHostPortsBound = "hostports_bound"
-	SetHairpinIfs     = "hairpin_ifs"
-	SetMasqAll        = "masq_all"
-	SetMasqIPs        = "masq_ips"
-	SetMasqLocal      = "masq_local"
-	SetMasqExcept     = "masq_except"
-	SetFwdMembers     = "fwd_members"
-	SetFwdProtect     = "fwd_protect"
-	SetFwdIsolate     = "fwd_isolate"
-	SetFwdIsolateOut  = "fwd_isolate_out"
-	SetFwdNoICC       = "fwd_noicc"
-	SetGuardProtect   = "guard_protect"
-	SetGuardTrusted   = "guard_trusted"
-	SetSrcLimited     = "src_limited"
-	SetSrcAllowed     = "src_allowed"
-	SetFwdGuard       = "fwd_guard"
-	SetSrcPorts       = "src_ports"
-	SetSrcPortsBound  = "src_ports_bound"
-	SetGuardOpen      = "guard_open"
-	SetGuardICMP      = "guard_icmp"
-	ChainGuard        = "guard"
-	ChainGuardOut     = "guard_out"
-	ChainForward      = "forward"
-	ChainPrerouting   = "prerouting"
-	ChainOutput       = "output"
-	ChainHostPorts    = "hostports"
-	ChainPostrouting  = "postrouting"
-	ipsDstNAT         = 0x20 // IPS_DST_NAT: conntrack status bit of a DNATed flow
-	markBit           = netfilter.DefaultMarkBit
+	Table               = "dnet"
+	SetHostPorts        = "hostports"
+	SetHostPortsBound   = "hostports_bound"
+	SetHairpinIfs       = "hairpin_ifs"
+	SetMasqAll          = "masq_all"
+	SetMasqIPs          = "masq_ips"
+	SetMasqLocal        = "masq_local"
+	SetMasqExcept       = "masq_except"
+	SetFwdMembers       = "fwd_members"
+	SetFwdProtect       = "fwd_protect"
+	SetFwdIsolate       = "fwd_isolate"
+	SetFwdIsolateOut    = "fwd_isolate_out"
+	SetFwdNoICC         = "fwd_noicc"
+	SetGuardProtect     = "guard_protect"
+	SetGuardTrusted     = "guard_trusted"
+	SetSrcLimited       = "src_limited"
+	SetSrcAllowed       = "src_allowed"
+	SetFwdGuard         = "fwd_guard"
+	SetSrcPorts         = "src_ports"
+	SetSrcPortsBound    = "src_ports_bound"
+	SetGuardOpen        = "guard_open"
+	SetGuardICMP        = "guard_icmp"
+	ChainGuard          = "guard"
+	ChainGuardOut       = "guard_out"
+	ChainGuardProtected = "guard_protected"
+	ChainForward        = "forward"
+	ChainPrerouting     = "prerouting"
+	ChainOutput         = "output"
+	ChainHostPorts      = "hostports"
+	ChainPostrouting    = "postrouting"
+	ipsDstNAT           = 0x20 // IPS_DST_NAT: conntrack status bit of a DNATed flow
+	markBit             = netfilter.DefaultMarkBit
 )
 
 // layout is the table, its sets and chains for one family.
@@ -314,13 +318,14 @@ func (l *layout) rules() map[string][][]expr.Any {
 		}, append(l.notMulticast(), &expr.Masq{})...),
 	)
 	return map[string][][]expr.Any{
-		ChainGuard:       append(l.guardRules(), l.sourceDrops()...),
-		ChainGuardOut:    append([][]expr.Any{established()}, l.sourceDrops()...),
-		ChainPrerouting:  {fibLocalJump()},
-		ChainOutput:      {fibLocalJump()},
-		ChainHostPorts:   hostports,
-		ChainPostrouting: post,
-		ChainForward:     l.forwardRules(),
+		ChainGuard:          append(l.guardRules(), l.sourceDrops()...),
+		ChainGuardProtected: l.guardProtectedRules(),
+		ChainGuardOut:       append([][]expr.Any{established()}, l.sourceDrops()...),
+		ChainPrerouting:     {fibLocalJump()},
+		ChainOutput:         {fibLocalJump()},
+		ChainHostPorts:      hostports,
+		ChainPostrouting:    post,
+		ChainForward:        l.forwardRules(),
 	}
 }
 
@@ -344,13 +349,28 @@ func (l *layout) loopbackDrop() []expr.Any {
 }
 
 // guardRules are the guard chain's rules, in order: drops before any DNAT
-// and any FORWARD rule, which no accept elsewhere can undo.
+// and any FORWARD rule, which no accept elsewhere can undo. A packet that
+// is not a connection's later one (every packet of a UDP flow that is
+// never answered, vxlan's among them) walks the chain to its end, so the
+// common case costs three lookups and no route lookup: a destination
+// that is no protected container's skips guard_protected's three.
 func (l *layout) guardRules() [][]expr.Any {
-	words := l.addrLen / 4
-	accept := &expr.Verdict{Kind: expr.VerdictAccept}
 	return [][]expr.Any{
 		established(),
 		l.loopbackDrop(),
+		{l.daddr(1), &expr.Lookup{SourceRegister: 1, SetName: l.guardProtect.Name, SetID: l.guardProtect.ID},
+			&expr.Verdict{Kind: expr.VerdictJump, Chain: ChainGuardProtected}},
+	}
+}
+
+// guardProtectedRules decide for a packet to a container address of a
+// network with direct-routing protection: gatewayMode routed opens its
+// published ports and ICMP; anything else from outside the bridge is
+// dropped. (guard_open and guard_icmp hold protected addresses only.)
+func (l *layout) guardProtectedRules() [][]expr.Any {
+	words := l.addrLen / 4
+	accept := &expr.Verdict{Kind: expr.VerdictAccept}
+	return [][]expr.Any{
 		// gatewayMode routed: the published container ports, and ICMP.
 		{l.daddr(1), &expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg32(words)},
 			&expr.Payload{DestRegister: reg32(words + 1), Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
@@ -362,8 +382,6 @@ func (l *layout) guardRules() [][]expr.Any {
 		// entry): only a connection's later packets, accepted first,
 		// pass, so a bare FIN or a NOTRACK'd SYN is dropped too.
 		{
-			l.daddr(1),
-			&expr.Lookup{SourceRegister: 1, SetName: l.guardProtect.Name, SetID: l.guardProtect.ID},
 			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
 			l.daddr(reg32(4)),
 			&expr.Lookup{SourceRegister: 1, SetName: l.guardTrusted.Name, SetID: l.guardTrusted.ID, Invert: true},
@@ -395,6 +413,11 @@ func (l *layout) sourceDrops() [][]expr.Any {
 			&expr.Lookup{SourceRegister: 1, DestRegister: 0, IsDestRegSet: true, SetName: l.srcPortsBound.Name, SetID: l.srcPortsBound.ID},
 		},
 		{
+			// The port first: a hash lookup, where the route lookup that
+			// follows would cost every packet to a port with no list.
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Payload{DestRegister: reg32(1), Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+			&expr.Lookup{SourceRegister: 1, SetName: l.srcPorts.Name, SetID: l.srcPorts.ID},
 			&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)},
 			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
@@ -506,6 +529,7 @@ type chainSpec struct {
 
 func baseChains() []chainSpec {
 	return []chainSpec{
+		{ChainGuardProtected, "", nil, nil},
 		{ChainGuard, nftables.ChainTypeFilter, nftables.ChainHookPrerouting, nftables.ChainPriorityMangle},
 		{ChainGuardOut, nftables.ChainTypeFilter, nftables.ChainHookOutput, nftables.ChainPriorityMangle},
 		{ChainPrerouting, nftables.ChainTypeNAT, nftables.ChainHookPrerouting, nftables.ChainPriorityNATDest},
