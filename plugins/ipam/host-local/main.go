@@ -2,6 +2,8 @@
 package main
 
 import (
+	_ "github.com/dockernet/cni-plugins/plugins/pkg/oneproc" // one P, from an early init: see its doc
+
 	"github.com/containernetworking/cni/pkg/skel"
 
 	"github.com/dockernet/cni-plugins/plugins/ipam/host-local/hostlocal"
