@@ -13,15 +13,17 @@ import (
 )
 
 func init() {
-	if n := procs(syscall.Getenv("GOMAXPROCS")); n > 0 {
+	env, _ := syscall.Getenv("GOMAXPROCS")
+	if n := procs(env); n > 0 {
 		runtime.GOMAXPROCS(n)
 	}
 }
 
 // procs is the GOMAXPROCS to set, given the environment's: 1, or 0 (leave
-// the runtime's) when the environment names one.
-func procs(env string, set bool) int {
-	if set && env != "" {
+// the runtime's) when the environment names one. An empty value is unset
+// for the runtime too.
+func procs(env string) int {
+	if env != "" {
 		return 0
 	}
 	return 1

@@ -82,8 +82,9 @@ func describeNFT(f netfilter.Family, spec netfilter.PortMapSpec, m netfilter.Por
 	if len(elems) > 0 {
 		s.DNAT = append(elems, list("chain", nft.ChainHostPorts, "map @"+set)...)
 	}
-	s.Forward = append(list("chain", nft.ChainGuard, " drop"), list("chain", nft.ChainGuardProtected, " drop")...)
-	s.Forward = append(s.Forward, list("chain", nft.ChainForward, " drop")...)
+	for _, ch := range []string{nft.ChainGuard, nft.ChainGuardProtected, nft.ChainForward} {
+		s.Forward = append(s.Forward, list("chain", ch, " drop")...)
+	}
 	for _, name := range []string{nft.SetGuardProtect, nft.SetFwdMembers, nft.SetFwdIsolate, nft.SetFwdNoICC} {
 		s.Forward = append(s.Forward, list("set", name, tag)...)
 	}
