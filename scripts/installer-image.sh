@@ -16,6 +16,7 @@ for b in dnetctl dnet-installer; do
 	[ -x "$bin/$b" ] || { echo "installer-image: $bin/$b is missing (make build installer)" >&2; exit 1; }
 done
 for f in "$bin"/*; do
+	[ -f "$f" ] || continue # bin/floor/: make bench-timeline's floor program
 	case $(basename "$f") in hello | bench) ;; *) cp "$f" "$ctx/bin/" ;; esac
 done
 cp "$root/conf/kubernetes/10-dockernet.conflist" "$ctx/"
