@@ -9,6 +9,14 @@ var Masquerade = Kind[netfilter.MasqSpec]{
 	Add:    netfilter.Backend.AddMasquerade,
 	Del:    netfilter.Backend.DelMasquerade,
 	Check:  netfilter.Backend.CheckMasquerade,
+	// The iptables backend's rules are the network's (a record without a
+	// subnet: the container's own).
+	Network: func(s netfilter.MasqSpec) string {
+		if s.Subnet != nil {
+			return s.Bridge
+		}
+		return ""
+	},
 }
 
 // PortMappings is portmap's host ports. Each change also drops the UDP

@@ -96,6 +96,12 @@ type MasqSpec struct {
 	// Except are destinations not masqueraded (a cluster's pod network),
 	// of IP's family, none inside another.
 	Except []*net.IPNet `json:",omitempty"`
+	// Subnet is the container's subnet on the bridge, for the iptables
+	// backend, which masquerades per network as Docker does: an ADD of a
+	// network's second container writes no nat rule. Without it (the
+	// nftables backend's records, iptables records written before), the
+	// rules are the container's own.
+	Subnet *net.IPNet `json:",omitempty"`
 }
 
 // ForwardSpec is the filter half of one attachment: what may be forwarded

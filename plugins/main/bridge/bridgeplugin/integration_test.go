@@ -137,7 +137,8 @@ func TestAddOptions(t *testing.T) {
 			if v := strings.TrimSpace(r.host.MustRun("sysctl", "-n", "net.ipv4.ip_forward")); v != "1" {
 				t.Errorf("ip_forward = %s", v)
 			}
-			want := map[string]string{"iptables": "-s 10.77.0.2/32 ! -d 224.0.0.0/4 ! -o br-test", "nftables": `10.77.0.2 . "br-test"`}[r.backend]
+			// iptables: the network's rule, nftables: the container's elements.
+			want := map[string]string{"iptables": "-s 10.77.0.0/24 ! -d 224.0.0.0/4 ! -o br-test", "nftables": `10.77.0.2 . "br-test"`}[r.backend]
 			if rules := r.rules(); !strings.Contains(rules, want) {
 				t.Errorf("%s masquerade missing (%q):\n%s", r.backend, want, rules)
 			}

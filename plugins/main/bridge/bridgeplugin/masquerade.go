@@ -3,6 +3,7 @@ package bridgeplugin
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -15,10 +16,17 @@ import (
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter/reference"
 )
 
+// masqSpecs are the masquerade of each address in ips. The iptables
+// backend's is the network's (Subnet); the nftables backend's stays the
+// container's: a few set elements, and no network record to write.
 func masqSpecs(n *NetConf, o netfilter.Owner, ips []*current.IPConfig) []netfilter.MasqSpec {
 	specs := make([]netfilter.MasqSpec, 0, len(ips))
+	perNetwork := n.backend() == netfilter.NameIPTables
 	for _, ipc := range ips {
 		spec := netfilter.MasqSpec{Owner: o, IP: ipc.Address.IP, Bridge: n.BrName}
+		if perNetwork {
+			spec.Subnet = &net.IPNet{IP: ipc.Address.IP.Mask(ipc.Address.Mask), Mask: ipc.Address.Mask}
+		}
 		for _, except := range n.nonMasq {
 			if netfilter.FamilyOf(except.IP) == netfilter.FamilyOf(ipc.Address.IP) {
 				spec.Except = append(spec.Except, except)
@@ -49,9 +57,17 @@ func delMasquerade(c *attachment.Change, n *NetConf, o netfilter.Owner) {
 	attachment.Masquerade.Remove(c, o, netfilter.MasqSpec{Owner: o}, families)
 }
 
-// checkMasquerade verifies the masquerade of each address in ips.
+// checkMasquerade verifies the masquerade of each address in ips: the
+// container's own rules where its record predates per-network ones.
 func checkMasquerade(n *NetConf, o netfilter.Owner, ips []*current.IPConfig) error {
-	return attachment.Masquerade.CheckInstalled(attachment.HostEnv(n.StateDir), o, masqSpecs(n, o, ips), n.backend())
+	env := attachment.HostEnv(n.StateDir)
+	specs := masqSpecs(n, o, ips)
+	if rec, found, err := attachment.Masquerade.Recorded(env, o); err == nil && found && len(rec.Specs) > 0 && rec.Specs[0].Subnet == nil {
+		for i := range specs {
+			specs[i].Subnet = nil
+		}
+	}
+	return attachment.Masquerade.CheckInstalled(env, o, specs, n.backend())
 }
 
 // delReferenceMasq removes the reference bridge's masquerade of an

@@ -5,6 +5,7 @@ package describe
 
 import (
 	"fmt"
+	"net"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -113,6 +114,14 @@ func describeIPTables(f netfilter.Family, spec netfilter.PortMapSpec, m netfilte
 	}
 	s.Masq = append(nat.Counted(dn, nat.Matching(dn, proto, "--dport "+port+" ", "-j MARK")),
 		nat.Counted(ipt.ChainMasq, nat.Owned(ipt.ChainMasq, o))...)
+	// The network's masquerade: the rules whose source holds the container.
+	var network []string
+	for _, r := range nat.Matching(ipt.ChainMasq, "-s ") {
+		if _, src, err := net.ParseCIDR(ruleArg(r, "-s")); err == nil && spec.ContainerIP != nil && src.Contains(spec.ContainerIP) && !strings.Contains(r, o.Marker()) {
+			network = append(network, r)
+		}
+	}
+	s.Masq = append(s.Masq, nat.Counted(ipt.ChainMasq, network)...)
 	s.Masq = append(s.Masq, nat.Counted(ipt.ChainPostrouting, nat.Matching(ipt.ChainPostrouting, "-j MASQUERADE"))...)
 	return s
 }

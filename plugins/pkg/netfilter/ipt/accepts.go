@@ -246,14 +246,29 @@ func (b *Backend) nftDelNetworkRules(table, bridge string) error {
 // nftHasComment reports whether iptables-nft's chain in table holds a
 // rule with exactly comment; unsure is no.
 func (b *Backend) nftHasComment(table, chain, comment string) bool {
+	return b.nftCountComment(table, chain, comment) > 0
+}
+
+// nftCountComment counts, over netlink, the rules of iptables-nft's chain
+// whose comment is comment; -1 when it cannot tell.
+func (b *Backend) nftCountComment(table, chain, comment string) int {
 	c, done, err := netfilter.NFTConn()
 	if err != nil {
-		return false
+		return -1
 	}
 	defer done(nil)
 	t := &nftables.Table{Name: table, Family: b.family.NFT()}
 	rules, err := c.GetRules(t, &nftables.Chain{Name: chain, Table: t})
-	return err == nil && anyRule(rules, func(r *nftables.Rule) bool { return RuleComment(r) == comment })
+	if err != nil {
+		return -1
+	}
+	n := 0
+	for _, r := range rules {
+		if RuleComment(r) == comment {
+			n++
+		}
+	}
+	return n
 }
 
 // nftHasNetworkRules reports, over netlink, whether one of our chains in

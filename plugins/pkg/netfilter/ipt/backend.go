@@ -387,6 +387,9 @@ func (b *Backend) AddMasquerade(tx *netfilter.Txn, spec netfilter.MasqSpec) {
 }
 
 func (b *Backend) addMasquerade(spec netfilter.MasqSpec) error {
+	if spec.Subnet != nil {
+		return b.ensureMasqNetwork(spec)
+	}
 	rules := masqRules(spec, b.family)
 	// The fast path cannot see an old rule of this owner; the bridge
 	// removes the previous record's rules before a re-ADD.
@@ -404,7 +407,12 @@ func (b *Backend) addMasquerade(spec netfilter.MasqSpec) error {
 	})
 }
 
+// DelMasquerade removes the container's own rules; the network's go with
+// its last attachment (DelNetwork).
 func (b *Backend) DelMasquerade(tx *netfilter.Txn, spec netfilter.MasqSpec) {
+	if spec.Subnet != nil {
+		return
+	}
 	b.queue(tx, func() error { return b.delMasquerade(spec) })
 }
 
@@ -432,6 +440,9 @@ func (b *Backend) CheckMasquerade(spec netfilter.MasqSpec) error {
 	}
 	if err := checkBase(snap, masqBase(), b.family); err != nil {
 		return err
+	}
+	if spec.Subnet != nil {
+		return checkMasqNetwork(snap, spec, b.family)
 	}
 	src := "-s " + spec.IP.String() + b.family.HostPrefix() + " "
 	if len(snap.Matching(ChainMasq, spec.Owner.Marker(), src, "-j MASQUERADE")) == 0 {

@@ -237,7 +237,7 @@ func forwardChains(spec netfilter.ForwardSpec, drops bool) map[string][]string {
 
 // ourChains are every chain of ours, by table: where a network's old
 // rules may be (DNET-FILTER and DNET-ISOLATE in filter: earlier releases').
-var ourChains = map[string][]string{"filter": {ChainForward, ChainFilter, ChainIsolate, ChainFwdGuard}, "mangle": {ChainGuard, ChainFilter, ChainIsolate}}
+var ourChains = map[string][]string{"filter": {ChainForward, ChainFilter, ChainIsolate, ChainFwdGuard}, "mangle": {ChainGuard, ChainFilter, ChainIsolate}, "nat": {ChainMasq}}
 
 // ensureForward installs spec's network rules (and the base) unless they
 // are all in place already: one iptables-restore of -C lines changes
@@ -452,7 +452,7 @@ func (b *Backend) hasChain(table, chain string) bool {
 // DelNetwork deletes every rule of bridge's network, in each of our
 // chains: what the network's last attachment leaves behind.
 func (b *Backend) DelNetwork(tx *netfilter.Txn, bridge string) {
-	b.queue(tx, func() error { return b.removeNetwork(bridge, []string{"filter", "mangle"}) })
+	b.queue(tx, func() error { return b.removeNetwork(bridge, []string{"filter", "mangle", "nat"}) })
 }
 
 // removeNetwork deletes bridge's network rules from tables, reading only

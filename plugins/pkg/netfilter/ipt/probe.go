@@ -118,6 +118,12 @@ func (b *Backend) ProbeSpecs(ports []netfilter.PortMapSpec, masq []netfilter.Mas
 		}
 	}
 	for _, s := range masq {
+		if s.Subnet != nil {
+			if err := checkMasqNetwork(snap, s, b.family); err != nil {
+				return err
+			}
+			continue
+		}
 		if got, want := len(snap.Owned(ChainMasq, s.Owner)), len(masqRules(s, b.family)); got != want {
 			return fmt.Errorf("%s: %s has %d of the %d masquerade rules of container %s", b.family, ChainMasq, got, want, s.Owner.ContainerID)
 		}

@@ -6,7 +6,7 @@ package ipt
 //	PREROUTING  -m addrtype --dst-type LOCAL -j DNET-HOSTPORTS
 //	OUTPUT      -m addrtype --dst-type LOCAL -j DNET-HOSTPORTS
 //	POSTROUTING -j DNET-POSTROUTING   (masquerade marked hairpin/localhost flows)
-//	POSTROUTING -j DNET-MASQ          (bridge ipMasq, one rule per container)
+//	POSTROUTING -j DNET-MASQ          (bridge ipMasq, per network: masq.go)
 //	DNET-HOSTPORTS  one entry rule per owner and protocol (multiport) -> DNET-DN-<tag>
 //	DNET-DN-<tag>   per owner: mark for masquerade, then DNAT
 import (
