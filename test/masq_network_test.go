@@ -11,7 +11,8 @@ import (
 // one rule per network and subnet, as Docker's: the second container's
 // ADD writes no nat rule; a flushed DNET-MASQ (someone's partial flush)
 // is back with the next ADD, with the masquerade of the containers already
-// there; the rule goes with the network's last container only.
+// there; changed exceptions replace the subnet's rules; the rules go with
+// the network's last container only.
 func TestMasqueradePerNetwork(t *testing.T) {
 	for _, flavour := range []string{"nft", "legacy"} {
 		t.Run(flavour, func(t *testing.T) {
@@ -63,17 +64,30 @@ func TestMasqueradePerNetwork(t *testing.T) {
 			}
 			outbound(c1, "c1 after the flush and c3's ADD")
 
-			for _, c := range []*container{c1, c2} {
+			// The network's exceptions change (nonMasqueradeCIDRs): the
+			// next ADD replaces the subnet's rules, leaving none of the old.
+			except := w.libcniFor(w.network(network{bridgeKeys: map[string]any{"nonMasqueradeCIDRs": []string{"10.99.0.0/16"}}}))
+			c4 := w.newContainer("c4")
+			if _, err := except.add(c4, nil); err != nil {
+				t.Fatalf("ADD c4: %v", err)
+			}
+			got := masq()
+			if len(got) != 2 || !strings.Contains(got[0], "-d 10.99.0.0/16") || !strings.Contains(got[0], "-j RETURN") || !strings.Contains(got[1], "except=") || !strings.Contains(got[1], "-j MASQUERADE") {
+				t.Fatalf("after an ADD with other exceptions DNET-MASQ holds:\n%s\nwant its RETURN and MASQUERADE only", strings.Join(got, "\n"))
+			}
+			outbound(c1, "c1 after the exceptions changed")
+
+			for _, c := range []*container{c1, c2, c3} {
 				if err := d.del(c, nil); err != nil {
 					t.Fatalf("DEL %s: %v", c.id, err)
 				}
 			}
-			if got := masq(); len(got) != 1 {
-				t.Fatalf("the network's rule went before its last container:\n%s", strings.Join(got, "\n"))
+			if got := masq(); len(got) != 2 {
+				t.Fatalf("the network's rules went before its last container:\n%s", strings.Join(got, "\n"))
 			}
-			outbound(c3, "c3, the last")
-			if err := d.del(c3, nil); err != nil {
-				t.Fatalf("DEL c3: %v", err)
+			outbound(c4, "c4, the last")
+			if err := except.del(c4, nil); err != nil {
+				t.Fatalf("DEL c4: %v", err)
 			}
 			if got := masq(); len(got) != 0 {
 				t.Errorf("after the last DEL DNET-MASQ still holds:\n%s", strings.Join(got, "\n"))

@@ -75,16 +75,19 @@ func masqNetSaved(snap *Snapshot, spec netfilter.MasqSpec) []string {
 // member, so rules found stay.
 func (b *Backend) ensureMasqNetwork(spec netfilter.MasqSpec) error {
 	rules := masqNetRules(spec, b.family)
-	if b.nftBacked {
-		done, err := b.addFreshMasq(spec, rules)
-		if done || err != nil {
-			return err
-		}
-	}
 	fast := func(txn *ruleTxn) {
 		b.requireBase(txn, masqBase())
 		for _, r := range rules {
 			txn.check(ChainMasq, r...)
+		}
+	}
+	if b.nftBacked {
+		done, replace, err := b.addFreshMasq(spec, rules)
+		if done || err != nil {
+			return err
+		}
+		if replace {
+			fast = nil // netlink saw other rules of the subnet: no -C would
 		}
 	}
 	return b.editTable("nat", fast, func(txn *ruleTxn, snap *Snapshot) error {
@@ -100,24 +103,28 @@ func (b *Backend) ensureMasqNetwork(spec netfilter.MasqSpec) error {
 // addFreshMasq is ensureMasqNetwork with iptables-nft, under the lock:
 // done when netlink shows the subnet's rules as spec wants them, or
 // shows none and one restore (the base required as portmap's fast path
-// does) appended them. false, nil: the caller's usual path.
-func (b *Backend) addFreshMasq(spec netfilter.MasqSpec, rules [][]string) (bool, error) {
+// does) appended them. replace: netlink shows rules of the subnet other
+// than spec's (changed exceptions, a damaged set), which a snapshot
+// replaces.
+func (b *Backend) addFreshMasq(spec netfilter.MasqSpec, rules [][]string) (done, replace bool, err error) {
 	lk, err := filelock.Acquire(b.lockPath)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	defer lk.Release()
 	exact, any := b.nftCountMasqNet(spec)
 	switch {
 	case exact == len(rules) && any == exact && nftHasBase(b.family, masqBase()):
-		return true, nil
-	case any != 0:
-		return false, nil
+		return true, false, nil
+	case any > 0:
+		return false, exact != len(rules) || any != exact, nil
+	case any < 0:
+		return false, false, nil
 	}
 	txn := &ruleTxn{table: "nat"}
 	b.requireBase(txn, masqBase())
 	txn.addAll(ChainMasq, rules)
-	return b.apply(txn) == nil, nil
+	return b.apply(txn) == nil, false, nil
 }
 
 // nftCountMasqNet counts, over netlink, the rules of DNET-MASQ of spec's
