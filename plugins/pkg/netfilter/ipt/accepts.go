@@ -246,29 +246,14 @@ func (b *Backend) nftDelNetworkRules(table, bridge string) error {
 // nftHasComment reports whether iptables-nft's chain in table holds a
 // rule with exactly comment; unsure is no.
 func (b *Backend) nftHasComment(table, chain, comment string) bool {
-	return b.nftCountComment(table, chain, comment) > 0
-}
-
-// nftCountComment counts, over netlink, the rules of iptables-nft's chain
-// whose comment is comment; -1 when it cannot tell.
-func (b *Backend) nftCountComment(table, chain, comment string) int {
 	c, done, err := netfilter.NFTConn()
 	if err != nil {
-		return -1
+		return false
 	}
 	defer done(nil)
 	t := &nftables.Table{Name: table, Family: b.family.NFT()}
 	rules, err := c.GetRules(t, &nftables.Chain{Name: chain, Table: t})
-	if err != nil {
-		return -1
-	}
-	n := 0
-	for _, r := range rules {
-		if RuleComment(r) == comment {
-			n++
-		}
-	}
-	return n
+	return err == nil && anyRule(rules, func(r *nftables.Rule) bool { return RuleComment(r) == comment })
 }
 
 // nftHasNetworkRules reports, over netlink, whether one of our chains in
