@@ -3,6 +3,7 @@ package bridgeplugin
 import (
 	"errors"
 	"regexp"
+	"syscall"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/vishvananda/netlink"
@@ -48,7 +49,8 @@ func GC(args *skel.CmdArgs) error {
 }
 
 // gcVeths deletes the host veths on bridge, named as this plugin names
-// them, that belong to no valid attachment.
+// them, that belong to no valid attachment, and the host end of any pair
+// a DEL retired whose deleting child did not finish (veth_retire.go).
 func gcVeths(bridge string, keep map[string]bool) error {
 	br, err := netlink.LinkByName(bridge)
 	if err != nil {
@@ -61,6 +63,12 @@ func gcVeths(bridge string, keep map[string]bool) error {
 	var errs []error
 	for _, l := range links {
 		a := l.Attrs()
+		if retiredShape.MatchString(a.Name) && l.Type() == "veth" {
+			if err := netlink.LinkDel(l); err != nil && !errors.Is(err, syscall.ENODEV) { // its child was quicker
+				errs = append(errs, err)
+			}
+			continue
+		}
 		if a.MasterIndex != br.Attrs().Index || !hostVethShape.MatchString(a.Name) || keep[a.Name] {
 			continue
 		}

@@ -288,7 +288,8 @@ func delContainerLink(netnsPath, ifName string) error {
 
 // Del undoes ADD; it succeeds when there is nothing left to undo. Its
 // three parts are independent and run at once, so DEL takes as long as
-// the slowest of them (the kernel's veth deletion) rather than their sum.
+// the slowest of them rather than their sum; the veth pair's deletion,
+// the kernel's slowest step, is handed off (veth_retire.go).
 // The netfilter part is one transaction, whose nftables socket stays open
 // until the process exits: a socket closing after a deletion holds
 // nf_tables' commit mutex until the kernel has freed the transaction (an
@@ -304,8 +305,8 @@ func Del(args *skel.CmdArgs) error {
 	// shows them in the order they finished).
 	parts := []func() error{
 		func() error {
-			defer timeline.Mark("links-deleted")
-			if err := delLinks(o, args); err != nil {
+			defer timeline.Mark("links-removed")
+			if err := removeLinks(o, args); err != nil {
 				return cnierr.Wrap(err, "bridge: delete "+args.IfName)
 			}
 			return forgetLink(n, o)
@@ -357,15 +358,14 @@ func delNetfilter(env attachment.Env, n *NetConf, o netfilter.Owner) error {
 }
 
 // delLinks deletes the veth pair from the host side, found by its derived
-// name, without entering the container; the container side is the
-// fallback for a pair whose host end was renamed or moved.
+// name, without entering the container; then by its retired name (a DEL
+// killed after retiring it, before its child deleted it); the container
+// side is the fallback for a pair whose host end was renamed or moved.
 func delLinks(o netfilter.Owner, args *skel.CmdArgs) error {
-	err := delLinkByName(o.HostVeth())
-	if err == nil {
-		return nil
-	}
-	if !errors.Is(err, errLinkNotFound) {
-		return err
+	for _, name := range []string{o.HostVeth(), retiredName(o)} {
+		if err := delLinkByName(name); !errors.Is(err, errLinkNotFound) {
+			return err
+		}
 	}
 	return delContainerLink(args.Netns, args.IfName)
 }

@@ -1,0 +1,156 @@
+package bridgeplugin_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/testenv"
+)
+
+// retiredLinks names the links of a retired pair in ns ("vgone…").
+func retiredLinks(ns *testenv.NS) string {
+	out, _ := ns.Run("ip", "-o", "link", "show")
+	var gone []string
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) > 1 && strings.HasPrefix(f[1], "vgone") {
+			gone = append(gone, strings.TrimSuffix(strings.SplitN(f[1], "@", 2)[0], ":"))
+		}
+	}
+	return strings.Join(gone, " ")
+}
+
+// addThenDel adds the container and deletes it, and checks that DEL
+// left nothing under the names a DEL checks.
+func (r *rig) addThenDel(conf []byte) {
+	r.t.Helper()
+	res, err := r.call("ADD", conf)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if _, err := r.call("DEL", withPrev(r.t, conf, res)); err != nil {
+		r.t.Fatal(err)
+	}
+	r.assertNothingLeft()
+}
+
+// DEL hands the pair's deletion to a child: when it returns, the pair
+// carries no traffic and holds neither name, so the same container can be
+// added again at once (podman's network reload: DEL then ADD in one
+// netns); the child deletes the pair soon after.
+func TestDelRetiresThePair(t *testing.T) {
+	r := newRig(t)
+	conf := r.conf(`"isGateway":true,"ipMasq":true`)
+	r.addThenDel(conf)
+	if out := r.host.MustRun("ip", "-o", "link", "show", "master", "br-test"); strings.TrimSpace(out) != "" {
+		t.Errorf("ports left on the bridge after DEL:\n%s", out)
+	}
+	res, err := r.call("ADD", conf)
+	if err != nil {
+		t.Fatalf("ADD right after DEL: %v", err)
+	}
+	if _, err := r.ctr.Run("ip", "link", "show", "eth0", "up"); err != nil {
+		t.Errorf("eth0 after the second ADD: %v", err)
+	}
+	testenv.Eventually(t, 10*time.Second, "the retired pair deleted", func() error {
+		if gone := retiredLinks(r.host) + retiredLinks(r.ctr); gone != "" {
+			return fmt.Errorf("still there: %s", gone)
+		}
+		return nil
+	})
+	if _, err := r.call("DEL", withPrev(t, conf, res)); err != nil {
+		t.Fatal(err)
+	}
+	r.assertNothingLeft()
+}
+
+// A container end that is not the host end's peer (renamed, replaced)
+// is not touched: DEL deletes the pair itself, by its host end.
+func TestDelDeletesAPairItCannotRetire(t *testing.T) {
+	r := newRig(t)
+	conf := r.conf("")
+	res, err := r.call("ADD", conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.ctr.MustRun("ip", "link", "set", "eth0", "down")
+	r.ctr.MustRun("ip", "link", "set", "eth0", "name", "moved0")
+	r.ctr.MustRun("ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0peer")
+	if _, err := r.call("DEL", withPrev(t, conf, res)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := r.link(r.host, hostVeth()); ok {
+		t.Error("host veth left behind")
+	}
+	if _, ok := r.link(r.ctr, "moved0"); ok {
+		t.Error("the pair's container end (renamed moved0) left behind: DEL did not delete the pair itself")
+	}
+	if _, ok := r.link(r.ctr, "eth0"); !ok {
+		t.Error("DEL took the container's own eth0, which is not the pair's")
+	}
+	if gone := retiredLinks(r.host) + retiredLinks(r.ctr); gone != "" {
+		t.Errorf("retired links after a DEL that could not retire: %s", gone)
+	}
+}
+
+// The control: with DNET_SYNC_VETH_DELETE=1, DEL deletes the pair before
+// it returns, and nothing is retired.
+func TestDelDeletesThePairItselfWhenAsked(t *testing.T) {
+	t.Setenv("DNET_SYNC_VETH_DELETE", "1")
+	r := newRig(t)
+	r.addThenDel(r.conf(""))
+	if gone := retiredLinks(r.host) + retiredLinks(r.ctr); gone != "" {
+		t.Errorf("retired links with DNET_SYNC_VETH_DELETE=1: %s", gone)
+	}
+}
+
+// GC deletes a retired host end whose child did not run to its end, and
+// nothing else off the bridge.
+func TestGCDeletesRetiredLeftovers(t *testing.T) {
+	r := newRig(t)
+	conf := r.conf("")
+	if _, err := r.call("ADD", conf); err != nil {
+		t.Fatal(err)
+	}
+	r.host.MustRun("ip", "link", "add", "vgone0123456789", "type", "veth", "peer", "name", "vgonepeer")
+	r.host.MustRun("ip", "link", "add", "vgone9876543210", "type", "bridge") // the shape, not a veth
+	gc := strings.TrimSuffix(string(conf), "}") + `,"cni.dev/valid-attachments":[{"containerID":"ctr1","ifname":"eth0"}]}`
+	if _, err := r.call("GC", []byte(gc)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := r.link(r.host, "vgone0123456789"); ok {
+		t.Error("GC left the retired veth")
+	}
+	if _, ok := r.link(r.host, "vgone9876543210"); !ok {
+		t.Error("GC deleted a bridge that only has the retired shape")
+	}
+	if _, ok := r.link(r.host, hostVeth()); !ok {
+		t.Error("GC deleted the live attachment's veth")
+	}
+}
+
+// A DEL killed after retiring the pair and before its child deleted it
+// leaves the pair under the retired name: the runtime's next DEL deletes
+// it.
+func TestDelAfterAKilledRetire(t *testing.T) {
+	r := newRig(t)
+	conf := r.conf("")
+	res, err := r.call("ADD", conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := "vgone" + strings.TrimPrefix(hostVeth(), "veth")
+	r.ctr.MustRun("ip", "link", "set", "eth0", "down")
+	r.ctr.MustRun("ip", "link", "set", "eth0", "name", gone)
+	r.host.MustRun("ip", "link", "set", hostVeth(), "down")
+	r.host.MustRun("ip", "link", "set", hostVeth(), "nomaster")
+	r.host.MustRun("ip", "link", "set", hostVeth(), "name", gone)
+	if _, err := r.call("DEL", withPrev(t, conf, res)); err != nil {
+		t.Fatal(err)
+	}
+	if left := retiredLinks(r.host) + retiredLinks(r.ctr); left != "" {
+		t.Errorf("the retired pair outlived the DEL after it: %s", left)
+	}
+	r.assertNothingLeft()
+}
