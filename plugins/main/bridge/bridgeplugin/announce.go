@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"net"
 	"slices"
+	"time"
 
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/vishvananda/netlink"
@@ -49,8 +50,12 @@ func forgetNeighbours(br netlink.Link, ips []*current.IPConfig) {
 }
 
 // announce sends, in the container's netns, one announcement per address
-// of ips out of ifc.
+// of ips out of ifc, once ifc can send.
 func announce(ifc net.Interface, ips []*current.IPConfig) {
+	if len(ips) == 0 {
+		return
+	}
+	waitOperUp(ifc.Index)
 	for _, ipc := range ips {
 		if ip4 := ipc.Address.IP.To4(); ip4 != nil {
 			_ = gratuitousARP(ifc, ip4)
@@ -105,6 +110,23 @@ func unsolicitedNA(ifc net.Interface, ip net.IP) error {
 	to := &unix.SockaddrInet6{ZoneId: uint32(ifc.Index)}
 	copy(to.Addr[:], net.IPv6linklocalallnodes)
 	return unix.Sendto(fd, pkt, 0, to)
+}
+
+// operUpWait bounds waitOperUp: past it the announcement goes anyway.
+const operUpWait = 200 * time.Millisecond
+
+// waitOperUp waits until the link with index can send. A veth whose ends
+// are both up has its carrier at once, but the kernel attaches its
+// transmit queue later, in the link-watch work (which needs the RTNL lock,
+// so any other link change on the machine, such as a retired pair being
+// deleted, delays it); until then every frame sent is dropped without an
+// error. The operational state turns up in the same step.
+func waitOperUp(index int) {
+	for deadline := time.Now().Add(operUpWait); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if l, err := netlink.LinkByIndex(index); err != nil || l.Attrs().OperState == netlink.OperUp {
+			return
+		}
+	}
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
