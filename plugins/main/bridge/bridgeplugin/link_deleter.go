@@ -12,10 +12,10 @@ import (
 // startLinkDeleter forks a child that deletes the link called name in
 // this thread's netns and exits; it is not waited for. The child is a
 // copy of this process that makes a few raw system calls (closing what
-// it inherited, setsid, one netlink write, exit) and never runs Go code that could need the
-// runtime, as the syscall package's own child between fork and exec; so
-// it costs a fork, not a program start. The netlink request is made and
-// its socket opened here, in the parent.
+// it inherited, setsid, one netlink write, exit) and never runs Go code
+// that could need the runtime, as the syscall package's own child
+// between fork and exec; so it costs a fork, not a program start. The
+// netlink request is made and its socket opened here, in the parent.
 func startLinkDeleter(name string) error {
 	req := nl.NewNetlinkRequest(unix.RTM_DELLINK, 0)
 	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))

@@ -21,17 +21,33 @@ func retiredLinks(ns *testenv.NS) string {
 	return strings.Join(gone, " ")
 }
 
-// addThenDel adds the container and deletes it, and checks that DEL
-// left nothing under the names a DEL checks.
-func (r *rig) addThenDel(conf []byte) {
+// retired names the links of a retired pair in the host and the container.
+func (r *rig) retired() string {
+	return strings.TrimSpace(retiredLinks(r.host) + " " + retiredLinks(r.ctr))
+}
+
+// add adds the container and returns the result; del deletes it.
+func (r *rig) add(conf []byte) []byte {
 	r.t.Helper()
 	res, err := r.call("ADD", conf)
 	if err != nil {
 		r.t.Fatal(err)
 	}
+	return res
+}
+
+func (r *rig) del(conf, res []byte) {
+	r.t.Helper()
 	if _, err := r.call("DEL", withPrev(r.t, conf, res)); err != nil {
 		r.t.Fatal(err)
 	}
+}
+
+// addThenDel adds the container and deletes it, and checks that DEL
+// left nothing under the names a DEL checks.
+func (r *rig) addThenDel(conf []byte) {
+	r.t.Helper()
+	r.del(conf, r.add(conf))
 	r.assertNothingLeft()
 }
 
@@ -46,22 +62,17 @@ func TestDelRetiresThePair(t *testing.T) {
 	if out := r.host.MustRun("ip", "-o", "link", "show", "master", "br-test"); strings.TrimSpace(out) != "" {
 		t.Errorf("ports left on the bridge after DEL:\n%s", out)
 	}
-	res, err := r.call("ADD", conf)
-	if err != nil {
-		t.Fatalf("ADD right after DEL: %v", err)
-	}
+	res := r.add(conf) // right after DEL
 	if _, err := r.ctr.Run("ip", "link", "show", "eth0", "up"); err != nil {
 		t.Errorf("eth0 after the second ADD: %v", err)
 	}
 	testenv.Eventually(t, 10*time.Second, "the retired pair deleted", func() error {
-		if gone := retiredLinks(r.host) + retiredLinks(r.ctr); gone != "" {
+		if gone := r.retired(); gone != "" {
 			return fmt.Errorf("still there: %s", gone)
 		}
 		return nil
 	})
-	if _, err := r.call("DEL", withPrev(t, conf, res)); err != nil {
-		t.Fatal(err)
-	}
+	r.del(conf, res)
 	r.assertNothingLeft()
 }
 
@@ -70,16 +81,11 @@ func TestDelRetiresThePair(t *testing.T) {
 func TestDelDeletesAPairItCannotRetire(t *testing.T) {
 	r := newRig(t)
 	conf := r.conf("")
-	res, err := r.call("ADD", conf)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := r.add(conf)
 	r.ctr.MustRun("ip", "link", "set", "eth0", "down")
 	r.ctr.MustRun("ip", "link", "set", "eth0", "name", "moved0")
 	r.ctr.MustRun("ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0peer")
-	if _, err := r.call("DEL", withPrev(t, conf, res)); err != nil {
-		t.Fatal(err)
-	}
+	r.del(conf, res)
 	if _, ok := r.link(r.host, hostVeth()); ok {
 		t.Error("host veth left behind")
 	}
@@ -89,7 +95,7 @@ func TestDelDeletesAPairItCannotRetire(t *testing.T) {
 	if _, ok := r.link(r.ctr, "eth0"); !ok {
 		t.Error("DEL took the container's own eth0, which is not the pair's")
 	}
-	if gone := retiredLinks(r.host) + retiredLinks(r.ctr); gone != "" {
+	if gone := r.retired(); gone != "" {
 		t.Errorf("retired links after a DEL that could not retire: %s", gone)
 	}
 }
@@ -100,7 +106,7 @@ func TestDelDeletesThePairItselfWhenAsked(t *testing.T) {
 	t.Setenv("DNET_SYNC_VETH_DELETE", "1")
 	r := newRig(t)
 	r.addThenDel(r.conf(""))
-	if gone := retiredLinks(r.host) + retiredLinks(r.ctr); gone != "" {
+	if gone := r.retired(); gone != "" {
 		t.Errorf("retired links with DNET_SYNC_VETH_DELETE=1: %s", gone)
 	}
 }
@@ -110,9 +116,7 @@ func TestDelDeletesThePairItselfWhenAsked(t *testing.T) {
 func TestGCDeletesRetiredLeftovers(t *testing.T) {
 	r := newRig(t)
 	conf := r.conf("")
-	if _, err := r.call("ADD", conf); err != nil {
-		t.Fatal(err)
-	}
+	r.add(conf)
 	r.host.MustRun("ip", "link", "add", "vgone0123456789", "type", "veth", "peer", "name", "vgonepeer")
 	r.host.MustRun("ip", "link", "add", "vgone9876543210", "type", "bridge") // the shape, not a veth
 	gc := strings.TrimSuffix(string(conf), "}") + `,"cni.dev/valid-attachments":[{"containerID":"ctr1","ifname":"eth0"}]}`
@@ -136,20 +140,15 @@ func TestGCDeletesRetiredLeftovers(t *testing.T) {
 func TestDelAfterAKilledRetire(t *testing.T) {
 	r := newRig(t)
 	conf := r.conf("")
-	res, err := r.call("ADD", conf)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := r.add(conf)
 	gone := "vgone" + strings.TrimPrefix(hostVeth(), "veth")
 	r.ctr.MustRun("ip", "link", "set", "eth0", "down")
 	r.ctr.MustRun("ip", "link", "set", "eth0", "name", gone)
 	r.host.MustRun("ip", "link", "set", hostVeth(), "down")
 	r.host.MustRun("ip", "link", "set", hostVeth(), "nomaster")
 	r.host.MustRun("ip", "link", "set", hostVeth(), "name", gone)
-	if _, err := r.call("DEL", withPrev(t, conf, res)); err != nil {
-		t.Fatal(err)
-	}
-	if left := retiredLinks(r.host) + retiredLinks(r.ctr); left != "" {
+	r.del(conf, res)
+	if left := r.retired(); left != "" {
 		t.Errorf("the retired pair outlived the DEL after it: %s", left)
 	}
 	r.assertNothingLeft()
