@@ -2,7 +2,7 @@ package bridgeplugin
 
 import (
 	"errors"
-	"regexp"
+	"strings"
 	"syscall"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -14,8 +14,21 @@ import (
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter/reference"
 )
 
-// hostVethShape is the name Owner.HostVeth gives.
-var hostVethShape = regexp.MustCompile(`^veth[0-9a-f]{10}$`)
+// hashNamed reports whether name is prefix and the hex digits of a tag
+// that Owner.HostVeth keeps: the shape of the host veths this plugin
+// makes ("veth") and of the pairs DEL retires ("vgone", veth_retire.go).
+func hashNamed(name, prefix string) bool {
+	hash, ok := strings.CutPrefix(name, prefix)
+	if !ok || len(hash) != netfilter.VethHashLen {
+		return false
+	}
+	for _, c := range []byte(hash) {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 // GC removes what this network holds for attachments not in
 // cni.dev/valid-attachments (CNI 1.1): their masquerade and forwarding
@@ -63,13 +76,13 @@ func gcVeths(bridge string, keep map[string]bool) error {
 	var errs []error
 	for _, l := range links {
 		a := l.Attrs()
-		if retiredShape.MatchString(a.Name) && l.Type() == "veth" {
+		if hashNamed(a.Name, retiredPrefix) && l.Type() == "veth" {
 			if err := netlink.LinkDel(l); err != nil && !errors.Is(err, syscall.ENODEV) { // its child was quicker
 				errs = append(errs, err)
 			}
 			continue
 		}
-		if a.MasterIndex != br.Attrs().Index || !hostVethShape.MatchString(a.Name) || keep[a.Name] {
+		if a.MasterIndex != br.Attrs().Index || !hashNamed(a.Name, "veth") || keep[a.Name] {
 			continue
 		}
 		if err := netlink.LinkDel(l); err != nil {

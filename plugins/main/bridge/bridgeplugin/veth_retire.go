@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"regexp"
 	"strings"
 	"syscall"
 
@@ -31,12 +30,12 @@ import (
 // DNET_SYNC_VETH_DELETE=1 in the environment makes DEL delete the pair
 // itself, as before (a comparison for the bench).
 
-// retiredShape is the name both ends of a retired pair are given.
-var retiredShape = regexp.MustCompile(`^vgone[0-9a-f]{10}$`)
+// retiredPrefix starts the name both ends of a retired pair are given.
+const retiredPrefix = "vgone"
 
 // retiredName is what o's pair is renamed to; it keeps HostVeth's hash.
 func retiredName(o netfilter.Owner) string {
-	return "vgone" + strings.TrimPrefix(o.HostVeth(), "veth")
+	return retiredPrefix + strings.TrimPrefix(o.HostVeth(), "veth")
 }
 
 // removeLinks takes o's veth pair away: retired and handed off when it
