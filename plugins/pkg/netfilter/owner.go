@@ -26,10 +26,17 @@ func (o Owner) Tag() string {
 // HostVeth is the name of the attachment's host-side veth: derived from
 // the owner, so DEL, GC and dnetctl find it even when the container's
 // namespace is gone.
-func (o Owner) HostVeth() string { return "veth" + o.Tag()[:VethHashLen] }
+func (o Owner) HostVeth() string { return VethPrefix + o.VethHash() }
 
-// VethHashLen is how many hex digits of the tag a host veth's name keeps.
-const VethHashLen = 10
+// VethHash is the part of the tag the names of the attachment's veths
+// keep: VethHashLen hex digits.
+func (o Owner) VethHash() string { return o.Tag()[:VethHashLen] }
+
+// VethPrefix and VethHashLen make up HostVeth's shape.
+const (
+	VethPrefix  = "veth"
+	VethHashLen = 10
+)
 
 // Comment is the human-readable marker put on every rule of this owner.
 // It starts with the tag, which is what the backends match on.

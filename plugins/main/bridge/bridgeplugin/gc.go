@@ -82,7 +82,7 @@ func gcVeths(bridge string, keep map[string]bool) error {
 			}
 			continue
 		}
-		if a.MasterIndex != br.Attrs().Index || !hashNamed(a.Name, "veth") || keep[a.Name] {
+		if a.MasterIndex != br.Attrs().Index || !hashNamed(a.Name, netfilter.VethPrefix) || keep[a.Name] {
 			continue
 		}
 		if err := netlink.LinkDel(l); err != nil {

@@ -12,7 +12,7 @@ func TestHashNamed(t *testing.T) {
 		name, prefix string
 		want         bool
 	}{
-		{o.HostVeth(), "veth", true},
+		{o.HostVeth(), netfilter.VethPrefix, true},
 		{retiredName(o), retiredPrefix, true},
 		{retiredName(o), "veth", false},
 		{o.HostVeth(), retiredPrefix, false},

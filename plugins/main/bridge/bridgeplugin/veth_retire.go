@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"syscall"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -34,9 +33,7 @@ import (
 const retiredPrefix = "vgone"
 
 // retiredName is what o's pair is renamed to; it keeps HostVeth's hash.
-func retiredName(o netfilter.Owner) string {
-	return retiredPrefix + strings.TrimPrefix(o.HostVeth(), "veth")
-}
+func retiredName(o netfilter.Owner) string { return retiredPrefix + o.VethHash() }
 
 // removeLinks takes o's veth pair away: retired and handed off when it
 // can be, else deleted here.
