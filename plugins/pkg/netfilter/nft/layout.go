@@ -95,6 +95,7 @@ package nft
 // maps and deletes the elements whose comment carries the owner's tag.
 
 import (
+	"encoding/binary"
 	"net"
 
 	"github.com/google/nftables"
@@ -540,48 +541,66 @@ func baseChains() []chainSpec {
 	}
 }
 
-// missing names the first chain or set of the base that the table lacks,
-// or "" when it is complete: two dumps (the table's rules, counted per
-// chain, and its sets), left undecoded, independent of the number of
-// attachments.
+// missing names the first chain of the base that the table lacks, or
+// whose rules were flushed or deleted, or "" when it is complete: one
+// dump of the table's chains, each with the kernel's use count (its rules,
+// and the jumps to it), independent of the number of attachments. The
+// sets need no dump of their own: every set an ADD writes is looked up
+// by a rule of these chains (TestWrittenSetsAreLookedUp), and the kernel
+// refuses to delete a set a rule refers to, so intact rules mean present
+// sets; a set gone with its rules shows in their chain's count.
 func (l *layout) missing(c netfilter.NFTSession) string {
-	want := l.rules()
-	rules, err := countBy(c, unix.NFT_MSG_GETRULE, l.table, unix.NFTA_RULE_TABLE, unix.NFTA_RULE_CHAIN)
+	use, err := chainUse(c, l.table)
 	if err != nil {
 		return "chain " + baseChains()[0].name
 	}
-	for _, ch := range baseChains() {
-		if rules[ch.name] != len(want[ch.name]) {
-			return "chain " + ch.name
-		}
-	}
-	sets, err := countBy(c, unix.NFT_MSG_GETSET, l.table, unix.NFTA_SET_TABLE, unix.NFTA_SET_NAME)
-	if err != nil {
-		return "a set"
-	}
-	for _, s := range l.sets() {
-		if sets[s.Name] == 0 {
-			return "set " + s.Name
+	want := l.wantUse()
+	// Hooked chains first: a flushed one also lowers the count of the
+	// chain it jumped to, and it is the one to name.
+	for _, hooked := range []bool{true, false} {
+		for _, ch := range baseChains() {
+			if got, ok := use[ch.name]; (ch.hook != nil) == hooked && (!ok || got != want[ch.name]) {
+				return "chain " + ch.name
+			}
 		}
 	}
 	return ""
 }
 
-// countBy dumps the objects of one type in table and counts them by the
-// string attribute key: rules by chain, sets by name.
-func countBy(c netfilter.NFTSession, msgType int, t *nftables.Table, tableAttr, key uint16) (map[string]int, error) {
-	data, err := netlink.MarshalAttributes([]netlink.Attribute{{Type: tableAttr, Data: []byte(t.Name + "\x00")}})
+// wantUse is each chain's use count in an intact base: its rules, and
+// the rules that jump to it.
+func (l *layout) wantUse() map[string]uint32 {
+	want := map[string]uint32{}
+	for chain, rules := range l.rules() {
+		want[chain] += uint32(len(rules))
+		for _, r := range rules {
+			for _, e := range r {
+				if v, ok := e.(*expr.Verdict); ok && v.Chain != "" {
+					want[v.Chain]++
+				}
+			}
+		}
+	}
+	return want
+}
+
+// chainUse dumps the chains of table t's family, undecoded, and returns
+// the use count of each of t's (NFTA_CHAIN_USE: the kernel counts a
+// chain's rules and the jumps to it there). The kernel dumps every table
+// of the family; the others are skipped.
+func chainUse(c netfilter.NFTSession, t *nftables.Table) (map[string]uint32, error) {
+	data, err := netlink.MarshalAttributes([]netlink.Attribute{{Type: unix.NFTA_CHAIN_TABLE, Data: []byte(t.Name + "\x00")}})
 	if err != nil {
 		return nil, err
 	}
 	replies, err := c.Dump(netlink.Message{
-		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | msgType)},
+		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETCHAIN)},
 		Data:   append([]byte{byte(t.Family), unix.NFNETLINK_V0, 0, 0}, data...),
 	})
 	if err != nil {
 		return nil, err
 	}
-	counts := map[string]int{}
+	use := map[string]uint32{}
 	for _, m := range replies {
 		if len(m.Data) < 4 {
 			continue
@@ -590,13 +609,27 @@ func countBy(c netfilter.NFTSession, msgType int, t *nftables.Table, tableAttr, 
 		if err != nil {
 			return nil, err
 		}
+		ad.ByteOrder = binary.BigEndian
+		var table, name string
+		var n uint32
 		for ad.Next() {
-			if ad.Type() == key {
-				counts[ad.String()]++
+			switch ad.Type() {
+			case unix.NFTA_CHAIN_TABLE:
+				table = ad.String()
+			case unix.NFTA_CHAIN_NAME:
+				name = ad.String()
+			case unix.NFTA_CHAIN_USE:
+				n = ad.Uint32()
 			}
 		}
+		if err := ad.Err(); err != nil {
+			return nil, err
+		}
+		if table == t.Name {
+			use[name] = n
+		}
 	}
-	return counts, nil
+	return use, nil
 }
 
 // ensureBase queues the table, its sets, chains and rules into the batch.

@@ -58,8 +58,9 @@ func TestNFTablesLayout(t *testing.T) {
 	golden.Check(t, "nft-ip-dnet", host.MustRun("nft", "list", "table", "ip", "dnet"))
 }
 
-// TestMissingSeesAPartialFlush: the base check of every ADD counts each
-// chain's rules in one undecoded dump of the table. A flush of any one
+// TestMissingSeesAPartialFlush: the base check of every ADD reads each
+// chain's use count (its rules and the jumps to it) in one dump of the
+// table's chains. A flush of any one
 // base chain (what a partial reload does) must be named, and the next
 // ADD must put the chain's rules back; the intact base is the control.
 func TestMissingSeesAPartialFlush(t *testing.T) {

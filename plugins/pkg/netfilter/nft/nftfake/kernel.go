@@ -357,7 +357,7 @@ func (k *Kernel) get(req netlink.Message) []netlink.Message {
 			}
 			for _, name := range t.order {
 				if a[unix.NFTA_CHAIN_NAME] == nil || name == str(a[unix.NFTA_CHAIN_NAME]) {
-					data = append(data, t.chains[name].msg.Data)
+					data = append(data, t.withUse(name))
 				}
 			}
 		}
