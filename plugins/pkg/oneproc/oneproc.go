@@ -1,10 +1,11 @@
 // Package oneproc runs a plugin process on one P (GOMAXPROCS 1) unless
 // its environment sets GOMAXPROCS. A plugin lives for a few milliseconds
-// and spends them in system calls: a second P buys it no parallelism (a
-// goroutine blocked in a call hands its P to the others) but costs a
-// thread woken on another CPU at each goroutine's start and park. Each
-// plugin main imports it; its init runs early (it needs only runtime and
-// syscall), before most of the other packages' inits.
+// and spends them in system calls, mostly from one goroutine: a second P
+// buys that goroutine nothing but costs a thread woken on another CPU at
+// each goroutine's start and park. Each plugin main imports it; its init
+// runs early (it needs only runtime and syscall), before most of the
+// other packages' inits. Where two goroutines do work side by side,
+// Beside gives them a P each.
 package oneproc
 
 import (
@@ -27,4 +28,16 @@ func procs(env string) int {
 		return 0
 	}
 	return 1
+}
+
+// Beside gives the process a second P, from now on, for a goroutine that
+// works beside the main one (bridge's IPAM beside its link work). On one
+// P the two take turns: a goroutine in a system call keeps its P until
+// sysmon takes it back, 20 µs or more later, and most of a plugin's calls
+// are shorter. Nothing changes when the environment set GOMAXPROCS or
+// the machine has one CPU.
+func Beside() {
+	if env, _ := syscall.Getenv("GOMAXPROCS"); env == "" && runtime.NumCPU() > 1 && runtime.GOMAXPROCS(0) < 2 {
+		runtime.GOMAXPROCS(2)
+	}
 }

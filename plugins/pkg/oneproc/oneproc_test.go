@@ -30,3 +30,27 @@ func TestInitRan(t *testing.T) {
 		t.Errorf("GOMAXPROCS after init = %d, want 1", n)
 	}
 }
+
+// Beside gives a second P where there is a second CPU, and leaves an
+// environment's GOMAXPROCS alone.
+func TestBeside(t *testing.T) {
+	if env, _ := syscall.Getenv("GOMAXPROCS"); env != "" {
+		t.Skip("GOMAXPROCS is set in this test's environment")
+	}
+	prev := runtime.GOMAXPROCS(1)
+	t.Cleanup(func() { runtime.GOMAXPROCS(prev) })
+	Beside()
+	want := 2
+	if runtime.NumCPU() == 1 {
+		want = 1
+	}
+	if n := runtime.GOMAXPROCS(0); n != want {
+		t.Errorf("GOMAXPROCS after Beside = %d, want %d", n, want)
+	}
+	t.Setenv("GOMAXPROCS", "1")
+	runtime.GOMAXPROCS(1)
+	Beside()
+	if n := runtime.GOMAXPROCS(0); n != 1 {
+		t.Errorf("GOMAXPROCS=1 in the environment: Beside made it %d", n)
+	}
+}

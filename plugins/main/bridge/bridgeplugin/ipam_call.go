@@ -5,6 +5,8 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/oneproc"
 )
 
 // ipamCall is an IPAM ADD running in the background.
@@ -25,6 +27,7 @@ func startIPAM(n *NetConf, args *skel.CmdArgs) *ipamCall {
 		close(c.done)
 		return c
 	}
+	oneproc.Beside()
 	go func() {
 		defer close(c.done)
 		c.res, c.firstUse, c.err = ipamAdd(n, args)
