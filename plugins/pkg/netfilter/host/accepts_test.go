@@ -67,9 +67,20 @@ func TestNFTablesAcceptsInIPTables(t *testing.T) {
 					t.Errorf("CHECK: %v\n%s", err, host.MustRun("nft", "list", "table", "ip", "dnet"))
 				}
 				golden.Check(t, "forward-accepts-"+fl, savedFilter(t, host, fl))
-				host.MustRun("iptables-"+fl, "-F", ipt.ChainForward)
-				if err := b.CheckForward(spec); err == nil {
-					t.Error("CHECK passed with DNET-FORWARD flushed")
+				// A partial flush, of our chain or of the jump to it: CHECK
+				// sees it, and the next ADD's shortcut (nftables' use count
+				// of DNET-FORWARD) does not take it for intact.
+				for _, chain := range []string{ipt.ChainForward, "FORWARD"} {
+					host.MustRun("iptables-"+fl, "-F", chain)
+					if err := b.CheckForward(spec); err == nil {
+						t.Errorf("CHECK passed with %s flushed", chain)
+					}
+					if err := add(); err != nil {
+						return err
+					}
+					if err := b.CheckForward(spec); err != nil {
+						t.Errorf("after %s was flushed, the next ADD left: %v", chain, err)
+					}
 				}
 				return nil
 			})

@@ -144,22 +144,25 @@ func nftFilterPresent(f netfilter.Family) bool {
 }
 
 // nftHasAccepts reports whether iptables-nft's filter table already holds
-// bridge's accept rules: FORWARD jumps to DNET-FORWARD, which has two
-// rules with the network's comment. Only a shortcut for ADD; CHECK asks
-// iptables itself.
+// bridge's accept rules: something jumps to DNET-FORWARD (only FORWARD's
+// rule of ours does; a flush of FORWARD takes it), which has two rules
+// with the network's comment. The jump is read off the kernel's use count
+// of DNET-FORWARD (its rules and the jumps to it), so FORWARD's rules,
+// kube-proxy's and others', are not dumped and decoded at every ADD. Only
+// a shortcut for ADD; CHECK asks iptables itself.
 func nftHasAccepts(f netfilter.Family, spec netfilter.ForwardSpec) bool {
 	c, done, err := netfilter.NFTConn()
 	if err != nil {
 		return false
 	}
 	defer done(nil)
-	table := &nftables.Table{Name: "filter", Family: f.NFT()}
-	fwd, err := c.GetRules(table, &nftables.Chain{Name: "FORWARD", Table: table})
-	if err != nil || !anyRule(fwd, func(r *nftables.Rule) bool { return jumpsTo(r, ChainForward) }) {
+	use, err := c.ChainUse(f.NFT(), "filter")
+	if err != nil {
 		return false
 	}
+	table := &nftables.Table{Name: "filter", Family: f.NFT()}
 	ours, err := c.GetRules(table, &nftables.Chain{Name: ChainForward, Table: table})
-	if err != nil {
+	if err != nil || use[ChainForward] <= uint32(len(ours)) {
 		return false
 	}
 	want, found := forwardComment(spec, false), 0

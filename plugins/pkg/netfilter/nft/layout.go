@@ -95,13 +95,11 @@ package nft
 // maps and deletes the elements whose comment carries the owner's tag.
 
 import (
-	"encoding/binary"
 	"net"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
-	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
@@ -550,7 +548,7 @@ func baseChains() []chainSpec {
 // refuses to delete a set a rule refers to, so intact rules mean present
 // sets; a set gone with its rules shows in their chain's count.
 func (l *layout) missing(c netfilter.NFTSession) string {
-	use, err := chainUse(c, l.table)
+	use, err := c.ChainUse(l.table.Family, l.table.Name)
 	if err != nil {
 		return "chain " + baseChains()[0].name
 	}
@@ -582,54 +580,6 @@ func (l *layout) wantUse() map[string]uint32 {
 		}
 	}
 	return want
-}
-
-// chainUse dumps the chains of table t's family, undecoded, and returns
-// the use count of each of t's (NFTA_CHAIN_USE: the kernel counts a
-// chain's rules and the jumps to it there). The kernel dumps every table
-// of the family; the others are skipped.
-func chainUse(c netfilter.NFTSession, t *nftables.Table) (map[string]uint32, error) {
-	data, err := netlink.MarshalAttributes([]netlink.Attribute{{Type: unix.NFTA_CHAIN_TABLE, Data: []byte(t.Name + "\x00")}})
-	if err != nil {
-		return nil, err
-	}
-	replies, err := c.Dump(netlink.Message{
-		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETCHAIN)},
-		Data:   append([]byte{byte(t.Family), unix.NFNETLINK_V0, 0, 0}, data...),
-	})
-	if err != nil {
-		return nil, err
-	}
-	use := map[string]uint32{}
-	for _, m := range replies {
-		if len(m.Data) < 4 {
-			continue
-		}
-		ad, err := netlink.NewAttributeDecoder(m.Data[4:])
-		if err != nil {
-			return nil, err
-		}
-		ad.ByteOrder = binary.BigEndian
-		var table, name string
-		var n uint32
-		for ad.Next() {
-			switch ad.Type() {
-			case unix.NFTA_CHAIN_TABLE:
-				table = ad.String()
-			case unix.NFTA_CHAIN_NAME:
-				name = ad.String()
-			case unix.NFTA_CHAIN_USE:
-				n = ad.Uint32()
-			}
-		}
-		if err := ad.Err(); err != nil {
-			return nil, err
-		}
-		if table == t.Name {
-			use[name] = n
-		}
-	}
-	return use, nil
 }
 
 // ensureBase queues the table, its sets, chains and rules into the batch.
