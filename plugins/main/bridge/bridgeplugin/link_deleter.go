@@ -10,28 +10,29 @@ import (
 )
 
 // startLinkDeleter forks a child that deletes the link called name in
-// this thread's netns and exits; it is not waited for. The child is a
-// copy of this process that makes a few raw system calls (closing what
-// it inherited, setsid, one netlink write, exit) and never runs Go code
-// that could need the runtime, as the syscall package's own child
-// between fork and exec; so it costs a fork, not a program start. The
-// netlink request is made and its socket opened here, in the parent.
-func startLinkDeleter(name string) error {
+// this thread's netns and exits, and returns its pid; it is not waited
+// for. The child is a copy of this process that makes a few raw system
+// calls (closing what it inherited, setsid, one netlink write, exit) and
+// never runs Go code that could need the runtime, as the syscall
+// package's own child between fork and exec; so it costs a fork, not a
+// program start. The netlink request is made and its socket opened
+// here, in the parent.
+func startLinkDeleter(name string) (int, error) {
 	req := nl.NewNetlinkRequest(unix.RTM_DELLINK, 0)
 	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
 	req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(name)))
 	msg := req.Serialize()
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer unix.Close(fd) // the child holds its own reference
-	_, errno := forkWrite(uintptr(fd), uintptr(unsafe.Pointer(&msg[0])), uintptr(len(msg)))
+	pid, errno := forkWrite(uintptr(fd), uintptr(unsafe.Pointer(&msg[0])), uintptr(len(msg)))
 	runtime.KeepAlive(msg)
 	if errno != 0 {
-		return errno
+		return 0, errno
 	}
-	return nil
+	return int(pid), nil
 }
 
 // forkWrite forks; the child writes n bytes at p to fd and exits, the

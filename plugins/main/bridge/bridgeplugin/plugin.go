@@ -306,7 +306,7 @@ func Del(args *skel.CmdArgs) error {
 	parts := []func() error{
 		func() error {
 			defer timeline.Mark("links-removed")
-			if err := removeLinks(o, args); err != nil {
+			if err := removeLinks(n, o, args); err != nil {
 				return cnierr.Wrap(err, "bridge: delete "+args.IfName)
 			}
 			return forgetLink(n, o)

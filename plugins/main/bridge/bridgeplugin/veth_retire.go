@@ -27,7 +27,8 @@ import (
 // next DEL (delLinks looks for the retired name too) or at the network's
 // next GC, which deletes every retired host end it finds.
 // DNET_SYNC_VETH_DELETE=1 in the environment makes DEL delete the pair
-// itself, as before (a comparison for the bench).
+// itself, as before (a comparison for the bench); so does a host where
+// nothing reaps the child once DEL has exited (reaper.go).
 
 // retiredPrefix starts the name both ends of a retired pair are given.
 const retiredPrefix = "vgone"
@@ -37,15 +38,15 @@ func retiredName(o netfilter.Owner) string { return retiredPrefix + o.VethHash()
 
 // removeLinks takes o's veth pair away: retired and handed off when it
 // can be, else deleted here.
-func removeLinks(o netfilter.Owner, args *skel.CmdArgs) error {
-	if os.Getenv("DNET_SYNC_VETH_DELETE") == "1" {
+func removeLinks(n *NetConf, o netfilter.Owner, args *skel.CmdArgs) error {
+	if os.Getenv("DNET_SYNC_VETH_DELETE") == "1" || !childrenReaped(n.StateDir) {
 		return delLinks(o, args)
 	}
 	host, err := netlink.LinkByName(o.HostVeth())
 	if err != nil {
 		return delLinks(o, args) // not there under its name: the fallbacks
 	}
-	if retireErr := retirePair(host, o, args); retireErr != nil {
+	if retireErr := retirePair(n, host, o, args); retireErr != nil {
 		if err := netlink.LinkDel(host); err != nil && !errors.Is(err, syscall.ENODEV) {
 			return fmt.Errorf("delete %s (after retiring it failed: %v): %w", host.Attrs().Name, retireErr, err)
 		}
@@ -56,7 +57,7 @@ func removeLinks(o netfilter.Owner, args *skel.CmdArgs) error {
 // retirePair makes host's pair inert and nameless to ADD, then forks
 // the child that deletes it, in the host netns (this goroutine's thread
 // is in it).
-func retirePair(host netlink.Link, o netfilter.Owner, args *skel.CmdArgs) error {
+func retirePair(n *NetConf, host netlink.Link, o netfilter.Owner, args *skel.CmdArgs) error {
 	gone := retiredName(o)
 	if args.Netns != "" {
 		peer := host.Attrs().ParentIndex
@@ -86,5 +87,10 @@ func retirePair(host netlink.Link, o netfilter.Owner, args *skel.CmdArgs) error 
 	if err := netlink.LinkSetName(host, gone); err != nil {
 		return err
 	}
-	return startLinkDeleter(gone)
+	pid, err := startLinkDeleter(gone)
+	if err != nil {
+		return err
+	}
+	noteDeleter(n.StateDir, pid)
+	return nil
 }

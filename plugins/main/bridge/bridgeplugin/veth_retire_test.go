@@ -2,9 +2,13 @@ package bridgeplugin_test
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/testenv"
 )
@@ -150,6 +154,58 @@ func TestDelAfterAKilledRetire(t *testing.T) {
 	r.del(conf, res)
 	if left := r.retired(); left != "" {
 		t.Errorf("the retired pair outlived the DEL after it: %s", left)
+	}
+	r.assertNothingLeft()
+}
+
+// Where nothing reaps orphans (a container's PID 1 without an init), the
+// retired pair's child stays a zombie after the DEL that forked it: the
+// test process plays such a reaper, a subreaper that waits only for its
+// own children, as Go's os/exec does. A later DEL sees the zombie, says
+// so, keeps a mark, and deletes the pair itself. TestDelRetiresThePair,
+// under this machine's reaping init, is the control.
+func TestDelWithoutAReaperDeletesThePairItself(t *testing.T) {
+	r := newRig(t)
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+		for { // the zombies this test made ours
+			if pid, err := unix.Wait4(-1, nil, unix.WNOHANG, nil); pid <= 0 || err != nil {
+				return
+			}
+		}
+	})
+	conf := r.conf("")
+	r.del(conf, r.add(conf))
+	noted, err := os.ReadFile(filepath.Join(r.data, "state", "deleter"))
+	if err != nil {
+		t.Fatalf("DEL noted no child: %v", err)
+	}
+	var pid int
+	fmt.Sscan(string(noted), &pid)
+	testenv.Eventually(t, 10*time.Second, "the child a zombie, its pair deleted", func() error {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil || !strings.Contains(string(stat), ") Z ") {
+			return fmt.Errorf("child %d: %q %v", pid, stat, err)
+		}
+		if gone := r.retired(); gone != "" {
+			return fmt.Errorf("still there: %s", gone)
+		}
+		return nil
+	})
+	time.Sleep(2100 * time.Millisecond) // the grace a reaper gets
+	res := r.add(conf)
+	r.del(conf, res)
+	if again, _ := os.ReadFile(filepath.Join(r.data, "state", "deleter")); string(again) != string(noted) {
+		t.Errorf("DEL forked another child with nothing to reap it (noted %q, was %q)", again, noted)
+	}
+	if gone := r.retired(); gone != "" {
+		t.Errorf("DEL retired the pair with nothing to reap its child: %s", gone)
+	}
+	if _, err := os.Stat(filepath.Join(r.data, "state", "deleter-noreap")); err != nil {
+		t.Errorf("no mark left: %v", err)
 	}
 	r.assertNothingLeft()
 }
