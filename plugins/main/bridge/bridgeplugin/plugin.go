@@ -346,6 +346,7 @@ func Del(args *skel.CmdArgs) error {
 		return err
 	}
 	timeline.Mark("collect-networks")
+	defer forgetDeleter(n.StateDir)
 	return releaseForwarding(n)
 }
 

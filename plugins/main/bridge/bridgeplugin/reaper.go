@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dockernet/cni-plugins/plugins/pkg/attachment"
 	"github.com/dockernet/cni-plugins/plugins/pkg/state"
 )
 
@@ -21,7 +22,9 @@ import (
 // start time) in the state directory, and a later DEL that finds that
 // child still a zombie reapGrace after it was forked knows that nothing
 // here reaps: it leaves a mark, says so on stderr, and from then on
-// deletes pairs itself.
+// deletes pairs itself. The note and the mark are the host's state and
+// go with its last attachment, as its other state does; a host that does
+// not reap shows it again at the next DEL's child.
 const (
 	deleterFile  = "deleter"        // "pid starttime" of the last DEL's child
 	noReaperFile = "deleter-noreap" // the mark: nothing here reaps orphans
@@ -52,7 +55,7 @@ func childrenReaped(stateDir string) bool {
 	if st, at, ok := procStat(pid); !ok || st != 'Z' || at != start {
 		return true // reaped (or never a zombie): the pid is gone or another's
 	}
-	msg := fmt.Sprintf("bridge: the child that deleted a veth pair (pid %d) was still a zombie %s after it was forked: nothing on this host reaps orphaned processes (a container's PID 1 without an init?); DEL deletes veth pairs itself from now on (remove %s to try again)\n",
+	msg := fmt.Sprintf("bridge: the child that deleted a veth pair (pid %d) was still a zombie %s after it was forked: nothing on this host reaps orphaned processes (a container's PID 1 without an init?); DEL deletes veth pairs itself until the host's last attachment is gone (the mark: %s)\n",
 		pid, reapGrace, filepath.Join(dir, noReaperFile))
 	_ = os.WriteFile(filepath.Join(dir, noReaperFile), []byte(msg), 0o600)
 	fmt.Fprint(os.Stderr, msg)
@@ -70,6 +73,22 @@ func noteDeleter(stateDir string, pid int) {
 		return
 	}
 	_ = os.WriteFile(filepath.Join(dir, deleterFile), []byte(fmt.Sprintf("%d %d\n", pid, start)), 0o600)
+}
+
+// forgetDeleter drops the note and the mark once no attachment is left.
+func forgetDeleter(stateDir string) {
+	dir := state.New(stateDir).Dir
+	note, mark := filepath.Join(dir, deleterFile), filepath.Join(dir, noReaperFile)
+	_, noteErr := os.Stat(note)
+	_, markErr := os.Stat(mark)
+	if noteErr != nil && markErr != nil {
+		return
+	}
+	if busy, err := attachment.HostEnv(stateDir).AnyLink(); err != nil || busy {
+		return
+	}
+	_ = os.Remove(note)
+	_ = os.Remove(mark)
 }
 
 // procStat reads a process's state and start time, fields 3 and 22 of

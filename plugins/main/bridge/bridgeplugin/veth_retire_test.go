@@ -162,8 +162,10 @@ func TestDelAfterAKilledRetire(t *testing.T) {
 // retired pair's child stays a zombie after the DEL that forked it: the
 // test process plays such a reaper, a subreaper that waits only for its
 // own children, as Go's os/exec does. A later DEL sees the zombie, says
-// so, keeps a mark, and deletes the pair itself. TestDelRetiresThePair,
-// under this machine's reaping init, is the control.
+// so, keeps a mark, and deletes the pair itself; the note and the mark
+// go with the host's last attachment (a second container holds the host
+// until then). TestDelRetiresThePair, under this machine's reaping init,
+// is the control.
 func TestDelWithoutAReaperDeletesThePairItself(t *testing.T) {
 	r := newRig(t)
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
@@ -178,8 +180,20 @@ func TestDelWithoutAReaperDeletesThePairItself(t *testing.T) {
 		}
 	})
 	conf := r.conf("")
+	other := testenv.NewNS(t, testenv.Prefix()+"-ctr2")
+	call2 := func(cmd string, conf []byte) []byte {
+		t.Helper()
+		out, err := r.host.Exec(r.bin, "bridge", testenv.Call{Command: cmd, ContainerID: "ctr2", Netns: other.Path(), IfName: "eth0", Conf: conf})
+		if err != nil {
+			t.Fatalf("%s of the second container: %v", cmd, err)
+		}
+		return out
+	}
+	res2 := call2("ADD", conf)
+	note, mark := filepath.Join(r.data, "state", "deleter"), filepath.Join(r.data, "state", "deleter-noreap")
+
 	r.del(conf, r.add(conf))
-	noted, err := os.ReadFile(filepath.Join(r.data, "state", "deleter"))
+	noted, err := os.ReadFile(note)
 	if err != nil {
 		t.Fatalf("DEL noted no child: %v", err)
 	}
@@ -196,16 +210,22 @@ func TestDelWithoutAReaperDeletesThePairItself(t *testing.T) {
 		return nil
 	})
 	time.Sleep(2100 * time.Millisecond) // the grace a reaper gets
-	res := r.add(conf)
-	r.del(conf, res)
-	if again, _ := os.ReadFile(filepath.Join(r.data, "state", "deleter")); string(again) != string(noted) {
+	r.del(conf, r.add(conf))
+	if again, _ := os.ReadFile(note); string(again) != string(noted) {
 		t.Errorf("DEL forked another child with nothing to reap it (noted %q, was %q)", again, noted)
 	}
 	if gone := r.retired(); gone != "" {
 		t.Errorf("DEL retired the pair with nothing to reap its child: %s", gone)
 	}
-	if _, err := os.Stat(filepath.Join(r.data, "state", "deleter-noreap")); err != nil {
+	if _, err := os.Stat(mark); err != nil {
 		t.Errorf("no mark left: %v", err)
+	}
+
+	call2("DEL", withPrev(t, conf, res2))
+	for _, f := range []string{note, mark} {
+		if _, err := os.Stat(f); err == nil {
+			t.Errorf("%s outlived the host's last attachment", filepath.Base(f))
+		}
 	}
 	r.assertNothingLeft()
 }
