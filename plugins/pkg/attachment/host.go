@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
@@ -15,15 +16,23 @@ import (
 
 // The host's own state: what a bridge changed of the host's forwarding
 // (the sysctl, and the guard that drops what no network of ours takes
-// part in). It goes when no attachment of any network is left: at the
-// last DEL, a failed ADD's undo, a GC or a collection (ReleaseForwarding).
+// part in), and what DEL learnt of the host's reaping (the bridge's
+// reaper.go). It goes when no attachment of any network is left: at the
+// last DEL, a failed ADD's undo, a GC or a collection (ReleaseHost).
 //
 //	<stateDir>/host/forwarding.json
+//	<stateDir>/host/deleter.json    the last DEL's child
+//	<stateDir>/host/noreaper.json   the mark: nothing here reaps orphans
 
 const (
 	HostFolder    = "host"       // records of the host, not of an attachment or a network
 	ForwardingTag = "forwarding" // <stateDir>/host/forwarding.json
+	DeleterTag    = "deleter"    // <stateDir>/host/deleter.json
+	NoReaperTag   = "noreaper"   // <stateDir>/host/noreaper.json
 )
+
+// hostNotes are the host's records that need no undo: they are dropped.
+var hostNotes = []string{DeleterTag, NoReaperTag}
 
 // ForwardingVersion is the version of the forwarding record's format.
 const ForwardingVersion = 1
@@ -74,25 +83,43 @@ func (env Env) Forwarding() (ForwardingRecord, bool, error) {
 	return rec, found, err
 }
 
-// ReleaseForwarding gives forwarding back as the bridge found it once no
-// attachment is left in the state directory: the guard removed, then the
-// sysctls set back, then the record dropped (in that order: an ADD that
-// finds no record and forwarding on finds it on for good). It returns
-// what it set back, for the operator.
-func (env Env) ReleaseForwarding() ([]string, error) {
-	if _, err := os.Stat(filepath.Join(env.Store.Dir, HostFolder, ForwardingTag+".json")); err != nil {
-		return nil, nil // the common case: nothing of ours to give back
+// ReleaseHost gives the host's state back once no attachment is left in
+// the state directory: forwarding as the bridge found it (the guard
+// removed, then the sysctls set back, then the record dropped: an ADD
+// that finds no record and forwarding on finds it on for good), then the
+// notes. It returns what it set back, for the operator.
+func (env Env) ReleaseHost() ([]string, error) {
+	held, err := env.Store.List(HostFolder)
+	if err != nil || len(held) == 0 {
+		return nil, err // the common case: nothing of ours to give back
 	}
-	lk, err := env.LockHost()
+	if slices.Contains(held, ForwardingTag) {
+		lk, err := env.LockHost()
+		if err != nil {
+			return nil, err
+		}
+		defer lk.Release()
+	}
+	if busy, err := env.AnyLink(); err != nil || busy {
+		return nil, err
+	}
+	done, err := env.releaseForwarding()
 	if err != nil {
 		return nil, err
 	}
-	defer lk.Release()
+	for _, tag := range hostNotes {
+		if err := env.Store.Remove(HostFolder, tag); err != nil {
+			return done, cnierr.IO("%v", err)
+		}
+	}
+	return done, nil
+}
+
+// releaseForwarding undoes the forwarding record's changes and drops it;
+// the caller holds the host's lock and has seen no attachment left.
+func (env Env) releaseForwarding() ([]string, error) {
 	rec, found, err := env.Forwarding()
 	if err != nil || !found {
-		return nil, err
-	}
-	if busy, err := env.AnyLink(); err != nil || busy {
 		return nil, err
 	}
 	var tx netfilter.Txn

@@ -31,7 +31,7 @@ import (
 // records describe, releases the addresses through the IPAM plugin and
 // network config the link record names, and frees the host ports. Then
 // the networks left without attachments go, and the host's forwarding is
-// given back once no attachment is left (attachment.ReleaseForwarding).
+// given back once no attachment is left (attachment.ReleaseHost).
 // dnetctl gc without a conflist does the same once, taking a link
 // record's age as the time its veth has been missing.
 
@@ -71,7 +71,7 @@ func (c *Collector) sweep(env attachment.Env, l *log.Logger, now time.Time) (int
 // host's forwarding back when no attachment is left at all.
 func (c *Collector) afterwards(env attachment.Env, l *log.Logger) error {
 	err := env.PruneMembers()
-	done, ferr := env.ReleaseForwarding()
+	done, ferr := env.ReleaseHost()
 	for _, d := range done {
 		l.Printf("no attachment left: %s", d)
 	}

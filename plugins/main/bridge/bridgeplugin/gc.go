@@ -47,8 +47,7 @@ func GC(args *skel.CmdArgs) error {
 	}
 	env := attachment.HostEnv(n.StateDir)
 	errs := []error{attachment.Collect(env, "bridge", n.Name, keep, attachment.Masquerade, attachment.Forwarding)}
-	errs = append(errs, gcLinks(n, keep), gcVeths(n.BrName, veths), env.PruneMembers(), releaseForwarding(n))
-	forgetDeleter(n.StateDir)
+	errs = append(errs, gcLinks(n, keep), gcVeths(n.BrName, veths), env.PruneMembers(), releaseHost(n))
 	if n.IPMasq { // what the reference set up before the node switched
 		if err := reference.Collect(n.Name, live, netfilter.Options{}); err != nil {
 			errs = append(errs, cnierr.Wrap(err, "bridge: GC of the reference plugin's masquerade"))

@@ -134,10 +134,11 @@ func forwardingLine(n *NetConf, f netfilter.Family, c attachment.ForwardingChang
 	return fmt.Sprintf("bridge: %s was %s: turned it on for network %s, and drop forwarded traffic that no container network takes part in, as Docker does (set ipForwardNoDrop to forward everything); both are undone when the last attachment is deleted", sysctlName(f), c.Was, n.Name)
 }
 
-// releaseForwarding gives forwarding back as the bridge found it once no
-// attachment is left in the state directory (attachment.ReleaseForwarding).
-func releaseForwarding(n *NetConf) error {
-	done, err := attachment.HostEnv(n.StateDir).ReleaseForwarding()
+// releaseHost gives the host's state back (forwarding as the bridge found
+// it, the reaper's note and mark) once no attachment is left in the state
+// directory (attachment.ReleaseHost).
+func releaseHost(n *NetConf) error {
+	done, err := attachment.HostEnv(n.StateDir).ReleaseHost()
 	for _, d := range done {
 		fmt.Fprintf(os.Stderr, "bridge: no attachment left: %s\n", d)
 	}

@@ -80,7 +80,7 @@ func Add(args *skel.CmdArgs) (err error) {
 		return err
 	}
 	timeline.Mark("link-record")
-	undo.push(func() { _ = forgetLink(n, o); _ = releaseForwarding(n) })
+	undo.push(func() { _ = forgetLink(n, o); _ = releaseHost(n) })
 	hostIf, contIf, err := setupVeth(n, args, o, netns, hostNS, br)
 	if err != nil {
 		return err
@@ -346,8 +346,7 @@ func Del(args *skel.CmdArgs) error {
 		return err
 	}
 	timeline.Mark("collect-networks")
-	defer forgetDeleter(n.StateDir)
-	return releaseForwarding(n)
+	return releaseHost(n)
 }
 
 // delNetfilter removes o's masquerade and forwarding in one transaction.

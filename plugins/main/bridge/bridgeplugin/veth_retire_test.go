@@ -1,6 +1,7 @@
 package bridgeplugin_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/dockernet/cni-plugins/plugins/pkg/attachment"
 	"github.com/dockernet/cni-plugins/plugins/pkg/testenv"
 )
 
@@ -190,15 +192,19 @@ func TestDelWithoutAReaperDeletesThePairItself(t *testing.T) {
 		return out
 	}
 	res2 := call2("ADD", conf)
-	note, mark := filepath.Join(r.data, "state", "deleter"), filepath.Join(r.data, "state", "deleter-noreap")
+	host := filepath.Join(r.data, "state", attachment.HostFolder)
+	note, mark := filepath.Join(host, attachment.DeleterTag+".json"), filepath.Join(host, attachment.NoReaperTag+".json")
 
 	r.del(conf, r.add(conf))
 	noted, err := os.ReadFile(note)
 	if err != nil {
 		t.Fatalf("DEL noted no child: %v", err)
 	}
-	var pid int
-	fmt.Sscan(string(noted), &pid)
+	var child struct{ Pid int }
+	if err := json.Unmarshal(noted, &child); err != nil || child.Pid == 0 {
+		t.Fatalf("the note %q: %v", noted, err)
+	}
+	pid := child.Pid
 	testenv.Eventually(t, 10*time.Second, "the child a zombie, its pair deleted", func() error {
 		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 		if err != nil || !strings.Contains(string(stat), ") Z ") {
