@@ -13,7 +13,7 @@ import (
 
 // Every nf_tables request of a process, whichever package makes it, goes
 // through lasting netlink sockets, per network namespace: google/nftables's
-// own, and a second for the raw dumps it cannot send (NFTSession.Dump),
+// own, and a second for the raw requests it cannot send (NFTSession.Raw),
 // opened on first use. Closing an
 // nfnetlink socket while the kernel still holds committed deletions to
 // free makes the close wait for an RCU grace period (nf_tables flushes its
@@ -34,10 +34,11 @@ var nftSocks struct {
 type NFTSession struct {
 	*nftables.Conn
 	Known map[any]bool
-	// Dump sends one dump request as it is and returns its replies
-	// undecoded: for a question whose answer needs no decoding (how many
-	// rules each chain holds), which google/nftables would decode whole.
-	Dump func(req netlink.Message) ([]netlink.Message, error)
+	// Raw sends one request as it is (netlink.Dump in its flags for a
+	// dump) and returns its replies undecoded: for a question whose answer
+	// needs little decoding (how many rules a chain holds), which
+	// google/nftables would decode whole.
+	Raw func(req netlink.Message) ([]netlink.Message, error)
 }
 
 // NFTDial opens a session; NFTConn is the real one, tests pass a fake.
@@ -70,7 +71,7 @@ func NFTConn() (c NFTSession, done func(error), err error) {
 		nftSocks.byNS[st.Ino] = conn
 	}
 	ino := st.Ino
-	return NFTSession{conn, nftSocks.cache[ino], func(req netlink.Message) ([]netlink.Message, error) { return rawDump(ino, req) }}, func(err error) {
+	return NFTSession{conn, nftSocks.cache[ino], func(req netlink.Message) ([]netlink.Message, error) { return rawRequest(ino, req) }}, func(err error) {
 		if err != nil {
 			_ = conn.CloseLasting()
 			delete(nftSocks.byNS, ino)
@@ -84,10 +85,10 @@ func NFTConn() (c NFTSession, done func(error), err error) {
 	}, nil
 }
 
-// rawDump runs req on the namespace's second lasting socket, opened on
+// rawRequest runs req on the namespace's second lasting socket, opened on
 // first use (the session's lock is held): google/nftables keeps its own
 // socket to itself. Lasting for the same reason as the first.
-func rawDump(ino uint64, req netlink.Message) ([]netlink.Message, error) {
+func rawRequest(ino uint64, req netlink.Message) ([]netlink.Message, error) {
 	raw := nftSocks.raw[ino]
 	if raw == nil {
 		var err error
@@ -96,7 +97,7 @@ func rawDump(ino uint64, req netlink.Message) ([]netlink.Message, error) {
 		}
 		nftSocks.raw[ino] = raw
 	}
-	req.Header.Flags |= netlink.Request | netlink.Dump
+	req.Header.Flags |= netlink.Request
 	replies, err := raw.Execute(req)
 	if err != nil { // a failed exchange may leave replies unread: a new socket next time
 		_ = raw.Close()

@@ -147,27 +147,27 @@ func nftFilterPresent(f netfilter.Family) bool {
 // bridge's accept rules: something jumps to DNET-FORWARD (only FORWARD's
 // rule of ours does; a flush of FORWARD takes it), which has two rules
 // with the network's comment. The jump is read off the kernel's use count
-// of DNET-FORWARD (its rules and the jumps to it), so FORWARD's rules,
-// kube-proxy's and others', are not dumped and decoded at every ADD. Only
-// a shortcut for ADD; CHECK asks iptables itself.
+// of DNET-FORWARD (its rules and the jumps to it), and DNET-FORWARD's
+// rules are read for their comments alone, so nothing of FORWARD's
+// (kube-proxy's, flannel's rules) is dumped and no rule decoded whole at
+// every ADD. Only a shortcut for ADD; CHECK asks iptables itself.
 func nftHasAccepts(f netfilter.Family, spec netfilter.ForwardSpec) bool {
 	c, done, err := netfilter.NFTConn()
 	if err != nil {
 		return false
 	}
 	defer done(nil)
-	use, err := c.ChainUse(f.NFT(), "filter")
+	use, err := c.ChainUse(f.NFT(), "filter", ChainForward)
 	if err != nil {
 		return false
 	}
-	table := &nftables.Table{Name: "filter", Family: f.NFT()}
-	ours, err := c.GetRules(table, &nftables.Chain{Name: ChainForward, Table: table})
-	if err != nil || use[ChainForward] <= uint32(len(ours)) {
+	comments, err := nftRuleComments(c, f, "filter", ChainForward)
+	if err != nil || use[ChainForward] <= uint32(len(comments)) {
 		return false
 	}
 	want, found := forwardComment(spec, false), 0
-	for _, r := range ours {
-		if RuleComment(r) == want {
+	for _, comment := range comments {
+		if comment == want {
 			found++
 		}
 	}
@@ -185,14 +185,7 @@ func RuleComment(r *nftables.Rule) string {
 			}
 		}
 	}
-	// userdata is type-length-value; type 0 is the comment, NUL-terminated.
-	for u := r.UserData; len(u) >= 2 && int(u[1])+2 <= len(u); u = u[2+int(u[1]):] {
-		if u[0] == 0 {
-			s, _, _ := strings.Cut(string(u[2:2+int(u[1])]), "\x00")
-			return s
-		}
-	}
-	return ""
+	return userdataComment(r.UserData)
 }
 
 // Remove deletes bridge's accepts from every flavour that holds them.

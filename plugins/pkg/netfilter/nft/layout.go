@@ -96,6 +96,7 @@ package nft
 
 import (
 	"net"
+	"sync"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -526,6 +527,15 @@ type chainSpec struct {
 	priority *nftables.ChainPriority
 }
 
+// baseChainNames are the base chains' names, in baseChains' order.
+var baseChainNames = sync.OnceValue(func() []string {
+	var names []string
+	for _, ch := range baseChains() {
+		names = append(names, ch.name)
+	}
+	return names
+})
+
 func baseChains() []chainSpec {
 	return []chainSpec{
 		{ChainGuardProtected, "", nil, nil},
@@ -540,15 +550,15 @@ func baseChains() []chainSpec {
 }
 
 // missing names the first chain of the base that the table lacks, or
-// whose rules were flushed or deleted, or "" when it is complete: one
-// dump of the table's chains, each with the kernel's use count (its rules,
-// and the jumps to it), independent of the number of attachments. The
+// whose rules were flushed or deleted, or "" when it is complete: each
+// base chain's use count from the kernel (its rules, and the jumps to
+// it), independent of the number of attachments and of other tables. The
 // sets need no dump of their own: every set an ADD writes is looked up
 // by a rule of these chains (TestWrittenSetsAreLookedUp), and the kernel
 // refuses to delete a set a rule refers to, so intact rules mean present
 // sets; a set gone with its rules shows in their chain's count.
 func (l *layout) missing(c netfilter.NFTSession) string {
-	use, err := c.ChainUse(l.table.Family, l.table.Name)
+	use, err := c.ChainUse(l.table.Family, l.table.Name, baseChainNames()...)
 	if err != nil {
 		return "chain " + baseChains()[0].name
 	}

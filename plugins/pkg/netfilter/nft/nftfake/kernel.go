@@ -64,12 +64,12 @@ func (k *Kernel) Dial() (netfilter.NFTSession, func(error), error) {
 	if err != nil {
 		return netfilter.NFTSession{}, nil, err
 	}
-	return netfilter.NFTSession{Conn: c, Known: map[any]bool{}, Dump: k.dump}, func(error) {}, nil
+	return netfilter.NFTSession{Conn: c, Known: map[any]bool{}, Raw: k.raw}, func(error) {}, nil
 }
 
-// dump answers a raw dump request as the kernel's socket does: the
-// replies without the closing Done.
-func (k *Kernel) dump(req netlink.Message) ([]netlink.Message, error) {
+// raw answers a raw request as the kernel's socket does: the replies
+// without a dump's closing Done, an error reply as its errno.
+func (k *Kernel) raw(req netlink.Message) ([]netlink.Message, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	var out []netlink.Message
