@@ -21,18 +21,20 @@ import (
 // last DEL, a failed ADD's undo, a GC or a collection (ReleaseHost).
 //
 //	<stateDir>/host/forwarding.json
-//	<stateDir>/host/deleter.json    the last DEL's child
+//	<stateDir>/host/deleter.json    a DEL's child, until a later DEL has seen it reaped or not
+//	<stateDir>/host/reaper.json     the mark: a DEL's child was seen reaped
 //	<stateDir>/host/noreaper.json   the mark: nothing here reaps orphans
 
 const (
 	HostFolder    = "host"       // records of the host, not of an attachment or a network
 	ForwardingTag = "forwarding" // <stateDir>/host/forwarding.json
 	DeleterTag    = "deleter"    // <stateDir>/host/deleter.json
+	ReaperTag     = "reaper"     // <stateDir>/host/reaper.json
 	NoReaperTag   = "noreaper"   // <stateDir>/host/noreaper.json
 )
 
 // hostNotes are the host's records that need no undo: they are dropped.
-var hostNotes = []string{DeleterTag, NoReaperTag}
+var hostNotes = []string{DeleterTag, ReaperTag, NoReaperTag}
 
 // ForwardingVersion is the version of the forwarding record's format.
 const ForwardingVersion = 1

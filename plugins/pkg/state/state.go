@@ -71,6 +71,13 @@ func (s Store) save(kind, tag string, v any, shared bool) error {
 	return nil
 }
 
+// Has reports whether the record exists, reading nothing: for a record
+// whose presence is what it says.
+func (s Store) Has(kind, tag string) bool {
+	_, err := os.Stat(s.path(kind, tag))
+	return err == nil
+}
+
 // Load reads the record into v; false when there is none.
 func (s Store) Load(kind, tag string, v any) (bool, error) {
 	data, err := os.ReadFile(s.path(kind, tag))

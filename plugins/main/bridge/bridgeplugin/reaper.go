@@ -17,51 +17,64 @@ import (
 // namespace's init, which must wait for it when it exits. Most do
 // (systemd, tini, docker-init, containerd's shims); some do not (k3s or
 // k0s run as a container's PID 1 without an init), and there each DEL
-// would leave a zombie holding a pid. So DEL notes its child in the
-// host's records, and a later DEL that finds that child still a zombie
-// reapGrace after it was forked knows that nothing here reaps: it leaves
-// a mark, says so on stderr, and from then on deletes pairs itself. The
-// note and the mark are the host's state and go with its last
-// attachment (attachment.ReleaseHost); a host that does not reap shows
-// it again at the next DEL's child.
+// would leave a zombie holding a pid. So a DEL notes its child in the
+// host's records, and a later DEL looks at that child reapGrace after it
+// was forked: reaped, it marks the host as one that reaps, and DELs
+// after it neither note nor look (two stats, nothing decoded); still a
+// zombie, it marks the host as one that does not, says so on stderr, and
+// DELs delete pairs themselves from then on. The records are the host's
+// state and go with its last attachment (attachment.ReleaseHost): the
+// next busy spell learns again.
 const reapGrace = 2 * time.Second
 
-// deleterNote is the last DEL's child, host/deleter.json. Every DEL
-// overwrites it; one that cannot be read counts as reaped, the safe side.
+// reaping is what DEL knows of this host's reaping.
+type reaping int
+
+const (
+	reapUnknown reaping = iota // no child seen yet: retire, and note the child
+	reapSeen                   // a child was seen reaped: retire
+	reapNone                   // a child was seen a zombie: delete the pair here
+)
+
+// deleterNote is a DEL's child, host/deleter.json. A DEL overwrites it;
+// one that cannot be read counts as unknown, the safe side.
 type deleterNote struct {
 	Pid    int
 	Start  uint64    // its start time, field 22 of /proc/PID/stat
 	Forked time.Time // when DEL forked it
 }
 
-// noReaperMark is host/noreaper.json.
-type noReaperMark struct {
-	Pid  int // the child found a zombie
+// reaperMark is host/reaper.json and host/noreaper.json: the child seen.
+type reaperMark struct {
+	Pid  int
 	Seen time.Time
 }
 
-// childrenReaped reports whether a retired pair's child may be left to
-// this host's reaper.
-func childrenReaped(stateDir string) bool {
+// hostReaping tells whether a retired pair's child may be left to this
+// host's reaper, looking at a noted child once it is old enough.
+func hostReaping(stateDir string) reaping {
 	store := attachment.HostEnv(stateDir).Store
-	var mark noReaperMark
-	if found, _ := store.Load(attachment.HostFolder, attachment.NoReaperTag, &mark); found {
-		return false
+	switch {
+	case store.Has(attachment.HostFolder, attachment.NoReaperTag):
+		return reapNone
+	case store.Has(attachment.HostFolder, attachment.ReaperTag):
+		return reapSeen
 	}
 	var note deleterNote
-	if found, err := store.Load(attachment.HostFolder, attachment.DeleterTag, &note); !found || err != nil {
-		return true // no child noted, or the note torn
+	if found, err := store.Load(attachment.HostFolder, attachment.DeleterTag, &note); !found || err != nil || time.Since(note.Forked) < reapGrace {
+		return reapUnknown // no child noted, the note torn, or too recent to judge
 	}
-	if time.Since(note.Forked) < reapGrace {
-		return true // too recent to judge
-	}
+	mark := reaperMark{Pid: note.Pid, Seen: time.Now()}
 	if st, at, ok := procStat(note.Pid); !ok || st != 'Z' || at != note.Start {
-		return true // reaped (or never a zombie): the pid is gone or another's
+		// Reaped (or never a zombie): the pid is gone or another's.
+		_ = store.Save(attachment.HostFolder, attachment.ReaperTag, mark)
+		_ = store.Remove(attachment.HostFolder, attachment.DeleterTag)
+		return reapSeen
 	}
-	_ = store.Save(attachment.HostFolder, attachment.NoReaperTag, noReaperMark{Pid: note.Pid, Seen: time.Now()})
+	_ = store.Save(attachment.HostFolder, attachment.NoReaperTag, mark)
 	fmt.Fprintf(os.Stderr, "bridge: the child that deleted a veth pair (pid %d) was still a zombie %s after it was forked: nothing on this host reaps orphaned processes (a container's PID 1 without an init?); DEL deletes veth pairs itself until the host's last attachment is gone (the mark: %s)\n",
 		note.Pid, reapGrace, filepath.Join(store.Dir, attachment.HostFolder, attachment.NoReaperTag+".json"))
-	return false
+	return reapNone
 }
 
 // noteDeleter records the child just forked, for a later DEL to look at.

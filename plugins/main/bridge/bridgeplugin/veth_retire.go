@@ -39,14 +39,15 @@ func retiredName(o netfilter.Owner) string { return retiredPrefix + o.VethHash()
 // removeLinks takes o's veth pair away: retired and handed off when it
 // can be, else deleted here.
 func removeLinks(n *NetConf, o netfilter.Owner, args *skel.CmdArgs) error {
-	if os.Getenv("DNET_SYNC_VETH_DELETE") == "1" || !childrenReaped(n.StateDir) {
+	reaps := hostReaping(n.StateDir)
+	if os.Getenv("DNET_SYNC_VETH_DELETE") == "1" || reaps == reapNone {
 		return delLinks(o, args)
 	}
 	host, err := netlink.LinkByName(o.HostVeth())
 	if err != nil {
 		return delLinks(o, args) // not there under its name: the fallbacks
 	}
-	if retireErr := retirePair(n, host, o, args); retireErr != nil {
+	if retireErr := retirePair(n, host, o, args, reaps == reapUnknown); retireErr != nil {
 		if err := netlink.LinkDel(host); err != nil && !errors.Is(err, syscall.ENODEV) {
 			return fmt.Errorf("delete %s (after retiring it failed: %v): %w", host.Attrs().Name, retireErr, err)
 		}
@@ -56,8 +57,8 @@ func removeLinks(n *NetConf, o netfilter.Owner, args *skel.CmdArgs) error {
 
 // retirePair makes host's pair inert and nameless to ADD, then forks
 // the child that deletes it, in the host netns (this goroutine's thread
-// is in it).
-func retirePair(n *NetConf, host netlink.Link, o netfilter.Owner, args *skel.CmdArgs) error {
+// is in it), and notes the child if the host's reaping is not known yet.
+func retirePair(n *NetConf, host netlink.Link, o netfilter.Owner, args *skel.CmdArgs, note bool) error {
 	gone := retiredName(o)
 	if args.Netns != "" {
 		peer := host.Attrs().ParentIndex
@@ -91,6 +92,8 @@ func retirePair(n *NetConf, host netlink.Link, o netfilter.Owner, args *skel.Cmd
 	if err != nil {
 		return err
 	}
-	noteDeleter(n.StateDir, pid)
+	if note {
+		noteDeleter(n.StateDir, pid)
+	}
 	return nil
 }

@@ -235,3 +235,58 @@ func TestDelWithoutAReaperDeletesThePairItself(t *testing.T) {
 	}
 	r.assertNothingLeft()
 }
+
+// Where the host reaps (this machine's init), a DEL notes its child; the
+// first DEL after the grace sees it reaped, marks the host as one that
+// reaps and drops the note; DELs after it note nothing. The marks go
+// with the host's last attachment (a second container holds it until
+// then).
+func TestDelNotesChildrenUntilOneIsSeenReaped(t *testing.T) {
+	r := newRig(t)
+	conf := r.conf("")
+	other := testenv.NewNS(t, testenv.Prefix()+"-ctr2")
+	call2 := func(cmd string, conf []byte) []byte {
+		t.Helper()
+		out, err := r.host.Exec(r.bin, "bridge", testenv.Call{Command: cmd, ContainerID: "ctr2", Netns: other.Path(), IfName: "eth0", Conf: conf})
+		if err != nil {
+			t.Fatalf("%s of the second container: %v", cmd, err)
+		}
+		return out
+	}
+	res2 := call2("ADD", conf)
+	host := filepath.Join(r.data, "state", attachment.HostFolder)
+	note, seen := filepath.Join(host, attachment.DeleterTag+".json"), filepath.Join(host, attachment.ReaperTag+".json")
+	exists := func(f string) bool { _, err := os.Stat(f); return err == nil }
+
+	r.del(conf, r.add(conf))
+	if !exists(note) || exists(seen) {
+		t.Fatalf("after the first DEL: note %v, reaper mark %v; want a note only", exists(note), exists(seen))
+	}
+	testenv.Eventually(t, 10*time.Second, "the first DEL's pair deleted", func() error {
+		if gone := r.retired(); gone != "" {
+			return fmt.Errorf("still there: %s", gone)
+		}
+		return nil
+	})
+	time.Sleep(2100 * time.Millisecond) // the grace a reaper gets
+	r.del(conf, r.add(conf))
+	if exists(note) || !exists(seen) {
+		t.Errorf("after the DEL past the grace: note %v, reaper mark %v; want the mark only", exists(note), exists(seen))
+	}
+	r.del(conf, r.add(conf))
+	if exists(note) {
+		t.Error("a DEL noted its child on a host seen to reap")
+	}
+	testenv.Eventually(t, 10*time.Second, "the pairs deleted by their children", func() error {
+		if gone := r.retired(); gone != "" {
+			return fmt.Errorf("still there: %s", gone)
+		}
+		return nil
+	})
+
+	call2("DEL", withPrev(t, conf, res2))
+	if exists(seen) {
+		t.Error("the reaper mark outlived the host's last attachment")
+	}
+	r.assertNothingLeft()
+}
