@@ -182,16 +182,7 @@ func TestDelWithoutAReaperDeletesThePairItself(t *testing.T) {
 		}
 	})
 	conf := r.conf("")
-	other := testenv.NewNS(t, testenv.Prefix()+"-ctr2")
-	call2 := func(cmd string, conf []byte) []byte {
-		t.Helper()
-		out, err := r.host.Exec(r.bin, "bridge", testenv.Call{Command: cmd, ContainerID: "ctr2", Netns: other.Path(), IfName: "eth0", Conf: conf})
-		if err != nil {
-			t.Fatalf("%s of the second container: %v", cmd, err)
-		}
-		return out
-	}
-	res2 := call2("ADD", conf)
+	delSecond := r.secondContainer(conf)
 	host := filepath.Join(r.data, "state", attachment.HostFolder)
 	note, mark := filepath.Join(host, attachment.DeleterTag+".json"), filepath.Join(host, attachment.NoReaperTag+".json")
 
@@ -227,7 +218,7 @@ func TestDelWithoutAReaperDeletesThePairItself(t *testing.T) {
 		t.Errorf("no mark left: %v", err)
 	}
 
-	call2("DEL", withPrev(t, conf, res2))
+	delSecond()
 	for _, f := range []string{note, mark} {
 		if _, err := os.Stat(f); err == nil {
 			t.Errorf("%s outlived the host's last attachment", filepath.Base(f))
@@ -244,16 +235,7 @@ func TestDelWithoutAReaperDeletesThePairItself(t *testing.T) {
 func TestDelNotesChildrenUntilOneIsSeenReaped(t *testing.T) {
 	r := newRig(t)
 	conf := r.conf("")
-	other := testenv.NewNS(t, testenv.Prefix()+"-ctr2")
-	call2 := func(cmd string, conf []byte) []byte {
-		t.Helper()
-		out, err := r.host.Exec(r.bin, "bridge", testenv.Call{Command: cmd, ContainerID: "ctr2", Netns: other.Path(), IfName: "eth0", Conf: conf})
-		if err != nil {
-			t.Fatalf("%s of the second container: %v", cmd, err)
-		}
-		return out
-	}
-	res2 := call2("ADD", conf)
+	delSecond := r.secondContainer(conf)
 	host := filepath.Join(r.data, "state", attachment.HostFolder)
 	note, seen := filepath.Join(host, attachment.DeleterTag+".json"), filepath.Join(host, attachment.ReaperTag+".json")
 	exists := func(f string) bool { _, err := os.Stat(f); return err == nil }
@@ -284,9 +266,26 @@ func TestDelNotesChildrenUntilOneIsSeenReaped(t *testing.T) {
 		return nil
 	})
 
-	call2("DEL", withPrev(t, conf, res2))
+	delSecond()
 	if exists(seen) {
 		t.Error("the reaper mark outlived the host's last attachment")
 	}
 	r.assertNothingLeft()
+}
+
+// secondContainer adds a second container to the rig's network, which
+// keeps the host busy (its state held) until the returned func deletes it.
+func (r *rig) secondContainer(conf []byte) (del func()) {
+	r.t.Helper()
+	other := testenv.NewNS(r.t, testenv.Prefix()+"-ctr2")
+	call := func(cmd string, conf []byte) []byte {
+		r.t.Helper()
+		out, err := r.host.Exec(r.bin, "bridge", testenv.Call{Command: cmd, ContainerID: "ctr2", Netns: other.Path(), IfName: "eth0", Conf: conf})
+		if err != nil {
+			r.t.Fatalf("%s of the second container: %v", cmd, err)
+		}
+		return out
+	}
+	res := call("ADD", conf)
+	return func() { call("DEL", withPrev(r.t, conf, res)) }
 }
