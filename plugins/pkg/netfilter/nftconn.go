@@ -1,6 +1,7 @@
 package netfilter
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -99,11 +100,25 @@ func rawRequest(ino uint64, req netlink.Message) ([]netlink.Message, error) {
 	}
 	req.Header.Flags |= netlink.Request
 	replies, err := raw.Execute(req)
-	if err != nil { // a failed exchange may leave replies unread: a new socket next time
+	if err != nil && !answered(req, err) { // replies may be left unread: a new socket next time
 		_ = raw.Close()
 		delete(nftSocks.raw, ino)
 	}
 	return replies, err
+}
+
+// answered reports whether err is the kernel's error reply to a request
+// that is not a dump: that one message ended the exchange, nothing is
+// left unread, and the socket serves the next request. On a fresh host
+// every chain asked about is missing (ENOENT); a socket per refusal cost
+// a dozen system calls each.
+func answered(req netlink.Message, err error) bool {
+	var op *netlink.OpError
+	if req.Header.Flags&netlink.Dump == netlink.Dump || !errors.As(err, &op) {
+		return false
+	}
+	_, reply := op.Err.(syscall.Errno) // a failed system call is wrapped in os.SyscallError
+	return reply
 }
 
 // ForgetKnown drops what every session has learned of its namespace's
