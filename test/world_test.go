@@ -435,4 +435,9 @@ func (w *world) assertGone(c *container, ip string, udpPorts []int) {
 	}
 }
 
-func TestMain(m *testing.M) { testenv.Main(m, removeMadeDirs) }
+func TestMain(m *testing.M) {
+	if os.Getenv(chainDriverEnv) != "" { // the cluster bench's driver, run inside a node
+		os.Exit(runChainDriver())
+	}
+	testenv.Main(m, removeMadeDirs)
+}
