@@ -303,10 +303,12 @@ func Del(args *skel.CmdArgs) error {
 	timeline.Mark("config")
 	// The parts run at once: each marks when it is done (the timeline
 	// shows them in the order they finished).
+	var handOff func() error
 	parts := []func() error{
 		func() error {
 			defer timeline.Mark("links-removed")
-			if err := removeLinks(n, o, args); err != nil {
+			var err error
+			if handOff, err = removeLinks(n, o, args); err != nil {
 				return cnierr.Wrap(err, "bridge: delete "+args.IfName)
 			}
 			return forgetLink(n, o)
@@ -335,6 +337,12 @@ func Del(args *skel.CmdArgs) error {
 		}()
 	}
 	wg.Wait()
+	if handOff != nil { // the retired pair's deletion, whatever else failed
+		if err := handOff(); err != nil {
+			errs = append(errs, cnierr.Wrap(err, "bridge: delete "+args.IfName))
+		}
+		timeline.Mark("links-handed-off")
+	}
 	for _, err := range errs {
 		if err != nil {
 			return err

@@ -36,29 +36,48 @@ const retiredPrefix = "vgone"
 // retiredName is what o's pair is renamed to; it keeps HostVeth's hash.
 func retiredName(o netfilter.Owner) string { return retiredPrefix + o.VethHash() }
 
-// removeLinks takes o's veth pair away: retired and handed off when it
-// can be, else deleted here.
-func removeLinks(n *NetConf, o netfilter.Owner, args *skel.CmdArgs) error {
+// removeLinks takes o's veth pair away: retired when it can be, else
+// deleted here. A retired pair's deletion is handed off by handOff, which
+// DEL calls once its other parts are done (nil when there is nothing to
+// hand off): forked while they ran, the child's copy of the address space
+// would make each page they write fault again (copy on write), about 40
+// pages of a DEL's.
+func removeLinks(n *NetConf, o netfilter.Owner, args *skel.CmdArgs) (handOff func() error, err error) {
 	reaps := hostReaping(n.StateDir)
 	if os.Getenv("DNET_SYNC_VETH_DELETE") == "1" || reaps == reapNone {
-		return delLinks(o, args)
+		return nil, delLinks(o, args)
 	}
 	host, err := netlink.LinkByName(o.HostVeth())
 	if err != nil {
-		return delLinks(o, args) // not there under its name: the fallbacks
+		return nil, delLinks(o, args) // not there under its name: the fallbacks
 	}
-	if retireErr := retirePair(n, host, o, args, reaps == reapUnknown); retireErr != nil {
-		if err := netlink.LinkDel(host); err != nil && !errors.Is(err, syscall.ENODEV) {
-			return fmt.Errorf("delete %s (after retiring it failed: %v): %w", host.Attrs().Name, retireErr, err)
+	if retireErr := retirePair(host, o, args); retireErr != nil {
+		return nil, delRetired(host, retireErr)
+	}
+	return func() error {
+		pid, err := startLinkDeleter(retiredName(o))
+		if err != nil {
+			return delRetired(host, err)
 		}
+		if reaps == reapUnknown {
+			noteDeleter(n.StateDir, pid)
+		}
+		return nil
+	}, nil
+}
+
+// delRetired deletes host's pair here, after retiring it or handing it
+// off failed with why.
+func delRetired(host netlink.Link, why error) error {
+	if err := netlink.LinkDel(host); err != nil && !errors.Is(err, syscall.ENODEV) {
+		return fmt.Errorf("delete %s (after retiring it failed: %v): %w", host.Attrs().Name, why, err)
 	}
 	return nil
 }
 
-// retirePair makes host's pair inert and nameless to ADD, then forks
-// the child that deletes it, in the host netns (this goroutine's thread
-// is in it), and notes the child if the host's reaping is not known yet.
-func retirePair(n *NetConf, host netlink.Link, o netfilter.Owner, args *skel.CmdArgs, note bool) error {
+// retirePair makes host's pair inert and nameless to ADD; the child that
+// deletes it is forked later, in the host netns (removeLinks).
+func retirePair(host netlink.Link, o netfilter.Owner, args *skel.CmdArgs) error {
 	gone := retiredName(o)
 	if args.Netns != "" {
 		peer := host.Attrs().ParentIndex
@@ -85,15 +104,5 @@ func retirePair(n *NetConf, host netlink.Link, o netfilter.Owner, args *skel.Cmd
 	if err := netlink.LinkSetNoMaster(host); err != nil {
 		return err
 	}
-	if err := netlink.LinkSetName(host, gone); err != nil {
-		return err
-	}
-	pid, err := startLinkDeleter(gone)
-	if err != nil {
-		return err
-	}
-	if note {
-		noteDeleter(n.StateDir, pid)
-	}
-	return nil
+	return netlink.LinkSetName(host, gone)
 }

@@ -106,6 +106,34 @@ func TestDelDeletesAPairItCannotRetire(t *testing.T) {
 	}
 }
 
+// DEL hands a retired pair off after its other parts, and also when one
+// of them failed: the pair does not wait, renamed and down, for the
+// runtime's retry. Here the IPAM release fails (its dataDir is a file).
+func TestDelHandsThePairOffWhenAnotherPartFails(t *testing.T) {
+	r := newRig(t)
+	conf := r.conf("")
+	res := r.add(conf)
+	file := filepath.Join(r.data, "not-a-dir")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bad := []byte(strings.Replace(string(conf), fmt.Sprintf("%q", r.data), fmt.Sprintf("%q", file), 1))
+	if _, err := r.call("DEL", withPrev(t, bad, res)); err == nil {
+		t.Fatal("DEL with the IPAM's dataDir a file succeeded")
+	}
+	testenv.Eventually(t, 10*time.Second, "the retired pair deleted", func() error {
+		if gone := r.retired(); gone != "" {
+			return fmt.Errorf("still there: %s", gone)
+		}
+		if _, ok := r.link(r.host, hostVeth()); ok {
+			return fmt.Errorf("host veth %s still there", hostVeth())
+		}
+		return nil
+	})
+	r.del(conf, res) // the retry, with the IPAM's own dataDir
+	r.assertNothingLeft()
+}
+
 // The control: with DNET_SYNC_VETH_DELETE=1, DEL deletes the pair before
 // it returns, and nothing is retired.
 func TestDelDeletesThePairItselfWhenAsked(t *testing.T) {
