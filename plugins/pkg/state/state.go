@@ -47,28 +47,65 @@ func (s Store) save(kind, tag string, v any, shared bool) error {
 	if err != nil {
 		return err
 	}
+	w, err := s.prepare(kind, tag, shared)
+	if err != nil {
+		return err
+	}
+	return w.Commit(data)
+}
+
+// Pending is a record write whose file is open before its content is
+// known: Commit writes the content and puts the file in the record's
+// place. For a record written right after a fork (a DEL's child, noted
+// by its pid), when each page the process wrote before faults again:
+// the directory, the file and most of the content are made before.
+type Pending struct {
+	f         *os.File
+	tmp, path string
+}
+
+// Prepare opens the temporary file of kind's record for tag (Save's).
+func (s Store) Prepare(kind, tag string) (*Pending, error) { return s.prepare(kind, tag, false) }
+
+func (s Store) prepare(kind, tag string, shared bool) (*Pending, error) {
 	p := s.path(kind, tag)
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-		return fmt.Errorf("create state directory: %w", err)
+		return nil, fmt.Errorf("create state directory: %w", err)
 	}
-	tmp := p + ".tmp"
+	var f *os.File
+	var err error
 	if shared {
-		f, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".tmp*")
-		if err != nil {
-			return fmt.Errorf("write state %s: %w", p, err)
-		}
-		tmp = f.Name()
-		f.Close()
+		f, err = os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".tmp*")
+	} else {
+		f, err = os.OpenFile(p+".tmp", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	}
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("write state %s: %w", tmp, err)
+	if err != nil {
+		return nil, fmt.Errorf("write state %s: %w", p, err)
 	}
-	if err := os.Rename(tmp, p); err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("write state %s: %w", p, err)
+	return &Pending{f: f, tmp: f.Name(), path: p}, nil
+}
+
+// Commit writes data and renames the file into the record's place; on
+// an error the temporary file goes.
+func (w *Pending) Commit(data []byte) error {
+	_, err := w.f.Write(data)
+	if cerr := w.f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(w.tmp, w.path)
+	}
+	if err != nil {
+		_ = os.Remove(w.tmp)
+		return fmt.Errorf("write state %s: %w", w.path, err)
 	}
 	return nil
+}
+
+// Abort drops the write: the record stays as it was.
+func (w *Pending) Abort() {
+	_ = w.f.Close()
+	_ = os.Remove(w.tmp)
 }
 
 // Has reports whether the record exists, reading nothing: for a record

@@ -9,7 +9,10 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/dockernet/cni-plugins/plugins/pkg/attachment"
+	"github.com/dockernet/cni-plugins/plugins/pkg/state"
 )
 
 // A retired pair's child outlives DEL: once the plugin has exited, the
@@ -39,9 +42,30 @@ const (
 // deleterNote is a DEL's child, host/deleter.json. A DEL overwrites it;
 // one that cannot be read counts as unknown, the safe side.
 type deleterNote struct {
-	Pid    int
-	Start  uint64    // its start time, field 22 of /proc/PID/stat
+	Pid int
+	// Start is the boot clock in clock ticks read just before the fork,
+	// what field 22 of /proc/PID/stat gives the child (at most a tick
+	// later): a process found later under Pid is the child only if it
+	// started then (forkedAt).
+	Start  uint64
 	Forked time.Time // when DEL forked it
+}
+
+// userHZ is the clock tick of /proc/PID/stat's times (USER_HZ, 100 on
+// every architecture Linux runs containers on).
+const userHZ = 100
+
+// forkedAt reports whether a process that started at start (clock
+// ticks since boot) is the child a note read noted before its fork: the
+// same DEL forks right after reading the clock, well within a second.
+func forkedAt(start, noted uint64) bool { return start >= noted && start-noted <= userHZ }
+
+// bootTicks is the boot clock (CLOCK_BOOTTIME, which process start
+// times count) in clock ticks.
+func bootTicks() uint64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts)
+	return uint64(ts.Nano()) / (1e9 / userHZ)
 }
 
 // reaperMark is host/reaper.json and host/noreaper.json: the child seen.
@@ -65,7 +89,7 @@ func hostReaping(stateDir string) reaping {
 		return reapUnknown // no child noted, the note torn, or too recent to judge
 	}
 	mark := reaperMark{Pid: note.Pid, Seen: time.Now()}
-	if st, at, ok := procStat(note.Pid); !ok || st != 'Z' || at != note.Start {
+	if st, at, ok := procStat(note.Pid); !ok || st != 'Z' || !forkedAt(at, note.Start) {
 		// Reaped (or never a zombie): the pid is gone or another's.
 		_ = store.Save(attachment.HostFolder, attachment.ReaperTag, mark)
 		_ = store.Remove(attachment.HostFolder, attachment.DeleterTag)
@@ -77,14 +101,41 @@ func hostReaping(stateDir string) reaping {
 	return reapNone
 }
 
-// noteDeleter records the child just forked, for a later DEL to look at.
-// Concurrent DELs may tear the note (a fixed temporary name): it is
-// advisory, so a failed write is let be.
-func noteDeleter(stateDir string, pid int) {
-	if _, start, ok := procStat(pid); ok {
-		_ = attachment.HostEnv(stateDir).Store.Save(attachment.HostFolder, attachment.DeleterTag,
-			deleterNote{Pid: pid, Start: start, Forked: time.Now()})
+// deleterNoting is host/deleter.json on its way: the file open and the
+// note written out but for the pid, before the fork, so that what DEL
+// does after it (each page it writes faults again, copied for the
+// child) is a number appended and three system calls.
+type deleterNoting struct {
+	w    *state.Pending
+	note []byte
+}
+
+// prepareNote starts the note of a child about to be forked; nil when
+// the file cannot be opened. Concurrent DELs may tear the note (one
+// temporary file): it is advisory, and a note that cannot be read counts
+// as unknown.
+func prepareNote(stateDir string) *deleterNoting {
+	w, err := attachment.HostEnv(stateDir).Store.Prepare(attachment.HostFolder, attachment.DeleterTag)
+	if err != nil {
+		return nil
 	}
+	b := append(make([]byte, 0, 128), `{"Start":`...)
+	b = strconv.AppendUint(b, bootTicks(), 10)
+	b = append(b, `,"Forked":`...)
+	b = strconv.AppendQuote(b, time.Now().Format(time.RFC3339Nano))
+	return &deleterNoting{w: w, note: append(b, `,"Pid":`...)}
+}
+
+// done writes the note of the child forked as pid; 0 (no child) drops it.
+func (d *deleterNoting) done(pid int) {
+	if d == nil {
+		return
+	}
+	if pid == 0 {
+		d.w.Abort()
+		return
+	}
+	_ = d.w.Commit(append(strconv.AppendInt(d.note, int64(pid), 10), '}'))
 }
 
 // procStat reads a process's state and start time, fields 3 and 22 of

@@ -55,12 +55,14 @@ func removeLinks(n *NetConf, o netfilter.Owner, args *skel.CmdArgs) (handOff fun
 		return nil, delRetired(host, retireErr)
 	}
 	return func() error {
+		var noting *deleterNoting
+		if reaps == reapUnknown {
+			noting = prepareNote(n.StateDir)
+		}
 		pid, err := startLinkDeleter(retiredName(o))
+		noting.done(pid)
 		if err != nil {
 			return delRetired(host, err)
-		}
-		if reaps == reapUnknown {
-			noteDeleter(n.StateDir, pid)
 		}
 		return nil
 	}, nil
