@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
@@ -74,7 +73,7 @@ func (n *node) timeChain(p *pod) (chainTiming, error) {
 	if err != nil {
 		return times, err
 	}
-	req, err := json.Marshal(chainRequest{CNIPath: []string{n.c.cniBin}, CacheDir: filepath.Join(n.dir, "libcni-cache"), ConfList: n.list.Bytes, RT: *p.rt()})
+	req, err := json.Marshal(chainRequest{CNIPath: []string{n.c.cniBin}, CacheDir: n.cacheDir(), ConfList: n.list.Bytes, RT: *p.rt()})
 	if err != nil {
 		return times, err
 	}

@@ -306,9 +306,13 @@ func (c *cluster) newNode(i int) *node {
 		t.Cleanup(n.stopFlanneld)
 		n.loadConflist("10-flannel.conflist")
 	}
-	n.cni = libcni.NewCNIConfigWithCacheDir([]string{c.cniBin}, filepath.Join(n.dir, "libcni-cache"), &testenv.WrappedExec{Prefix: n.netnsPrefix(n.ns.Path())})
+	n.cni = libcni.NewCNIConfigWithCacheDir([]string{c.cniBin}, n.cacheDir(), &testenv.WrappedExec{Prefix: n.netnsPrefix(n.ns.Path())})
 	return n
 }
+
+// cacheDir is libcni's cache of the node's runtime, whichever process
+// drives it (the test's, or the bench's driver inside the node).
+func (n *node) cacheDir() string { return filepath.Join(n.dir, "libcni-cache") }
 
 // loadConflist reads the node's conflist, as the runtime does.
 func (n *node) loadConflist(name string) {

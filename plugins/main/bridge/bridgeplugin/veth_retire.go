@@ -72,7 +72,7 @@ func removeLinks(n *NetConf, o netfilter.Owner, args *skel.CmdArgs) (handOff fun
 // off failed with why.
 func delRetired(host netlink.Link, why error) error {
 	if err := netlink.LinkDel(host); err != nil && !errors.Is(err, syscall.ENODEV) {
-		return fmt.Errorf("delete %s (after retiring it failed: %v): %w", host.Attrs().Name, why, err)
+		return fmt.Errorf("delete %s (after retiring it or handing it off failed: %v): %w", host.Attrs().Name, why, err)
 	}
 	return nil
 }
