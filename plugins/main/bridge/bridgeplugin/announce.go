@@ -43,19 +43,19 @@ func mayBeReused(ips []*current.IPConfig, firstUse []net.IP) []*current.IPConfig
 
 // forgetNeighbours deletes the host's neighbour entries for the
 // container's addresses on the bridge, whatever MAC they hold.
-func forgetNeighbours(br netlink.Link, ips []*current.IPConfig) {
+func forgetNeighbours(h *netlink.Handle, br netlink.Link, ips []*current.IPConfig) {
 	for _, ipc := range ips {
-		_ = netlink.NeighDel(&netlink.Neigh{LinkIndex: br.Attrs().Index, IP: ipc.Address.IP})
+		_ = h.NeighDel(&netlink.Neigh{LinkIndex: br.Attrs().Index, IP: ipc.Address.IP})
 	}
 }
 
 // announce sends, in the container's netns, one announcement per address
 // of ips out of ifc, once ifc can send.
-func announce(ifc net.Interface, ips []*current.IPConfig) {
+func announce(h *netlink.Handle, ifc net.Interface, ips []*current.IPConfig) {
 	if len(ips) == 0 {
 		return
 	}
-	waitOperUp(ifc.Index)
+	waitOperUp(h, ifc.Index)
 	for _, ipc := range ips {
 		if ip4 := ipc.Address.IP.To4(); ip4 != nil {
 			_ = gratuitousARP(ifc, ip4)
@@ -121,9 +121,9 @@ const operUpWait = 200 * time.Millisecond
 // so any other link change on the machine, such as a retired pair being
 // deleted, delays it); until then every frame sent is dropped without an
 // error. The operational state turns up in the same step.
-func waitOperUp(index int) {
+func waitOperUp(h *netlink.Handle, index int) {
 	for deadline := time.Now().Add(operUpWait); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-		if l, err := netlink.LinkByIndex(index); err != nil || l.Attrs().OperState == netlink.OperUp {
+		if l, err := h.LinkByIndex(index); err != nil || l.Attrs().OperState == netlink.OperUp {
 			return
 		}
 	}

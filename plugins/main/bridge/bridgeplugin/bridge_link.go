@@ -13,10 +13,10 @@ import (
 
 // ensureBridge returns the bridge, creating it when absent. Concurrent ADDs
 // may race to create it; the loser finds the winner's bridge.
-func ensureBridge(name string, mtu int, promisc bool) (*netlink.Bridge, error) {
-	br, err := findBridge(name)
+func ensureBridge(h *netlink.Handle, name string, mtu int, promisc bool) (*netlink.Bridge, error) {
+	br, err := findBridge(h, name)
 	if err == nil {
-		return br, setupBridge(br, promisc)
+		return br, setupBridge(h, br, promisc)
 	}
 	var notFound netlink.LinkNotFoundError
 	if !errors.As(err, &notFound) {
@@ -29,31 +29,31 @@ func ensureBridge(name string, mtu int, promisc bool) (*netlink.Bridge, error) {
 	// as containers come and go; a fixed random MAC keeps neighbours' caches valid.
 	attrs.HardwareAddr = randomMAC()
 	newBr := &netlink.Bridge{LinkAttrs: attrs}
-	if err := netlink.LinkAdd(newBr); err != nil && !errors.Is(err, syscall.EEXIST) {
+	if err := h.LinkAdd(newBr); err != nil && !errors.Is(err, syscall.EEXIST) {
 		return nil, fmt.Errorf("create bridge %s: %w", name, err)
 	}
-	if br, err = findBridge(name); err != nil {
+	if br, err = findBridge(h, name); err != nil {
 		return nil, err
 	}
-	return br, setupBridge(br, promisc)
+	return br, setupBridge(h, br, promisc)
 }
 
-func setupBridge(br *netlink.Bridge, promisc bool) error {
+func setupBridge(h *netlink.Handle, br *netlink.Bridge, promisc bool) error {
 	if promisc && br.Promisc == 0 {
-		if err := netlink.SetPromiscOn(br); err != nil {
+		if err := h.SetPromiscOn(br); err != nil {
 			return fmt.Errorf("set promiscuous mode on %s: %w", br.Name, err)
 		}
 	}
 	if br.Flags&net.FlagUp == 0 {
-		if err := netlink.LinkSetUp(br); err != nil {
+		if err := h.LinkSetUp(br); err != nil {
 			return fmt.Errorf("bring bridge %s up: %w", br.Name, err)
 		}
 	}
 	return nil
 }
 
-func findBridge(name string) (*netlink.Bridge, error) {
-	l, err := netlink.LinkByName(name)
+func findBridge(h *netlink.Handle, name string) (*netlink.Bridge, error) {
+	l, err := h.LinkByName(name)
 	if err != nil {
 		return nil, err
 	}
@@ -103,11 +103,11 @@ func randomMAC() net.HardwareAddr {
 
 // ensureGatewayAddr puts the gateway address on the bridge. An IPv4 bridge
 // holds one address; a different one is an error unless forceAddress.
-func ensureGatewayAddr(br netlink.Link, gw *net.IPNet, force bool) error {
+func ensureGatewayAddr(h *netlink.Handle, br netlink.Link, gw *net.IPNet, force bool) error {
 	if gw.IP.To4() != nil && primaryIPv4Is(br.Attrs().Name, gw) {
 		return nil // what every ADD after the first finds
 	}
-	addrs, err := netlink.AddrList(br, family(gw.IP))
+	addrs, err := h.AddrList(br, family(gw.IP))
 	if err != nil {
 		return fmt.Errorf("list addresses of %s: %w", br.Attrs().Name, err)
 	}
@@ -119,12 +119,12 @@ func ensureGatewayAddr(br netlink.Link, gw *net.IPNet, force bool) error {
 			if !force {
 				return fmt.Errorf("bridge %s already has address %s, not %s: set \"forceAddress\": true to replace it, or use another bridge", br.Attrs().Name, a.IPNet, gw)
 			}
-			if err := netlink.AddrDel(br, &a); err != nil {
+			if err := h.AddrDel(br, &a); err != nil {
 				return fmt.Errorf("remove %s from %s: %w", a.IPNet, br.Attrs().Name, err)
 			}
 		}
 	}
-	if err := netlink.AddrAdd(br, &netlink.Addr{IPNet: gw}); err != nil && !errors.Is(err, syscall.EEXIST) {
+	if err := h.AddrAdd(br, &netlink.Addr{IPNet: gw}); err != nil && !errors.Is(err, syscall.EEXIST) {
 		return fmt.Errorf("add %s to bridge %s: %w", gw, br.Attrs().Name, err)
 	}
 	return nil

@@ -45,7 +45,7 @@ func Check(args *skel.CmdArgs) error {
 	if err != nil {
 		return cnierr.Drift("bridge: host veth %s of container %s is missing: %v", o.HostVeth(), args.ContainerID, err)
 	}
-	br, err := findBridge(n.BrName)
+	br, err := findBridge(perRequest(), n.BrName)
 	if err != nil {
 		return cnierr.Drift("bridge: %v", err)
 	}

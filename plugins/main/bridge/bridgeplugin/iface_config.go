@@ -22,7 +22,7 @@ const dadTimeout = 5 * time.Second
 // an IPv6 gateway does, routes without a gateway via the family's first.
 // Written here so bridge does not link that package, whose dependencies
 // (knftables among them) cost every bridge process their start-up.
-func configureIface(ifName string, index int, res *current.Result) error {
+func configureIface(h *netlink.Handle, ifName string, index int, res *current.Result) error {
 	link := &netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: index, Name: ifName}}
 	var v4gw, v6gw net.IP
 	ipv6On := false
@@ -47,7 +47,7 @@ func configureIface(ifName string, index int, res *current.Result) error {
 			}
 			ipv6On = true
 		}
-		if err := netlink.AddrAdd(link, &netlink.Addr{IPNet: &ipc.Address}); err != nil {
+		if err := h.AddrAdd(link, &netlink.Addr{IPNet: &ipc.Address}); err != nil {
 			return fmt.Errorf("add address %s to %s: %w", ipc.Address.String(), ifName, err)
 		}
 		switch {
@@ -57,11 +57,11 @@ func configureIface(ifName string, index int, res *current.Result) error {
 			v6gw = ipc.Gateway
 		}
 	}
-	if err := netlink.LinkSetUp(link); err != nil {
+	if err := h.LinkSetUp(link); err != nil {
 		return fmt.Errorf("set %s up: %w", ifName, err)
 	}
 	if v6gw != nil {
-		if err := settleAddresses(link, dadTimeout); err != nil {
+		if err := settleAddresses(h, link, dadTimeout); err != nil {
 			return err
 		}
 	}
@@ -81,7 +81,7 @@ func configureIface(ifName string, index int, res *current.Result) error {
 		if r.Scope != nil {
 			route.Scope = netlink.Scope(*r.Scope)
 		}
-		if err := netlink.RouteAddEcmp(route); err != nil {
+		if err := h.RouteAddEcmp(route); err != nil {
 			return fmt.Errorf("add route %v via %v dev %s: %w", r.Dst.String(), gw, ifName, err)
 		}
 	}
@@ -91,11 +91,11 @@ func configureIface(ifName string, index int, res *current.Result) error {
 // settleAddresses waits until no IPv6 address of link is tentative; an
 // address whose DAD failed is an error, and so is one still tentative
 // after timeout on a link that is up.
-func settleAddresses(link netlink.Link, timeout time.Duration) error {
+func settleAddresses(h *netlink.Handle, link netlink.Link, timeout time.Duration) error {
 	name := link.Attrs().Name
 	deadline := time.Now().Add(timeout)
 	for {
-		addrs, err := netlink.AddrList(link, netlink.FAMILY_V6)
+		addrs, err := h.AddrList(link, netlink.FAMILY_V6)
 		if err != nil {
 			return fmt.Errorf("list the addresses of %s: %w", name, err)
 		}
@@ -110,7 +110,7 @@ func settleAddresses(link netlink.Link, timeout time.Duration) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			if l, err := netlink.LinkByIndex(link.Attrs().Index); err == nil && l.Attrs().OperState == netlink.OperUp {
+			if l, err := h.LinkByIndex(link.Attrs().Index); err == nil && l.Attrs().OperState == netlink.OperUp {
 				return fmt.Errorf("%s still has tentative addresses after %v", name, timeout)
 			}
 			return nil

@@ -36,8 +36,8 @@ import (
 
 // quietBridgePort keeps a bridge port, still down, from ever having an
 // IPv6 address of its own. A kernel without IPv6 has nothing to quiet.
-func quietBridgePort(port netlink.Link) error {
-	err := netlink.LinkSetIP6AddrGenMode(port, nl.IN6_ADDR_GEN_MODE_NONE)
+func quietBridgePort(h *netlink.Handle, port netlink.Link) error {
+	err := h.LinkSetIP6AddrGenMode(port, nl.IN6_ADDR_GEN_MODE_NONE)
 	if errors.Is(err, unix.EAFNOSUPPORT) {
 		return nil
 	}

@@ -57,7 +57,7 @@ func gcLinks(n *NetConf, keep map[string]bool) error {
 		if rec.Owner.Network != n.Name {
 			continue // another network's
 		}
-		if err := delLinkByName(rec.HostVeth); err != nil && !errors.Is(err, errLinkNotFound) {
+		if err := delLinkByName(perRequest(), rec.HostVeth); err != nil && !errors.Is(err, errLinkNotFound) {
 			errs = append(errs, err)
 			continue
 		}

@@ -55,6 +55,8 @@ func Add(args *skel.CmdArgs) (err error) {
 		return cnierr.Wrap(err, "bridge: open host netns")
 	}
 	defer hostNS.Close()
+	host := rtnl() // this goroutine is in the host netns until netns.Do
+	defer host.Close()
 	timeline.Mark("netns")
 
 	var undo undoStack
@@ -67,7 +69,7 @@ func Add(args *skel.CmdArgs) (err error) {
 	pending := startIPAM(n, args)
 	undo.push(pending.release)
 
-	br, err := ensureBridge(n.BrName, n.MTU, n.PromiscMode)
+	br, err := ensureBridge(host, n.BrName, n.MTU, n.PromiscMode)
 	if err != nil {
 		return cnierr.Wrap(err, "bridge")
 	}
@@ -81,7 +83,7 @@ func Add(args *skel.CmdArgs) (err error) {
 	}
 	timeline.Mark("link-record")
 	undo.push(func() { _ = forgetLink(n, o); _ = releaseHost(n) })
-	hostIf, contIf, err := setupVeth(n, args, o, netns, hostNS, br)
+	hostIf, contIf, err := setupVeth(host, n, args, o, netns, hostNS, br)
 	if err != nil {
 		return err
 	}
@@ -111,7 +113,7 @@ func Add(args *skel.CmdArgs) (err error) {
 			return cnierr.Config("bridge: IPAM plugin %s returned no address for network %q", n.IPAM.Type, n.Name)
 		}
 		result.IPs, result.Routes, result.DNS = ipamResult.IPs, ipamResult.Routes, ipamResult.DNS
-		if err := configureL3(n, args, result, netns, br, contIf, pending.firstUse); err != nil {
+		if err := configureL3(host, n, args, result, netns, br, contIf, pending.firstUse); err != nil {
 			return err
 		}
 		if err := iccForIPv6(n, result); err != nil {
@@ -145,18 +147,20 @@ func Add(args *skel.CmdArgs) (err error) {
 }
 
 // setupVeth makes the veth pair and puts its host end on the bridge.
-func setupVeth(n *NetConf, args *skel.CmdArgs, o netfilter.Owner, netns, hostNS ns.NetNS, br *netlink.Bridge) (net.Interface, net.Interface, error) {
+func setupVeth(host *netlink.Handle, n *NetConf, args *skel.CmdArgs, o netfilter.Owner, netns, hostNS ns.NetNS, br *netlink.Bridge) (net.Interface, net.Interface, error) {
 	name := o.HostVeth()
 	// A host veth of this name is a leftover of a crashed ADD of the same attachment.
-	_ = delLinkByName(name)
+	_ = delLinkByName(host, name)
 
 	var hostIf, contIf net.Interface
 	err := netns.Do(func(ns.NetNS) error {
-		if _, err := netlink.LinkByName(args.IfName); err == nil {
+		cont := rtnl()
+		defer cont.Close()
+		if _, err := cont.LinkByName(args.IfName); err == nil {
 			return cnierr.Config("bridge: interface %s already exists in netns %s; DEL the attachment or pick another CNI_IFNAME", args.IfName, args.Netns)
 		}
 		var err error
-		if contIf, err = makeVeth(args.IfName, name, n.MTU, n.mac, hostNS); err != nil {
+		if contIf, err = makeVeth(cont, args.IfName, name, n.MTU, n.mac, hostNS); err != nil {
 			return cnierr.Wrap(err, "bridge: create veth pair")
 		}
 		return nil
@@ -167,23 +171,23 @@ func setupVeth(n *NetConf, args *skel.CmdArgs, o netfilter.Owner, netns, hostNS 
 	timeline.Mark("veth-create")
 	// The host end is down and its peer too: no IPv6 packet has left it
 	// yet, and none will.
-	hostLink, err := netlink.LinkByName(name)
+	hostLink, err := host.LinkByName(name)
 	if err == nil {
 		hostIf = iface(hostLink)
-		err = quietBridgePort(hostLink)
+		err = quietBridgePort(host, hostLink)
 	}
 	timeline.Mark("veth-ipv6-off")
 	if err == nil {
-		err = netlink.LinkSetMaster(hostLink, br)
+		err = host.LinkSetMaster(hostLink, br)
 	}
 	if err == nil && n.HairpinMode {
-		err = netlink.LinkSetHairpin(hostLink, true)
+		err = host.LinkSetHairpin(hostLink, true)
 	}
 	if err == nil && (n.PortIsolation || (!*n.ICC && !brNetfilter())) {
-		err = netlink.LinkSetIsolated(hostLink, true)
+		err = host.LinkSetIsolated(hostLink, true)
 	}
 	if err == nil {
-		err = netlink.LinkSetUp(hostLink)
+		err = host.LinkSetUp(hostLink)
 	}
 	if err != nil {
 		_ = delLinks(o, args)
@@ -193,7 +197,7 @@ func setupVeth(n *NetConf, args *skel.CmdArgs, o netfilter.Owner, netns, hostNS 
 }
 
 // configureL3 addresses the container, adds its routes, and makes the bridge its gateway.
-func configureL3(n *NetConf, args *skel.CmdArgs, result *current.Result, netns ns.NetNS, br *netlink.Bridge, contIf net.Interface, firstUse []net.IP) error {
+func configureL3(host *netlink.Handle, n *NetConf, args *skel.CmdArgs, result *current.Result, netns ns.NetNS, br *netlink.Bridge, contIf net.Interface, firstUse []net.IP) error {
 	contIdx := 2
 	var gws []*net.IPNet
 	for _, ipc := range result.IPs {
@@ -210,6 +214,8 @@ func configureL3(n *NetConf, args *skel.CmdArgs, result *current.Result, netns n
 	}
 	if !n.DisableContainerInterface {
 		err := netns.Do(func(ns.NetNS) error {
+			cont := rtnl()
+			defer cont.Close()
 			// Before the link goes up, so it never sends an IPv6 packet.
 			if !n.KeepIPv6LinkLocal && !hasIPv6(result) {
 				if err := disableIPv6(args.IfName); err != nil {
@@ -219,21 +225,21 @@ func configureL3(n *NetConf, args *skel.CmdArgs, result *current.Result, netns n
 				skipDAD(n, args.IfName)
 			}
 			timeline.Mark("container-ipv6")
-			if err := configureIface(args.IfName, contIf.Index, result); err != nil {
+			if err := configureIface(cont, args.IfName, contIf.Index, result); err != nil {
 				return err
 			}
 			timeline.Mark("container-addresses")
-			announce(contIf, mayBeReused(result.IPs, firstUse))
+			announce(cont, contIf, mayBeReused(result.IPs, firstUse))
 			timeline.Mark("announce")
 			return nil
 		})
 		if err != nil {
 			return cnierr.Wrap(err, "bridge: configure "+args.IfName)
 		}
-		forgetNeighbours(br, result.IPs)
+		forgetNeighbours(host, br, result.IPs)
 	}
 	for _, gw := range gws {
-		if err := ensureGatewayAddr(br, gw, n.ForceAddress); err != nil {
+		if err := ensureGatewayAddr(host, br, gw, n.ForceAddress); err != nil {
 			return cnierr.Config("%v", err)
 		}
 	}
@@ -273,7 +279,7 @@ func delContainerLink(netnsPath, ifName string) error {
 		return nil
 	}
 	err := ns.WithNetNSPath(netnsPath, func(ns.NetNS) error {
-		err := delLinkByName(ifName)
+		err := delLinkByName(perRequest(), ifName)
 		if errors.Is(err, errLinkNotFound) {
 			return nil
 		}
@@ -371,7 +377,7 @@ func delNetfilter(env attachment.Env, n *NetConf, o netfilter.Owner) error {
 // side is the fallback for a pair whose host end was renamed or moved.
 func delLinks(o netfilter.Owner, args *skel.CmdArgs) error {
 	for _, name := range []string{o.HostVeth(), retiredName(o)} {
-		if err := delLinkByName(name); !errors.Is(err, errLinkNotFound) {
+		if err := delLinkByName(perRequest(), name); !errors.Is(err, errLinkNotFound) {
 			return err
 		}
 	}

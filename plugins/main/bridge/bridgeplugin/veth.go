@@ -16,7 +16,7 @@ import (
 // is on the bridge and without IPv6) and the accept_ra write on the host
 // end, which has IPv6 switched off anyway. Each /proc/sys access costs a
 // path lookup that grows with the network namespaces on the machine.
-func makeVeth(contName, hostName string, mtu int, mac string, hostNS ns.NetNS) (net.Interface, error) {
+func makeVeth(h *netlink.Handle, contName, hostName string, mtu int, mac string, hostNS ns.NetNS) (net.Interface, error) {
 	attrs := netlink.NewLinkAttrs()
 	attrs.Name, attrs.MTU = contName, mtu
 	if mac != "" {
@@ -27,16 +27,16 @@ func makeVeth(contName, hostName string, mtu int, mac string, hostNS ns.NetNS) (
 		attrs.HardwareAddr = hw
 	}
 	veth := &netlink.Veth{LinkAttrs: attrs, PeerName: hostName, PeerNamespace: netlink.NsFd(int(hostNS.Fd()))}
-	if err := netlink.LinkAdd(veth); err != nil {
+	if err := h.LinkAdd(veth); err != nil {
 		if errors.Is(err, syscall.EEXIST) {
 			return net.Interface{}, fmt.Errorf("veth %s (host end %s) already exists", contName, hostName)
 		}
 		return net.Interface{}, err
 	}
 	// Re-read for what the kernel chose: index, MAC, MTU.
-	l, err := netlink.LinkByName(contName)
+	l, err := h.LinkByName(contName)
 	if err != nil {
-		_ = netlink.LinkDel(veth)
+		_ = h.LinkDel(veth)
 		return net.Interface{}, err
 	}
 	return iface(l), nil
@@ -50,9 +50,9 @@ func iface(l netlink.Link) net.Interface {
 // errLinkNotFound is delLinkByName's "nothing to delete".
 var errLinkNotFound = errors.New("link not found")
 
-// delLinkByName deletes the link called name in the current netns.
-func delLinkByName(name string) error {
-	l, err := netlink.LinkByName(name)
+// delLinkByName deletes the link called name in h's netns.
+func delLinkByName(h *netlink.Handle, name string) error {
+	l, err := h.LinkByName(name)
 	if err != nil {
 		var missing netlink.LinkNotFoundError
 		if errors.As(err, &missing) {
@@ -60,7 +60,7 @@ func delLinkByName(name string) error {
 		}
 		return fmt.Errorf("look up %s: %w", name, err)
 	}
-	if err := netlink.LinkDel(l); err != nil {
+	if err := h.LinkDel(l); err != nil {
 		return fmt.Errorf("delete %s: %w", name, err)
 	}
 	return nil
