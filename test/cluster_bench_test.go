@@ -85,6 +85,7 @@ func TestClusterBench(t *testing.T) {
 				}
 				add, del := times.Add, times.Del
 				_ = p.ns.Delete()
+				t.Logf("%s round %d %s, %d hostPorts: ADD %.1f ms, DEL %.1f ms", backend, r, set, len(ports), ms(add), ms(del))
 				if ports == nil {
 					s.adds, s.dels = append(s.adds, add), append(s.dels, del)
 				} else {
