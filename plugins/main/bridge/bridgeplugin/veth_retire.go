@@ -39,9 +39,9 @@ func retiredName(o netfilter.Owner) string { return retiredPrefix + o.VethHash()
 // removeLinks takes o's veth pair away: retired when it can be, else
 // deleted here. A retired pair's deletion is handed off by handOff, which
 // DEL calls once its other parts are done (nil when there is nothing to
-// hand off): forked while they ran, the child's copy of the address space
-// would make each page they write fault again (copy on write), about 40
-// pages of a DEL's.
+// hand off): where the child is a fork (link_deleter_fork.go), its copy
+// of the address space would make each page they write fault again (copy
+// on write), about 40 pages of a DEL's, had it started while they ran.
 func removeLinks(n *NetConf, o netfilter.Owner, args *skel.CmdArgs) (handOff func() error, err error) {
 	reaps := hostReaping(n.StateDir)
 	if os.Getenv("DNET_SYNC_VETH_DELETE") == "1" || reaps == reapNone {
@@ -78,7 +78,7 @@ func delRetired(host netlink.Link, why error) error {
 }
 
 // retirePair makes host's pair inert and nameless to ADD; the child that
-// deletes it is forked later, in the host netns (removeLinks).
+// deletes it starts later, in the host netns (removeLinks).
 func retirePair(host netlink.Link, o netfilter.Owner, args *skel.CmdArgs) error {
 	gone := retiredName(o)
 	if args.Netns != "" {
