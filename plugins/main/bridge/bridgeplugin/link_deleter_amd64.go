@@ -3,8 +3,6 @@ package bridgeplugin
 import (
 	"syscall"
 	"unsafe"
-
-	"golang.org/x/sys/unix"
 )
 
 // childStack is the stack pointer the deleter starts with. It never uses
@@ -26,14 +24,14 @@ var childStack [64]uint64
 //go:nosplit
 //go:norace
 func forkWrite(fd, p, n uintptr) (pid uintptr, errno syscall.Errno) {
-	all, old := ^uint64(0), uint64(0)
-	if _, _, e := syscall.RawSyscall6(unix.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&all)), uintptr(unsafe.Pointer(&old)), 8, 0, 0); e != 0 {
+	old, e := blockSignals()
+	if e != 0 {
 		return 0, e
 	}
 	top := uintptr(unsafe.Pointer(&childStack[len(childStack)-2])) &^ 15
-	pid, e := cloneWrite(top, fd, p, n)
-	syscall.RawSyscall6(unix.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&old)), 0, 8, 0, 0)
-	return pid, syscall.Errno(e)
+	pid, cerr := cloneWrite(top, fd, p, n)
+	restoreSignals(old)
+	return pid, syscall.Errno(cerr)
 }
 
 // cloneWrite is in link_deleter_amd64.s. The child keeps only fd, as its

@@ -4,7 +4,6 @@ package bridgeplugin
 
 import (
 	"syscall"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -18,13 +17,13 @@ import (
 //go:nosplit
 //go:norace
 func forkWrite(fd, p, n uintptr) (pid uintptr, errno syscall.Errno) {
-	all, old := ^uint64(0), uint64(0)
-	if _, _, e := syscall.RawSyscall6(unix.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&all)), uintptr(unsafe.Pointer(&old)), 8, 0, 0); e != 0 {
+	old, e := blockSignals()
+	if e != 0 {
 		return 0, e
 	}
 	pid, _, errno = syscall.RawSyscall6(unix.SYS_CLONE, uintptr(syscall.SIGCHLD), 0, 0, 0, 0, 0)
 	if errno != 0 || pid != 0 {
-		syscall.RawSyscall6(unix.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&old)), 0, 8, 0, 0)
+		restoreSignals(old)
 		return pid, errno
 	}
 	// The child has every descriptor the parent had, the runtime's pipes
