@@ -6,6 +6,13 @@
 // runs early (it needs only runtime and syscall), before most of the
 // other packages' inits. Where two goroutines do work side by side,
 // Beside gives them a P each.
+//
+// An init runs too late to stop the runtime from starting with a P per
+// CPU and waking a thread for the second before any init: a binary
+// linked with -E set to Entry (the Makefile links the plugins so) starts
+// at a stub that pins the process to its CPU until this package's init
+// puts the affinity back, so the runtime counts one CPU and starts with
+// one P.
 package oneproc
 
 import (
@@ -18,6 +25,9 @@ func init() {
 	if n := procs(env); n > 0 {
 		runtime.GOMAXPROCS(n)
 	}
+	// After GOMAXPROCS is set: the runtime leaves a set value alone when
+	// it next looks at the CPUs it may use.
+	restoreAffinity()
 }
 
 // procs is the GOMAXPROCS to set, given the environment's: 1, or 0 (leave
@@ -37,7 +47,16 @@ func procs(env string) int {
 // are shorter. Nothing changes when the environment set GOMAXPROCS or
 // the machine has one CPU.
 func Beside() {
-	if env, _ := syscall.Getenv("GOMAXPROCS"); env == "" && runtime.NumCPU() > 1 && runtime.GOMAXPROCS(0) < 2 {
+	if env, _ := syscall.Getenv("GOMAXPROCS"); env == "" && cpus() > 1 && runtime.GOMAXPROCS(0) < 2 {
 		runtime.GOMAXPROCS(2)
 	}
+}
+
+// cpus is how many CPUs the process may run on: the runtime counts one
+// when the entry stub pinned the process for its start.
+func cpus() int {
+	if n := startCPUs(); n > 0 {
+		return n
+	}
+	return runtime.NumCPU()
 }
