@@ -8,6 +8,7 @@ import (
 
 	"github.com/dockernet/cni-plugins/plugins/main/bridge/bridgeplugin"
 	"github.com/dockernet/cni-plugins/plugins/pkg/buildinfo"
+	"github.com/dockernet/cni-plugins/plugins/pkg/handoff"
 	"github.com/dockernet/cni-plugins/plugins/pkg/timeline"
 )
 
@@ -21,4 +22,5 @@ func main() {
 		Status: bridgeplugin.Status,
 	}, buildinfo.Versions, buildinfo.About("bridge"))
 	timeline.Flush() // only on success: an error exits inside skel
+	handoff.Teardown()
 }

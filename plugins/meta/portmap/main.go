@@ -8,6 +8,7 @@ import (
 
 	"github.com/dockernet/cni-plugins/plugins/meta/portmap/portmapplugin"
 	"github.com/dockernet/cni-plugins/plugins/pkg/buildinfo"
+	"github.com/dockernet/cni-plugins/plugins/pkg/handoff"
 	"github.com/dockernet/cni-plugins/plugins/pkg/timeline"
 )
 
@@ -21,4 +22,5 @@ func main() {
 		Status: portmapplugin.Status,
 	}, buildinfo.Versions, buildinfo.About("portmap"))
 	timeline.Flush() // only on success: an error exits inside skel
+	handoff.Teardown()
 }

@@ -36,6 +36,12 @@ const (
 // hostNotes are the host's records that need no undo: they are dropped.
 var hostNotes = []string{DeleterTag, ReaperTag, NoReaperTag}
 
+// Reaps reports whether this host's records say it reaps orphaned
+// processes: a DEL's child was seen reaped, and none seen a zombie.
+func (env Env) Reaps() bool {
+	return env.Store.Has(HostFolder, ReaperTag) && !env.Store.Has(HostFolder, NoReaperTag)
+}
+
 // ForwardingVersion is the version of the forwarding record's format.
 const ForwardingVersion = 1
 

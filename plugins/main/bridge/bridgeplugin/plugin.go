@@ -16,6 +16,7 @@ import (
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/attachment"
 	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
+	"github.com/dockernet/cni-plugins/plugins/pkg/handoff"
 	"github.com/dockernet/cni-plugins/plugins/pkg/ipaddr"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
 	"github.com/dockernet/cni-plugins/plugins/pkg/timeline"
@@ -143,6 +144,9 @@ func Add(args *skel.CmdArgs) (err error) {
 		}
 	}
 
+	if attachment.HostEnv(n.StateDir).Reaps() {
+		handoff.Allow()
+	}
 	return types.PrintResult(result, n.CNIVersion)
 }
 

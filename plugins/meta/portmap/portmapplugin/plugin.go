@@ -15,6 +15,7 @@ import (
 
 	"github.com/dockernet/cni-plugins/plugins/pkg/attachment"
 	"github.com/dockernet/cni-plugins/plugins/pkg/cnierr"
+	"github.com/dockernet/cni-plugins/plugins/pkg/handoff"
 	"github.com/dockernet/cni-plugins/plugins/pkg/hostports"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter/host"
@@ -84,6 +85,9 @@ func Add(args *skel.CmdArgs) error {
 		return err
 	}
 	timeline.Mark("config")
+	if attachment.HostEnv(c.StateDir).Reaps() {
+		handoff.Allow()
+	}
 	if len(c.mappings) == 0 {
 		return types.PrintResult(prev, c.CNIVersion)
 	}
