@@ -45,3 +45,28 @@ func TestReleaseHostDropsTheNotesWithTheLastAttachment(t *testing.T) {
 		t.Errorf("the last attachment gone, the host still holds %v", got)
 	}
 }
+
+// Reaps: the reaper mark alone says yes; no mark, or the noreaper mark
+// beside it, says no.
+func TestReaps(t *testing.T) {
+	for _, c := range []struct {
+		marks []string
+		want  bool
+	}{
+		{nil, false},
+		{[]string{ReaperTag}, true},
+		{[]string{NoReaperTag}, false},
+		{[]string{ReaperTag, NoReaperTag}, false},
+		{[]string{DeleterTag}, false},
+	} {
+		env := HostEnv(t.TempDir())
+		for _, m := range c.marks {
+			if err := env.Store.Save(HostFolder, m, struct{}{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := env.Reaps(); got != c.want {
+			t.Errorf("marks %v: Reaps() = %v, want %v", c.marks, got, c.want)
+		}
+	}
+}
