@@ -52,8 +52,13 @@ func restoreAffinity() {
 	if !pinned {
 		return
 	}
-	setAffinity(0)
-	forEachThread(func(tid int) { setAffinity(tid) })
+	setAffinity(0) // this thread, even where /proc cannot be read
+	self := syscall.Gettid()
+	forEachThread(func(tid int) {
+		if tid != self {
+			setAffinity(tid)
+		}
+	})
 }
 
 func setAffinity(tid int) {
@@ -76,7 +81,7 @@ func forEachThread(fn func(tid int)) {
 		}
 		for off := 0; off+19 < n; {
 			reclen := int(buf[off+16]) | int(buf[off+17])<<8
-			if reclen == 0 {
+			if reclen == 0 || off+reclen > n {
 				return
 			}
 			tid := 0
