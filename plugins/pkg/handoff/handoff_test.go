@@ -35,7 +35,7 @@ func TestTeardown(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) })
 	for _, c := range []struct {
-		arg      string
+		arg     string
 		orphans int
 	}{{"allow", 1}, {"", 0}} {
 		cmd := exec.Command(bin, c.arg)

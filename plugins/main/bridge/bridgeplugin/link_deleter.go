@@ -2,7 +2,6 @@ package bridgeplugin
 
 import (
 	"sync"
-	"syscall"
 	"unsafe"
 
 	"github.com/vishvananda/netlink/nl"
@@ -48,22 +47,4 @@ func keepForChild(msg []byte) {
 	sentByChildren.Lock()
 	sentByChildren.msgs = append(sentByChildren.msgs, msg)
 	sentByChildren.Unlock()
-}
-
-// blockSignals blocks every signal on this thread and returns the mask it
-// had, for the span of a clone: no signal may reach the child, which
-// runs none of Go's handlers. nosplit, as its callers.
-//
-//go:nosplit
-func blockSignals() (old uint64, errno syscall.Errno) {
-	all := ^uint64(0)
-	_, _, errno = syscall.RawSyscall6(unix.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&all)), uintptr(unsafe.Pointer(&old)), 8, 0, 0)
-	return old, errno
-}
-
-// restoreSignals puts back the mask blockSignals returned.
-//
-//go:nosplit
-func restoreSignals(old uint64) {
-	syscall.RawSyscall6(unix.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&old)), 0, 8, 0, 0)
 }

@@ -6,6 +6,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/vmchild"
 )
 
 // forkWrite forks; the child writes n bytes at p to fd and exits, the
@@ -17,13 +19,13 @@ import (
 //go:nosplit
 //go:norace
 func forkWrite(fd, p, n uintptr) (pid uintptr, errno syscall.Errno) {
-	old, e := blockSignals()
+	old, e := vmchild.BlockSignals()
 	if e != 0 {
 		return 0, e
 	}
 	pid, _, errno = syscall.RawSyscall6(unix.SYS_CLONE, uintptr(syscall.SIGCHLD), 0, 0, 0, 0, 0)
 	if errno != 0 || pid != 0 {
-		restoreSignals(old)
+		vmchild.RestoreSignals(old)
 		return pid, errno
 	}
 	// The child has every descriptor the parent had, the runtime's pipes

@@ -1,6 +1,7 @@
 #include "textflag.h"
 
 #define SYS_read	0
+#define SYS_write	1
 #define SYS_close	3
 #define SYS_clone	56
 #define SYS_setsid	112
@@ -10,13 +11,17 @@
 // CLONE_VM (0x100) | SIGCHLD (17): the parent's memory, a process of its own
 #define CLONE_FLAGS	0x111
 
-// func cloneWait(stack, fd uintptr) (pid, errno uintptr)
+// func clone1(stack, fd, p, n, wait uintptr) (pid, errno uintptr)
 //
-// The kernel keeps every register but AX, CX and R11 across SYSCALL: the
-// child finds fd in BX and touches no memory but the byte its read would
-// put on its stack, which no one writes.
-TEXT ·cloneWait(SB),NOSPLIT,$0-32
+// The kernel keeps every register but AX, CX and R11 across SYSCALL, so
+// the child finds fd, p, n and wait in BX, R12, R13 and R9 and touches
+// no memory of its own but the byte a read would put on its stack, which
+// no one writes: no push, no call.
+TEXT ·clone1(SB),NOSPLIT,$0-56
 	MOVQ	fd+8(FP), BX
+	MOVQ	p+16(FP), R12
+	MOVQ	n+24(FP), R13
+	MOVQ	wait+32(FP), R9
 	MOVQ	$CLONE_FLAGS, DI
 	MOVQ	stack+0(FP), SI
 	XORQ	DX, DX
@@ -27,21 +32,24 @@ TEXT ·cloneWait(SB),NOSPLIT,$0-32
 	CMPQ	AX, $0
 	JEQ	child
 	JLT	failed
-	MOVQ	AX, pid+16(FP)
-	MOVQ	$0, errno+24(FP)
+	MOVQ	AX, pid+40(FP)
+	MOVQ	$0, errno+48(FP)
 	RET
 failed:
 	NEGQ	AX
-	MOVQ	$0, pid+16(FP)
-	MOVQ	AX, errno+24(FP)
+	MOVQ	$0, pid+40(FP)
+	MOVQ	AX, errno+48(FP)
 	RET
 
 child:
+	CMPQ	BX, $0
+	JEQ	others
 	MOVQ	BX, DI
 	XORQ	SI, SI
 	XORQ	DX, DX
 	MOVQ	$SYS_dup3, AX
 	SYSCALL
+others:
 	MOVQ	$1, DI
 	MOVL	$0xffffffff, SI
 	XORQ	DX, DX
@@ -61,13 +69,20 @@ closeone:
 closed:
 	MOVQ	$SYS_setsid, AX
 	SYSCALL
-wait:
 	XORQ	DI, DI
+	CMPQ	R9, $0
+	JNE	wait
+	MOVQ	R12, SI
+	MOVQ	R13, DX
+	MOVQ	$SYS_write, AX
+	SYSCALL
+	JMP	exit
+wait:
+	// Every signal is blocked: the read ends only when no writer is left.
 	MOVQ	SP, SI
 	MOVQ	$1, DX
 	MOVQ	$SYS_read, AX
 	SYSCALL
-	// EINTR cannot come (every signal blocked): any return is the end.
 exit:
 	XORQ	DI, DI
 	MOVQ	$SYS_exit_group, AX
