@@ -3,10 +3,11 @@
 // few raw system calls from registers: they keep one descriptor, as their
 // descriptor 0, call setsid, make one call on it and exit. Go code cannot
 // run in such a child beside the parent, so the child is a few assembly
-// instructions (amd64 only); starting one copies nothing, where a fork
-// would copy the page tables and make every page the parent writes
-// afterwards fault again. bridge's DEL starts one to delete a veth pair
-// (Write), handoff one to outlive the plugin (Wait).
+// instructions (amd64); starting one copies nothing, where a fork would
+// copy the page tables and make every page the parent writes afterwards
+// fault again. On other arches Write forks (vmchild_fork.go) and Wait is
+// unavailable. bridge's DEL starts one to delete a veth pair (Write),
+// handoff one to outlive the plugin (Wait).
 package vmchild
 
 import (

@@ -5,9 +5,6 @@ import (
 	"unsafe"
 )
 
-// Supported: children sharing the address space can be started here.
-const Supported = true
-
 // childStack is the stack pointer every child starts with. A child makes
 // its calls from registers; Wait's reads into it what no one writes. It
 // must not be left on the stack of the parent's goroutine.

@@ -6,6 +6,8 @@ import (
 
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
+
+	"github.com/dockernet/cni-plugins/plugins/pkg/vmchild"
 )
 
 // startLinkDeleter starts a child that deletes the link called name in
@@ -14,7 +16,7 @@ import (
 // inherited, setsid, one netlink write, exit) and never runs Go code
 // that could need the runtime, as the syscall package's own child
 // between fork and exec; so it costs a fork (on amd64 not even that:
-// link_deleter_amd64.go), not a program start. The netlink request is
+// see vmchild), not a program start. The netlink request is
 // made and its socket opened here, in the parent.
 func startLinkDeleter(name string) (int, error) {
 	req := nl.NewNetlinkRequest(unix.RTM_DELLINK, 0)
@@ -27,7 +29,7 @@ func startLinkDeleter(name string) (int, error) {
 		return 0, err
 	}
 	defer unix.Close(fd) // the child holds its own reference
-	pid, errno := forkWrite(uintptr(fd), uintptr(unsafe.Pointer(&msg[0])), uintptr(len(msg)))
+	pid, errno := vmchild.Write(uintptr(fd), uintptr(unsafe.Pointer(&msg[0])), uintptr(len(msg)))
 	if errno != 0 {
 		return 0, errno
 	}

@@ -39,7 +39,7 @@ func retiredName(o netfilter.Owner) string { return retiredPrefix + o.VethHash()
 // removeLinks takes o's veth pair away: retired when it can be, else
 // deleted here. A retired pair's deletion is handed off by handOff, which
 // DEL calls once its other parts are done (nil when there is nothing to
-// hand off): where the child is a fork (link_deleter_fork.go), its copy
+// hand off): where the child is a fork (vmchild_fork.go), its copy
 // of the address space would make each page they write fault again (copy
 // on write), about 40 pages of a DEL's, had it started while they ran.
 func removeLinks(n *NetConf, o netfilter.Owner, args *skel.CmdArgs) (handOff func() error, err error) {

@@ -1,31 +1,30 @@
-//go:build !amd64
+//go:build linux && !amd64
 
-package bridgeplugin
+package vmchild
 
 import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/dockernet/cni-plugins/plugins/pkg/vmchild"
 )
 
-// forkWrite forks; the child writes n bytes at p to fd and exits, the
-// parent returns the child's pid. Signals are blocked on this thread
+// Write forks where there is no assembly for a child sharing the address
+// space: the child, a copy of the process, writes n bytes at p to fd and
+// exits, the parent returns the child's pid. Signals are blocked on this thread
 // across the fork so that none reaches the child before it exits (Go's
 // handlers are not for a copy of the process); nosplit so that nothing
 // here grows the stack or can be preempted.
 //
 //go:nosplit
 //go:norace
-func forkWrite(fd, p, n uintptr) (pid uintptr, errno syscall.Errno) {
-	old, e := vmchild.BlockSignals()
+func Write(fd, p, n uintptr) (pid uintptr, errno syscall.Errno) {
+	old, e := BlockSignals()
 	if e != 0 {
 		return 0, e
 	}
 	pid, _, errno = syscall.RawSyscall6(unix.SYS_CLONE, uintptr(syscall.SIGCHLD), 0, 0, 0, 0, 0)
 	if errno != 0 || pid != 0 {
-		vmchild.RestoreSignals(old)
+		RestoreSignals(old)
 		return pid, errno
 	}
 	// The child has every descriptor the parent had, the runtime's pipes
@@ -45,3 +44,7 @@ func forkWrite(fd, p, n uintptr) (pid uintptr, errno syscall.Errno) {
 		syscall.RawSyscall(unix.SYS_EXIT_GROUP, 0, 0, 0)
 	}
 }
+
+// Wait is not available here: a copy of the process would not keep the
+// parent's address space alive.
+func Wait(fd uintptr) (pid uintptr, errno syscall.Errno) { return 0, syscall.ENOSYS }
