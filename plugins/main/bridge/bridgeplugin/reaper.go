@@ -77,12 +77,13 @@ type reaperMark struct {
 // hostReaping tells whether a retired pair's child may be left to this
 // host's reaper, looking at a noted child once it is old enough.
 func hostReaping(stateDir string) reaping {
-	store := attachment.HostEnv(stateDir).Store
+	env := attachment.HostEnv(stateDir)
+	store := env.Store
 	switch {
+	case env.Reaps():
+		return reapSeen
 	case store.Has(attachment.HostFolder, attachment.NoReaperTag):
 		return reapNone
-	case store.Has(attachment.HostFolder, attachment.ReaperTag):
-		return reapSeen
 	}
 	var note deleterNote
 	if found, err := store.Load(attachment.HostFolder, attachment.DeleterTag, &note); !found || err != nil || time.Since(note.Forked) < reapGrace {
