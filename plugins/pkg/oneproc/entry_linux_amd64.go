@@ -1,6 +1,7 @@
 package oneproc
 
 import (
+	"math/bits"
 	"syscall"
 	"unsafe"
 )
@@ -37,9 +38,7 @@ func startCPUs() int {
 	}
 	n := 0
 	for _, w := range startMask[:startMaskLen/8] {
-		for ; w != 0; w &= w - 1 {
-			n++
-		}
+		n += bits.OnesCount64(w)
 	}
 	return n
 }

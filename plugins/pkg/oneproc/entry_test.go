@@ -36,11 +36,12 @@ func TestEntryStub(t *testing.T) {
 	if own.Count() > 1 {
 		beside = 2
 	}
-	cases := []struct {
+	type run struct {
 		name string
 		argv []string
 		want string
-	}{
+	}
+	cases := []run{
 		{"own affinity", []string{bin}, fmt.Sprintf("procs=1 masks=%s beside=%d", cpuList(&own), beside)},
 	}
 	if taskset, err := exec.LookPath("taskset"); err == nil {
@@ -48,11 +49,7 @@ func TestEntryStub(t *testing.T) {
 		for !own.IsSet(first) {
 			first++
 		}
-		cases = append(cases, struct {
-			name string
-			argv []string
-			want string
-		}{"one CPU", []string{taskset, "-c", fmt.Sprint(first), bin}, fmt.Sprintf("procs=1 masks=%d beside=1", first)})
+		cases = append(cases, run{"one CPU", []string{taskset, "-c", fmt.Sprint(first), bin}, fmt.Sprintf("procs=1 masks=%d beside=1", first)})
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
