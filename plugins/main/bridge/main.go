@@ -2,18 +2,20 @@
 package main
 
 import (
-	_ "github.com/dockernet/cni-plugins/plugins/pkg/oneproc" // one P, from an early init: see its doc
+	"os"
 
 	"github.com/containernetworking/cni/pkg/skel"
 
 	"github.com/dockernet/cni-plugins/plugins/main/bridge/bridgeplugin"
 	"github.com/dockernet/cni-plugins/plugins/pkg/buildinfo"
 	"github.com/dockernet/cni-plugins/plugins/pkg/handoff"
+	"github.com/dockernet/cni-plugins/plugins/pkg/oneproc" // one P, from an early init: see its doc
 	"github.com/dockernet/cni-plugins/plugins/pkg/timeline"
 )
 
 func main() {
 	timeline.Mark("main")
+	oneproc.Prefault(bridgeplugin.FreshHeap(os.Getenv("CNI_COMMAND")))
 	skel.PluginMainFuncs(skel.CNIFuncs{
 		Add:    bridgeplugin.Add,
 		Check:  bridgeplugin.Check,

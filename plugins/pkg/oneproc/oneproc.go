@@ -13,6 +13,10 @@
 // at a stub that pins the process to its CPU until this package's init
 // puts the affinity back, so the runtime counts one CPU and starts with
 // one P.
+//
+// The init also has the kernel fill the heap's next pages at once
+// (Prefault), and a plugin's main asks for more before a command that
+// writes more.
 package oneproc
 
 import (
@@ -28,6 +32,7 @@ func init() {
 	// After GOMAXPROCS is set: the runtime leaves a set value alone when
 	// it next looks at the CPUs it may use.
 	restoreAffinity()
+	Prefault(initHeap)
 }
 
 // procs is the GOMAXPROCS to set, given the environment's: 1, or 0 (leave
