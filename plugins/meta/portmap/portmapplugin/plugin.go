@@ -20,8 +20,14 @@ import (
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter/host"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter/reference"
+	"github.com/dockernet/cni-plugins/plugins/pkg/oneproc"
 	"github.com/dockernet/cni-plugins/plugins/pkg/timeline"
 )
+
+// mappingHeap is the fresh heap an ADD with mappings writes past its
+// config (records, claims, the netfilter transaction), for
+// oneproc.Prefault; an ADD without one writes too little to pay for it.
+const mappingHeap = 512 << 10
 
 // containerAddrs returns the first container address of each family in prevResult.
 func containerAddrs(prev *current.Result) map[netfilter.Family]*net.IPNet {
@@ -91,6 +97,7 @@ func Add(args *skel.CmdArgs) error {
 	if len(c.mappings) == 0 {
 		return types.PrintResult(prev, c.CNIVersion)
 	}
+	oneproc.Prefault(mappingHeap)
 	addrs := containerAddrs(prev)
 	if len(addrs) == 0 {
 		return cnierr.Config("portmap: prevResult has no container address to forward host ports to")
