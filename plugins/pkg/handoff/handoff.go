@@ -20,6 +20,15 @@ var allowed bool
 // Allow lets Teardown start its child: the host reaps orphans.
 func Allow() { allowed = true }
 
+// AllowIf is Allow when reaps says the host reaps orphans. Where Teardown
+// starts no child, reaps is not called: its answer (the host's records)
+// would change nothing.
+func AllowIf(reaps func() bool) {
+	if hands && reaps() {
+		Allow()
+	}
+}
+
 // Teardown hands the address space's teardown to a child, when allowed,
 // and closes stdout and stderr (the runtime reads them until no process
 // holds them). Call it last, after the result is written: nothing may be

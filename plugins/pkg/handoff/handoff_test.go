@@ -70,3 +70,20 @@ func TestTeardown(t *testing.T) {
 		}
 	}
 }
+
+// AllowIf allows only where the host reaps, and asks the host's records
+// only where a child could start.
+func TestAllowIf(t *testing.T) {
+	t.Cleanup(func() { allowed = false })
+	for _, reaps := range []bool{false, true} {
+		allowed = false
+		asked := false
+		AllowIf(func() bool { asked = true; return reaps })
+		if asked != hands {
+			t.Errorf("reaps %v: asked %v, want %v (hands %v)", reaps, asked, hands, hands)
+		}
+		if want := hands && reaps; allowed != want {
+			t.Errorf("reaps %v: allowed %v, want %v", reaps, allowed, want)
+		}
+	}
+}

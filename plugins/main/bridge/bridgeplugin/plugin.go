@@ -144,9 +144,7 @@ func Add(args *skel.CmdArgs) (err error) {
 		}
 	}
 
-	if attachment.HostEnv(n.StateDir).Reaps() {
-		handoff.Allow()
-	}
+	handoff.AllowIf(attachment.HostEnv(n.StateDir).Reaps)
 	return types.PrintResult(result, n.CNIVersion)
 }
 

@@ -91,9 +91,7 @@ func Add(args *skel.CmdArgs) error {
 		return err
 	}
 	timeline.Mark("config")
-	if attachment.HostEnv(c.StateDir).Reaps() {
-		handoff.Allow()
-	}
+	handoff.AllowIf(attachment.HostEnv(c.StateDir).Reaps)
 	if len(c.mappings) == 0 {
 		return types.PrintResult(prev, c.CNIVersion)
 	}
