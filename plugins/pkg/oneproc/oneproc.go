@@ -16,7 +16,9 @@
 //
 // The init also has the kernel fill the heap's next pages at once
 // (Prefault), and a plugin's main asks for more before a command that
-// writes more.
+// writes more; then it grows the main goroutine's stack in one step
+// (ReserveStack), as a plugin's main does again for a command that goes
+// deeper.
 package oneproc
 
 import (
@@ -33,6 +35,7 @@ func init() {
 	// it next looks at the CPUs it may use.
 	restoreAffinity()
 	Prefault(initHeap)
+	ReserveStack(mainStack) // on the pages just filled
 }
 
 // procs is the GOMAXPROCS to set, given the environment's: 1, or 0 (leave
