@@ -15,7 +15,9 @@ import (
 
 func main() {
 	timeline.Mark("main")
-	oneproc.Prefault(bridgeplugin.FreshHeap(os.Getenv("CNI_COMMAND")))
+	command := os.Getenv("CNI_COMMAND")
+	oneproc.Prefault(bridgeplugin.FreshHeap(command))
+	oneproc.ReserveStack(bridgeplugin.MainStack(command))
 	skel.PluginMainFuncs(skel.CNIFuncs{
 		Add:    bridgeplugin.Add,
 		Check:  bridgeplugin.Check,

@@ -30,10 +30,15 @@ func startIPAM(n *NetConf, args *skel.CmdArgs) *ipamCall {
 	oneproc.Beside()
 	go func() {
 		defer close(c.done)
+		oneproc.ReserveStack(ipamStack)
 		c.res, c.firstUse, c.err = ipamAdd(n, args)
 	}()
 	return c
 }
+
+// ipamStack is the stack an in-process IPAM ADD reaches (host-local's
+// records and its JSON), reserved at the goroutine's start.
+const ipamStack = 16 << 10
 
 func (c *ipamCall) wait() (types.Result, error) {
 	<-c.done

@@ -19,6 +19,7 @@ import (
 	"github.com/dockernet/cni-plugins/plugins/pkg/handoff"
 	"github.com/dockernet/cni-plugins/plugins/pkg/ipaddr"
 	"github.com/dockernet/cni-plugins/plugins/pkg/netfilter"
+	"github.com/dockernet/cni-plugins/plugins/pkg/oneproc"
 	"github.com/dockernet/cni-plugins/plugins/pkg/timeline"
 )
 
@@ -294,6 +295,10 @@ func delContainerLink(netnsPath, ifName string) error {
 	return err
 }
 
+// partStack is the stack a DEL part reaches: the netlink package's
+// receive buffer, for the parts that ask the kernel.
+const partStack = 128 << 10
+
 // Del undoes ADD; it succeeds when there is nothing left to undo. Its
 // three parts are independent and run at once, so DEL takes as long as
 // the slowest of them rather than their sum; the veth pair's deletion,
@@ -341,6 +346,7 @@ func Del(args *skel.CmdArgs) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			oneproc.ReserveStack(partStack)
 			errs[i] = part()
 		}()
 	}
