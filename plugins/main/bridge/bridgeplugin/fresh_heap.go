@@ -16,14 +16,3 @@ func FreshHeap(command string) int {
 	}
 	return 0
 }
-
-// MainStack is the stack the main goroutine reaches in one command of
-// bridge, for oneproc.ReserveStack: the netlink package's 64 KiB receive
-// buffer lies on the stack of whichever goroutine asks the kernel.
-func MainStack(command string) int {
-	switch command {
-	case "ADD", "DEL", "CHECK":
-		return 128 << 10
-	}
-	return 0
-}

@@ -36,10 +36,6 @@ func startIPAM(n *NetConf, args *skel.CmdArgs) *ipamCall {
 	return c
 }
 
-// ipamStack is the stack an in-process IPAM ADD reaches (host-local's
-// records and its JSON), reserved at the goroutine's start.
-const ipamStack = 16 << 10
-
 func (c *ipamCall) wait() (types.Result, error) {
 	<-c.done
 	return c.res, c.err

@@ -157,6 +157,7 @@ func setupVeth(host *netlink.Handle, n *NetConf, args *skel.CmdArgs, o netfilter
 
 	var hostIf, contIf net.Interface
 	err := netns.Do(func(ns.NetNS) error {
+		oneproc.ReserveStack(netlinkStack)
 		cont := rtnl()
 		defer cont.Close()
 		if _, err := cont.LinkByName(args.IfName); err == nil {
@@ -217,6 +218,7 @@ func configureL3(host *netlink.Handle, n *NetConf, args *skel.CmdArgs, result *c
 	}
 	if !n.DisableContainerInterface {
 		err := netns.Do(func(ns.NetNS) error {
+			oneproc.ReserveStack(netlinkStack)
 			cont := rtnl()
 			defer cont.Close()
 			// Before the link goes up, so it never sends an IPv6 packet.
@@ -295,10 +297,6 @@ func delContainerLink(netnsPath, ifName string) error {
 	return err
 }
 
-// partStack is the stack a DEL part reaches: the netlink package's
-// receive buffer, for the parts that ask the kernel.
-const partStack = 128 << 10
-
 // Del undoes ADD; it succeeds when there is nothing left to undo. Its
 // three parts are independent and run at once, so DEL takes as long as
 // the slowest of them rather than their sum; the veth pair's deletion,
@@ -346,7 +344,7 @@ func Del(args *skel.CmdArgs) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			oneproc.ReserveStack(partStack)
+			oneproc.ReserveStack(netlinkStack)
 			errs[i] = part()
 		}()
 	}
