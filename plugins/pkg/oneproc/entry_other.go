@@ -8,3 +8,6 @@ const Entry = ""
 
 func startCPUs() int   { return 0 }
 func restoreAffinity() {}
+
+// Populated is nil: there is no stub to map the binary.
+func Populated() error { return nil }

@@ -12,7 +12,9 @@
 // linked with -E set to Entry (the Makefile links the plugins so) starts
 // at a stub that pins the process to its CPU until this package's init
 // puts the affinity back, so the runtime counts one CPU and starts with
-// one P.
+// one P. The stub first has the kernel map the binary's code and data in
+// two calls, where the runtime's start would fault them in page by page
+// (populate_linux_amd64.go).
 //
 // The init also has the kernel fill the heap's next pages at once
 // (Prefault), and a plugin's main asks for more before a command that
