@@ -11,9 +11,9 @@
 // the runtime touches them (see populate_linux_amd64.go), then pins the
 // starting thread to the CPU it runs on, so the Go runtime counts one CPU
 // and starts with one P, and jumps to the runtime's own entry with the
-// stack untouched. restoreAffinity, from this
-// package's init, gives every thread the starting mask back. Any failure
-// leaves the affinity as it was.
+// stack untouched. restoreAffinity, from this package's init, gives every
+// thread the starting mask back. Any failure leaves the mapping to page
+// faults, or the affinity as it was.
 TEXT ·entry(SB),NOSPLIT|NOFRAME,$0
 	// madvise(text, rodataEnd-text, MADV_POPULATE_READ): the code and
 	// read-only data, mapped from the page cache in one call.
