@@ -14,13 +14,18 @@ package oneproc
 // mainStack is what init reserves for every plugin's main goroutine.
 const mainStack = 32 << 10
 
+// NetlinkStack is what a goroutine reaches that asks the kernel over
+// netlink: the netlink package's 64 KiB receive buffer lies on its stack.
+const NetlinkStack = 128 << 10
+
 // reserveOff is false; the reserving functions test it so that the
 // compiler keeps their large frame but the frame is never written.
 var reserveOff bool
 
 // ReserveStack grows the calling goroutine's stack to hold at least n
-// bytes more than it uses now, rounded up to one of the sizes below, in a
-// single step. The stack is never made smaller while the process runs.
+// bytes more than it uses now, rounded up to 16, 32 or 128 KiB (the sizes
+// the plugins ask for), in a single step. The stack is never made smaller
+// while the process runs.
 func ReserveStack(n int) {
 	switch {
 	case n <= 0:
@@ -28,8 +33,6 @@ func ReserveStack(n int) {
 		reserve16K()
 	case n <= 32<<10:
 		reserve32K()
-	case n <= 64<<10:
-		reserve64K()
 	default:
 		reserve128K()
 	}
@@ -53,14 +56,6 @@ func reserve16K() {
 func reserve32K() {
 	if reserveOff {
 		var pad [24 << 10]byte
-		keep(pad[:])
-	}
-}
-
-//go:noinline
-func reserve64K() {
-	if reserveOff {
-		var pad [56 << 10]byte
 		keep(pad[:])
 	}
 }

@@ -157,7 +157,7 @@ func setupVeth(host *netlink.Handle, n *NetConf, args *skel.CmdArgs, o netfilter
 
 	var hostIf, contIf net.Interface
 	err := netns.Do(func(ns.NetNS) error {
-		oneproc.ReserveStack(netlinkStack)
+		oneproc.ReserveStack(oneproc.NetlinkStack)
 		cont := rtnl()
 		defer cont.Close()
 		if _, err := cont.LinkByName(args.IfName); err == nil {
@@ -218,7 +218,7 @@ func configureL3(host *netlink.Handle, n *NetConf, args *skel.CmdArgs, result *c
 	}
 	if !n.DisableContainerInterface {
 		err := netns.Do(func(ns.NetNS) error {
-			oneproc.ReserveStack(netlinkStack)
+			oneproc.ReserveStack(oneproc.NetlinkStack)
 			cont := rtnl()
 			defer cont.Close()
 			// Before the link goes up, so it never sends an IPv6 packet.
@@ -344,7 +344,7 @@ func Del(args *skel.CmdArgs) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			oneproc.ReserveStack(netlinkStack)
+			oneproc.ReserveStack(oneproc.NetlinkStack)
 			errs[i] = part()
 		}()
 	}

@@ -1,11 +1,10 @@
 package bridgeplugin
 
-// The stacks bridge's goroutines reach, reserved at each one's start with
-// oneproc.ReserveStack so that each grows once, while it is shallow.
+import "github.com/dockernet/cni-plugins/plugins/pkg/oneproc"
 
-// netlinkStack is what a goroutine that asks the kernel over netlink
-// reaches: the netlink package's 64 KiB receive buffer lies on its stack.
-const netlinkStack = 128 << 10
+// The stacks bridge's goroutines reach, reserved at each one's start with
+// oneproc.ReserveStack so that each grows once, while it is shallow: the
+// ones that ask the kernel over netlink reach oneproc.NetlinkStack.
 
 // ipamStack is what an in-process IPAM ADD reaches (host-local's records
 // and its JSON).
@@ -15,7 +14,7 @@ const ipamStack = 16 << 10
 func MainStack(command string) int {
 	switch command {
 	case "ADD", "DEL", "CHECK":
-		return netlinkStack
+		return oneproc.NetlinkStack
 	}
 	return 0
 }

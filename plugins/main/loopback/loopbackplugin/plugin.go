@@ -50,12 +50,6 @@ func loopbackAddrs(lo netlink.Link) (v4, v6 *net.IPNet, err error) {
 	return v4, v6, nil
 }
 
-// netlinkStack is the stack the goroutine in the container's netns
-// reaches: the netlink package's 64 KiB receive buffer lies on it. It is
-// reserved at the goroutine's start (oneproc.ReserveStack), so the stack
-// grows once, while it is shallow.
-const netlinkStack = 128 << 10
-
 // Add brings lo up and prints it with its addresses, or passes a
 // prevResult on unchanged.
 func Add(args *skel.CmdArgs) error {
@@ -65,7 +59,7 @@ func Add(args *skel.CmdArgs) error {
 	}
 	var v4, v6 *net.IPNet
 	err = ns.WithNetNSPath(args.Netns, func(ns.NetNS) error {
-		oneproc.ReserveStack(netlinkStack)
+		oneproc.ReserveStack(oneproc.NetlinkStack)
 		lo, err := netlink.LinkByName("lo")
 		if err != nil {
 			return err
@@ -98,7 +92,7 @@ func Del(args *skel.CmdArgs) error {
 		return nil
 	}
 	err := ns.WithNetNSPath(args.Netns, func(ns.NetNS) error {
-		oneproc.ReserveStack(netlinkStack)
+		oneproc.ReserveStack(oneproc.NetlinkStack)
 		lo, err := netlink.LinkByName("lo")
 		if err != nil {
 			return err
@@ -121,7 +115,7 @@ func Check(args *skel.CmdArgs) error {
 		return err
 	}
 	return ns.WithNetNSPath(args.Netns, func(ns.NetNS) error {
-		oneproc.ReserveStack(netlinkStack)
+		oneproc.ReserveStack(oneproc.NetlinkStack)
 		lo, err := netlink.LinkByName("lo")
 		if err != nil {
 			return cnierr.Drift("loopback: %v", err)

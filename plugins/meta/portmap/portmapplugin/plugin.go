@@ -29,10 +29,6 @@ import (
 // oneproc.Prefault; an ADD without one writes too little to pay for it.
 const mappingHeap = 512 << 10
 
-// mappingStack is the stack an ADD with mappings reaches: the netlink
-// package's receive buffer lies on it.
-const mappingStack = 128 << 10
-
 // containerAddrs returns the first container address of each family in prevResult.
 func containerAddrs(prev *current.Result) map[netfilter.Family]*net.IPNet {
 	out := map[netfilter.Family]*net.IPNet{}
@@ -100,7 +96,7 @@ func Add(args *skel.CmdArgs) error {
 		return types.PrintResult(prev, c.CNIVersion)
 	}
 	oneproc.Prefault(mappingHeap)
-	oneproc.ReserveStack(mappingStack)
+	oneproc.ReserveStack(oneproc.NetlinkStack)
 	addrs := containerAddrs(prev)
 	if len(addrs) == 0 {
 		return cnierr.Config("portmap: prevResult has no container address to forward host ports to")
