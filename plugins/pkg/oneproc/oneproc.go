@@ -16,11 +16,12 @@
 // two calls, where the runtime's start would fault them in page by page
 // (populate_linux_amd64.go).
 //
-// The init also has the kernel fill the heap's next pages at once
-// (Prefault), and a plugin's main asks for more before a command that
-// writes more; then it grows the main goroutine's stack in one step
-// (ReserveStack), as a plugin's main does again for a command that goes
-// deeper.
+// The init also asks for huge pages for the heap where the kernel gives
+// them (hugepage_linux_amd64.go) and has the kernel fill the heap's next
+// pages at once (Prefault), and a plugin's main asks for more before a
+// command that writes more; then it grows the main goroutine's stack in
+// one step (ReserveStack), as a plugin's main does again for a command
+// that goes deeper.
 package oneproc
 
 import (
@@ -36,7 +37,7 @@ func init() {
 	// After GOMAXPROCS is set: the runtime leaves a set value alone when
 	// it next looks at the CPUs it may use.
 	restoreAffinity()
-	Prefault(initHeap)
+	startHeap()
 	ReserveStack(mainStack) // on the pages just filled
 }
 

@@ -44,15 +44,34 @@ var probe []byte // on the heap, where it must be
 // allocations take (see above). A failure changes nothing but speed.
 func Prefault(n int) { _, _, _ = prefault(n) }
 
+// startHeap is init's step: huge pages for the heap's chunk where the
+// kernel gives them (hugeHeap), then the fill of what init prefaults.
+func startHeap() {
+	front := heapFront()
+	hugeHeap(front)
+	_, _, _ = prefaultAt(front, initHeap)
+}
+
+// heapFront is where the heap's next allocations start: just past a probe.
+func heapFront() uintptr {
+	probe = make([]byte, probeSize)
+	front := uintptr(unsafe.Pointer(unsafe.SliceData(probe))) + probeSize
+	probe = nil
+	return front
+}
+
 // prefault returns the range it filled, [start, end).
 func prefault(n int) (start, end uintptr, err error) {
 	if n <= 0 {
 		return 0, 0, nil
 	}
-	probe = make([]byte, probeSize)
-	start = uintptr(unsafe.Pointer(unsafe.SliceData(probe))) + probeSize
-	probe = nil
-	end = min(start+uintptr(n), (start+heapChunk)&^(heapChunk-1))
+	return prefaultAt(heapFront(), n)
+}
+
+// prefaultAt fills n bytes from start, up to the end of start's chunk,
+// and returns the range it filled.
+func prefaultAt(start uintptr, n int) (uintptr, uintptr, error) {
+	end := min(start+uintptr(n), (start+heapChunk)&^(heapChunk-1))
 	if _, _, errno := syscall.Syscall(syscall.SYS_MADVISE, start, end-start, madvPopulateWrite); errno != 0 {
 		return start, start, errno
 	}
