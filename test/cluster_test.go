@@ -107,6 +107,8 @@ type cluster struct {
 	podIPs  []string // every pod's, for the leftover checks
 	conf    string   // the nodes' conflist: kubeFlannelConflist, or with our backend keys
 	ipt     bool     // our iptables backend
+	// iptablesResync is the variant's flanneld -iptables-resync.
+	iptablesResync int
 }
 
 type node struct {
@@ -132,7 +134,7 @@ type pod struct {
 
 func newCluster(t *testing.T, tools string, v clusterVariant, set string) *cluster {
 	t.Helper()
-	c := &cluster{world: &world{t: t, prefix: testenv.Prefix(), bin: testenv.Bin(t), dir: t.TempDir(), ipv6: v.ipv6}, set: set, backend: v.backend, tools: tools, conf: kubeFlannelConflist}
+	c := &cluster{world: &world{t: t, prefix: testenv.Prefix(), bin: testenv.Bin(t), dir: t.TempDir(), ipv6: v.ipv6}, set: set, backend: v.backend, tools: tools, conf: kubeFlannelConflist, iptablesResync: v.iptablesResync}
 	if v.ourBackend != "" {
 		c.ipt = v.ourBackend == "iptables"
 		c.conf = strings.Replace(c.conf, `"isDefaultGateway": true`, `"isDefaultGateway": true, "ipMasqBackend": "`+v.ourBackend+`"`, 1)
@@ -368,6 +370,9 @@ func (n *node) startFlanneld() {
 	if n.c.ipv6 {
 		args = append(args, "-public-ipv6="+n.addr6())
 	}
+	if n.c.iptablesResync > 0 {
+		args = append(args, fmt.Sprintf("-iptables-resync=%d", n.c.iptablesResync))
+	}
 	n.flanneld = n.inNetns(n.ns.Path(), args...)
 	n.flanneld.Stdout, n.flanneld.Stderr = &n.log, &n.log
 	if err := n.flanneld.Start(); err != nil {
@@ -580,6 +585,9 @@ type clusterVariant struct {
 	name, backend string
 	ipv6          bool
 	ourBackend    string // our netfilter backend, set in the conflist; "" for the default (nftables)
+	// flanneld's -iptables-resync in seconds, 0 for its default (5):
+	// each run re-checks its rules with an iptables exec per rule.
+	iptablesResync int
 }
 
 var clusterVariants = []clusterVariant{{name: "vxlan", backend: "vxlan"}, {name: "host-gw", backend: "host-gw"}, {name: "vxlan-dual-stack", backend: "vxlan", ipv6: true}}
