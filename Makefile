@@ -9,7 +9,7 @@
 #   make bench      ours vs the reference plugins, side by side (root; its run time is in the README)
 #   make bench-cluster  the same through kube-flannel's stack on flannel clusters (part of make bench)
 #   make bench-cri  110 pods at once through containerd's CRI, ours then the reference (part of make bench)
-#   make bench-publish  the same into test/bench/results, and the README's table from it
+#   make bench-publish  the same into test/bench/results, and test/bench/README.md's table from it
 #   make bench-timeline one chain ADD, phase by phase, ours and the reference (root)
 
 SHELL     := /bin/bash
@@ -201,13 +201,13 @@ bench-timeline: build tools
 	$(BIN)/bench -ours $(BIN) -ref $(REF_TOOLS) -hello $(BIN)/hello -out $(BENCH_OUT) -timeline $(TIMELINE_RUNS) -floor $(BIN)/floor \
 		-timeline-fill $(TIMELINE_FILL) -variants ours-nftables,ours-iptables
 
-# The results kept in the repository, and the README's table from them.
+# The results kept in the repository, and test/bench/README.md's table from them.
 bench-publish:
 	$(MAKE) bench BENCH_OUT=$(CURDIR)/test/bench/results
 	$(MAKE) bench-readme
 
 bench-readme:
-	cd test/bench && $(GO) run . -out $(CURDIR)/test/bench/results -readme $(CURDIR)/README.md
+	cd test/bench && $(GO) run . -out $(CURDIR)/test/bench/results -readme $(CURDIR)/test/bench/README.md
 
 clean:
 	rm -rf $(BIN) $(CURDIR)/.tools $(BENCH_OUT)

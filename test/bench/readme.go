@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-// The README shows the targets table of the run kept in test/bench/results,
+// test/bench/README.md shows the targets table of the run kept in test/bench/results,
 // between these markers; publishReadme copies it there, so the two come
 // from one run and are never edited apart.
 const (
