@@ -36,8 +36,7 @@ func hugeHeap(front uintptr) {
 		return
 	}
 	first := front &^ (hugePageSize - 1)
-	end := (front + heapChunk) &^ (heapChunk - 1)
-	if _, _, errno := syscall.Syscall(syscall.SYS_MADVISE, first, end-first, madvHugepage); errno != 0 {
+	if _, _, errno := syscall.Syscall(syscall.SYS_MADVISE, first, chunkEnd(front)-first, madvHugepage); errno != 0 {
 		hugeErr = errno
 		return
 	}

@@ -71,9 +71,12 @@ func prefault(n int) (start, end uintptr, err error) {
 // prefaultAt fills n bytes from start, up to the end of start's chunk,
 // and returns the range it filled.
 func prefaultAt(start uintptr, n int) (uintptr, uintptr, error) {
-	end := min(start+uintptr(n), (start+heapChunk)&^(heapChunk-1))
+	end := min(start+uintptr(n), chunkEnd(start))
 	if _, _, errno := syscall.Syscall(syscall.SYS_MADVISE, start, end-start, madvPopulateWrite); errno != 0 {
 		return start, start, errno
 	}
 	return start, end, nil
 }
+
+// chunkEnd is the end of the runtime's heap chunk that holds addr.
+func chunkEnd(addr uintptr) uintptr { return (addr + heapChunk) &^ (heapChunk - 1) }
