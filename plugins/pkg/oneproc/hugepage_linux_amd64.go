@@ -26,11 +26,17 @@ const (
 
 // hugeErr is what hugeHeap was told: nil when the kernel took both
 // advices, errTHPOff under GODEBUG=disablethp=1, else the first refusal.
-var hugeErr error
+// hugeFront is the heap's front it was given (the heap may have grown
+// past that chunk by the time anyone looks).
+var (
+	hugeErr   error
+	hugeFront uintptr
+)
 
 var errTHPOff = syscall.Errno(syscall.ENOTSUP)
 
 func hugeHeap(front uintptr) {
+	hugeFront = front
 	if godebug, _ := syscall.Getenv("GODEBUG"); disableTHP(godebug) {
 		hugeErr = errTHPOff
 		return
