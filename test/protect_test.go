@@ -153,12 +153,12 @@ func (w *world) dropLoopbackRule() {
 
 // dropNFTLoopbackRule deletes the nftables backend's loopback drop.
 func (w *world) dropNFTLoopbackRule() {
-	out := w.host.MustRun("nft", "-a", "list", "chain", "ip", "dnet", "guard")
+	out := w.host.MustRun("nft", "-a", "list", "chain", "ip", "dnet", "guard_rules")
 	m := regexp.MustCompile(`iifname != "lo" ip daddr 127\.0\.0\.0/8 drop # handle (\d+)`).FindStringSubmatch(out)
 	if m == nil {
 		w.t.Fatalf("no loopback drop in the guard chain:\n%s", out)
 	}
-	w.host.MustRun("nft", "delete", "rule", "ip", "dnet", "guard", "handle", m[1])
+	w.host.MustRun("nft", "delete", "rule", "ip", "dnet", "guard_rules", "handle", m[1])
 }
 
 // TestProtectionsBeforeForward: the drops that keep the outside out come

@@ -86,6 +86,9 @@ func partialLosses(w *world) map[string][][]string {
 		common["iptables -t mangle -F DNET-GUARD"] = [][]string{{ipt, "-t", "mangle", "-F", "DNET-GUARD"}}
 	} else {
 		common["nft flush chain ip dnet guard"] = [][]string{{"nft", "flush", "chain", "ip", "dnet", "guard"}}
+		common["nft delete chain ip dnet guard"] = [][]string{{"nft", "delete", "chain", "ip", "dnet", "guard"}}
+		common["nft delete the three filter hooks"] = [][]string{{"nft", "delete chain ip dnet guard; delete chain ip dnet guard_out; delete chain ip dnet forward"}}
+		common["nft flush chain ip dnet guard_rules"] = [][]string{{"nft", "flush", "chain", "ip", "dnet", "guard_rules"}}
 		common["nft flush chain ip dnet guard_protected"] = [][]string{{"nft", "flush", "chain", "ip", "dnet", "guard_protected"}}
 		common["nft flush set ip dnet guard_protect"] = [][]string{{"nft", "flush", "set", "ip", "dnet", "guard_protect"}}
 	}

@@ -83,7 +83,7 @@ func describeNFT(f netfilter.Family, spec netfilter.PortMapSpec, m netfilter.Por
 	if len(elems) > 0 {
 		s.DNAT = append(elems, list("chain", nft.ChainHostPorts, "map @"+set)...)
 	}
-	for _, ch := range []string{nft.ChainGuard, nft.ChainGuardProtected, nft.ChainForward} {
+	for _, ch := range []string{nft.ChainGuardRules, nft.ChainGuardProtected, nft.ChainForwardRules} {
 		s.Forward = append(s.Forward, list("chain", ch, " drop")...)
 	}
 	for _, name := range []string{nft.SetGuardProtect, nft.SetFwdMembers, nft.SetFwdIsolate, nft.SetFwdNoICC} {

@@ -198,8 +198,12 @@ func (b *Backend) check(l *layout, elems []elem, what string) (err error) {
 		return err
 	}
 	defer func() { done(nil) }()
-	if what := l.missing(c); what != "" {
-		return fmt.Errorf("%s nftables: table %s is incomplete: %s is missing or changed", b.family, Table, what)
+	missing, hooks := l.missing(c)
+	if missing == "" && hooks < len(hookChains()) && l.needsHooks(elems) {
+		missing = "the filter hooks (chains " + strings.Join(hookChainNames(), ", ") + ")"
+	}
+	if missing != "" {
+		return fmt.Errorf("%s nftables: table %s is incomplete: %s is missing or changed", b.family, Table, missing)
 	}
 	return b.elemsPresent(c, elems, what)
 }
@@ -243,7 +247,7 @@ func sameData(have, want nftables.SetElement) bool {
 // base (chains with their rules, sets): what every attachment relies on,
 // and what a flush or a reload removes. A few dumps.
 func (b *Backend) ProbeBase(kinds netfilter.BaseKinds) error {
-	if err := b.probeTable(); err != nil {
+	if err := b.probeTable(kinds); err != nil {
 		return err
 	}
 	if kinds.Forward && b.accepts != nil {
@@ -252,7 +256,7 @@ func (b *Backend) ProbeBase(kinds netfilter.BaseKinds) error {
 	return nil
 }
 
-func (b *Backend) probeTable() error {
+func (b *Backend) probeTable(kinds netfilter.BaseKinds) error {
 	c, done, err := b.dial()
 	if err != nil {
 		return err
@@ -262,7 +266,11 @@ func (b *Backend) probeTable() error {
 	if _, err := c.ListTableOfFamily(Table, b.family.NFT()); err != nil {
 		return fmt.Errorf("%s nftables: table %s is gone", b.family, Table)
 	}
-	if what := l.missing(c); what != "" {
+	what, hooks := l.missing(c)
+	if what == "" && hooks < len(hookChains()) && (kindsNeedHooks(kinds) || l.inUse(c)) {
+		what = "the filter hooks (chains " + strings.Join(hookChainNames(), ", ") + ")"
+	}
+	if what != "" {
 		return fmt.Errorf("%s nftables: table %s lacks %s", b.family, Table, what)
 	}
 	return nil

@@ -14,7 +14,8 @@ package nft
 //	  set masq_local      { type ipv4_addr . ifname }  ... and the bridge they are not masqueraded on
 //	  set masq_except     { type ipv4_addr . ipv4_addr; flags interval }  ... and destinations they are not masqueraded to
 //	  set guard_protect { type ipv4_addr }           container addresses of networks with direct-routing protection
-//	  chain guard { type filter hook prerouting priority mangle;           after conntrack, before any DNAT
+//	  chain guard { type filter hook prerouting priority mangle; jump guard_rules }  only while an element needs it (hooks.go)
+//	  chain guard_rules {                                                   after conntrack, before any DNAT
 //	    ct state established,related accept                                 a connection's later packets skip the rest
 //	    iifname != "lo" ip daddr 127.0.0.0/8 drop    (ip6: ::1)             loopback from outside: see loopbackDrop
 //	    ip daddr @guard_protect jump guard_protected                        one lookup for every other destination
@@ -35,7 +36,8 @@ package nft
 //	  set srcl_<hash>   { type ipv4_addr; flags interval }                 one per distinct list, shared by its ports
 //	  chain srcl_<hash> { ip saddr != @srcl_<hash> drop }                 a source the list refuses
 //	  set src_limited, src_allowed                                         no longer written (src_ports took their place); DEL empties them
-//	  chain guard_out { type filter hook output priority mangle;          the same for the host's own connections
+//	  chain guard_out { type filter hook output priority mangle; jump guard_out_rules }  as guard
+//	  chain guard_out_rules {                                               the same for the host's own connections
 //	    ct state established,related accept; (the source drop) }
 //	  chain prerouting  { type nat hook prerouting priority dstnat; fib daddr type local jump hostports }
 //	  chain output      { type nat hook output priority dstnat; fib daddr type local jump hostports }
@@ -56,7 +58,8 @@ package nft
 //	  set fwd_isolate  { type ipv4_addr . ifname }  ... of networks isolated from each other
 //	  set fwd_noicc    { type ipv4_addr . ifname }  ... of networks without container-to-container traffic
 //	  set fwd_guard    { type nf_proto }            the family, when the bridge turned its forwarding on
-//	  chain forward { type filter hook forward priority filter; policy accept;
+//	  chain forward { type filter hook forward priority filter; jump forward_rules }  as guard
+//	  chain forward_rules {
 //	    ct state established,related accept                                  a connection's later packets skip the lookups
 //	    ct status dnat accept                                                published ports; no entry: the drops below
 //	    ip saddr . iifname @fwd_isolate ip daddr . oifname @fwd_isolate
@@ -96,6 +99,7 @@ package nft
 
 import (
 	"net"
+	"slices"
 	"sync"
 
 	"github.com/google/nftables"
@@ -134,6 +138,9 @@ const (
 	ChainGuardOut       = "guard_out"
 	ChainGuardProtected = "guard_protected"
 	ChainForward        = "forward"
+	ChainGuardRules     = "guard_rules"
+	ChainGuardOutRules  = "guard_out_rules"
+	ChainForwardRules   = "forward_rules"
 	ChainPrerouting     = "prerouting"
 	ChainOutput         = "output"
 	ChainHostPorts      = "hostports"
@@ -318,14 +325,14 @@ func (l *layout) rules() map[string][][]expr.Any {
 		}, append(l.notMulticast(), &expr.Masq{})...),
 	)
 	return map[string][][]expr.Any{
-		ChainGuard:          append(l.guardRules(), l.sourceDrops()...),
+		ChainGuardRules:     append(l.guardRules(), l.sourceDrops()...),
 		ChainGuardProtected: l.guardProtectedRules(),
-		ChainGuardOut:       append([][]expr.Any{established()}, l.sourceDrops()...),
+		ChainGuardOutRules:  append([][]expr.Any{established()}, l.sourceDrops()...),
 		ChainPrerouting:     {fibLocalJump()},
 		ChainOutput:         {fibLocalJump()},
 		ChainHostPorts:      hostports,
 		ChainPostrouting:    post,
-		ChainForward:        l.forwardRules(),
+		ChainForwardRules:   l.forwardRules(),
 	}
 }
 
@@ -538,14 +545,14 @@ var baseChainNames = sync.OnceValue(func() []string {
 
 func baseChains() []chainSpec {
 	return []chainSpec{
-		{ChainGuardProtected, "", nil, nil},
-		{ChainGuard, nftables.ChainTypeFilter, nftables.ChainHookPrerouting, nftables.ChainPriorityMangle},
-		{ChainGuardOut, nftables.ChainTypeFilter, nftables.ChainHookOutput, nftables.ChainPriorityMangle},
+		{ChainGuardRules, "", nil, nil},
+		{ChainGuardProtected, "", nil, nil}, // after the chain jumping to it: missing names that one
+		{ChainGuardOutRules, "", nil, nil},
 		{ChainPrerouting, nftables.ChainTypeNAT, nftables.ChainHookPrerouting, nftables.ChainPriorityNATDest},
 		{ChainOutput, nftables.ChainTypeNAT, nftables.ChainHookOutput, nftables.ChainPriorityNATDest},
 		{ChainHostPorts, "", nil, nil},
 		{ChainPostrouting, nftables.ChainTypeNAT, nftables.ChainHookPostrouting, nftables.ChainPriorityNATSource},
-		{ChainForward, nftables.ChainTypeFilter, nftables.ChainHookForward, nftables.ChainPriorityFilter},
+		{ChainForwardRules, "", nil, nil},
 	}
 }
 
@@ -556,30 +563,51 @@ func baseChains() []chainSpec {
 // sets need no dump of their own: every set an ADD writes is looked up
 // by a rule of these chains (TestWrittenSetsAreLookedUp), and the kernel
 // refuses to delete a set a rule refers to, so intact rules mean present
-// sets; a set gone with its rules shows in their chain's count.
-func (l *layout) missing(c netfilter.NFTSession) string {
-	use, err := c.ChainUse(l.table.Family, l.table.Name, baseChainNames()...)
+// sets; a set gone with its rules shows in their chain's count. A filter
+// hook (hooks.go) is optional, but one that is there must hold its jump,
+// and the other two must be there too; hooks is how many are there.
+func (l *layout) missing(c netfilter.NFTSession) (what string, hooks int) {
+	use, err := c.ChainUse(l.table.Family, l.table.Name, append(baseChainNames(), hookChainNames()...)...)
 	if err != nil {
-		return "chain " + baseChains()[0].name
+		return "chain " + baseChains()[0].name, 0
 	}
-	want := l.wantUse()
+	var present []string
+	for _, h := range hookChains() {
+		if _, ok := use[h.name]; ok {
+			present = append(present, h.name)
+		}
+	}
+	want := l.wantUse(present)
 	// Hooked chains first: a flushed one also lowers the count of the
 	// chain it jumped to, and it is the one to name.
+	// One hook without the others: all three were made together, and
+	// some element needs them.
+	for _, h := range hookChains() {
+		if got, ok := use[h.name]; (ok || len(present) > 0) && got != want[h.name] {
+			return "chain " + h.name, len(present)
+		}
+	}
 	for _, hooked := range []bool{true, false} {
 		for _, ch := range baseChains() {
 			if got, ok := use[ch.name]; (ch.hook != nil) == hooked && (!ok || got != want[ch.name]) {
-				return "chain " + ch.name
+				return "chain " + ch.name, len(present)
 			}
 		}
 	}
-	return ""
+	return "", len(present)
 }
 
-// wantUse is each chain's use count in an intact base: its rules, and
-// the rules that jump to it.
-func (l *layout) wantUse() map[string]uint32 {
+// wantUse is each chain's use count in an intact base with the filter
+// hooks hooked present: its rules, and the rules that jump to it.
+func (l *layout) wantUse(hooked []string) map[string]uint32 {
 	want := map[string]uint32{}
-	for chain, rules := range l.rules() {
+	rules := l.rules()
+	for _, h := range hookChains() {
+		if slices.Contains(hooked, h.name) {
+			rules[h.name] = [][]expr.Any{h.rule()}
+		}
+	}
+	for chain, rules := range rules {
 		want[chain] += uint32(len(rules))
 		for _, r := range rules {
 			for _, e := range r {
@@ -592,10 +620,11 @@ func (l *layout) wantUse() map[string]uint32 {
 	return want
 }
 
-// ensureBase queues the table, its sets, chains and rules into the batch.
-// Chains are flushed before their rules are added, so it is idempotent and
-// repairs a partly deleted table; set elements are kept.
-func (l *layout) ensureBase(c *nftables.Conn) error {
+// ensureBase queues the table, its sets, chains and rules into the batch,
+// and the filter hooks when hooks. Chains are flushed before their rules
+// are added, so it is idempotent and repairs a partly deleted table; set
+// elements are kept.
+func (l *layout) ensureBase(c *nftables.Conn, hooks bool) error {
 	c.AddTable(l.table)
 	for _, s := range l.sets() {
 		if err := c.AddSet(s, nil); err != nil {
@@ -616,6 +645,9 @@ func (l *layout) ensureBase(c *nftables.Conn) error {
 		for _, exprs := range rules[ch.name] {
 			c.AddRule(&nftables.Rule{Table: l.table, Chain: chains[ch.name], Exprs: exprs})
 		}
+	}
+	if hooks {
+		l.ensureHooks(c)
 	}
 	return nil
 }

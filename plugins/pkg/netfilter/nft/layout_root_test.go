@@ -59,14 +59,17 @@ func TestNFTablesLayout(t *testing.T) {
 }
 
 // TestMissingSeesAPartialFlush: the base check of every ADD reads each
-// chain's use count (its rules and the jumps to it) in one dump of the
-// table's chains. A flush of any one
-// base chain (what a partial reload does) must be named, and the next
-// ADD must put the chain's rules back; the intact base is the control.
+// chain's use count (its rules and the jumps to it). A flush of any one
+// base chain or filter hook (what a partial reload does) must be named,
+// and the next ADD, one that needs no hook too, must put the chain's
+// rules back; the intact base is the control.
 func TestMissingSeesAPartialFlush(t *testing.T) {
 	testenv.RequireRoot(t)
 	spec := netfilter.MasqSpec{Owner: netfilter.Owner{Network: "n", ContainerID: "c", IfName: "eth0"}, IP: net.ParseIP("10.66.0.2"), Bridge: "br0"}
-	for _, ch := range baseChains() {
+	// A protected container's elements: the filter hooks are there too.
+	protected := netfilter.ForwardSpec{Owner: netfilter.Owner{Network: "p", ContainerID: "p", IfName: "eth0"}, IP: net.ParseIP("10.67.0.2"), Bridge: "br1", Protect: true}
+	for _, name := range append(baseChainNames(), hookChainNames()...) {
+		ch := chainSpec{name: name}
 		t.Run(ch.name, func(t *testing.T) {
 			host := testenv.NewNS(t, testenv.Prefix()+"-host")
 			err := ns.WithNetNSPath(host.Path(), func(ns.NetNS) error {
@@ -81,7 +84,11 @@ func TestMissingSeesAPartialFlush(t *testing.T) {
 						t.Fatal(err)
 					}
 					defer done(nil)
-					return newLayout(netfilter.IPv4).missing(c)
+					what, _ := newLayout(netfilter.IPv4).missing(c)
+					return what
+				}
+				if err := netfilter.Do(func(tx *netfilter.Txn) { b.AddForward(tx, protected) }); err != nil {
+					return err
 				}
 				if err := add(); err != nil {
 					return err

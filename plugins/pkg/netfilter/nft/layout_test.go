@@ -35,16 +35,28 @@ func TestWrittenSetsAreLookedUp(t *testing.T) {
 }
 
 // TestWantUse: a hooked chain's use is its rules; a chain jumped to also
-// counts the jumps.
+// counts the jumps, those of the filter hooks only when they are there.
 func TestWantUse(t *testing.T) {
 	l := newLayout(netfilter.IPv4)
-	rules, want := l.rules(), l.wantUse()
+	rules := l.rules()
 	for _, c := range []struct {
+		hooks []string
 		chain string
-		jumps uint32
-	}{{ChainGuard, 0}, {ChainForward, 0}, {ChainGuardProtected, 1}, {ChainHostPorts, 2}} {
-		if got := want[c.chain]; got != uint32(len(rules[c.chain]))+c.jumps {
-			t.Errorf("use of %s = %d, want %d rules + %d jumps", c.chain, got, len(rules[c.chain]), c.jumps)
+		n     uint32 // rules and jumps
+	}{
+		{nil, ChainGuardRules, uint32(len(rules[ChainGuardRules]))},
+		{nil, ChainForwardRules, uint32(len(rules[ChainForwardRules]))},
+		{nil, ChainGuardProtected, uint32(len(rules[ChainGuardProtected])) + 1},
+		{nil, ChainHostPorts, uint32(len(rules[ChainHostPorts])) + 2},
+		{nil, ChainGuard, 0},
+		{hookChainNames(), ChainGuard, 1},
+		{hookChainNames(), ChainGuardRules, uint32(len(rules[ChainGuardRules])) + 1},
+		{hookChainNames(), ChainGuardOutRules, uint32(len(rules[ChainGuardOutRules])) + 1},
+		{[]string{ChainForward}, ChainForwardRules, uint32(len(rules[ChainForwardRules])) + 1},
+		{[]string{ChainForward}, ChainGuardRules, uint32(len(rules[ChainGuardRules]))},
+	} {
+		if got := l.wantUse(c.hooks)[c.chain]; got != c.n {
+			t.Errorf("hooks %v: use of %s = %d, want %d", c.hooks, c.chain, got, c.n)
 		}
 	}
 }

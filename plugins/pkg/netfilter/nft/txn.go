@@ -72,7 +72,11 @@ func (p *part) Commit() error {
 	}
 	timeline.Mark("nft-dial")
 	err = p.apply(c, p.ops)
-	done(err)
+	var unhookErr error // the session's, not the ops': they landed
+	if err == nil {
+		unhookErr = p.unhook(c, p.ops)
+	}
+	done(errors.Join(err, unhookErr))
 	timeline.Mark("nft-apply")
 	if err != nil {
 		var errs []error
@@ -88,18 +92,36 @@ func (p *part) Commit() error {
 func (p *part) apply(c netfilter.NFTSession, ops []op) error {
 	tables := map[netfilter.Family]bool{} // the family's table exists (or will)
 	based := map[netfilter.Family]bool{}  // its base is complete (or will be)
+	hooked := map[netfilter.Family]bool{} // its filter hooks are queued
 	for _, o := range ops {
 		l := newLayout(o.f)
 		if len(o.add) > 0 {
 			// based, not tables: a deletion earlier in the batch found the
 			// table there, which says nothing of its base (dnetctl
 			// restore deletes, then adds, a spec whose check failed).
-			if !based[o.f] && !c.Known[baseKey(o.f)] && l.missing(c) != "" {
-				if err := l.ensureBase(c.Conn); err != nil {
-					return err
+			if !based[o.f] && !c.Known[baseKey(o.f)] {
+				what, present := l.missing(c)
+				switch {
+				case what != "":
+					hooked[o.f] = present > 0 || l.needsHooks(o.add)
+					if err := l.ensureBase(c.Conn, hooked[o.f]); err != nil {
+						return err
+					}
+				case present == 0 && !l.needsHooks(o.add):
+					// A bridge's route_localnet element without the
+					// hooks: a hand deletion of all three, which no
+					// element added here would repair.
+					if full, err := hasElements(c, l.table, l.hairpin.Name); err != nil || full {
+						l.ensureHooks(c.Conn)
+						hooked[o.f] = true
+					}
 				}
 			}
 			tables[o.f], based[o.f] = true, true
+			if !hooked[o.f] && l.needsHooks(o.add) {
+				l.ensureHooks(c.Conn)
+				hooked[o.f] = true
+			}
 			for _, list := range o.lists {
 				if err := l.ensureList(c.Conn, list); err != nil {
 					return err
@@ -139,6 +161,21 @@ func (p *part) apply(c netfilter.NFTSession, ops []op) error {
 		c.Known[baseKey(f)] = true
 	}
 	return nil
+}
+
+// unhook removes the filter hooks of each family whose elements ops
+// removed, if no element needs them any more (hooks.go); on an error
+// they stay.
+func (p *part) unhook(c netfilter.NFTSession, ops []op) error {
+	done := map[netfilter.Family]bool{}
+	var errs []error
+	for _, o := range ops {
+		if l := newLayout(o.f); !done[o.f] && l.mayUnhook(o) {
+			done[o.f] = true
+			errs = append(errs, l.unhookIfUnused(c))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // alone applies one op in its own batch, after a refused batch.

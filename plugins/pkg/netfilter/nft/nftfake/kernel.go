@@ -6,6 +6,7 @@ package nftfake
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -29,6 +30,7 @@ type Kernel struct {
 	tables  map[string]*fakeTable // by family/name
 	batches int                   // batches received
 	refused int                   // batches refused
+	handles uint64                // the last rule handle given
 }
 
 type fakeTable struct {
@@ -139,7 +141,7 @@ func (k *Kernel) batch(msgs []netlink.Message) []netlink.Message {
 			return errMsg(m, errno)
 		}
 	}
-	k.tables = next.tables
+	k.tables, k.handles = next.tables, next.handles
 	return nil
 }
 
@@ -165,18 +167,33 @@ func (k *Kernel) apply(m netlink.Message) unix.Errno {
 			t.chains[name] = &fakeChain{msg: m}
 			t.order = append(t.order, name)
 		}
-	case unix.NFT_MSG_DELRULE: // a flush: no handle
+	case unix.NFT_MSG_DELRULE: // one rule by its handle, or a flush
 		t := k.table(fam, str(a[unix.NFTA_RULE_TABLE]))
 		if t == nil || t.chains[str(a[unix.NFTA_RULE_CHAIN])] == nil {
 			return unix.ENOENT
 		}
-		t.chains[str(a[unix.NFTA_RULE_CHAIN])].rules = nil
+		ch := t.chains[str(a[unix.NFTA_RULE_CHAIN])]
+		if a[unix.NFTA_RULE_HANDLE] == nil {
+			ch.rules = nil
+			break
+		}
+		i := slices.IndexFunc(ch.rules, func(r netlink.Message) bool {
+			return string(attrs(r)[unix.NFTA_RULE_HANDLE]) == string(a[unix.NFTA_RULE_HANDLE])
+		})
+		if i < 0 {
+			return unix.ENOENT
+		}
+		ch.rules = slices.Delete(slices.Clone(ch.rules), i, i+1)
 	case unix.NFT_MSG_NEWRULE:
 		t := k.table(fam, str(a[unix.NFTA_RULE_TABLE]))
 		if t == nil || t.chains[str(a[unix.NFTA_RULE_CHAIN])] == nil {
 			return unix.ENOENT
 		}
 		ch := t.chains[str(a[unix.NFTA_RULE_CHAIN])]
+		// The kernel's handle, unique in the table, as its dump shows it.
+		k.handles++
+		m.Data = append(slices.Clone(m.Data), marshal(netlink.Attribute{Type: unix.NFTA_RULE_HANDLE,
+			Data: binary.BigEndian.AppendUint64(nil, k.handles)})...)
 		ch.rules = append(ch.rules, m)
 	case unix.NFT_MSG_DELCHAIN:
 		// Its rules go with it, unless something still jumps to it.
@@ -245,22 +262,41 @@ func (k *Kernel) apply(m netlink.Message) unix.Errno {
 // data names name: a lookup of a set, a jump to a chain. The fake knows
 // names only as strings in the messages, which is enough for its tests.
 func (t *fakeTable) refersTo(name, skip string) bool {
-	needle := []byte(name + "\x00")
 	for chain, ch := range t.chains {
 		for _, r := range ch.rules {
-			if chain != skip && strings.Contains(string(r.Data), string(needle)) {
+			if chain != skip && names(r.Data, name) {
 				return true
 			}
 		}
 	}
 	for _, s := range t.sets {
 		for _, e := range s.elems {
-			if strings.Contains(string(e.val), string(needle)) {
+			if names(e.val, name) {
 				return true
 			}
 		}
 	}
 	return false
+}
+
+// names reports whether b holds name as a whole string: not the tail of
+// a longer one (guard in fwd_guard).
+func names(b []byte, name string) bool {
+	needle := name + "\x00"
+	for s := string(b); ; {
+		i := strings.Index(s, needle)
+		if i < 0 {
+			return false
+		}
+		if i == 0 || !isNameByte(s[i-1]) {
+			return true
+		}
+		s = s[i+1:]
+	}
+}
+
+func isNameByte(c byte) bool {
+	return c == '_' || c == '-' || c == '.' || '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
 }
 
 // elemKey is an element's key (and key end, and interval end flag), and
@@ -428,7 +464,7 @@ func (k *Kernel) Refused() int { k.mu.Lock(); defer k.mu.Unlock(); return k.refu
 // clone copies the state deeply enough that a refused batch leaves the
 // original as it was.
 func (k *Kernel) clone() *Kernel {
-	c := &Kernel{tables: map[string]*fakeTable{}}
+	c := &Kernel{tables: map[string]*fakeTable{}, handles: k.handles}
 	for key, t := range k.tables {
 		nt := &fakeTable{family: t.family, name: t.name, chains: map[string]*fakeChain{}, sets: map[string]*fakeSet{}, order: append([]string{}, t.order...)}
 		for n, ch := range t.chains {
