@@ -126,7 +126,10 @@ func LoadConfig(stdin []byte, envArgs string) (*NetConf, error) {
 	n.applyMode()
 	yes := true
 	if n.IsolateNetworks == nil {
-		n.IsolateNetworks = &yes
+		// Docker's isolation between its networks; the Kubernetes
+		// network model has none (the reference bridge neither).
+		isolate := !n.kubernetesPod
+		n.IsolateNetworks = &isolate
 	}
 	if n.ICC == nil {
 		n.ICC = &yes

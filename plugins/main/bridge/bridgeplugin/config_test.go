@@ -33,6 +33,14 @@ func TestLoadConfig(t *testing.T) {
 			if n.GatewayMode != GatewayModeNATUnprotected || !strings.Contains(n.gatewayModeWhy, "Kubernetes pod default/web-0") {
 				t.Errorf("a Kubernetes pod got gatewayMode %q (%s)", n.GatewayMode, n.gatewayModeWhy)
 			}
+			if *n.IsolateNetworks {
+				t.Error("a Kubernetes pod's network is isolated from other networks by default")
+			}
+		}},
+		{name: "isolation asked for under kubernetes", conf: `{"name":"n","isolateNetworks":true}`, envArgs: "K8S_POD_NAMESPACE=default;K8S_POD_NAME=p", check: func(t *testing.T, n *NetConf) {
+			if !*n.IsolateNetworks {
+				t.Error("isolateNetworks: true under Kubernetes was dropped")
+			}
 		}},
 		// Podman's CNI backend sends the container name alone.
 		{name: "podman container", conf: `{"name":"podman","type":"bridge"}`, envArgs: "IgnoreUnknown=1;K8S_POD_NAME=web", check: func(t *testing.T, n *NetConf) {
