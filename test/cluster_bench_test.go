@@ -106,8 +106,9 @@ func TestClusterBench(t *testing.T) {
 		}
 		ours, ref := sides["ours"], sides["reference"]
 		t.Logf("%s: bytes/s ours %.0f, reference %.0f", backend, ours.bps, ref.bps)
-		fmt.Fprintf(&report, "flannel %s, %d rounds of 2 s, alternated ABBA: pod-to-pod TCP across nodes, median %.2f Gbit/s ours, %.2f Gbit/s reference: ours ÷ reference %.3f\n",
-			backend, rounds, medianF(ours.bps)*8/1e9, medianF(ref.bps)*8/1e9, medianF(ours.bps)/medianF(ref.bps))
+		below, pairs := pairRatios(ours.bps, ref.bps)
+		fmt.Fprintf(&report, "flannel %s, %d rounds of 2 s, alternated ABBA: pod-to-pod TCP across nodes, median %.2f Gbit/s ours, %.2f Gbit/s reference: ours ÷ reference %.3f; round by round %.3f (median), ours below in %d of %d\n",
+			backend, rounds, medianF(ours.bps)*8/1e9, medianF(ref.bps)*8/1e9, medianF(ours.bps)/medianF(ref.bps), medianF(pairs), below, len(pairs))
 		for _, v := range []struct {
 			what                     string
 			oursA, refA, oursD, refD []time.Duration
@@ -132,6 +133,19 @@ func medianF(v []float64) float64 {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// pairRatios are ours ÷ reference of each round (the two sides measured
+// back to back), and how many of them are below 1: what the medians of
+// the two sides hide when the machine's speed drifts between rounds.
+func pairRatios(ours, ref []float64) (below int, ratios []float64) {
+	for i := range min(len(ours), len(ref)) {
+		ratios = append(ratios, ours[i]/ref[i])
+		if ours[i] < ref[i] {
+			below++
+		}
+	}
+	return below, ratios
+}
 
 // median is the nearest-rank median, as the CRI bench's quantile gives.
 func median(v []time.Duration) time.Duration { return quantile(v, 0.5) }
