@@ -247,7 +247,7 @@ func sameData(have, want nftables.SetElement) bool {
 // base (chains with their rules, sets): what every attachment relies on,
 // and what a flush or a reload removes. A few dumps.
 func (b *Backend) ProbeBase(kinds netfilter.BaseKinds) error {
-	if err := b.probeTable(kinds); err != nil {
+	if err := b.probeTable(); err != nil {
 		return err
 	}
 	if kinds.Forward && b.accepts != nil {
@@ -256,7 +256,7 @@ func (b *Backend) ProbeBase(kinds netfilter.BaseKinds) error {
 	return nil
 }
 
-func (b *Backend) probeTable(kinds netfilter.BaseKinds) error {
+func (b *Backend) probeTable() error {
 	c, done, err := b.dial()
 	if err != nil {
 		return err
@@ -267,7 +267,9 @@ func (b *Backend) probeTable(kinds netfilter.BaseKinds) error {
 		return fmt.Errorf("%s nftables: table %s is gone", b.family, Table)
 	}
 	what, hooks := l.missing(c)
-	if what == "" && hooks < len(hookChains()) && (kindsNeedHooks(kinds) || l.inUse(c)) {
+	// The elements, not the records, say whether the hooks are due: a
+	// record may hold a spec that writes nothing in this family.
+	if what == "" && hooks < len(hookChains()) && l.inUse(c) {
 		what = "the filter hooks (chains " + strings.Join(hookChainNames(), ", ") + ")"
 	}
 	if what != "" {

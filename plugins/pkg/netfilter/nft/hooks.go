@@ -201,17 +201,3 @@ func hasElements(c netfilter.NFTSession, table *nftables.Table, name string) (bo
 	}
 	return false, nil
 }
-
-// kindsNeedHooks reports whether records of kinds write a filter
-// element: the probe's want, besides what the kernel holds.
-func kindsNeedHooks(k netfilter.BaseKinds) bool {
-	if k.Ports || k.Sources {
-		return true
-	}
-	for _, n := range k.Networks {
-		if n.Protect || n.Isolate || n.IsolateOut || n.NoICC || n.Guard {
-			return true
-		}
-	}
-	return false
-}
