@@ -198,11 +198,7 @@ func (b *Backend) check(l *layout, elems []elem, what string) (err error) {
 		return err
 	}
 	defer func() { done(nil) }()
-	missing, hooks := l.missing(c)
-	if missing == "" && hooks < len(hookChains()) && l.needsHooks(elems) {
-		missing = "the filter hooks (chains " + strings.Join(hookChainNames(), ", ") + ")"
-	}
-	if missing != "" {
+	if missing := l.incomplete(c, func() bool { return l.needsHooks(elems) }); missing != "" {
 		return fmt.Errorf("%s nftables: table %s is incomplete: %s is missing or changed", b.family, Table, missing)
 	}
 	return b.elemsPresent(c, elems, what)
@@ -266,13 +262,9 @@ func (b *Backend) probeTable() error {
 	if _, err := c.ListTableOfFamily(Table, b.family.NFT()); err != nil {
 		return fmt.Errorf("%s nftables: table %s is gone", b.family, Table)
 	}
-	what, hooks := l.missing(c)
 	// The elements, not the records, say whether the hooks are due: a
 	// record may hold a spec that writes nothing in this family.
-	if what == "" && hooks < len(hookChains()) && l.inUse(c) {
-		what = "the filter hooks (chains " + strings.Join(hookChainNames(), ", ") + ")"
-	}
-	if what != "" {
+	if what := l.incomplete(c, func() bool { return l.inUse(c) }); what != "" {
 		return fmt.Errorf("%s nftables: table %s lacks %s", b.family, Table, what)
 	}
 	return nil

@@ -2,6 +2,7 @@ package nft
 
 import (
 	"errors"
+	"strings"
 	"sync"
 
 	"github.com/google/nftables"
@@ -72,14 +73,16 @@ func (l *layout) filterSets() []*nftables.Set {
 		l.fwdGuard, l.fwdIsolate, l.fwdIsolateOut, l.fwdNoICC, l.guardOpen, l.guardICMP, l.guardTrusted}
 }
 
-func (l *layout) isFilterSet(s *nftables.Set) bool {
-	for _, f := range l.filterSets() {
-		if f.Name == s.Name {
-			return true
-		}
+// filterSetNames are filterSets' names, alike in both families.
+var filterSetNames = sync.OnceValue(func() map[string]bool {
+	names := map[string]bool{}
+	for _, s := range newLayout(netfilter.IPv4).filterSets() {
+		names[s.Name] = true
 	}
-	return false
-}
+	return names
+})
+
+func (l *layout) isFilterSet(s *nftables.Set) bool { return filterSetNames()[s.Name] }
 
 // needsHooks reports whether any of elems is in a filter set.
 func (l *layout) needsHooks(elems []elem) bool {
@@ -114,6 +117,16 @@ func (l *layout) ensureHooks(c *nftables.Conn) {
 		c.FlushChain(ch)
 		c.AddRule(&nftables.Rule{Table: l.table, Chain: ch, Exprs: h.rule()})
 	}
+}
+
+// incomplete is what missing names or, when the base is whole but the
+// hooks are not all there and need says they are due, the hooks.
+func (l *layout) incomplete(c netfilter.NFTSession, need func() bool) string {
+	what, hooks := l.missing(c)
+	if what == "" && hooks < len(hookChains()) && need() {
+		what = "the filter hooks (chains " + strings.Join(hookChainNames(), ", ") + ")"
+	}
+	return what
 }
 
 // inUse reports whether a filter set holds an element; unsure is yes.

@@ -30,19 +30,17 @@ func hooksOn(t *testing.T, k *nftfake.Kernel, f netfilter.Family) int {
 // brings them.
 func TestHooksFollowFilterElements(t *testing.T) {
 	ip := net.ParseIP("10.66.0.2")
-	plain := func(id string) []func(*Backend, *netfilter.Txn, bool) {
-		o := owner(id)
-		fwd := netfilter.ForwardSpec{Owner: o, IP: ip, Bridge: "cni0"}
-		masq := netfilter.MasqSpec{Owner: o, IP: ip, Bridge: "cni0"}
-		return []func(*Backend, *netfilter.Txn, bool){func(b *Backend, tx *netfilter.Txn, add bool) {
-			if add {
-				b.AddForward(tx, fwd)
-				b.AddMasquerade(tx, masq)
-			} else {
-				b.DelForward(tx, fwd)
-				b.DelMasquerade(tx, masq)
-			}
-		}}
+	// A Kubernetes pod's: members and masquerade only.
+	fwd := netfilter.ForwardSpec{Owner: owner("k"), IP: ip, Bridge: "cni0"}
+	masq := netfilter.MasqSpec{Owner: owner("k"), IP: ip, Bridge: "cni0"}
+	k8s := func(b *Backend, tx *netfilter.Txn, add bool) {
+		if add {
+			b.AddForward(tx, fwd)
+			b.AddMasquerade(tx, masq)
+		} else {
+			b.DelForward(tx, fwd)
+			b.DelMasquerade(tx, masq)
+		}
 	}
 	with := func(id string, change func(*netfilter.ForwardSpec, *netfilter.PortMapSpec)) func(*Backend, *netfilter.Txn, bool) {
 		o := owner(id)
@@ -90,7 +88,6 @@ func TestHooksFollowFilterElements(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			k8s := plain("k")[0]
 			do(k8s, true)
 			if n := hooksOn(t, k, netfilter.IPv4); n != 0 {
 				t.Fatalf("members and masquerade only: %d hooks, want none", n)

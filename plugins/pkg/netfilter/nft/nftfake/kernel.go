@@ -282,16 +282,16 @@ func (t *fakeTable) refersTo(name, skip string) bool {
 // names reports whether b holds name as a whole string: not the tail of
 // a longer one (guard in fwd_guard).
 func names(b []byte, name string) bool {
-	needle := name + "\x00"
-	for s := string(b); ; {
-		i := strings.Index(s, needle)
+	s, needle := string(b), name+"\x00"
+	for from := 0; ; {
+		i := strings.Index(s[from:], needle)
 		if i < 0 {
 			return false
 		}
-		if i == 0 || !isNameByte(s[i-1]) {
+		if at := from + i; at == 0 || !isNameByte(s[at-1]) {
 			return true
 		}
-		s = s[i+1:]
+		from += i + 1
 	}
 }
 
