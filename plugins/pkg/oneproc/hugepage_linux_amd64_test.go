@@ -34,11 +34,7 @@ func TestDisableTHP(t *testing.T) {
 // and the kB of huge pages in the mapping that held the heap's front
 // then.
 func hugeCheck() {
-	front := hugeFront
-	if front == 0 { // not asked (GODEBUG): where it would have been
-		front = heapFront()
-	}
-	kb, err := anonHugeKB(front)
+	kb, err := anonHugeKB(hugeFront)
 	if err != nil {
 		fmt.Println("error", err)
 		return
